@@ -1,0 +1,69 @@
+//! The one source of truth for default values, with the reason for each.
+
+/// Default cluster name. Nodes only talk to nodes of the same cluster name
+/// (it is mixed into every derived key).
+pub const CLUSTER_NAME: &str = "foundation";
+
+/// Secret used by the development profile when none is given. It is public,
+/// so it only keeps separate development clusters apart; the production
+/// profile refuses to start with it.
+pub const DEVELOPMENT_SECRET: &str = "foundation-development-secret-not-for-production";
+
+/// Membership (SWIM, UDP) port: 7946, the port memberlist and Serf use, so
+/// firewall rules written for them fit.
+pub const MEMBERSHIP_PORT: u16 = 7946;
+
+/// Bind address: all IPv4 interfaces, so peers on other hosts can reach us.
+pub const BIND: &str = "0.0.0.0";
+
+/// Largest frame a node accepts: 16 MiB. Larger messages are rejected
+/// before any allocation; later layers split bulk data into frames.
+pub const MAX_FRAME_SIZE: u32 = 16 * 1024 * 1024;
+
+/// QUIC idle timeout: 10 s. Keep-alives (below) keep healthy idle
+/// connections open; a dead peer's connection is closed after this.
+pub const IDLE_TIMEOUT_MS: u64 = 10_000;
+
+/// QUIC keep-alive interval: 2 s, well under the idle timeout.
+pub const KEEP_ALIVE_MS: u64 = 2_000;
+
+/// Time allowed for a QUIC handshake before a connect attempt fails.
+pub const CONNECT_TIMEOUT_MS: u64 = 3_000;
+
+/// First delay before re-trying a failed connection.
+pub const RECONNECT_MIN_MS: u64 = 100;
+
+/// Ceiling of the exponential reconnect backoff.
+pub const RECONNECT_MAX_MS: u64 = 5_000;
+
+/// SWIM probe period: 300 ms. With [`PROBE_RTT_MS`] and
+/// [`SUSPECT_TO_DOWN_MS`] a SIGKILLed node is declared Down by every
+/// survivor within about 1.5 s on a LAN (measured: docs/RELIABILITY.md),
+/// under the 2 s target. memberlist's LAN default is 1 s / 500 ms / ~4 s.
+pub const PROBE_PERIOD_MS: u64 = 300;
+
+/// Time to wait for a direct probe ack before asking others to probe.
+pub const PROBE_RTT_MS: u64 = 150;
+
+/// How long a member stays Suspect before it is declared Down.
+pub const SUSPECT_TO_DOWN_MS: u64 = 700;
+
+/// Members asked to probe indirectly when a direct probe fails.
+pub const INDIRECT_PROBES: u32 = 3;
+
+/// Largest membership datagram: 1400 bytes fits a 1500-byte Ethernet MTU
+/// with IP, UDP and sealing overhead.
+pub const MAX_PACKET_SIZE: u32 = 1400;
+
+/// Interval of the extra gossip rounds that spread updates fast.
+pub const GOSSIP_PERIOD_MS: u64 = 100;
+
+/// Capacity of each inbox (messages) before the reader waits for the
+/// consumer; QUIC flow control then slows the sender. Nothing is dropped.
+pub const INBOX_CAPACITY: usize = 1024;
+
+/// HTTP port (health, ready, metrics) when the HTTP endpoint is on.
+pub const HTTP_PORT: u16 = 9090;
+
+/// TLS server name every node certificate carries.
+pub const TLS_SERVER_NAME: &str = "foundation.node";

@@ -1,0 +1,84 @@
+//! Configuration errors: each names the key, the bad value and the fix.
+
+use std::path::PathBuf;
+
+/// Why a configuration could not be resolved. Every variant says which key
+/// (or file), what was wrong with it and how to fix it.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A key that Foundation does not know.
+    #[error("unknown configuration key `{key}` in {origin}{}; fix: remove it or use one of the keys listed by `foundation config explain`", hint(.suggestion))]
+    UnknownKey {
+        /// The unknown key or environment variable.
+        key: String,
+        /// Where it was found.
+        origin: String,
+        /// The closest known key.
+        suggestion: Option<String>,
+    },
+    /// A value of the wrong type or out of range.
+    #[error("invalid value {value} for `{key}` in {origin}: expected {expected}; fix: {fix}")]
+    InvalidValue {
+        /// The key.
+        key: String,
+        /// The bad value, as written.
+        value: String,
+        /// Where it was found.
+        origin: String,
+        /// What the key accepts.
+        expected: String,
+        /// How to fix it.
+        fix: String,
+    },
+    /// The file is not valid TOML.
+    #[error("configuration file {path} is not valid TOML: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (with line and column).
+        message: String,
+    },
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {message}; fix: check the path given by --config or FOUNDATION_CONFIG")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        message: String,
+    },
+    /// A known discovery strategy that this build does not contain yet.
+    #[error("discovery strategy `{strategy}` (set by `cluster` in {origin}) is not built in yet; fix: use `static` with FOUNDATION_SEEDS=host:port,... for now")]
+    NotBuiltIn {
+        /// The strategy's name.
+        strategy: String,
+        /// Where it was chosen.
+        origin: String,
+    },
+    /// Values that contradict each other.
+    #[error("`{key}` = {value} contradicts `{other}` = {other_value}: {why}; fix: {fix}")]
+    Contradiction {
+        /// The key found in contradiction.
+        key: String,
+        /// Its value.
+        value: String,
+        /// The key it contradicts.
+        other: String,
+        /// That key's value.
+        other_value: String,
+        /// Why they conflict.
+        why: String,
+        /// How to fix it.
+        fix: String,
+    },
+    /// The production profile without credentials.
+    #[error("profile `production` needs a cluster secret or TLS files; fix: set FOUNDATION_SECRET (or `secret` in foundation.toml), or all of tls.ca_file, tls.cert_file and tls.key_file")]
+    MissingSecret,
+}
+
+fn hint(suggestion: &Option<String>) -> String {
+    match suggestion {
+        Some(s) => format!(" (did you mean `{s}`?)"),
+        None => String::new(),
+    }
+}

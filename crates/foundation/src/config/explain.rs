@@ -1,0 +1,136 @@
+//! Human-readable rendering of a resolved configuration with sources.
+
+use std::fmt::{self, Write as _};
+
+use super::resolve::{Resolved, Source};
+use super::types::Config;
+
+impl Resolved {
+    /// Every key with its value as shown to humans (secrets redacted).
+    pub fn entries(&self) -> Vec<(&'static str, String, Source)> {
+        let c = &self.config;
+        let list = |v: &[String]| format!("[{}]", v.join(", "));
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "(unset)".into());
+        let rows: Vec<(&'static str, String)> = vec![
+            ("profile", c.profile.as_str().into()),
+            ("cluster", c.cluster.discovery.to_string()),
+            ("cluster_name", c.cluster.name.clone()),
+            (
+                "secret",
+                match &c.cluster.secret {
+                    Some(s) if s.is_development() => "<development secret>".into(),
+                    Some(_) => "<redacted>".into(),
+                    None => "(unset)".into(),
+                },
+            ),
+            (
+                "seeds",
+                list(
+                    &c.cluster
+                        .seeds
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            ("node.name", c.node.name.clone()),
+            ("node.roles", list(&c.node.roles)),
+            ("membership.port", c.membership.port.to_string()),
+            ("membership.probe_period_ms", ms(c.membership.probe_period)),
+            ("membership.probe_rtt_ms", ms(c.membership.probe_rtt)),
+            (
+                "membership.suspect_to_down_ms",
+                ms(c.membership.suspect_to_down),
+            ),
+            (
+                "membership.indirect_probes",
+                c.membership.indirect_probes.to_string(),
+            ),
+            (
+                "membership.max_packet_size",
+                c.membership.max_packet_size.to_string(),
+            ),
+            (
+                "membership.gossip_period_ms",
+                ms(c.membership.gossip_period),
+            ),
+            ("transport.bind", c.transport.bind.to_string()),
+            ("transport.port", transport_port(c)),
+            (
+                "transport.advertise",
+                opt(c.transport.advertise.map(|a| a.to_string())),
+            ),
+            (
+                "transport.max_frame_size",
+                c.transport.max_frame_size.to_string(),
+            ),
+            ("transport.idle_timeout_ms", ms(c.transport.idle_timeout)),
+            ("transport.keep_alive_ms", ms(c.transport.keep_alive)),
+            (
+                "transport.connect_timeout_ms",
+                ms(c.transport.connect_timeout),
+            ),
+            ("transport.reconnect_min_ms", ms(c.transport.reconnect_min)),
+            ("transport.reconnect_max_ms", ms(c.transport.reconnect_max)),
+            (
+                "tls.ca_file",
+                opt(c.tls.ca_file.as_ref().map(|p| p.display().to_string())),
+            ),
+            (
+                "tls.cert_file",
+                opt(c.tls.cert_file.as_ref().map(|p| p.display().to_string())),
+            ),
+            (
+                "tls.key_file",
+                opt(c.tls.key_file.as_ref().map(|p| p.display().to_string())),
+            ),
+            ("tls.server_name", c.tls.server_name.clone()),
+            (
+                "channels.inbox_capacity",
+                c.channels.inbox_capacity.to_string(),
+            ),
+            ("http.enabled", c.http.enabled.to_string()),
+            ("http.bind", c.http.bind.to_string()),
+            ("http.port", c.http.port.to_string()),
+        ];
+        rows.into_iter()
+            .map(|(k, v)| {
+                let src = self.sources.get(k).cloned().unwrap_or(Source::Default);
+                (k, v, src)
+            })
+            .collect()
+    }
+}
+
+fn transport_port(c: &Config) -> String {
+    match c.transport.port {
+        Some(p) => p.to_string(),
+        None if c.membership.port == 0 => "(any free port)".into(),
+        None => (u32::from(c.membership.port) + 1).to_string(),
+    }
+}
+
+fn ms(d: std::time::Duration) -> String {
+    d.as_millis().to_string()
+}
+
+impl fmt::Display for Resolved {
+    /// The `foundation config explain` text: tier, file, then one line per key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "tier: {}", self.tier)?;
+        match &self.file {
+            Some(p) => writeln!(f, "file: {}", p.display())?,
+            None => writeln!(f, "file: (none)")?,
+        }
+        writeln!(f, "precedence: builder > env > file > detection > defaults")?;
+        writeln!(f)?;
+        let entries = self.entries();
+        let kw = entries.iter().map(|e| e.0.len()).max().unwrap_or(0);
+        let vw = entries.iter().map(|e| e.1.len()).max().unwrap_or(0).min(40);
+        let mut out = String::new();
+        for (k, v, s) in entries {
+            let _ = writeln!(out, "{k:kw$}  {v:vw$}  ({s})");
+        }
+        f.write_str(&out)
+    }
+}

@@ -1,0 +1,391 @@
+//! Every configuration key, declared once: file key, environment variable,
+//! kind and documentation. The resolver, the error messages, the CLI's
+//! `config explain` and the README's tables all read this list.
+
+use super::defaults as d;
+
+/// What kind of value a key holds, and how to check it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// Free text that must not be empty.
+    Text,
+    /// One of a fixed set of words.
+    Word(&'static [&'static str]),
+    /// An integer between the bounds (inclusive).
+    Int {
+        /// Smallest allowed value.
+        min: u64,
+        /// Largest allowed value.
+        max: u64,
+    },
+    /// `true` or `false`.
+    Bool,
+    /// An IP address.
+    Ip,
+    /// A list of `host:port` seed addresses.
+    Seeds,
+    /// A list of words.
+    List,
+    /// A file path.
+    Path,
+}
+
+impl KeyKind {
+    /// What a value of this kind looks like, for error messages.
+    pub fn expected(&self) -> String {
+        match self {
+            KeyKind::Text => "a non-empty string".into(),
+            KeyKind::Word(words) => format!("one of: {}", words.join(", ")),
+            KeyKind::Int { min, max } => format!("an integer from {min} to {max}"),
+            KeyKind::Bool => "true or false".into(),
+            KeyKind::Ip => "an IP address such as 127.0.0.1 or ::1".into(),
+            KeyKind::Seeds => "a list of host:port addresses".into(),
+            KeyKind::List => "a list of words".into(),
+            KeyKind::Path => "a file path".into(),
+        }
+    }
+}
+
+/// One configuration key.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySpec {
+    /// Dotted name as in foundation.toml (`membership.port`).
+    pub key: &'static str,
+    /// Environment variable, if the key has one.
+    pub env: Option<&'static str>,
+    /// Kind of value.
+    pub kind: KeyKind,
+    /// Whether setting it is still Apprentice-level (one-liners).
+    pub apprentice: bool,
+    /// One-line documentation, including the default.
+    pub doc: &'static str,
+}
+
+const PORT: KeyKind = KeyKind::Int { min: 0, max: 65535 };
+const MS: KeyKind = KeyKind::Int {
+    min: 1,
+    max: 3_600_000,
+};
+
+/// Environment variable naming the configuration file.
+pub(crate) const CONFIG_FILE_ENV: &str = "FOUNDATION_CONFIG";
+
+/// Discovery strategy names.
+pub(crate) const DISCOVERY_WORDS: &[&str] = &[
+    "static",
+    "mdns",
+    "gossip",
+    "dns",
+    "kubernetes",
+    "consul",
+    "etcd",
+];
+
+macro_rules! key {
+    ($key:literal, $env:expr, $kind:expr, $app:literal, $doc:expr) => {
+        KeySpec {
+            key: $key,
+            env: $env,
+            kind: $kind,
+            apprentice: $app,
+            doc: $doc,
+        }
+    };
+}
+
+/// Every key the resolver knows.
+pub const KEYS: &[KeySpec] = &[
+    key!(
+        "profile",
+        Some("FOUNDATION_PROFILE"),
+        KeyKind::Word(&["development", "production"]),
+        true,
+        "development (default) or production; production needs a secret or TLS files"
+    ),
+    key!(
+        "cluster",
+        Some("FOUNDATION_CLUSTER"),
+        KeyKind::Word(DISCOVERY_WORDS),
+        true,
+        "discovery strategy in one word; detected when unset"
+    ),
+    key!(
+        "cluster_name",
+        Some("FOUNDATION_CLUSTER_NAME"),
+        KeyKind::Text,
+        true,
+        "cluster name; nodes of other clusters never join (default: foundation)"
+    ),
+    key!(
+        "secret",
+        Some("FOUNDATION_SECRET"),
+        KeyKind::Text,
+        true,
+        "cluster secret: TLS CA and membership keys derive from it"
+    ),
+    key!(
+        "seeds",
+        Some("FOUNDATION_SEEDS"),
+        KeyKind::Seeds,
+        true,
+        "static seeds, host:port of their membership port, comma-separated in env"
+    ),
+    key!(
+        "node.name",
+        Some("FOUNDATION_NAME"),
+        KeyKind::Text,
+        true,
+        "node name (default: the host name)"
+    ),
+    key!(
+        "node.roles",
+        Some("FOUNDATION_ROLES"),
+        KeyKind::List,
+        true,
+        "roles, comma-separated in env"
+    ),
+    key!(
+        "membership.port",
+        Some("FOUNDATION_PORT"),
+        PORT,
+        true,
+        "membership UDP port, the address seeds name (default: 7946; 0 = any free port)"
+    ),
+    key!(
+        "membership.probe_period_ms",
+        None,
+        MS,
+        false,
+        "SWIM probe period (default: 300)"
+    ),
+    key!(
+        "membership.probe_rtt_ms",
+        None,
+        MS,
+        false,
+        "direct probe timeout (default: 150)"
+    ),
+    key!(
+        "membership.suspect_to_down_ms",
+        None,
+        MS,
+        false,
+        "suspicion timeout (default: 700)"
+    ),
+    key!(
+        "membership.indirect_probes",
+        None,
+        KeyKind::Int { min: 1, max: 16 },
+        false,
+        "members asked to probe indirectly (default: 3)"
+    ),
+    key!(
+        "membership.max_packet_size",
+        None,
+        KeyKind::Int {
+            min: 512,
+            max: 65000
+        },
+        false,
+        "largest membership datagram in bytes (default: 1400)"
+    ),
+    key!(
+        "membership.gossip_period_ms",
+        None,
+        MS,
+        false,
+        "extra gossip period (default: 100)"
+    ),
+    key!(
+        "transport.bind",
+        Some("FOUNDATION_BIND"),
+        KeyKind::Ip,
+        false,
+        "address both sockets bind to (default: 0.0.0.0)"
+    ),
+    key!(
+        "transport.port",
+        Some("FOUNDATION_TRANSPORT_PORT"),
+        PORT,
+        false,
+        "QUIC port (default: membership port + 1)"
+    ),
+    key!(
+        "transport.advertise",
+        Some("FOUNDATION_ADVERTISE"),
+        KeyKind::Ip,
+        false,
+        "address peers use to reach this node (default: detected)"
+    ),
+    key!(
+        "transport.max_frame_size",
+        None,
+        KeyKind::Int {
+            min: 1024,
+            max: 1 << 30
+        },
+        false,
+        "largest accepted frame in bytes (default: 16 MiB)"
+    ),
+    key!(
+        "transport.idle_timeout_ms",
+        None,
+        MS,
+        false,
+        "QUIC idle timeout (default: 10000)"
+    ),
+    key!(
+        "transport.keep_alive_ms",
+        None,
+        MS,
+        false,
+        "QUIC keep-alive interval (default: 2000)"
+    ),
+    key!(
+        "transport.connect_timeout_ms",
+        None,
+        MS,
+        false,
+        "QUIC handshake timeout (default: 3000)"
+    ),
+    key!(
+        "transport.reconnect_min_ms",
+        None,
+        MS,
+        false,
+        "first reconnect delay (default: 100)"
+    ),
+    key!(
+        "transport.reconnect_max_ms",
+        None,
+        MS,
+        false,
+        "largest reconnect delay (default: 5000)"
+    ),
+    key!(
+        "tls.ca_file",
+        Some("FOUNDATION_TLS_CA"),
+        KeyKind::Path,
+        false,
+        "CA certificate PEM"
+    ),
+    key!(
+        "tls.cert_file",
+        Some("FOUNDATION_TLS_CERT"),
+        KeyKind::Path,
+        false,
+        "node certificate PEM"
+    ),
+    key!(
+        "tls.key_file",
+        Some("FOUNDATION_TLS_KEY"),
+        KeyKind::Path,
+        false,
+        "node private key PEM (PKCS#8)"
+    ),
+    key!(
+        "tls.server_name",
+        None,
+        KeyKind::Text,
+        false,
+        "server name in node certificates (default: foundation.node)"
+    ),
+    key!(
+        "channels.inbox_capacity",
+        None,
+        KeyKind::Int {
+            min: 1,
+            max: 1 << 20
+        },
+        false,
+        "messages buffered per inbox before the reader waits (default: 1024)"
+    ),
+    key!(
+        "http.enabled",
+        Some("FOUNDATION_HTTP"),
+        KeyKind::Bool,
+        true,
+        "serve /health, /ready, /metrics (default: false in the library, true in the CLI)"
+    ),
+    key!(
+        "http.bind",
+        Some("FOUNDATION_HTTP_BIND"),
+        KeyKind::Ip,
+        false,
+        "HTTP bind address (default: 127.0.0.1)"
+    ),
+    key!(
+        "http.port",
+        Some("FOUNDATION_HTTP_PORT"),
+        PORT,
+        true,
+        "HTTP port (default: 9090)"
+    ),
+];
+
+/// Looks a key up by its dotted name.
+pub(crate) fn spec(key: &str) -> Option<&'static KeySpec> {
+    KEYS.iter().find(|k| k.key == key)
+}
+
+/// Looks a key up by its environment variable.
+pub(crate) fn spec_for_env(var: &str) -> Option<&'static KeySpec> {
+    KEYS.iter().find(|k| k.env == Some(var))
+}
+
+/// The known name closest to `unknown` (for "did you mean" hints).
+pub(crate) fn closest<'a>(unknown: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    names
+        .map(|n| (edit_distance(unknown, n), n))
+        .filter(|(d, n)| *d <= 3.max(n.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+// Defaults referenced so the docs above cannot drift silently.
+const _: () = {
+    assert!(d::PROBE_PERIOD_MS == 300);
+    assert!(d::PROBE_RTT_MS == 150);
+    assert!(d::SUSPECT_TO_DOWN_MS == 700);
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_and_env_var_is_unique() {
+        for (i, a) in KEYS.iter().enumerate() {
+            for b in &KEYS[i + 1..] {
+                assert_ne!(a.key, b.key);
+                if a.env.is_some() {
+                    assert_ne!(a.env, b.env, "{} and {}", a.key, b.key);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn closest_suggests_near_misses_only() {
+        let names = KEYS.iter().map(|k| k.key);
+        assert_eq!(
+            closest("membership.prot", names.clone()),
+            Some("membership.port")
+        );
+        assert_eq!(closest("zzzzzzzzzzzzzzzzzzzzzz", names), None);
+    }
+}

@@ -1,0 +1,30 @@
+//! Configuration: three tiers (Mortal, Apprentice, Wizard), one resolver.
+//!
+//! Values come from five layers, highest precedence first:
+//! **builder > environment > file > detection > defaults**. [`Resolver`] merges
+//! them into one [`Config`] and remembers where every value came from
+//! ([`Resolved::sources`]), which is what `foundation config explain` prints.
+//!
+//! Every key is declared once in [`KEYS`] (its file name, environment
+//! variable, kind and documentation); every default lives in [`defaults`].
+
+pub mod defaults;
+mod error;
+mod explain;
+mod keys;
+mod layer;
+mod resolve;
+mod types;
+mod validate;
+
+pub use error::ConfigError;
+pub use keys::{KeyKind, KeySpec, KEYS};
+pub use layer::{Layer, Value};
+pub use resolve::{Resolved, Resolver, Source, Tier};
+pub use types::{
+    ChannelsConfig, ClusterConfig, Config, DiscoveryKind, HttpConfig, MembershipConfig, NodeConfig,
+    Profile, Secret, SeedAddr, TlsConfig, TransportConfig,
+};
+
+#[cfg(test)]
+mod tests;

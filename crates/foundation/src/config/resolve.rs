@@ -1,0 +1,430 @@
+//! The resolver: merges the layers by precedence and records each value's source.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::defaults as d;
+use super::error::ConfigError;
+use super::keys::{self, CONFIG_FILE_ENV};
+use super::layer::{Layer, Value};
+use super::types::*;
+use super::validate;
+
+/// Where a resolved value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Set in code through [`crate::NodeBuilder`] (or a CLI flag).
+    Builder,
+    /// Set by an environment variable.
+    Env(String),
+    /// Set in a configuration file.
+    File(PathBuf),
+    /// Detected from the environment, with the reason.
+    Detected(String),
+    /// The documented default.
+    Default,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Builder => f.write_str("builder"),
+            Source::Env(var) => write!(f, "env {var}"),
+            Source::File(p) => write!(f, "file {}", p.display()),
+            Source::Detected(why) => write!(f, "detected: {why}"),
+            Source::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// How much the user configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// Nothing set: everything detected or defaulted.
+    Mortal,
+    /// Only one-word settings (strategy, seeds, secret, name, ports).
+    Apprentice,
+    /// Full per-subsystem tables.
+    Wizard,
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Tier::Mortal => "mortal",
+            Tier::Apprentice => "apprentice",
+            Tier::Wizard => "wizard",
+        })
+    }
+}
+
+/// A resolved configuration with the source of every value.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The configuration.
+    pub config: Config,
+    /// Source of each key (dotted names as in foundation.toml).
+    pub sources: BTreeMap<&'static str, Source>,
+    /// The tier the user is in.
+    pub tier: Tier,
+    /// The configuration file that was read, if any.
+    pub file: Option<PathBuf>,
+}
+
+/// Merges builder, environment, file, detection and defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Resolver {
+    builder: Layer,
+    defaults: Layer,
+    env: BTreeMap<String, String>,
+    file: Option<PathBuf>,
+    no_file_detection: bool,
+}
+
+impl Resolver {
+    /// A resolver that reads no environment (tests, embedded use).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A resolver that reads this process's environment variables.
+    pub fn from_process_env() -> Self {
+        Self::new().env(std::env::vars())
+    }
+
+    /// Uses these environment variables instead of the process's.
+    pub fn env<K: Into<String>, V: Into<String>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.env = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        self
+    }
+
+    /// Reads this configuration file (overrides FOUNDATION_CONFIG).
+    pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.file = Some(path.into());
+        self
+    }
+
+    /// Does not look for ./foundation.toml when no file is named.
+    pub fn no_file_detection(mut self) -> Self {
+        self.no_file_detection = true;
+        self
+    }
+
+    /// The builder layer (highest precedence).
+    pub fn builder_layer(&mut self) -> &mut Layer {
+        &mut self.builder
+    }
+
+    /// Changes a default (the CLI turns HTTP on this way, so env and file
+    /// still override it).
+    pub fn default_value(mut self, key: &'static str, value: Value) -> Self {
+        self.defaults.set(key, value);
+        self
+    }
+
+    /// Resolves and validates.
+    pub fn resolve(&self) -> Result<Resolved, ConfigError> {
+        let env_layer = Layer::from_env(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        let file = self.file_path();
+        let file_layer = match &file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+                Layer::from_toml(&text, path)?
+            }
+            None => Layer::new(),
+        };
+        let explicit: Vec<(Source, &Layer)> = vec![
+            (Source::Builder, &self.builder),
+            (Source::Env(String::new()), &env_layer),
+            (Source::File(file.clone().unwrap_or_default()), &file_layer),
+        ];
+        let mut m = Merge {
+            explicit,
+            defaults: &self.defaults,
+            sources: BTreeMap::new(),
+        };
+        let config = self.build(&mut m)?;
+        let tier = tier(&[&self.builder, &env_layer, &file_layer]);
+        validate::validate(&config, &m.sources)?;
+        Ok(Resolved {
+            config,
+            sources: m.sources,
+            tier,
+            file,
+        })
+    }
+
+    fn file_path(&self) -> Option<PathBuf> {
+        if let Some(p) = &self.file {
+            return Some(p.clone());
+        }
+        if let Some(p) = self.env.get(CONFIG_FILE_ENV) {
+            return Some(PathBuf::from(p));
+        }
+        let local = Path::new("foundation.toml");
+        (!self.no_file_detection && local.is_file()).then(|| local.to_owned())
+    }
+
+    fn build(&self, m: &mut Merge<'_>) -> Result<Config, ConfigError> {
+        let profile = m
+            .text("profile", || (d_text("development"), None))
+            .parse()
+            .unwrap_or_default();
+        let seeds = match m.value("seeds", || (Value::Seeds(Vec::new()), None)) {
+            Value::Seeds(s) => s,
+            _ => Vec::new(),
+        };
+        let discovery_word = m.text("cluster", || {
+            let why = if seeds.is_empty() {
+                "no strategy set and no seeds; mdns arrives with the discovery issue, so this node starts alone"
+            } else {
+                "seeds are set"
+            };
+            (d_text("static"), Some(why.to_owned()))
+        });
+        let discovery = discovery_word.parse().unwrap_or(DiscoveryKind::Static);
+        let secret = match m.opt("secret") {
+            Some(Value::Text(s)) => Some(Secret::new(s)),
+            _ if profile == Profile::Development => {
+                m.sources.insert("secret", Source::Default);
+                Some(Secret::new(d::DEVELOPMENT_SECRET))
+            }
+            _ => None,
+        };
+        let hostname = self.hostname();
+        let name = m.text("node.name", || {
+            (Value::Text(hostname.clone()), Some("host name".to_owned()))
+        });
+        let roles = match m.value("node.roles", || (Value::List(Vec::new()), None)) {
+            Value::List(r) => r,
+            _ => Vec::new(),
+        };
+        let bind = m.ip("transport.bind", || (ip(d::BIND), None));
+        let advertise = match m.opt("transport.advertise") {
+            Some(Value::Ip(ip)) => Some(ip),
+            _ if !bind.is_unspecified() => Some(bind),
+            _ => {
+                let (ip, why) = detect_advertise(&hostname);
+                m.sources
+                    .insert("transport.advertise", Source::Detected(why));
+                Some(ip)
+            }
+        };
+        let membership_port = m.int("membership.port", d::MEMBERSHIP_PORT.into()) as u16;
+        let transport_port = match m.opt("transport.port") {
+            Some(Value::Int(p)) => Some(p as u16),
+            _ => {
+                m.sources.insert(
+                    "transport.port",
+                    Source::Detected("membership port + 1".into()),
+                );
+                None
+            }
+        };
+        let config = Config {
+            profile,
+            cluster: ClusterConfig {
+                name: m.text("cluster_name", || (d_text(d::CLUSTER_NAME), None)),
+                secret,
+                discovery,
+                seeds,
+            },
+            node: NodeConfig { name, roles },
+            transport: TransportConfig {
+                bind,
+                port: transport_port,
+                advertise,
+                max_frame_size: m.int("transport.max_frame_size", d::MAX_FRAME_SIZE.into()) as u32,
+                idle_timeout: m.ms("transport.idle_timeout_ms", d::IDLE_TIMEOUT_MS),
+                keep_alive: m.ms("transport.keep_alive_ms", d::KEEP_ALIVE_MS),
+                connect_timeout: m.ms("transport.connect_timeout_ms", d::CONNECT_TIMEOUT_MS),
+                reconnect_min: m.ms("transport.reconnect_min_ms", d::RECONNECT_MIN_MS),
+                reconnect_max: m.ms("transport.reconnect_max_ms", d::RECONNECT_MAX_MS),
+            },
+            membership: MembershipConfig {
+                port: membership_port,
+                probe_period: m.ms("membership.probe_period_ms", d::PROBE_PERIOD_MS),
+                probe_rtt: m.ms("membership.probe_rtt_ms", d::PROBE_RTT_MS),
+                suspect_to_down: m.ms("membership.suspect_to_down_ms", d::SUSPECT_TO_DOWN_MS),
+                indirect_probes: m.int("membership.indirect_probes", d::INDIRECT_PROBES.into())
+                    as u32,
+                max_packet_size: m.int("membership.max_packet_size", d::MAX_PACKET_SIZE.into())
+                    as u32,
+                gossip_period: m.ms("membership.gossip_period_ms", d::GOSSIP_PERIOD_MS),
+            },
+            tls: TlsConfig {
+                ca_file: m.path("tls.ca_file"),
+                cert_file: m.path("tls.cert_file"),
+                key_file: m.path("tls.key_file"),
+                server_name: m.text("tls.server_name", || (d_text(d::TLS_SERVER_NAME), None)),
+            },
+            channels: ChannelsConfig {
+                inbox_capacity: m.int("channels.inbox_capacity", d::INBOX_CAPACITY as u64) as usize,
+            },
+            http: HttpConfig {
+                enabled: m.bool("http.enabled", false),
+                bind: m.ip("http.bind", || (IpAddr::V4(Ipv4Addr::LOCALHOST), None)),
+                port: m.int("http.port", d::HTTP_PORT.into()) as u16,
+            },
+        };
+        Ok(config)
+    }
+
+    fn hostname(&self) -> String {
+        self.env
+            .get("HOSTNAME")
+            .cloned()
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|s| s.trim().to_owned())
+            })
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "node".to_owned())
+    }
+}
+
+fn d_text(s: &str) -> Value {
+    Value::Text(s.to_owned())
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// The address other hosts can reach us at when bound to a wildcard: the
+/// host name's first non-loopback address, else loopback (single host).
+fn detect_advertise(hostname: &str) -> (IpAddr, String) {
+    let found = (hostname, 0)
+        .to_socket_addrs()
+        .ok()
+        .into_iter()
+        .flatten()
+        .map(|a| a.ip())
+        .find(|ip| !ip.is_loopback() && !ip.is_unspecified());
+    match found {
+        Some(ip) => (ip, format!("address of host name {hostname}")),
+        None => (
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            format!("host name {hostname} has no non-loopback address; single-host cluster"),
+        ),
+    }
+}
+
+fn tier(explicit: &[&Layer]) -> Tier {
+    let mut tier = Tier::Mortal;
+    for key in explicit.iter().flat_map(|l| l.keys()) {
+        match keys::spec(key) {
+            Some(spec) if !spec.apprentice => return Tier::Wizard,
+            _ => tier = Tier::Apprentice,
+        }
+    }
+    tier
+}
+
+/// Walks the layers for one key at a time, recording the winning source.
+struct Merge<'a> {
+    explicit: Vec<(Source, &'a Layer)>,
+    defaults: &'a Layer,
+    sources: BTreeMap<&'static str, Source>,
+}
+
+impl Merge<'_> {
+    fn opt(&mut self, key: &'static str) -> Option<Value> {
+        for (source, layer) in &self.explicit {
+            if let Some(v) = layer.get(key) {
+                let source = match source {
+                    Source::Env(_) => Source::Env(
+                        keys::spec(key)
+                            .and_then(|s| s.env)
+                            .unwrap_or_default()
+                            .to_owned(),
+                    ),
+                    other => other.clone(),
+                };
+                self.sources.insert(key, source);
+                return Some(v.clone());
+            }
+        }
+        if let Some(v) = self.defaults.get(key) {
+            self.sources.insert(key, Source::Default);
+            return Some(v.clone());
+        }
+        None
+    }
+
+    /// The value, or the detected/default one (`Some(reason)` = detected).
+    fn value(
+        &mut self,
+        key: &'static str,
+        fallback: impl FnOnce() -> (Value, Option<String>),
+    ) -> Value {
+        if let Some(v) = self.opt(key) {
+            return v;
+        }
+        let (v, why) = fallback();
+        self.sources
+            .insert(key, why.map_or(Source::Default, Source::Detected));
+        v
+    }
+
+    fn text(
+        &mut self,
+        key: &'static str,
+        fallback: impl FnOnce() -> (Value, Option<String>),
+    ) -> String {
+        match self.value(key, fallback) {
+            Value::Text(s) => s,
+            _ => String::new(),
+        }
+    }
+
+    fn int(&mut self, key: &'static str, default: u64) -> u64 {
+        match self.value(key, || (Value::Int(default), None)) {
+            Value::Int(n) => n,
+            _ => default,
+        }
+    }
+
+    fn ms(&mut self, key: &'static str, default: u64) -> Duration {
+        Duration::from_millis(self.int(key, default))
+    }
+
+    fn bool(&mut self, key: &'static str, default: bool) -> bool {
+        match self.value(key, || (Value::Bool(default), None)) {
+            Value::Bool(b) => b,
+            _ => default,
+        }
+    }
+
+    fn ip(
+        &mut self,
+        key: &'static str,
+        fallback: impl FnOnce() -> (IpAddr, Option<String>),
+    ) -> IpAddr {
+        let (default, why) = fallback();
+        match self.value(key, || (Value::Ip(default), why)) {
+            Value::Ip(ip) => ip,
+            _ => default,
+        }
+    }
+
+    fn path(&mut self, key: &'static str) -> Option<PathBuf> {
+        match self.opt(key) {
+            Some(Value::Path(p)) => Some(p),
+            _ => None,
+        }
+    }
+}

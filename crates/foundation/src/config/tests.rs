@@ -1,0 +1,270 @@
+//! Resolver tests: precedence, tiers, sources and every configuration error.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use super::*;
+
+fn env(vars: &[(&str, &str)]) -> Resolver {
+    Resolver::new()
+        .no_file_detection()
+        .env(vars.iter().copied())
+}
+
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().expect("temp file");
+    f.write_all(text.as_bytes()).expect("write");
+    f
+}
+
+#[test]
+fn mortal_nothing_set_gives_development_defaults() {
+    let r = env(&[]).resolve().expect("defaults resolve");
+    assert_eq!(r.tier, Tier::Mortal);
+    assert_eq!(r.config.profile, Profile::Development);
+    assert_eq!(r.config.cluster.discovery, DiscoveryKind::Static);
+    assert!(matches!(r.sources["cluster"], Source::Detected(_)));
+    assert!(r
+        .config
+        .cluster
+        .secret
+        .as_ref()
+        .is_some_and(Secret::is_development));
+    assert_eq!(r.config.membership.port, defaults::MEMBERSHIP_PORT);
+    assert_eq!(r.config.membership.probe_period, Duration::from_millis(300));
+    assert!(!r.config.http.enabled);
+}
+
+#[test]
+fn apprentice_one_word_from_env() {
+    let r = env(&[
+        ("FOUNDATION_CLUSTER", "static"),
+        ("FOUNDATION_SEEDS", "10.0.0.1:7946, b.local:7000"),
+    ])
+    .resolve()
+    .expect("resolves");
+    assert_eq!(r.tier, Tier::Apprentice);
+    assert_eq!(
+        r.sources["cluster"],
+        Source::Env("FOUNDATION_CLUSTER".into())
+    );
+    assert_eq!(r.config.cluster.seeds.len(), 2);
+    assert_eq!(r.config.cluster.seeds[1].host, "b.local");
+}
+
+#[test]
+fn wizard_tables_from_file() {
+    let f = file(
+        "[membership]\nprobe_period_ms = 500\nprobe_rtt_ms = 200\nsuspect_to_down_ms = 2000\n",
+    );
+    let r = env(&[]).file(f.path()).resolve().expect("resolves");
+    assert_eq!(r.tier, Tier::Wizard);
+    assert_eq!(r.config.membership.probe_period, Duration::from_millis(500));
+    assert_eq!(
+        r.sources["membership.probe_period_ms"],
+        Source::File(f.path().to_owned())
+    );
+}
+
+#[test]
+fn precedence_is_builder_then_env_then_file_then_default() {
+    let f = file("node.name = \"from-file\"\n[http]\nport = 1000\nbind = \"127.0.0.1\"\n");
+    // toml dotted key `node.name` is a table node with key name.
+    let mut r = env(&[
+        ("FOUNDATION_HTTP_PORT", "2000"),
+        ("FOUNDATION_NAME", "from-env"),
+    ])
+    .file(f.path());
+    r.builder_layer()
+        .set_str("node.name", "from-builder", "builder")
+        .expect("known key");
+    let res = r.resolve().expect("resolves");
+    assert_eq!(res.config.node.name, "from-builder");
+    assert_eq!(res.sources["node.name"], Source::Builder);
+    assert_eq!(res.config.http.port, 2000);
+    assert_eq!(
+        res.sources["http.port"],
+        Source::Env("FOUNDATION_HTTP_PORT".into())
+    );
+    assert_eq!(res.sources["http.bind"], Source::File(f.path().to_owned()));
+    assert_eq!(res.sources["http.enabled"], Source::Default);
+}
+
+#[test]
+fn config_file_env_var_names_the_file() {
+    let f = file("cluster_name = \"shop\"\n");
+    let path = f.path().to_str().expect("utf8 path");
+    let r = env(&[("FOUNDATION_CONFIG", path)])
+        .resolve()
+        .expect("resolves");
+    assert_eq!(r.config.cluster.name, "shop");
+}
+
+#[test]
+fn explain_shows_tier_and_every_source() {
+    let r = env(&[("FOUNDATION_PORT", "7000")])
+        .resolve()
+        .expect("resolves");
+    let text = r.to_string();
+    assert!(text.contains("tier: apprentice"), "{text}");
+    assert!(text.contains("membership.port"), "{text}");
+    assert!(text.contains("(env FOUNDATION_PORT)"), "{text}");
+    assert!(
+        text.contains("transport.port") && text.contains("7001"),
+        "{text}"
+    );
+    assert!(text.contains("<development secret>"), "{text}");
+    assert_eq!(r.entries().len(), KEYS.len());
+}
+
+#[test]
+fn explain_never_shows_the_secret() {
+    let r = env(&[("FOUNDATION_SECRET", "hunter2-hunter2-hunter2")])
+        .resolve()
+        .expect("resolves");
+    assert!(!r.to_string().contains("hunter2"));
+    assert!(!format!("{:?}", r.config).contains("hunter2"));
+}
+
+// --- every configuration error ---
+
+#[test]
+fn error_unknown_key() {
+    let f = file("[transport]\nmax_frame = 10\n");
+    let e = env(&[]).file(f.path()).resolve().expect_err("unknown key");
+    assert!(matches!(e, ConfigError::UnknownKey { ref key, .. } if key == "transport.max_frame"));
+    assert!(e.to_string().contains("transport.max_frame_size"), "{e}");
+}
+
+#[test]
+fn error_wrong_type() {
+    let e = env(&[("FOUNDATION_HTTP", "perhaps")])
+        .resolve()
+        .expect_err("wrong type");
+    assert!(matches!(e, ConfigError::InvalidValue { ref key, .. } if key == "http.enabled"));
+    assert!(e.to_string().contains("`perhaps`") && e.to_string().contains("true or false"));
+}
+
+#[test]
+fn error_unparsable_address() {
+    let e = env(&[("FOUNDATION_SEEDS", "10.0.0.1")])
+        .resolve()
+        .expect_err("no port");
+    assert!(matches!(e, ConfigError::InvalidValue { ref key, .. } if key == "seeds"));
+    let e = env(&[("FOUNDATION_ADVERTISE", "my host")])
+        .resolve()
+        .expect_err("bad ip");
+    assert!(matches!(e, ConfigError::InvalidValue { ref key, .. } if key == "transport.advertise"));
+}
+
+#[test]
+fn error_missing_secret_in_production() {
+    let e = env(&[("FOUNDATION_PROFILE", "production")])
+        .resolve()
+        .expect_err("no secret");
+    assert_eq!(e, ConfigError::MissingSecret);
+    assert!(e.to_string().contains("FOUNDATION_SECRET"));
+    let short = env(&[
+        ("FOUNDATION_PROFILE", "production"),
+        ("FOUNDATION_SECRET", "short"),
+    ])
+    .resolve();
+    assert!(matches!(short, Err(ConfigError::InvalidValue { ref key, .. }) if key == "secret"));
+    let ok = env(&[
+        ("FOUNDATION_PROFILE", "production"),
+        ("FOUNDATION_SECRET", "0123456789abcdef0123"),
+    ])
+    .resolve();
+    assert!(ok.is_ok());
+}
+
+#[test]
+fn production_accepts_tls_files_instead_of_secret() {
+    let r = env(&[
+        ("FOUNDATION_PROFILE", "production"),
+        ("FOUNDATION_TLS_CA", "/etc/ca.pem"),
+        ("FOUNDATION_TLS_CERT", "/etc/node.pem"),
+        ("FOUNDATION_TLS_KEY", "/etc/node.key"),
+    ])
+    .resolve()
+    .expect("tls files are enough");
+    assert!(r.config.cluster.secret.is_none());
+}
+
+#[test]
+fn error_partial_tls_files() {
+    let e = env(&[("FOUNDATION_TLS_CA", "/etc/ca.pem")])
+        .resolve()
+        .expect_err("partial");
+    assert!(e.to_string().contains("tls.cert_file"), "{e}");
+}
+
+#[test]
+fn error_contradicting_timings() {
+    let f = file("[membership]\nprobe_period_ms = 200\nprobe_rtt_ms = 300\n");
+    let e = env(&[]).file(f.path()).resolve().expect_err("rtt > period");
+    assert!(
+        matches!(e, ConfigError::Contradiction { ref key, ref other, .. }
+            if key == "membership.probe_rtt_ms" && other == "membership.probe_period_ms"),
+        "{e}"
+    );
+    let f = file("[membership]\nsuspect_to_down_ms = 100\n");
+    assert!(env(&[]).file(f.path()).resolve().is_err());
+    let f = file("[transport]\nkeep_alive_ms = 20000\n");
+    assert!(env(&[]).file(f.path()).resolve().is_err());
+    let f = file("[transport]\nreconnect_min_ms = 9000\n");
+    assert!(env(&[]).file(f.path()).resolve().is_err());
+}
+
+#[test]
+fn error_same_port_for_quic_and_membership() {
+    let e = env(&[
+        ("FOUNDATION_PORT", "7000"),
+        ("FOUNDATION_TRANSPORT_PORT", "7000"),
+    ])
+    .resolve()
+    .expect_err("same port");
+    assert!(matches!(e, ConfigError::Contradiction { .. }), "{e}");
+    assert!(env(&[("FOUNDATION_PORT", "65535")]).resolve().is_err());
+}
+
+#[test]
+fn error_strategy_not_built_in_yet_is_named() {
+    for word in ["mdns", "gossip", "dns", "kubernetes", "consul", "etcd"] {
+        let e = env(&[("FOUNDATION_CLUSTER", word)])
+            .resolve()
+            .expect_err("not built in");
+        assert!(matches!(e, ConfigError::NotBuiltIn { ref strategy, .. } if strategy == word));
+        assert!(e.to_string().contains("FOUNDATION_SEEDS"));
+    }
+    let e = env(&[("FOUNDATION_CLUSTER", "carrier-pigeon")])
+        .resolve()
+        .expect_err("unknown word");
+    assert!(e.to_string().contains("one of: static, mdns"), "{e}");
+}
+
+#[test]
+fn error_unreadable_and_invalid_files() {
+    let e = env(&[])
+        .file("/nonexistent/foundation.toml")
+        .resolve()
+        .expect_err("missing");
+    assert!(matches!(e, ConfigError::Unreadable { .. }));
+    let f = file("[membership\nport = 1");
+    let e = env(&[]).file(f.path()).resolve().expect_err("syntax");
+    assert!(matches!(e, ConfigError::Syntax { .. }));
+}
+
+#[test]
+fn cli_defaults_are_overridden_by_env() {
+    let r = env(&[("FOUNDATION_HTTP", "false")])
+        .default_value("http.enabled", Value::Bool(true))
+        .resolve()
+        .expect("resolves");
+    assert!(!r.config.http.enabled);
+    let r = env(&[])
+        .default_value("http.enabled", Value::Bool(true))
+        .resolve()
+        .expect("ok");
+    assert!(r.config.http.enabled);
+}

@@ -1,0 +1,304 @@
+//! The resolved configuration: every value concrete and validated.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::defaults;
+
+/// A fully resolved configuration. Build one with [`super::Resolver`] or
+/// [`crate::NodeBuilder`]; every field is public so Wizards can adjust it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Development (default) or production.
+    pub profile: Profile,
+    /// Cluster identity, secret and discovery.
+    pub cluster: ClusterConfig,
+    /// This node's name and roles.
+    pub node: NodeConfig,
+    /// QUIC transport.
+    pub transport: TransportConfig,
+    /// SWIM membership.
+    pub membership: MembershipConfig,
+    /// TLS certificate files (instead of the cluster secret).
+    pub tls: TlsConfig,
+    /// Per-channel buffers.
+    pub channels: ChannelsConfig,
+    /// HTTP endpoint: health, ready, metrics.
+    pub http: HttpConfig,
+}
+
+/// Deployment profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Profile {
+    /// Development defaults; a public development secret is used when none is set.
+    #[default]
+    Development,
+    /// Refuses to start without a cluster secret or TLS files.
+    Production,
+}
+
+impl Profile {
+    /// The word used in files and environment variables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Development => "development",
+            Profile::Production => "production",
+        }
+    }
+}
+
+impl FromStr for Profile {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "development" | "dev" => Ok(Profile::Development),
+            "production" | "prod" => Ok(Profile::Production),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The discovery strategy, named by one word in Apprentice mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DiscoveryKind {
+    /// A fixed list of seed addresses.
+    Static,
+    /// mDNS on the local network.
+    Mdns,
+    /// UDP multicast beacons.
+    Gossip,
+    /// DNS A/AAAA/SRV records.
+    Dns,
+    /// The Kubernetes API.
+    Kubernetes,
+    /// Consul's health API.
+    Consul,
+    /// etcd leases under a prefix.
+    Etcd,
+}
+
+impl DiscoveryKind {
+    /// Every strategy name the resolver knows.
+    pub const ALL: [DiscoveryKind; 7] = [
+        DiscoveryKind::Static,
+        DiscoveryKind::Mdns,
+        DiscoveryKind::Gossip,
+        DiscoveryKind::Dns,
+        DiscoveryKind::Kubernetes,
+        DiscoveryKind::Consul,
+        DiscoveryKind::Etcd,
+    ];
+
+    /// The strategy's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiscoveryKind::Static => "static",
+            DiscoveryKind::Mdns => "mdns",
+            DiscoveryKind::Gossip => "gossip",
+            DiscoveryKind::Dns => "dns",
+            DiscoveryKind::Kubernetes => "kubernetes",
+            DiscoveryKind::Consul => "consul",
+            DiscoveryKind::Etcd => "etcd",
+        }
+    }
+
+    /// Whether this build contains the strategy.
+    pub fn is_built_in(self) -> bool {
+        matches!(self, DiscoveryKind::Static)
+    }
+}
+
+impl FromStr for DiscoveryKind {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        DiscoveryKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or(())
+    }
+}
+
+impl fmt::Display for DiscoveryKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A seed's address: `host:port`, where the port is the seed's membership port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SeedAddr {
+    /// Host name or IP address.
+    pub host: String,
+    /// Membership (SWIM) port.
+    pub port: u16,
+}
+
+impl FromStr for SeedAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{s}` has no port; write host:port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("`{s}` has no host; write host:port"));
+        }
+        if host.contains(char::is_whitespace) {
+            return Err(format!("`{s}` has a space in its host"));
+        }
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("`{port}` in `{s}` is not a port (1-65535)"))?;
+        if port == 0 {
+            return Err(format!("`{s}` has port 0; a seed needs its real port"));
+        }
+        Ok(SeedAddr {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for SeedAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The cluster secret. Its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Secret(secret.into())
+    }
+    /// The secret's bytes, for key derivation.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+    /// Whether this is the public development secret.
+    pub fn is_development(&self) -> bool {
+        self.0 == defaults::DEVELOPMENT_SECRET
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Cluster identity, secret and discovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Cluster name; nodes of other names never join.
+    pub name: String,
+    /// Shared secret from which TLS and membership keys derive.
+    pub secret: Option<Secret>,
+    /// The discovery strategy.
+    pub discovery: DiscoveryKind,
+    /// Seeds for the `static` strategy.
+    pub seeds: Vec<SeedAddr>,
+}
+
+/// This node's identity in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// Human-readable name (need not be unique; the node id is).
+    pub name: String,
+    /// Roles, for placement by later layers.
+    pub roles: Vec<String>,
+}
+
+/// QUIC transport settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportConfig {
+    /// Address to bind both sockets to.
+    pub bind: IpAddr,
+    /// QUIC port; `None` means membership port + 1 (or any free port when
+    /// the membership port is 0).
+    pub port: Option<u16>,
+    /// Address peers should use to reach this node, when `bind` is a wildcard.
+    pub advertise: Option<IpAddr>,
+    /// Largest accepted frame in bytes.
+    pub max_frame_size: u32,
+    /// QUIC idle timeout.
+    pub idle_timeout: Duration,
+    /// QUIC keep-alive interval.
+    pub keep_alive: Duration,
+    /// Handshake timeout.
+    pub connect_timeout: Duration,
+    /// First reconnect delay.
+    pub reconnect_min: Duration,
+    /// Largest reconnect delay.
+    pub reconnect_max: Duration,
+}
+
+/// SWIM membership settings (passed to foca).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipConfig {
+    /// UDP port of the membership protocol: the address seeds name. 0 = any.
+    pub port: u16,
+    /// Probe period.
+    pub probe_period: Duration,
+    /// Direct probe timeout.
+    pub probe_rtt: Duration,
+    /// Suspicion timeout.
+    pub suspect_to_down: Duration,
+    /// Members asked for indirect probes.
+    pub indirect_probes: u32,
+    /// Largest datagram.
+    pub max_packet_size: u32,
+    /// Period of extra gossip rounds.
+    pub gossip_period: Duration,
+}
+
+/// TLS files for Wizard mode. When all three are set they replace the
+/// certificates derived from the cluster secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// CA certificate (PEM) that signs every node's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// This node's certificate (PEM).
+    pub cert_file: Option<PathBuf>,
+    /// This node's private key (PEM, PKCS#8).
+    pub key_file: Option<PathBuf>,
+    /// Server name that node certificates carry.
+    pub server_name: String,
+}
+
+impl TlsConfig {
+    /// Whether all three files are set.
+    pub fn has_files(&self) -> bool {
+        self.ca_file.is_some() && self.cert_file.is_some() && self.key_file.is_some()
+    }
+}
+
+/// HTTP endpoint settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Whether to serve `/health`, `/ready` and `/metrics`.
+    pub enabled: bool,
+    /// Bind address.
+    pub bind: IpAddr,
+    /// Port; 0 picks a free one.
+    pub port: u16,
+}
+
+/// Channel settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelsConfig {
+    /// Capacity of each inbox, in messages, before the reader waits.
+    pub inbox_capacity: usize,
+}

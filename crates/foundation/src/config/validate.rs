@@ -1,0 +1,152 @@
+//! Checks that resolved values make sense together.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::error::ConfigError;
+use super::resolve::Source;
+use super::types::{Config, Profile};
+
+/// Shortest secret the production profile accepts.
+pub(crate) const MIN_PRODUCTION_SECRET: usize = 16;
+
+pub(super) fn validate(
+    c: &Config,
+    sources: &BTreeMap<&'static str, Source>,
+) -> Result<(), ConfigError> {
+    let origin = |key: &str| {
+        sources
+            .get(key)
+            .map_or_else(|| "defaults".to_owned(), ToString::to_string)
+    };
+    if !c.cluster.discovery.is_built_in() {
+        return Err(ConfigError::NotBuiltIn {
+            strategy: c.cluster.discovery.to_string(),
+            origin: origin("cluster"),
+        });
+    }
+    let tls_set = [&c.tls.ca_file, &c.tls.cert_file, &c.tls.key_file]
+        .iter()
+        .filter(|f| f.is_some())
+        .count();
+    if tls_set > 0 && tls_set < 3 {
+        let missing = [
+            ("tls.ca_file", &c.tls.ca_file),
+            ("tls.cert_file", &c.tls.cert_file),
+            ("tls.key_file", &c.tls.key_file),
+        ]
+        .into_iter()
+        .find(|(_, f)| f.is_none())
+        .map_or("tls.ca_file", |(k, _)| k);
+        return Err(ConfigError::Contradiction {
+            key: "tls".into(),
+            value: format!("{tls_set} of 3 files"),
+            other: missing.into(),
+            other_value: "unset".into(),
+            why: "TLS files are used only all together".into(),
+            fix: format!(
+                "set `{missing}` too, or remove the other tls.* files to use the cluster secret"
+            ),
+        });
+    }
+    if c.profile == Profile::Production {
+        match &c.cluster.secret {
+            None if !c.tls.has_files() => return Err(ConfigError::MissingSecret),
+            Some(s) if s.is_development() => return Err(ConfigError::MissingSecret),
+            Some(s) if s.expose().len() < MIN_PRODUCTION_SECRET => {
+                return Err(ConfigError::InvalidValue {
+                    key: "secret".into(),
+                    value: format!("<{} characters>", s.expose().len()),
+                    origin: origin("secret"),
+                    expected: format!("at least {MIN_PRODUCTION_SECRET} characters in production"),
+                    fix: "use a long random secret, e.g. `openssl rand -hex 32`".into(),
+                })
+            }
+            _ => {}
+        }
+    }
+    let m = &c.membership;
+    before(
+        ("membership.probe_rtt_ms", m.probe_rtt),
+        ("membership.probe_period_ms", m.probe_period),
+        "a direct probe must time out within the probe period",
+    )?;
+    not_before(
+        ("membership.suspect_to_down_ms", m.suspect_to_down),
+        ("membership.probe_period_ms", m.probe_period),
+        "a suspect needs at least one probe period to refute the suspicion",
+    )?;
+    let t = &c.transport;
+    before(
+        ("transport.keep_alive_ms", t.keep_alive),
+        ("transport.idle_timeout_ms", t.idle_timeout),
+        "keep-alives must be sent before the idle timeout closes the connection",
+    )?;
+    not_before(
+        ("transport.reconnect_max_ms", t.reconnect_max),
+        ("transport.reconnect_min_ms", t.reconnect_min),
+        "the backoff ceiling cannot be below its first step",
+    )?;
+    let transport_port = t.port.map(u32::from).unwrap_or_else(|| match m.port {
+        0 => 0,
+        p => u32::from(p) + 1,
+    });
+    if transport_port > u32::from(u16::MAX) {
+        return Err(ConfigError::Contradiction {
+            key: "transport.port".into(),
+            value: "membership.port + 1 = 65536".into(),
+            other: "membership.port".into(),
+            other_value: m.port.to_string(),
+            why: "the default QUIC port is the membership port + 1".into(),
+            fix: "set transport.port explicitly or use a lower membership.port".into(),
+        });
+    }
+    if m.port != 0 && transport_port == u32::from(m.port) {
+        return Err(ConfigError::Contradiction {
+            key: "transport.port".into(),
+            value: transport_port.to_string(),
+            other: "membership.port".into(),
+            other_value: m.port.to_string(),
+            why: "QUIC and membership each need their own UDP port".into(),
+            fix: "give transport.port another value (default: membership.port + 1)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// `a` must be strictly shorter than `b`.
+fn before(a: (&str, Duration), b: (&str, Duration), why: &str) -> Result<(), ConfigError> {
+    if a.1 < b.1 {
+        return Ok(());
+    }
+    Err(contradiction(
+        a,
+        b,
+        why,
+        format!("make `{}` smaller than `{}`", a.0, b.0),
+    ))
+}
+
+/// `a` must not be shorter than `b`.
+fn not_before(a: (&str, Duration), b: (&str, Duration), why: &str) -> Result<(), ConfigError> {
+    if a.1 >= b.1 {
+        return Ok(());
+    }
+    Err(contradiction(
+        a,
+        b,
+        why,
+        format!("make `{}` at least `{}`", a.0, b.0),
+    ))
+}
+
+fn contradiction(a: (&str, Duration), b: (&str, Duration), why: &str, fix: String) -> ConfigError {
+    ConfigError::Contradiction {
+        key: a.0.into(),
+        value: a.1.as_millis().to_string(),
+        other: b.0.into(),
+        other_value: b.1.as_millis().to_string(),
+        why: why.into(),
+        fix,
+    }
+}

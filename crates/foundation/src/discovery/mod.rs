@@ -1,0 +1,33 @@
+//! Discovery proposes addresses; membership decides who is in the cluster.
+//!
+//! A [`Strategy`] runs as a task and publishes candidate sets (membership
+//! addresses of possible peers) through a [`CandidateSink`]. The sink keeps
+//! the last good set: a strategy that fails calls [`CandidateSink::fail`],
+//! which logs and counts, and the previous set stays in force. An error is
+//! never read as "no peers", and discovery never disconnects anyone.
+//!
+//! Adding a strategy (mdns, dns, kubernetes...) means adding a file here
+//! that implements [`Strategy`]; the node core does not change.
+
+mod sink;
+mod static_seeds;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio_util::sync::CancellationToken;
+
+pub use sink::{CandidateSink, Candidates, DiscoveryError};
+pub use static_seeds::StaticSeeds;
+
+/// A boxed future a strategy runs.
+pub type StrategyTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// A discovery strategy.
+pub trait Strategy: Send + 'static {
+    /// Its name, as in `FOUNDATION_CLUSTER`.
+    fn name(&self) -> &'static str;
+
+    /// The task that publishes candidate sets into `sink` until `cancel`.
+    fn run(self: Box<Self>, sink: CandidateSink, cancel: CancellationToken) -> StrategyTask;
+}

@@ -1,0 +1,103 @@
+//! HTTP endpoint (axum): `/health`, `/ready`, `/metrics`, `/members`.
+//!
+//! Off by default in library use, on in the CLI (`http.enabled`).
+
+mod health;
+
+use std::net::SocketAddr;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use health::{Health, HealthStatus};
+
+use crate::error::StartError;
+use crate::membership::MemberState;
+use crate::node::Node;
+
+/// The routes, for embedding in an application's own axum server.
+pub fn router(node: Node) -> Router {
+    Router::new()
+        .route("/health", get(health_handler))
+        .route("/ready", get(ready_handler))
+        .route("/metrics", get(metrics_handler))
+        .route("/members", get(members_handler))
+        .with_state(node)
+}
+
+/// Binds and serves until `cancel`. Returns the bound address.
+pub(crate) async fn serve(
+    node: Node,
+    addr: SocketAddr,
+    cancel: CancellationToken,
+) -> Result<(SocketAddr, JoinHandle<()>), StartError> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            StartError::HttpPortInUse { addr }
+        } else {
+            StartError::Bind {
+                what: "HTTP endpoint",
+                addr,
+                message: e.to_string(),
+            }
+        }
+    })?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    let app = router(node);
+    let task = tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "HTTP endpoint stopped");
+        }
+    });
+    tracing::info!(%bound, "HTTP endpoint: /health /ready /metrics /members");
+    Ok((bound, task))
+}
+
+async fn health_handler(State(node): State<Node>) -> impl IntoResponse {
+    let health = Health::of(&node);
+    let code = match health.status {
+        HealthStatus::Critical => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::OK,
+    };
+    (code, Json(health))
+}
+
+async fn ready_handler(State(node): State<Node>) -> impl IntoResponse {
+    if node.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: not joined yet\n",
+        )
+    }
+}
+
+async fn members_handler(State(node): State<Node>) -> impl IntoResponse {
+    Json(node.members())
+}
+
+async fn metrics_handler(State(node): State<Node>) -> impl IntoResponse {
+    let members = node.members();
+    let counts: Vec<(MemberState, usize)> = [
+        MemberState::Alive,
+        MemberState::Suspect,
+        MemberState::Down,
+        MemberState::Left,
+    ]
+    .into_iter()
+    .map(|s| (s, members.iter().filter(|m| m.state == s).count()))
+    .collect();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::telemetry::render(node.raw().stats(), &counts),
+    )
+}

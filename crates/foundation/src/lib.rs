@@ -1,0 +1,26 @@
+//! Foundation: distributed Rust applications as easy as single-node ones.
+//!
+//! WALKTHROUGH_PLACEHOLDER
+
+// Configuration and start-up errors carry the key, the value, the origin and
+// the fix inline so callers can match on them; they occur once, at start-up,
+// so their size costs nothing on any hot path.
+#![allow(clippy::result_large_err)]
+
+pub mod config;
+pub mod discovery;
+mod error;
+pub mod http;
+mod id;
+pub mod membership;
+mod node;
+pub mod security;
+pub mod telemetry;
+pub mod transport;
+
+pub use config::{Config, ConfigError, Profile};
+pub use error::StartError;
+pub use id::NodeId;
+pub use membership::{Member, MemberEvent, MemberState};
+pub use node::{start, DebugStrategy, Events, Node, NodeBuilder, Raw};
+pub use transport::{Channel, Inbox, InboxFilter, Incoming, SendError};

@@ -1,0 +1,357 @@
+//! Sans-IO membership: foca plus event derivation, leave notices and joins.
+//!
+//! Inputs: datagrams (already opened), timer events and `now`. Outputs:
+//! datagrams to seal and send, timers to schedule, [`MemberEvent`]s. No
+//! sockets, no clock, a seeded RNG: the same inputs give the same outputs.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::time::{Duration, Instant};
+
+use foca::{
+    AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec, State, Timer,
+};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+use super::identity::MemberId;
+use super::member::{Member, MemberEvent, MemberState};
+use super::seal::{DatagramKind, OVERHEAD};
+use crate::config::MembershipConfig;
+use crate::id::NodeId;
+
+/// How long Down and Left members stay in the view before being forgotten.
+pub const FORGET_AFTER: Duration = Duration::from_secs(300);
+
+/// Most Down/Left members remembered at once (bounded memory under churn).
+pub const MAX_REMEMBERED: usize = 4096;
+
+type FocaT = Foca<MemberId, PostcardCodec, SmallRng, NoCustomBroadcast>;
+
+/// What the shell must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Seal `body` as `kind` and send it to `to`.
+    Send {
+        /// Destination membership address.
+        to: SocketAddr,
+        /// Datagram kind.
+        kind: DatagramKind,
+        /// Plaintext body.
+        body: Vec<u8>,
+    },
+    /// Call [`MembershipCore::handle_timer`] with `timer` after `after`.
+    Schedule {
+        /// Delay.
+        after: Duration,
+        /// The timer.
+        timer: Timer<MemberId>,
+    },
+    /// Publish an event.
+    Event(MemberEvent),
+}
+
+/// A datagram the core could not use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("membership datagram rejected (foca): {0}")]
+pub struct Rejected(pub String);
+
+#[derive(Debug)]
+struct Entry {
+    member: Member,
+    since: Instant,
+}
+
+/// The sans-IO membership core.
+pub struct MembershipCore {
+    foca: FocaT,
+    rt: AccumulatingRuntime<MemberId>,
+    members: HashMap<NodeId, Entry>,
+    outputs: VecDeque<Output>,
+}
+
+impl std::fmt::Debug for MembershipCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MembershipCore")
+            .field("local", self.foca.identity())
+            .field("members", &self.members.len())
+            .finish()
+    }
+}
+
+/// foca settings from ours.
+pub fn foca_config(c: &MembershipConfig) -> foca::Config {
+    let mut f = foca::Config::new_lan(NonZeroU32::MIN.saturating_add(15));
+    f.probe_period = c.probe_period;
+    f.probe_rtt = c.probe_rtt;
+    f.suspect_to_down_after = c.suspect_to_down;
+    f.num_indirect_probes =
+        NonZeroUsize::new(c.indirect_probes as usize).unwrap_or(NonZeroUsize::MIN);
+    let packet = (c.max_packet_size as usize)
+        .saturating_sub(OVERHEAD + 1)
+        .max(256);
+    f.max_packet_size = NonZeroUsize::new(packet).unwrap_or(NonZeroUsize::MIN);
+    if let Some(g) = f.periodic_gossip.as_mut() {
+        g.frequency = c.gossip_period;
+    }
+    // Re-announce to members believed down every few seconds, so both sides
+    // of a healed partition find each other quickly.
+    if let Some(a) = f.periodic_announce_to_down_members.as_mut() {
+        a.frequency = Duration::from_secs(5);
+    }
+    f
+}
+
+impl MembershipCore {
+    /// A core for `local`, with foca `config` and an RNG seeded by `seed`.
+    pub fn new(local: MemberId, config: foca::Config, seed: u64) -> Self {
+        MembershipCore {
+            foca: Foca::new(local, config, SmallRng::seed_from_u64(seed), PostcardCodec),
+            rt: AccumulatingRuntime::new(),
+            members: HashMap::new(),
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// This node's current identity.
+    pub fn local(&self) -> &MemberId {
+        self.foca.identity()
+    }
+
+    /// foca underneath (leaky by design).
+    pub fn foca(&self) -> &FocaT {
+        &self.foca
+    }
+
+    /// Known other members (alive, suspect, and recently down or left).
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values().map(|e| &e.member)
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// A Hello asking the node at `to` to announce us into its cluster.
+    pub fn hello(&mut self, to: SocketAddr) {
+        match postcard::to_allocvec(self.foca.identity()) {
+            Ok(body) => self.outputs.push_back(Output::Send {
+                to,
+                kind: DatagramKind::Hello,
+                body,
+            }),
+            Err(e) => tracing::warn!(error = %e, "cannot encode hello"),
+        }
+    }
+
+    /// Handles an opened datagram.
+    pub fn handle_datagram(
+        &mut self,
+        kind: DatagramKind,
+        body: &[u8],
+        now: Instant,
+    ) -> Result<(), Rejected> {
+        let result = match kind {
+            DatagramKind::Swim => self
+                .foca
+                .handle_data(body, &mut self.rt)
+                .map_err(|e| Rejected(e.to_string())),
+            DatagramKind::Leave => match postcard::from_bytes::<NodeId>(body) {
+                Ok(id) => {
+                    self.mark_left(id, now);
+                    Ok(())
+                }
+                Err(e) => Err(Rejected(format!("leave notice: {e}"))),
+            },
+            DatagramKind::Hello => match postcard::from_bytes::<MemberId>(body) {
+                Ok(id) if id.id == self.foca.identity().id => Ok(()),
+                Ok(id) => self
+                    .foca
+                    .announce(id, &mut self.rt)
+                    .map_err(|e| Rejected(e.to_string())),
+                Err(e) => Err(Rejected(format!("hello: {e}"))),
+            },
+        };
+        self.collect(now);
+        result
+    }
+
+    /// Handles a timer scheduled earlier.
+    pub fn handle_timer(&mut self, timer: Timer<MemberId>, now: Instant) {
+        if let Err(e) = self.foca.handle_timer(timer, &mut self.rt) {
+            tracing::debug!(error = %e, "foca timer");
+        }
+        self.collect(now);
+        self.prune(now);
+    }
+
+    /// Leaves gracefully: tells every active member, then lets foca declare
+    /// us down. The others report `Left`, not `Down`.
+    pub fn leave(&mut self, now: Instant) {
+        let me = self.foca.identity().id;
+        if let Ok(body) = postcard::to_allocvec(&me) {
+            let active: Vec<SocketAddr> = self
+                .members
+                .values()
+                .filter(|e| e.member.state.is_active())
+                .map(|e| e.member.addr)
+                .collect();
+            for to in active {
+                self.outputs.push_back(Output::Send {
+                    to,
+                    kind: DatagramKind::Leave,
+                    body: body.clone(),
+                });
+            }
+        }
+        if let Err(e) = self.foca.leave_cluster(&mut self.rt) {
+            tracing::debug!(error = %e, "foca leave");
+        }
+        self.collect(now);
+    }
+
+    fn mark_left(&mut self, id: NodeId, now: Instant) {
+        if let Some(e) = self.members.get_mut(&id) {
+            if e.member.state != MemberState::Left {
+                e.member.state = MemberState::Left;
+                e.since = now;
+                self.outputs
+                    .push_back(Output::Event(MemberEvent::Left(e.member.clone())));
+            }
+        }
+    }
+
+    /// Drains foca's runtime into outputs and derives events.
+    fn collect(&mut self, now: Instant) {
+        while let Some((to, data)) = self.rt.to_send() {
+            self.outputs.push_back(Output::Send {
+                to: to.addr,
+                kind: DatagramKind::Swim,
+                body: data.to_vec(),
+            });
+        }
+        while let Some((after, timer)) = self.rt.to_schedule() {
+            self.outputs.push_back(Output::Schedule { after, timer });
+        }
+        while let Some(n) = self.rt.to_notify() {
+            self.notification(n, now);
+        }
+        self.scan_suspects(now);
+    }
+
+    fn notification(&mut self, n: OwnedNotification<MemberId>, now: Instant) {
+        match n {
+            OwnedNotification::MemberUp(id) => {
+                let incarnation = self.incarnation_of(&id);
+                match self.members.get_mut(&id.id) {
+                    // A node that left never comes back under the same id.
+                    Some(e) if e.member.state == MemberState::Left => {}
+                    Some(e) => {
+                        e.member = Member::from_identity(&id, MemberState::Alive, incarnation);
+                        e.since = now;
+                        self.outputs
+                            .push_back(Output::Event(MemberEvent::Up(e.member.clone())));
+                    }
+                    None => {
+                        let member = Member::from_identity(&id, MemberState::Alive, incarnation);
+                        self.outputs
+                            .push_back(Output::Event(MemberEvent::Up(member.clone())));
+                        self.members.insert(id.id, Entry { member, since: now });
+                    }
+                }
+            }
+            OwnedNotification::MemberDown(id) => {
+                if let Some(e) = self.members.get_mut(&id.id) {
+                    if e.member.generation > id.generation || !e.member.state.is_active() {
+                        return;
+                    }
+                    e.member.state = MemberState::Down;
+                    e.since = now;
+                    self.outputs
+                        .push_back(Output::Event(MemberEvent::Down(e.member.clone())));
+                }
+            }
+            OwnedNotification::Rename(old, new) => {
+                if let Some(e) = self.members.remove(&old.id) {
+                    let member = Member::from_identity(&new, e.member.state, e.member.incarnation);
+                    self.members.insert(
+                        new.id,
+                        Entry {
+                            member,
+                            since: e.since,
+                        },
+                    );
+                }
+            }
+            OwnedNotification::Active => tracing::debug!("membership active: joined a cluster"),
+            OwnedNotification::Idle => tracing::debug!("membership idle: no active members"),
+            OwnedNotification::Defunct => tracing::warn!("membership: this node was declared down"),
+            OwnedNotification::Rejoin(id) => {
+                tracing::info!(
+                    generation = id.generation,
+                    "declared down by the cluster; rejoined"
+                )
+            }
+        }
+    }
+
+    fn incarnation_of(&self, id: &MemberId) -> u16 {
+        self.foca
+            .iter_membership_state()
+            .find(|m| m.id() == id)
+            .map_or(0, |m| m.incarnation())
+    }
+
+    /// foca does not notify suspicion; derive Suspect (and refutation) from
+    /// its member states.
+    fn scan_suspects(&mut self, now: Instant) {
+        for m in self.foca.iter_membership_state() {
+            let Some(e) = self.members.get_mut(&m.id().id) else {
+                continue;
+            };
+            if e.member.generation != m.id().generation {
+                continue;
+            }
+            let before = e.member.state;
+            e.member.incarnation = m.incarnation();
+            let event = match (before, m.state()) {
+                (MemberState::Alive, State::Suspect) => {
+                    e.member.state = MemberState::Suspect;
+                    MemberEvent::Suspect(e.member.clone())
+                }
+                (MemberState::Suspect, State::Alive) => {
+                    e.member.state = MemberState::Alive;
+                    MemberEvent::Up(e.member.clone())
+                }
+                _ => continue,
+            };
+            e.since = now;
+            self.outputs.push_back(Output::Event(event));
+        }
+    }
+
+    fn prune(&mut self, now: Instant) {
+        self.members.retain(|_, e| {
+            e.member.state.is_active() || now.saturating_duration_since(e.since) < FORGET_AFTER
+        });
+        let gone = self
+            .members
+            .values()
+            .filter(|e| !e.member.state.is_active())
+            .count();
+        if gone > MAX_REMEMBERED {
+            let mut old: Vec<(Instant, NodeId)> = self
+                .members
+                .iter()
+                .filter(|(_, e)| !e.member.state.is_active())
+                .map(|(id, e)| (e.since, *id))
+                .collect();
+            old.sort();
+            for (_, id) in old.into_iter().take(gone - MAX_REMEMBERED) {
+                self.members.remove(&id);
+            }
+        }
+    }
+}

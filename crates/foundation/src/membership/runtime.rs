@@ -1,0 +1,280 @@
+//! The tokio shell around [`MembershipCore`]: UDP socket, sealing, timers.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use foca::Timer;
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::core::{MembershipCore, Output};
+use super::identity::MemberId;
+use super::member::{Member, MemberEvent, MemberState};
+use super::seal::{OpenError, Sealer};
+use crate::id::NodeId;
+use crate::telemetry::{DropReason, Stats};
+
+/// Events buffered per subscriber; a subscriber that falls further behind
+/// skips the oldest and is told how many it missed.
+pub(crate) const EVENT_BUFFER: usize = 1024;
+
+/// Commands queued to the membership task.
+const COMMAND_BUFFER: usize = 256;
+
+type Inspect = Box<dyn FnOnce(&MembershipCore) + Send>;
+
+enum Command {
+    Hello(Vec<SocketAddr>),
+    Leave(oneshot::Sender<()>),
+    Inspect(Inspect),
+}
+
+/// Handle to the running membership protocol (clone it freely).
+#[derive(Clone)]
+pub struct Membership {
+    local: MemberId,
+    commands: mpsc::Sender<Command>,
+    view: Arc<RwLock<HashMap<NodeId, Member>>>,
+    events: broadcast::Sender<MemberEvent>,
+    cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership")
+            .field("local", &self.local)
+            .finish()
+    }
+}
+
+impl Membership {
+    /// Starts the protocol on `socket`.
+    pub(crate) fn start(
+        socket: UdpSocket,
+        core: MembershipCore,
+        sealer: Sealer,
+        stats: Arc<Stats>,
+    ) -> (Membership, JoinHandle<()>) {
+        let (commands, rx) = mpsc::channel(COMMAND_BUFFER);
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let handle = Membership {
+            local: core.local().clone(),
+            commands,
+            view: Arc::new(RwLock::new(HashMap::new())),
+            events: events.clone(),
+            cancel: CancellationToken::new(),
+        };
+        let shell = Shell {
+            socket,
+            core,
+            sealer,
+            stats,
+            rx,
+            view: handle.view.clone(),
+            events,
+            cancel: handle.cancel.clone(),
+            timers: BinaryHeap::new(),
+            pending: HashMap::new(),
+            seq: 0,
+        };
+        let task = tokio::spawn(shell.run());
+        (handle, task)
+    }
+
+    /// This node's identity (with its metadata).
+    pub fn local(&self) -> &MemberId {
+        &self.local
+    }
+
+    /// Other members as this node sees them (alive, suspect, recently down
+    /// or left).
+    pub fn members(&self) -> Vec<Member> {
+        let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        view.values().cloned().collect()
+    }
+
+    /// A receiver of membership events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<MemberEvent> {
+        self.events.subscribe()
+    }
+
+    /// Asks the nodes at these membership addresses to let us join.
+    pub fn hello(&self, addrs: Vec<SocketAddr>) {
+        if self.commands.try_send(Command::Hello(addrs)).is_err() {
+            tracing::debug!("membership busy; hello skipped (the next round retries)");
+        }
+    }
+
+    /// Runs `f` on the sans-IO core (and foca through
+    /// [`MembershipCore::foca`]) inside the membership task.
+    pub async fn inspect<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&MembershipCore) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = oneshot::channel();
+        let job: Inspect = Box::new(move |core| {
+            let _ = tx.send(f(core));
+        });
+        self.commands.send(Command::Inspect(job)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Leaves gracefully and stops the task.
+    pub(crate) async fn leave(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Leave(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        self.cancel.cancel();
+    }
+
+    /// Whether the membership task has been stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Stops without leaving (a crash, as the others see it).
+    pub(crate) fn abort(&self) {
+        self.cancel.cancel();
+    }
+}
+
+struct Shell {
+    socket: UdpSocket,
+    core: MembershipCore,
+    sealer: Sealer,
+    stats: Arc<Stats>,
+    rx: mpsc::Receiver<Command>,
+    view: Arc<RwLock<HashMap<NodeId, Member>>>,
+    events: broadcast::Sender<MemberEvent>,
+    cancel: CancellationToken,
+    timers: BinaryHeap<Reverse<(tokio::time::Instant, u64)>>,
+    pending: HashMap<u64, Timer<MemberId>>,
+    seq: u64,
+}
+
+impl Shell {
+    async fn run(mut self) {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let next = self.timers.peek().map(|Reverse((at, _))| *at);
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                r = self.socket.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => self.datagram(&mut buf[..n], from),
+                    Err(e) => tracing::debug!(error = %e, "membership recv"),
+                },
+                _ = sleep_until(next) => self.fire_timers(),
+                cmd = self.rx.recv() => match cmd {
+                    Some(Command::Hello(addrs)) => {
+                        for a in addrs {
+                            self.core.hello(a);
+                        }
+                    }
+                    Some(Command::Leave(done)) => {
+                        self.core.leave(Instant::now());
+                        self.flush().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(Command::Inspect(f)) => f(&self.core),
+                    None => return,
+                },
+            }
+            self.flush().await;
+        }
+    }
+
+    fn datagram(&mut self, data: &mut [u8], from: SocketAddr) {
+        let (kind, body) = match self.sealer.open(data) {
+            Ok(x) => x,
+            Err(e) => {
+                let reason = match e {
+                    OpenError::Truncated => DropReason::Truncated,
+                    OpenError::Unauthenticated => DropReason::Unauthenticated,
+                    OpenError::UnknownKind => DropReason::Malformed,
+                };
+                self.stats.datagram_dropped(reason);
+                tracing::debug!(%from, error = %e, "membership datagram dropped");
+                return;
+            }
+        };
+        if let Err(e) = self.core.handle_datagram(kind, body, Instant::now()) {
+            self.stats.datagram_dropped(DropReason::Malformed);
+            tracing::debug!(%from, error = %e, "membership datagram dropped");
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = tokio::time::Instant::now();
+        while let Some(Reverse((at, seq))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if let Some(timer) = self.pending.remove(&seq) {
+                self.core.handle_timer(timer, Instant::now());
+            }
+        }
+    }
+
+    async fn flush(&mut self) {
+        let mut changed = false;
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                Output::Send { to, kind, body } => {
+                    let sealed = self.sealer.seal(kind, &body, rand::random());
+                    if let Err(e) = self.socket.send_to(&sealed, to).await {
+                        tracing::debug!(%to, error = %e, "membership send");
+                    }
+                }
+                Output::Schedule { after, timer } => {
+                    self.seq += 1;
+                    self.pending.insert(self.seq, timer);
+                    self.timers
+                        .push(Reverse((tokio::time::Instant::now() + after, self.seq)));
+                }
+                Output::Event(ev) => {
+                    log_event(&ev);
+                    changed = true;
+                    let _ = self.events.send(ev);
+                }
+            }
+        }
+        if changed {
+            let snapshot: HashMap<NodeId, Member> =
+                self.core.members().map(|m| (m.id, m.clone())).collect();
+            *self.view.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn log_event(ev: &MemberEvent) {
+    let m = ev.member();
+    let state = match ev {
+        MemberEvent::Up(_) => MemberState::Alive,
+        MemberEvent::Suspect(_) => MemberState::Suspect,
+        MemberEvent::Down(_) => MemberState::Down,
+        MemberEvent::Left(_) => MemberState::Left,
+    };
+    match state {
+        MemberState::Alive => {
+            tracing::info!(node = %m.id, name = %m.name, addr = %m.addr, "member up")
+        }
+        MemberState::Suspect => tracing::info!(node = %m.id, name = %m.name, "member suspect"),
+        MemberState::Down => tracing::warn!(node = %m.id, name = %m.name, "member down"),
+        MemberState::Left => tracing::info!(node = %m.id, name = %m.name, "member left"),
+    }
+}

@@ -1,0 +1,679 @@
+//! The node: builder, handle, lifecycle.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError, Layer, Profile, Resolved, Resolver, Value};
+use crate::discovery::{CandidateSink, Candidates, StaticSeeds, Strategy};
+use crate::error::StartError;
+use crate::id::NodeId;
+use crate::membership::core::{foca_config, MembershipCore};
+use crate::membership::seal::Sealer;
+use crate::membership::{Member, MemberEvent, MemberId, MemberState, Membership};
+use crate::security::{derive_key, KeyPurpose, TlsIdentity};
+use crate::telemetry::Stats;
+use crate::transport::{
+    Channel, Inbox, InboxFilter, SendError, SendFailure, Transport, TransportSettings,
+};
+
+/// Interval of join attempts while this node has no active member.
+const JOIN_INTERVAL_ALONE: Duration = Duration::from_millis(500);
+/// Interval of join attempts to candidates that are not members yet.
+const JOIN_INTERVAL: Duration = Duration::from_secs(3);
+
+/// Starts a node from the environment, `./foundation.toml` and defaults.
+///
+/// The Mortal tier: nothing to configure. See [`NodeBuilder`] for the rest.
+pub async fn start() -> Result<Node, StartError> {
+    NodeBuilder::new().start().await
+}
+
+/// Builds a [`Node`]. Builder settings have the highest precedence
+/// (builder > env > file > detection > defaults).
+#[derive(Debug)]
+pub struct NodeBuilder {
+    resolver: Resolver,
+    error: Option<ConfigError>,
+    strategy: Option<Box<dyn DebugStrategy>>,
+}
+
+/// A [`Strategy`] that is also `Debug` (blanket-implemented).
+pub trait DebugStrategy: Strategy + std::fmt::Debug {}
+impl<T: Strategy + std::fmt::Debug> DebugStrategy for T {}
+
+impl Default for NodeBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NodeBuilder {
+    /// A builder reading this process's `FOUNDATION_*` variables.
+    pub fn new() -> Self {
+        NodeBuilder {
+            resolver: Resolver::from_process_env(),
+            error: None,
+            strategy: None,
+        }
+    }
+
+    /// A builder that ignores the process environment and ./foundation.toml
+    /// (tests, and several nodes in one process).
+    pub fn isolated() -> Self {
+        NodeBuilder {
+            resolver: Resolver::new().no_file_detection(),
+            error: None,
+            strategy: None,
+        }
+    }
+
+    /// Uses a prepared resolver (the CLI does this).
+    pub fn with_resolver(resolver: Resolver) -> Self {
+        NodeBuilder {
+            resolver,
+            error: None,
+            strategy: None,
+        }
+    }
+
+    /// Sets any key from text, as in foundation.toml (`"membership.port"`).
+    /// An unknown key or bad value is reported by [`NodeBuilder::start`].
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        if let Err(e) = self.resolver.builder_layer().set_str(key, value, "builder") {
+            self.error.get_or_insert(e);
+        }
+        self
+    }
+
+    fn layer(&mut self) -> &mut Layer {
+        self.resolver.builder_layer()
+    }
+
+    /// Discovery strategy by name (`"static"`, ...): the Apprentice word.
+    pub fn cluster(self, strategy: &str) -> Self {
+        self.set("cluster", strategy)
+    }
+
+    /// Static seeds (`host:port` of their membership ports).
+    pub fn seeds<I, S>(self, seeds: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let joined: Vec<String> = seeds.into_iter().map(|s| s.as_ref().to_owned()).collect();
+        self.set("seeds", &joined.join(","))
+    }
+
+    /// Cluster secret.
+    pub fn secret(self, secret: &str) -> Self {
+        self.set("secret", secret)
+    }
+
+    /// Cluster name.
+    pub fn cluster_name(self, name: &str) -> Self {
+        self.set("cluster_name", name)
+    }
+
+    /// Node name.
+    pub fn name(self, name: &str) -> Self {
+        self.set("node.name", name)
+    }
+
+    /// Roles.
+    pub fn roles<I, S>(mut self, roles: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let roles = roles.into_iter().map(Into::into).collect();
+        self.layer().set("node.roles", Value::List(roles));
+        self
+    }
+
+    /// Membership port (0 = any free port).
+    pub fn port(mut self, port: u16) -> Self {
+        self.layer().set("membership.port", Value::Int(port.into()));
+        self
+    }
+
+    /// Bind address of both sockets.
+    pub fn bind(mut self, ip: IpAddr) -> Self {
+        self.layer().set("transport.bind", Value::Ip(ip));
+        self
+    }
+
+    /// Profile.
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.layer()
+            .set("profile", Value::Text(profile.as_str().to_owned()));
+        self
+    }
+
+    /// Turns the HTTP endpoint on or off.
+    pub fn http(mut self, enabled: bool) -> Self {
+        self.layer().set("http.enabled", Value::Bool(enabled));
+        self
+    }
+
+    /// HTTP port (0 = any free port).
+    pub fn http_port(mut self, port: u16) -> Self {
+        self.layer().set("http.port", Value::Int(port.into()));
+        self
+    }
+
+    /// Reads this configuration file.
+    pub fn config_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.resolver = self.resolver.file(path);
+        self
+    }
+
+    /// Uses a custom discovery strategy instead of the configured one.
+    pub fn discovery(mut self, strategy: impl DebugStrategy) -> Self {
+        self.strategy = Some(Box::new(strategy));
+        self
+    }
+
+    /// Resolves the configuration without starting (what `config explain` shows).
+    pub fn resolve(&self) -> Result<Resolved, ConfigError> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        self.resolver.resolve()
+    }
+
+    /// Starts the node: binds sockets, starts membership, discovery and
+    /// (when enabled) HTTP.
+    pub async fn start(self) -> Result<Node, StartError> {
+        let resolved = self.resolve()?;
+        let strategy: Box<dyn Strategy> = match self.strategy {
+            Some(s) => s,
+            None => Box::new(StaticSeeds::new(resolved.config.cluster.seeds.clone())),
+        };
+        Node::start(resolved, strategy).await
+    }
+}
+
+/// A running node. Clone it freely; every clone is the same node.
+#[derive(Clone, Debug)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    id: NodeId,
+    resolved: Resolved,
+    local: MemberId,
+    transport: Transport,
+    membership: Membership,
+    stats: Arc<Stats>,
+    candidates: watch::Receiver<Candidates>,
+    alone_by_config: bool,
+    ready: AtomicBool,
+    cancel: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    http_addr: Mutex<Option<SocketAddr>>,
+    stopped: AtomicBool,
+}
+
+/// Reach-through to the tools underneath (ADR 001).
+#[derive(Debug)]
+pub struct Raw<'a> {
+    node: &'a Node,
+}
+
+impl Raw<'_> {
+    /// The quinn endpoint carrying all channels.
+    pub fn endpoint(&self) -> &quinn::Endpoint {
+        self.node.inner.transport.endpoint()
+    }
+
+    /// The transport (connections, inboxes).
+    pub fn transport(&self) -> &Transport {
+        &self.node.inner.transport
+    }
+
+    /// The membership handle; [`Membership::inspect`] reaches foca.
+    pub fn membership(&self) -> &Membership {
+        &self.node.inner.membership
+    }
+
+    /// The node's counters.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.node.inner.stats
+    }
+}
+
+impl Node {
+    async fn start(resolved: Resolved, strategy: Box<dyn Strategy>) -> Result<Node, StartError> {
+        let config = resolved.config.clone();
+        let id = NodeId::random();
+        let stats = Arc::new(Stats::default());
+        let tls = TlsIdentity::from_config(&config)?;
+
+        // Membership socket first: its port is the node's address.
+        let m_addr = SocketAddr::new(config.transport.bind, config.membership.port);
+        let m_socket = bind_udp(m_addr)?;
+        let m_local = m_socket.local_addr().map_err(|e| StartError::Bind {
+            what: "membership socket",
+            addr: m_addr,
+            message: e.to_string(),
+        })?;
+        let t_port = config
+            .transport
+            .port
+            .unwrap_or(match config.membership.port {
+                0 => 0,
+                p => p + 1,
+            });
+        let transport = Transport::bind(
+            TransportSettings {
+                bind: SocketAddr::new(config.transport.bind, t_port),
+                max_frame_size: config.transport.max_frame_size as usize,
+                idle_timeout: config.transport.idle_timeout,
+                keep_alive: config.transport.keep_alive,
+                connect_timeout: config.transport.connect_timeout,
+                reconnect_min: config.transport.reconnect_min,
+                reconnect_max: config.transport.reconnect_max,
+                inbox_capacity: config.channels.inbox_capacity,
+            },
+            &tls,
+            id,
+            stats.clone(),
+        )?;
+        let advertise = config.transport.advertise.unwrap_or(m_local.ip());
+        let local = MemberId {
+            id,
+            addr: SocketAddr::new(advertise, m_local.port()),
+            transport: SocketAddr::new(advertise, transport.local_addr().port()),
+            name: config.node.name.clone(),
+            roles: config.node.roles.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            generation: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        };
+        let key = match &config.cluster.secret {
+            Some(s) => derive_key(s.expose(), &config.cluster.name, KeyPurpose::Membership),
+            None => {
+                tracing::warn!("no cluster secret: membership datagrams are keyed from the CA certificate, which keeps other clusters out but is not secret; set FOUNDATION_SECRET");
+                derive_key(
+                    tls.ca_der().as_ref(),
+                    &config.cluster.name,
+                    KeyPurpose::Membership,
+                )
+            }
+        };
+        let core = MembershipCore::new(
+            local.clone(),
+            foca_config(&config.membership),
+            rand::random(),
+        );
+        let socket = tokio::net::UdpSocket::from_std(m_socket).map_err(|e| StartError::Bind {
+            what: "membership socket",
+            addr: m_addr,
+            message: e.to_string(),
+        })?;
+        let (membership, m_task) =
+            Membership::start(socket, core, Sealer::new(&key), stats.clone());
+
+        let (sink, candidates) = CandidateSink::new();
+        let cancel = CancellationToken::new();
+        let strategy_name = strategy.name();
+        let discovery_task = tokio::spawn(strategy.run(sink, cancel.child_token()));
+        let alone_by_config = config.cluster.seeds.is_empty();
+
+        let node = Node {
+            inner: Arc::new(Inner {
+                id,
+                resolved,
+                local,
+                transport,
+                membership,
+                stats,
+                candidates,
+                alone_by_config,
+                ready: AtomicBool::new(false),
+                cancel,
+                tasks: Mutex::new(vec![m_task, discovery_task]),
+                http_addr: Mutex::new(None),
+                stopped: AtomicBool::new(false),
+            }),
+        };
+        node.spawn(node.clone().join_loop());
+        node.spawn(node.clone().forget_loop());
+        if config.http.enabled {
+            let addr = SocketAddr::new(config.http.bind, config.http.port);
+            let (bound, task) =
+                crate::http::serve(node.clone(), addr, node.inner.cancel.child_token()).await?;
+            *node
+                .inner
+                .http_addr
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(bound);
+            node.push_task(task);
+        }
+        tracing::info!(
+            node = %id,
+            name = %node.inner.local.name,
+            membership = %node.inner.local.addr,
+            transport = %node.inner.local.transport,
+            discovery = strategy_name,
+            profile = node.config().profile.as_str(),
+            "node started"
+        );
+        Ok(node)
+    }
+
+    fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.push_task(tokio::spawn(fut));
+    }
+
+    fn push_task(&self, task: JoinHandle<()>) {
+        self.inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(task);
+    }
+
+    /// Sends Hellos to candidates that are not active members yet.
+    async fn join_loop(self) {
+        let mut candidates = self.inner.candidates.clone();
+        loop {
+            let alone = !self
+                .members()
+                .iter()
+                .any(|m| m.id != self.inner.id && m.state.is_active());
+            let known: Vec<SocketAddr> = self
+                .inner
+                .membership
+                .members()
+                .into_iter()
+                .filter(|m| m.state.is_active())
+                .map(|m| m.addr)
+                .collect();
+            let targets: Vec<SocketAddr> = candidates
+                .borrow_and_update()
+                .iter()
+                .copied()
+                .filter(|a| *a != self.inner.local.addr && !known.contains(a))
+                .collect();
+            if !targets.is_empty() {
+                tracing::debug!(?targets, "asking candidates to let us join");
+                self.inner.membership.hello(targets);
+            }
+            let wait = if alone {
+                JOIN_INTERVAL_ALONE
+            } else {
+                JOIN_INTERVAL
+            };
+            tokio::select! {
+                _ = self.inner.cancel.cancelled() => return,
+                _ = candidates.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Closes connections to members that went down or left, so a later
+    /// node at the same address starts clean.
+    async fn forget_loop(self) {
+        let mut events = self.inner.membership.subscribe();
+        loop {
+            let ev = tokio::select! {
+                _ = self.inner.cancel.cancelled() => return,
+                ev = events.recv() => ev,
+            };
+            match ev {
+                Ok(MemberEvent::Down(m) | MemberEvent::Left(m)) => {
+                    self.inner.transport.forget(m.transport)
+                }
+                Ok(MemberEvent::Up(_)) => self.inner.ready.store(true, Ordering::Relaxed),
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.inner.local.name
+    }
+
+    /// The resolved configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.resolved.config
+    }
+
+    /// The resolved configuration with the source of every value.
+    pub fn resolved(&self) -> &Resolved {
+        &self.inner.resolved
+    }
+
+    /// The membership address (what other nodes list as a seed).
+    pub fn membership_addr(&self) -> SocketAddr {
+        self.inner.local.addr
+    }
+
+    /// The QUIC transport address.
+    pub fn transport_addr(&self) -> SocketAddr {
+        self.inner.local.transport
+    }
+
+    /// The HTTP endpoint's address, when enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        *self
+            .inner
+            .http_addr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This node as a member.
+    pub fn local_member(&self) -> Member {
+        Member::from_identity(&self.inner.local, MemberState::Alive, 0)
+    }
+
+    /// Every member this node knows, itself first: alive, suspect, and
+    /// recently down or left ones.
+    pub fn members(&self) -> Vec<Member> {
+        let mut all = vec![self.local_member()];
+        let mut others = self.inner.membership.members();
+        others.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        all.extend(others);
+        all
+    }
+
+    /// Alive and suspect members, this node included.
+    pub fn active_members(&self) -> Vec<Member> {
+        self.members()
+            .into_iter()
+            .filter(|m| m.state.is_active())
+            .collect()
+    }
+
+    /// Membership events from now on. The stream is bounded: a subscriber
+    /// that falls more than 1024 events behind skips the oldest.
+    pub fn events(&self) -> Events {
+        Events {
+            rx: self.inner.membership.subscribe(),
+        }
+    }
+
+    /// Whether the node has joined a cluster (or runs alone by configuration).
+    pub fn is_ready(&self) -> bool {
+        self.inner.alone_by_config || self.inner.ready.load(Ordering::Relaxed)
+    }
+
+    /// Sends `payload` of `kind` to member `to` on `channel`. Returns once
+    /// the frame is handed to QUIC. Fails with the payload given back if
+    /// `to` is not an active member or cannot be reached.
+    pub async fn send(
+        &self,
+        to: NodeId,
+        channel: Channel,
+        kind: u16,
+        payload: Bytes,
+    ) -> Result<(), SendError> {
+        self.send_with_headers(to, channel, kind, Vec::new(), payload)
+            .await
+    }
+
+    /// [`Node::send`] with headers (e.g. W3C `traceparent`).
+    pub async fn send_with_headers(
+        &self,
+        to: NodeId,
+        channel: Channel,
+        kind: u16,
+        headers: Vec<(String, String)>,
+        payload: Bytes,
+    ) -> Result<(), SendError> {
+        let addr = if to == self.inner.id {
+            Some(self.inner.local.transport)
+        } else {
+            self.inner
+                .membership
+                .members()
+                .into_iter()
+                .find(|m| m.id == to && m.state.is_active())
+                .map(|m| m.transport)
+        };
+        let Some(addr) = addr else {
+            return Err(SendError::new(
+                to,
+                channel,
+                SendFailure::UnknownNode,
+                payload,
+            ));
+        };
+        self.inner
+            .transport
+            .send(addr, channel, kind, headers, payload)
+            .await
+    }
+
+    /// A new inbox of every message arriving on `channel`.
+    pub fn inbox(&self, channel: Channel) -> Inbox {
+        self.inner
+            .transport
+            .subscribe(InboxFilter::channel(channel))
+    }
+
+    /// A new inbox of messages matching `filter` (e.g. a layer's kinds).
+    pub fn subscribe(&self, filter: InboxFilter) -> Inbox {
+        self.inner.transport.subscribe(filter)
+    }
+
+    /// Reach-through to quinn, the membership handle and the counters.
+    pub fn raw(&self) -> Raw<'_> {
+        Raw { node: self }
+    }
+
+    /// Leaves the cluster gracefully (the others see `Left`), then stops
+    /// every task this node started and closes its sockets.
+    pub async fn shutdown(&self) {
+        if self.inner.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        tracing::info!(node = %self.inner.id, "leaving the cluster");
+        self.inner.membership.leave().await;
+        self.stop_tasks().await;
+        tracing::info!(node = %self.inner.id, "node stopped");
+    }
+
+    /// Stops abruptly, without leaving: the others see `Down`, as after a
+    /// crash. For tests and fault injection.
+    pub async fn abort(&self) {
+        if self.inner.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.inner.membership.abort();
+        self.stop_tasks().await;
+    }
+
+    async fn stop_tasks(&self) {
+        self.inner.cancel.cancel();
+        self.inner.membership.abort();
+        self.inner.transport.shutdown().await;
+        let tasks: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Waits until at least `n` members (this node included) are alive.
+    pub async fn wait_for_members(&self, n: usize, timeout: Duration) -> Result<(), Vec<Member>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let alive = self
+                .members()
+                .iter()
+                .filter(|m| m.state == MemberState::Alive)
+                .count();
+            if alive >= n {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(self.members());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn bind_udp(addr: SocketAddr) -> Result<std::net::UdpSocket, StartError> {
+    let s = std::net::UdpSocket::bind(addr).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            StartError::MembershipPortInUse { addr }
+        } else {
+            StartError::Bind {
+                what: "membership socket",
+                addr,
+                message: e.to_string(),
+            }
+        }
+    })?;
+    s.set_nonblocking(true).map_err(|e| StartError::Bind {
+        what: "membership socket",
+        addr,
+        message: e.to_string(),
+    })?;
+    Ok(s)
+}
+
+/// A stream of membership events.
+#[derive(Debug)]
+pub struct Events {
+    rx: broadcast::Receiver<MemberEvent>,
+}
+
+impl Events {
+    /// The next event; `None` once the node has stopped. If this receiver
+    /// fell behind, the missed events are skipped (and logged).
+    pub async fn recv(&mut self) -> Option<MemberEvent> {
+        loop {
+            match self.rx.recv().await {
+                Ok(ev) => return Some(ev),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "membership event subscriber fell behind");
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}

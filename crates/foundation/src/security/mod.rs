@@ -1,0 +1,10 @@
+//! Keys and certificates derived from the cluster secret (ADR 003).
+//!
+//! Nodes that share a secret derive the same cluster CA and the same
+//! membership sealing key, so they trust each other with no files.
+
+mod keys;
+mod tls;
+
+pub use keys::{derive_key, KeyPurpose};
+pub use tls::{TlsError, TlsIdentity};

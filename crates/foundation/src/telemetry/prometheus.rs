@@ -1,0 +1,101 @@
+//! Prometheus text exposition of a node's counters.
+
+use std::fmt::Write as _;
+
+use super::stats::{DropReason, Stats};
+use crate::membership::MemberState;
+use crate::transport::Channel;
+
+type PerChannel = fn(&Stats, Channel) -> u64;
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Renders the counters and the member counts by state.
+pub fn render(stats: &Stats, members: &[(MemberState, usize)]) -> String {
+    let mut out = String::new();
+    header(
+        &mut out,
+        "foundation_members",
+        "gauge",
+        "Known members by state.",
+    );
+    for (state, count) in members {
+        let _ = writeln!(
+            out,
+            "foundation_members{{state=\"{}\"}} {count}",
+            state.as_str()
+        );
+    }
+    let per_channel: [(&str, &str, PerChannel); 4] = [
+        (
+            "foundation_messages_sent_total",
+            "Frames sent per channel.",
+            Stats::sent_messages,
+        ),
+        (
+            "foundation_bytes_sent_total",
+            "Frame bytes sent per channel.",
+            Stats::sent_bytes,
+        ),
+        (
+            "foundation_messages_received_total",
+            "Frames received per channel.",
+            Stats::received_messages,
+        ),
+        (
+            "foundation_bytes_received_total",
+            "Frame bytes received per channel.",
+            Stats::received_bytes,
+        ),
+    ];
+    for (name, help, get) in per_channel {
+        header(&mut out, name, "counter", help);
+        for c in Channel::ALL {
+            let _ = writeln!(out, "{name}{{channel=\"{c}\"}} {}", get(stats, c));
+        }
+    }
+    let singles: [(&str, &str, u64); 4] = [
+        (
+            "foundation_frame_errors_total",
+            "Frames rejected (malformed, oversized, wrong version).",
+            stats.frame_errors(),
+        ),
+        (
+            "foundation_frames_unrouted_total",
+            "Frames no inbox subscribed to.",
+            stats.unrouted_frames(),
+        ),
+        (
+            "foundation_connections_opened_total",
+            "QUIC connections established.",
+            stats.connections_opened(),
+        ),
+        (
+            "foundation_connect_failures_total",
+            "Failed QUIC connection attempts.",
+            stats.connect_failures(),
+        ),
+    ];
+    for (name, help, v) in singles {
+        header(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {v}");
+    }
+    let name = "foundation_membership_datagrams_dropped_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Membership datagrams dropped, by reason.",
+    );
+    for r in DropReason::ALL {
+        let _ = writeln!(
+            out,
+            "{name}{{reason=\"{}\"}} {}",
+            r.as_str(),
+            stats.datagrams_dropped(r)
+        );
+    }
+    out
+}

@@ -1,0 +1,140 @@
+//! The counters.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::transport::Channel;
+
+/// Why a membership datagram was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Could not be opened with our key: another cluster, or tampered.
+    Unauthenticated,
+    /// Opened, but foca rejected its content.
+    Malformed,
+    /// Too short to carry a nonce and tag.
+    Truncated,
+}
+
+impl DropReason {
+    /// All reasons.
+    pub const ALL: [DropReason; 3] = [
+        DropReason::Unauthenticated,
+        DropReason::Malformed,
+        DropReason::Truncated,
+    ];
+
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Unauthenticated => "unauthenticated",
+            DropReason::Malformed => "malformed",
+            DropReason::Truncated => "truncated",
+        }
+    }
+}
+
+/// A node's counters. All methods are cheap (relaxed atomics).
+#[derive(Debug, Default)]
+pub struct Stats {
+    sent_messages: [AtomicU64; 4],
+    sent_bytes: [AtomicU64; 4],
+    received_messages: [AtomicU64; 4],
+    received_bytes: [AtomicU64; 4],
+    frame_errors: AtomicU64,
+    unrouted: AtomicU64,
+    connections_opened: AtomicU64,
+    connect_failures: AtomicU64,
+    dropped: [AtomicU64; 3],
+}
+
+impl Stats {
+    /// Counts a frame sent.
+    pub fn sent(&self, channel: Channel, bytes: usize) {
+        let i = channel.index();
+        self.sent_messages[i].fetch_add(1, Relaxed);
+        self.sent_bytes[i].fetch_add(bytes as u64, Relaxed);
+        metrics::counter!("foundation_messages_sent_total", "channel" => channel.as_str())
+            .increment(1);
+        metrics::counter!("foundation_bytes_sent_total", "channel" => channel.as_str())
+            .increment(bytes as u64);
+    }
+
+    /// Counts a frame received.
+    pub fn received(&self, channel: Channel, bytes: usize) {
+        let i = channel.index();
+        self.received_messages[i].fetch_add(1, Relaxed);
+        self.received_bytes[i].fetch_add(bytes as u64, Relaxed);
+        metrics::counter!("foundation_messages_received_total", "channel" => channel.as_str())
+            .increment(1);
+        metrics::counter!("foundation_bytes_received_total", "channel" => channel.as_str())
+            .increment(bytes as u64);
+    }
+
+    /// Counts a rejected frame.
+    pub fn frame_error(&self) {
+        self.frame_errors.fetch_add(1, Relaxed);
+        metrics::counter!("foundation_frame_errors_total").increment(1);
+    }
+
+    /// Counts a frame no inbox wanted.
+    pub fn unrouted(&self) {
+        self.unrouted.fetch_add(1, Relaxed);
+        metrics::counter!("foundation_frames_unrouted_total").increment(1);
+    }
+
+    /// Counts a connection established.
+    pub fn connection_opened(&self) {
+        self.connections_opened.fetch_add(1, Relaxed);
+        metrics::counter!("foundation_connections_opened_total").increment(1);
+    }
+
+    /// Counts a failed connection attempt.
+    pub fn connect_failed(&self) {
+        self.connect_failures.fetch_add(1, Relaxed);
+        metrics::counter!("foundation_connect_failures_total").increment(1);
+    }
+
+    /// Counts a dropped membership datagram.
+    pub fn datagram_dropped(&self, reason: DropReason) {
+        self.dropped[reason as usize].fetch_add(1, Relaxed);
+        metrics::counter!("foundation_membership_datagrams_dropped_total", "reason" => reason.as_str())
+            .increment(1);
+    }
+
+    /// Messages sent on a channel.
+    pub fn sent_messages(&self, channel: Channel) -> u64 {
+        self.sent_messages[channel.index()].load(Relaxed)
+    }
+    /// Bytes sent on a channel.
+    pub fn sent_bytes(&self, channel: Channel) -> u64 {
+        self.sent_bytes[channel.index()].load(Relaxed)
+    }
+    /// Messages received on a channel.
+    pub fn received_messages(&self, channel: Channel) -> u64 {
+        self.received_messages[channel.index()].load(Relaxed)
+    }
+    /// Bytes received on a channel.
+    pub fn received_bytes(&self, channel: Channel) -> u64 {
+        self.received_bytes[channel.index()].load(Relaxed)
+    }
+    /// Rejected frames.
+    pub fn frame_errors(&self) -> u64 {
+        self.frame_errors.load(Relaxed)
+    }
+    /// Frames no inbox wanted.
+    pub fn unrouted_frames(&self) -> u64 {
+        self.unrouted.load(Relaxed)
+    }
+    /// Connections established.
+    pub fn connections_opened(&self) -> u64 {
+        self.connections_opened.load(Relaxed)
+    }
+    /// Failed connection attempts.
+    pub fn connect_failures(&self) -> u64 {
+        self.connect_failures.load(Relaxed)
+    }
+    /// Membership datagrams dropped for a reason.
+    pub fn datagrams_dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize].load(Relaxed)
+    }
+}

@@ -1,0 +1,401 @@
+//! The QUIC endpoint: accepting, connecting on demand, sending.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::channel::Channel;
+use super::error::{SendError, SendFailure, TransportError};
+use super::frame::{self, Envelope, FrameDecoder, FrameError};
+use super::inbox::{Inbox, InboxFilter, Router};
+use super::peer::Peer;
+use super::reader::read_stream;
+use crate::id::NodeId;
+use crate::security::TlsIdentity;
+use crate::telemetry::Stats;
+
+/// Settings the transport needs (from [`crate::config::TransportConfig`]).
+#[derive(Debug, Clone)]
+pub struct TransportSettings {
+    /// Address to bind.
+    pub bind: SocketAddr,
+    /// Largest frame.
+    pub max_frame_size: usize,
+    /// QUIC idle timeout.
+    pub idle_timeout: Duration,
+    /// QUIC keep-alive.
+    pub keep_alive: Duration,
+    /// Handshake timeout.
+    pub connect_timeout: Duration,
+    /// First reconnect delay.
+    pub reconnect_min: Duration,
+    /// Largest reconnect delay.
+    pub reconnect_max: Duration,
+    /// Messages per inbox.
+    pub inbox_capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct SlotState {
+    peer: Option<Arc<Peer>>,
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+type Slot = Arc<tokio::sync::Mutex<SlotState>>;
+
+#[derive(Debug)]
+struct Inner {
+    endpoint: quinn::Endpoint,
+    local: NodeId,
+    server_name: String,
+    settings: TransportSettings,
+    slots: Mutex<HashMap<SocketAddr, Slot>>,
+    router: Router,
+    stats: Arc<Stats>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// The QUIC transport. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    inner: Arc<Inner>,
+}
+
+/// Streams a peer may open at once: four channels plus room for
+/// per-message streams of later layers.
+const MAX_UNI_STREAMS: u32 = 256;
+
+/// Connection-level receive window: bounds what one peer can make us buffer.
+const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
+
+/// Byte budget of one inbox: four maximum frames or 64 MiB, whichever is more.
+fn inbox_bytes(max_frame: usize) -> usize {
+    (4 * max_frame).max(64 << 20).min(u32::MAX as usize >> 1)
+}
+
+impl Transport {
+    /// Binds the endpoint and starts accepting connections.
+    pub fn bind(
+        settings: TransportSettings,
+        tls: &TlsIdentity,
+        local: NodeId,
+        stats: Arc<Stats>,
+    ) -> Result<Transport, TransportError> {
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .max_idle_timeout(quinn::IdleTimeout::try_from(settings.idle_timeout).ok())
+            .keep_alive_interval(Some(settings.keep_alive))
+            .max_concurrent_uni_streams(MAX_UNI_STREAMS.into())
+            .max_concurrent_bidi_streams(0u32.into())
+            .receive_window(CONNECTION_WINDOW.into());
+        let transport = Arc::new(transport);
+        let mut server = tls.quic_server()?;
+        server.transport_config(transport.clone());
+        let mut client = tls.quic_client()?;
+        client.transport_config(transport);
+
+        let socket = std::net::UdpSocket::bind(settings.bind).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                TransportError::PortInUse {
+                    addr: settings.bind,
+                }
+            } else {
+                TransportError::Bind {
+                    addr: settings.bind,
+                    message: e.to_string(),
+                }
+            }
+        })?;
+        let runtime = quinn::default_runtime().ok_or_else(|| TransportError::Bind {
+            addr: settings.bind,
+            message: "no async runtime (call from within tokio)".into(),
+        })?;
+        let mut endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            runtime,
+        )
+        .map_err(|e| TransportError::Bind {
+            addr: settings.bind,
+            message: e.to_string(),
+        })?;
+        endpoint.set_default_client_config(client);
+
+        let inner = Arc::new(Inner {
+            endpoint,
+            local,
+            server_name: tls.server_name().to_owned(),
+            router: Router::new(
+                settings.inbox_capacity,
+                inbox_bytes(settings.max_frame_size),
+            ),
+            settings,
+            slots: Mutex::new(HashMap::new()),
+            stats,
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        let accept = inner.clone();
+        inner.tasks.spawn(async move { accept.accept_loop().await });
+        Ok(Transport { inner })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner
+            .endpoint
+            .local_addr()
+            .unwrap_or(self.inner.settings.bind)
+    }
+
+    /// The quinn endpoint underneath (leaky by design).
+    pub fn endpoint(&self) -> &quinn::Endpoint {
+        &self.inner.endpoint
+    }
+
+    /// A new inbox for messages matching `filter`.
+    pub fn subscribe(&self, filter: InboxFilter) -> Inbox {
+        self.inner.router.subscribe(filter)
+    }
+
+    /// Sends `payload` of `kind` to the node at `addr` on `channel`,
+    /// connecting first if needed. Returns once the frame is handed to QUIC
+    /// (written to the stream's send buffer), not once it is received.
+    pub async fn send(
+        &self,
+        addr: SocketAddr,
+        channel: Channel,
+        kind: u16,
+        headers: Vec<(String, String)>,
+        payload: Bytes,
+    ) -> Result<(), SendError> {
+        let inner = &self.inner;
+        let fail = |reason, payload| Err(SendError::new(addr, channel, reason, payload));
+        if inner.cancel.is_cancelled() {
+            return fail(SendFailure::ShuttingDown, payload);
+        }
+        let env = Envelope {
+            channel,
+            kind,
+            from: inner.local,
+            headers,
+            payload,
+        };
+        let bytes = match frame::encode(&env, inner.settings.max_frame_size) {
+            Ok(b) => b,
+            Err(FrameError::Oversized { len, max }) => {
+                return fail(SendFailure::TooLarge { len, max }, env.payload)
+            }
+            Err(e) => return fail(SendFailure::Stream(e.to_string()), env.payload),
+        };
+        let peer = match inner.connect(addr).await {
+            Ok(p) => p,
+            Err(reason) => return fail(reason, env.payload),
+        };
+        let len = bytes.len();
+        match peer.send(channel, bytes).await {
+            Ok(()) => {
+                inner.stats.sent(channel, len);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::debug!(%addr, %channel, error = %e, "send failed");
+                fail(SendFailure::Stream(e), env.payload)
+            }
+        }
+    }
+
+    /// Forgets a peer (after it left or went down): closes its connection
+    /// and clears its backoff state.
+    pub fn forget(&self, addr: SocketAddr) {
+        let slot = self.inner.lock_slots().remove(&addr);
+        if let Some(slot) = slot {
+            if let Ok(state) = slot.try_lock() {
+                if let Some(peer) = &state.peer {
+                    peer.conn.close(0u32.into(), b"forgotten");
+                }
+            }
+        }
+    }
+
+    /// Number of live peer connections.
+    pub fn connected_peers(&self) -> usize {
+        self.inner
+            .lock_slots()
+            .values()
+            .filter(|s| {
+                s.try_lock()
+                    .map(|st| st.peer.as_ref().is_some_and(|p| p.is_alive()))
+                    .unwrap_or(true)
+            })
+            .count()
+    }
+
+    /// Closes every connection and stops every task.
+    pub async fn shutdown(&self) {
+        self.inner.cancel.cancel();
+        self.inner.endpoint.close(0u32.into(), b"shutdown");
+        self.inner.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.inner.endpoint.wait_idle()).await;
+        self.inner.tasks.wait().await;
+    }
+}
+
+impl Inner {
+    fn lock_slots(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Slot>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn accept_loop(self: Arc<Self>) {
+        loop {
+            let incoming = tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                i = self.endpoint.accept() => match i {
+                    Some(i) => i,
+                    None => return,
+                },
+            };
+            let me = self.clone();
+            self.tasks.spawn(async move {
+                let addr = incoming.remote_address();
+                let handshake = tokio::time::timeout(me.settings.connect_timeout, async {
+                    incoming.accept().map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())
+                });
+                match handshake.await {
+                    Ok(Ok(conn)) => {
+                        me.stats.connection_opened();
+                        tracing::debug!(%addr, "accepted connection");
+                        let peer = Arc::new(Peer::new(conn));
+                        me.adopt(addr, &peer).await;
+                        me.drive(peer, addr).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(%addr, error = %e, "refused connection (TLS or QUIC handshake failed)")
+                    }
+                    Err(_) => tracing::warn!(%addr, "refused connection: handshake timed out"),
+                }
+            });
+        }
+    }
+
+    /// Uses an accepted connection for our own sends if we have none.
+    async fn adopt(&self, addr: SocketAddr, peer: &Arc<Peer>) {
+        let slot = self.lock_slots().entry(addr).or_default().clone();
+        let mut st = slot.lock().await;
+        if !st.peer.as_ref().is_some_and(|p| p.is_alive()) {
+            st.peer = Some(peer.clone());
+            st.failures = 0;
+            st.retry_at = None;
+        }
+    }
+
+    /// Accepts the peer's streams until the connection ends.
+    async fn drive(self: &Arc<Self>, peer: Arc<Peer>, addr: SocketAddr) {
+        loop {
+            let recv = tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                r = peer.conn.accept_uni() => match r {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::debug!(%addr, reason = %e, "connection closed");
+                        return;
+                    }
+                },
+            };
+            let me = self.clone();
+            self.tasks.spawn(async move {
+                let decoder = FrameDecoder::new(me.settings.max_frame_size);
+                tokio::select! {
+                    _ = me.cancel.cancelled() => {}
+                    _ = read_stream(recv, addr, decoder, &me.router, &me.stats) => {}
+                }
+            });
+        }
+    }
+
+    async fn connect(self: &Arc<Self>, addr: SocketAddr) -> Result<Arc<Peer>, SendFailure> {
+        let slot = self.lock_slots().entry(addr).or_default().clone();
+        let mut st = slot.lock().await;
+        if let Some(peer) = &st.peer {
+            if peer.is_alive() {
+                return Ok(peer.clone());
+            }
+            st.peer = None;
+        }
+        let now = Instant::now();
+        if let Some(at) = st.retry_at {
+            if now < at {
+                return Err(SendFailure::Backoff { retry_in: at - now });
+            }
+        }
+        let attempt = async {
+            self.endpoint
+                .connect(addr, &self.server_name)
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let result = tokio::select! {
+            _ = self.cancel.cancelled() => return Err(SendFailure::ShuttingDown),
+            r = tokio::time::timeout(self.settings.connect_timeout, attempt) => r,
+        };
+        let result = result.unwrap_or_else(|_| Err("handshake timed out".to_owned()));
+        match result {
+            Ok(conn) => {
+                self.stats.connection_opened();
+                tracing::debug!(%addr, "connected");
+                let peer = Arc::new(Peer::new(conn));
+                st.peer = Some(peer.clone());
+                st.failures = 0;
+                st.retry_at = None;
+                let me = self.clone();
+                let driven = peer.clone();
+                self.tasks
+                    .spawn(async move { me.drive(driven, addr).await });
+                Ok(peer)
+            }
+            Err(why) => {
+                self.stats.connect_failed();
+                st.failures = st.failures.saturating_add(1);
+                let delay = backoff(
+                    st.failures,
+                    self.settings.reconnect_min,
+                    self.settings.reconnect_max,
+                );
+                st.retry_at = Some(Instant::now() + delay);
+                tracing::debug!(%addr, error = %why, retry_in = ?delay, "connect failed");
+                Err(SendFailure::Connect(why))
+            }
+        }
+    }
+}
+
+/// Exponential backoff: `min * 2^(failures-1)`, capped at `max`.
+pub(crate) fn backoff(failures: u32, min: Duration, max: Duration) -> Duration {
+    let exp = failures.saturating_sub(1).min(20);
+    min.saturating_mul(1u32 << exp).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let (min, max) = (Duration::from_millis(100), Duration::from_millis(1000));
+        assert_eq!(backoff(1, min, max), min);
+        assert_eq!(backoff(2, min, max), Duration::from_millis(200));
+        assert_eq!(backoff(4, min, max), Duration::from_millis(800));
+        assert_eq!(backoff(5, min, max), max);
+        assert_eq!(backoff(u32::MAX, min, max), max);
+    }
+}

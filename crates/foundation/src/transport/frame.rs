@@ -1,0 +1,281 @@
+//! Frames: a versioned envelope, postcard-encoded, length-prefixed.
+//!
+//! Wire format of one frame:
+//!
+//! ```text
+//! +----------------+---------+---------------------------------------------+
+//! | length: u32 BE | version | postcard(EnvelopeBody)                      |
+//! +----------------+---------+---------------------------------------------+
+//!                  '----------------- length bytes ----------------------'
+//! ```
+//!
+//! The decoder is sans-IO: it reads from a buffer, checks the length
+//! against the limit before buffering the frame (so a peer cannot make it
+//! allocate more than the limit), then checks the version, then decodes.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+use super::channel::Channel;
+use crate::id::NodeId;
+
+/// Version of the frame format. A frame of another version is rejected.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Bytes of the length prefix.
+pub const LENGTH_PREFIX: usize = 4;
+
+/// A message between two nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The channel it was sent on.
+    pub channel: Channel,
+    /// Message kind, defined by the layer that sends it (registry, pub/sub...).
+    pub kind: u16,
+    /// The sending node.
+    pub from: NodeId,
+    /// Headers, e.g. W3C `traceparent` for trace context.
+    pub headers: Vec<(String, String)>,
+    /// The payload.
+    pub payload: Bytes,
+}
+
+/// Why a frame was rejected. The stream carrying it is closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The length prefix exceeds the configured maximum.
+    #[error("frame of {len} bytes exceeds transport.max_frame_size = {max}")]
+    Oversized {
+        /// Announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A length of zero (no version byte).
+    #[error("empty frame")]
+    Empty,
+    /// Another protocol version.
+    #[error("frame version {got}, this node speaks version {PROTOCOL_VERSION}")]
+    WrongVersion {
+        /// The version found.
+        got: u8,
+    },
+    /// The body is not a valid envelope.
+    #[error("malformed frame body: {0}")]
+    Malformed(String),
+    /// A frame whose channel differs from its stream's.
+    #[error("frame for channel {frame} arrived on the {stream} stream")]
+    WrongChannel {
+        /// The frame's channel.
+        frame: Channel,
+        /// The stream's channel.
+        stream: Channel,
+    },
+}
+
+#[derive(Serialize)]
+struct EnvelopeRef<'a> {
+    channel: Channel,
+    kind: u16,
+    from: NodeId,
+    headers: &'a [(String, String)],
+    payload: &'a [u8],
+}
+
+/// Encodes one frame (prefix, version, body). Fails only when the frame
+/// would exceed `max` bytes.
+pub fn encode(envelope: &Envelope, max: usize) -> Result<Bytes, FrameError> {
+    let body = EnvelopeRef {
+        channel: envelope.channel,
+        kind: envelope.kind,
+        from: envelope.from,
+        headers: &envelope.headers,
+        payload: &envelope.payload,
+    };
+    let mut out = BytesMut::with_capacity(LENGTH_PREFIX + 1 + envelope.payload.len() + 32);
+    out.put_u32(0);
+    out.put_u8(PROTOCOL_VERSION);
+    let writer = (&mut out).writer();
+    postcard::to_io(&body, writer).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let len = out.len() - LENGTH_PREFIX;
+    if len > max {
+        return Err(FrameError::Oversized { len, max });
+    }
+    out[..LENGTH_PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(out.freeze())
+}
+
+/// Incremental frame decoder with a size limit.
+#[derive(Debug, Clone)]
+pub struct FrameDecoder {
+    max: usize,
+}
+
+impl FrameDecoder {
+    /// A decoder accepting frames of at most `max` bytes (after the prefix).
+    pub fn new(max: usize) -> Self {
+        FrameDecoder { max }
+    }
+
+    /// Checks a length prefix; returns the body length to read.
+    pub fn check_len(&self, prefix: [u8; LENGTH_PREFIX]) -> Result<usize, FrameError> {
+        let len = u32::from_be_bytes(prefix) as usize;
+        if len == 0 {
+            return Err(FrameError::Empty);
+        }
+        if len > self.max {
+            return Err(FrameError::Oversized { len, max: self.max });
+        }
+        Ok(len)
+    }
+
+    /// Decodes one frame body (version byte + postcard envelope).
+    pub fn decode_body(&self, body: &[u8]) -> Result<Envelope, FrameError> {
+        let (&version, rest) = body.split_first().ok_or(FrameError::Empty)?;
+        if version != PROTOCOL_VERSION {
+            return Err(FrameError::WrongVersion { got: version });
+        }
+        let (env, left): (Envelope, &[u8]) =
+            postcard::take_from_bytes(rest).map_err(|e| FrameError::Malformed(e.to_string()))?;
+        if !left.is_empty() {
+            return Err(FrameError::Malformed(format!(
+                "{} trailing bytes",
+                left.len()
+            )));
+        }
+        Ok(env)
+    }
+
+    /// Takes one whole frame from `buf` if it holds one. `Ok(None)` means
+    /// more bytes are needed; the caller must not buffer more than
+    /// [`FrameDecoder::max_buffer`] bytes.
+    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Envelope>, FrameError> {
+        if buf.len() < LENGTH_PREFIX {
+            return Ok(None);
+        }
+        let mut prefix = [0u8; LENGTH_PREFIX];
+        prefix.copy_from_slice(&buf[..LENGTH_PREFIX]);
+        let len = self.check_len(prefix)?;
+        if buf.len() < LENGTH_PREFIX + len {
+            return Ok(None);
+        }
+        buf.advance(LENGTH_PREFIX);
+        let body = buf.split_to(len);
+        self.decode_body(&body).map(Some)
+    }
+
+    /// Most bytes a caller ever needs to buffer for one frame.
+    pub fn max_buffer(&self) -> usize {
+        LENGTH_PREFIX + self.max
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn sample(payload: &[u8]) -> Envelope {
+        Envelope {
+            channel: Channel::Events,
+            kind: 7,
+            from: NodeId(42),
+            headers: vec![("traceparent".into(), "00-abc-def-01".into())],
+            payload: Bytes::copy_from_slice(payload),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let env = sample(b"hello");
+        let bytes = encode(&env, 1024).expect("fits");
+        let mut buf = BytesMut::from(&bytes[..]);
+        let dec = FrameDecoder::new(1024);
+        assert_eq!(dec.decode(&mut buf), Ok(Some(env)));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn partial_input_waits_for_more() {
+        let bytes = encode(&sample(b"hello"), 1024).expect("fits");
+        let dec = FrameDecoder::new(1024);
+        for cut in 0..bytes.len() {
+            let mut buf = BytesMut::from(&bytes[..cut]);
+            assert_eq!(dec.decode(&mut buf), Ok(None), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn oversized_prefix_is_rejected_before_buffering() {
+        let dec = FrameDecoder::new(100);
+        let mut buf = BytesMut::from(&u32::MAX.to_be_bytes()[..]);
+        assert!(matches!(
+            dec.decode(&mut buf),
+            Err(FrameError::Oversized { .. })
+        ));
+        assert!(encode(&sample(&[0u8; 200]), 100).is_err());
+    }
+
+    #[test]
+    fn wrong_version_is_rejected() {
+        let bytes = encode(&sample(b"x"), 1024).expect("fits");
+        let mut raw = bytes.to_vec();
+        raw[LENGTH_PREFIX] = 9;
+        let mut buf = BytesMut::from(&raw[..]);
+        assert_eq!(
+            FrameDecoder::new(1024).decode(&mut buf),
+            Err(FrameError::WrongVersion { got: 9 })
+        );
+    }
+
+    #[test]
+    fn trailing_garbage_is_rejected() {
+        let dec = FrameDecoder::new(1024);
+        let bytes = encode(&sample(b"x"), 1024).expect("fits");
+        let mut body = bytes[LENGTH_PREFIX..].to_vec();
+        body.push(0);
+        assert!(matches!(
+            dec.decode_body(&body),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn decoder_never_panics_on_arbitrary_bytes(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let dec = FrameDecoder::new(256);
+            let mut buf = BytesMut::from(&data[..]);
+            // Drain until error or need-more; must terminate and never panic.
+            for _ in 0..64 {
+                match dec.decode(&mut buf) {
+                    Ok(Some(_)) => continue,
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            let _ = dec.decode_body(&data);
+        }
+
+        #[test]
+        fn encode_decode_round_trips(
+            kind in any::<u16>(),
+            from in any::<u64>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..300),
+            key in "[a-z]{0,8}",
+            value in ".{0,16}",
+            ch in 0usize..4,
+        ) {
+            let env = Envelope {
+                channel: Channel::ALL[ch],
+                kind,
+                from: NodeId(from),
+                headers: vec![(key, value)],
+                payload: Bytes::from(payload),
+            };
+            let bytes = encode(&env, 4096).expect("fits");
+            let mut buf = BytesMut::from(&bytes[..]);
+            prop_assert_eq!(FrameDecoder::new(4096).decode(&mut buf), Ok(Some(env)));
+        }
+    }
+}

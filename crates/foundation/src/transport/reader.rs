@@ -1,0 +1,84 @@
+//! Reads frames from one incoming stream and hands them to the router.
+
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+
+use super::channel::Channel;
+use super::frame::{FrameDecoder, FrameError, LENGTH_PREFIX};
+use super::inbox::Router;
+use crate::telemetry::Stats;
+
+/// Application error code sent when a stream is stopped for a bad frame.
+pub(crate) const BAD_FRAME: u32 = 1;
+
+enum ReadEnd {
+    Finished,
+    Lost(String),
+    Bad(FrameError),
+}
+
+/// Reads until the stream ends; a bad frame stops the stream with a logged
+/// reason. Memory per stream grows only with bytes actually received, and
+/// never beyond one frame of the configured maximum.
+pub(crate) async fn read_stream(
+    mut recv: quinn::RecvStream,
+    addr: SocketAddr,
+    decoder: FrameDecoder,
+    router: &Router,
+    stats: &Stats,
+) {
+    let mut stream_channel: Option<Channel> = None;
+    let end = loop {
+        let mut prefix = [0u8; LENGTH_PREFIX];
+        match recv.read_exact(&mut prefix).await {
+            Ok(()) => {}
+            Err(quinn::ReadExactError::FinishedEarly(0)) => break ReadEnd::Finished,
+            Err(e) => break ReadEnd::Lost(e.to_string()),
+        }
+        let len = match decoder.check_len(prefix) {
+            Ok(len) => len,
+            Err(e) => break ReadEnd::Bad(e),
+        };
+        let mut body = BytesMut::new();
+        while body.len() < len {
+            match recv.read_chunk(len - body.len(), true).await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk.bytes),
+                Ok(None) => break,
+                Err(e) => return lost(addr, e.to_string()),
+            }
+        }
+        if body.len() < len {
+            break ReadEnd::Lost("stream finished inside a frame".into());
+        }
+        let env = match decoder.decode_body(&body) {
+            Ok(env) => env,
+            Err(e) => break ReadEnd::Bad(e),
+        };
+        let channel = *stream_channel.get_or_insert(env.channel);
+        if channel != env.channel {
+            break ReadEnd::Bad(FrameError::WrongChannel {
+                frame: env.channel,
+                stream: channel,
+            });
+        }
+        stats.received(channel, LENGTH_PREFIX + len);
+        if router.deliver(env, addr).await == 0 {
+            stats.unrouted();
+            tracing::trace!(%addr, %channel, "frame with no inbox dropped");
+        }
+    };
+    match end {
+        ReadEnd::Finished => tracing::trace!(%addr, "stream finished"),
+        ReadEnd::Lost(why) => lost(addr, why),
+        ReadEnd::Bad(e) => {
+            stats.frame_error();
+            tracing::warn!(%addr, error = %e, "bad frame: closing the stream");
+            let _ = recv.stop(quinn::VarInt::from_u32(BAD_FRAME));
+        }
+    }
+}
+
+fn lost(addr: SocketAddr, why: String) {
+    tracing::debug!(%addr, reason = %why, "stream ended");
+}

@@ -1,0 +1,195 @@
+//! In-process clusters over loopback: formation, channels, secrets, failure, leave.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use foundation::{Channel, MemberEvent, MemberState};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_form_a_cluster_from_static_seeds() {
+    let nodes = cluster(3).await;
+    for node in &nodes {
+        let members = node.members();
+        assert_eq!(members.len(), 3, "{} sees {members:?}", node.name());
+        assert!(members.iter().all(|m| m.state == MemberState::Alive));
+        assert!(node.is_ready());
+        // Metadata travels with membership.
+        let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+        for n in ["n0", "n1", "n2"] {
+            assert!(names.contains(&n), "{names:?}");
+        }
+    }
+    for n in &nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_arrive_on_their_channel_in_order() {
+    let nodes = cluster(2).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut data = b.inbox(Channel::Data);
+    let mut control = b.inbox(Channel::Control);
+    for i in 0..100u32 {
+        a.send(
+            b.id(),
+            Channel::Data,
+            7,
+            Bytes::from(i.to_be_bytes().to_vec()),
+        )
+        .await
+        .expect("send data");
+    }
+    a.send(b.id(), Channel::Control, 9, Bytes::from_static(b"ping"))
+        .await
+        .expect("send control");
+    let msg = tokio::time::timeout(SETTLE, control.recv())
+        .await
+        .expect("in time")
+        .expect("open");
+    assert_eq!(
+        (msg.from, msg.kind, &msg.payload[..]),
+        (a.id(), 9, &b"ping"[..])
+    );
+    for i in 0..100u32 {
+        let msg = tokio::time::timeout(SETTLE, data.recv())
+            .await
+            .expect("in time")
+            .expect("open");
+        assert_eq!(msg.channel, Channel::Data);
+        assert_eq!(
+            &msg.payload[..],
+            &i.to_be_bytes()[..],
+            "FIFO within a channel"
+        );
+    }
+    let stats = b.raw().stats().clone();
+    assert_eq!(stats.received_messages(Channel::Data), 100);
+    assert_eq!(stats.received_messages(Channel::Control), 1);
+    for n in &nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_to_unknown_node_gives_the_payload_back() {
+    let nodes = cluster(1).await;
+    let err = nodes[0]
+        .send(
+            foundation::NodeId(12345),
+            Channel::Control,
+            1,
+            Bytes::from_static(b"keep me"),
+        )
+        .await
+        .expect_err("unknown node");
+    assert_eq!(&err.payload[..], b"keep me");
+    assert!(err.to_string().contains("no alive member"), "{err}");
+    nodes[0].shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_with_wrong_secret_is_refused() {
+    let nodes = cluster(2).await;
+    let seed = nodes[0].membership_addr().to_string();
+    let intruder = builder("intruder")
+        .secret("a-different-secret-entirely-000")
+        .seeds([seed.as_str()])
+        .start()
+        .await
+        .expect("intruder starts");
+    // Give it ample time to try to join.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        intruder.members().len(),
+        1,
+        "intruder admitted: {:?}",
+        intruder.members()
+    );
+    for n in &nodes {
+        assert!(
+            state_of(n, intruder.id()).is_none(),
+            "{} admitted the intruder",
+            n.name()
+        );
+        assert_eq!(n.active_members().len(), 2);
+    }
+    let dropped = nodes[0]
+        .raw()
+        .stats()
+        .datagrams_dropped(foundation::telemetry::DropReason::Unauthenticated);
+    assert!(
+        dropped > 0,
+        "the intruder's datagrams are dropped and counted"
+    );
+    // Its QUIC connection is refused too: the TLS CA differs.
+    let direct = intruder
+        .raw()
+        .transport()
+        .send(
+            nodes[0].transport_addr(),
+            Channel::Control,
+            1,
+            Vec::new(),
+            Bytes::from_static(b"x"),
+        )
+        .await;
+    assert!(direct.is_err(), "TLS must refuse a foreign certificate");
+    intruder.shutdown().await;
+    for n in &nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_node_is_reported_down_by_every_survivor() {
+    let nodes = cluster(3).await;
+    let victim = nodes[2].clone();
+    let mut watchers: Vec<_> = nodes[..2].iter().map(|n| n.events()).collect();
+    victim.abort().await;
+    for (n, events) in nodes[..2].iter().zip(watchers.iter_mut()) {
+        let ev = wait_event(events, victim.id(), |e| {
+            matches!(e, MemberEvent::Down(_) | MemberEvent::Left(_))
+        })
+        .await;
+        assert!(
+            matches!(ev, MemberEvent::Down(_)),
+            "{} saw {ev:?}",
+            n.name()
+        );
+        assert_eq!(state_of(n, victim.id()), Some(MemberState::Down));
+    }
+    for n in &nodes[..2] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_is_reported_as_left() {
+    let nodes = cluster(3).await;
+    let leaver = nodes[2].clone();
+    let mut watchers: Vec<_> = nodes[..2].iter().map(|n| n.events()).collect();
+    leaver.shutdown().await;
+    for (n, events) in nodes[..2].iter().zip(watchers.iter_mut()) {
+        let ev = wait_event(events, leaver.id(), |e| {
+            matches!(e, MemberEvent::Down(_) | MemberEvent::Left(_))
+        })
+        .await;
+        assert!(
+            matches!(ev, MemberEvent::Left(_)),
+            "{} saw {ev:?}",
+            n.name()
+        );
+    }
+    // And it stays Left (foca's own down notice must not turn it into Down).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for n in &nodes[..2] {
+        assert_eq!(state_of(n, leaver.id()), Some(MemberState::Left));
+    }
+    for n in &nodes[..2] {
+        n.shutdown().await;
+    }
+}
