@@ -1,1 +1,62 @@
-fn main() {}
+//! `foundation`: run nodes, a local dev cluster, status, config explain, benchmarks.
+
+mod bench;
+mod cmd;
+mod logging;
+mod table;
+
+use clap::{Parser, Subcommand};
+
+/// Foundation: distributed Rust applications as easy as single-node ones.
+#[derive(Debug, Parser)]
+#[command(name = "foundation", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one node (logs show members joining and leaving).
+    Node(cmd::node::NodeCmd),
+    /// Start a local N-node cluster as child processes, with a live member table.
+    Dev(cmd::dev::DevCmd),
+    /// Print the member table of a running node.
+    Status(cmd::status::StatusCmd),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCmd),
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Node(c) => c.run().await,
+            Command::Dev(c) => c.run().await,
+            Command::Status(c) => c.run().await,
+            Command::Config(c) => c.run(),
+            Command::Bench(c) => c.run().await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

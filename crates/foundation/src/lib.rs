@@ -2,11 +2,6 @@
 //!
 //! WALKTHROUGH_PLACEHOLDER
 
-// Configuration and start-up errors carry the key, the value, the origin and
-// the fix inline so callers can match on them; they occur once, at start-up,
-// so their size costs nothing on any hot path.
-#![allow(clippy::result_large_err)]
-
 pub mod config;
 pub mod discovery;
 mod error;

@@ -18,19 +18,8 @@ pub enum ConfigError {
         suggestion: Option<String>,
     },
     /// A value of the wrong type or out of range.
-    #[error("invalid value {value} for `{key}` in {origin}: expected {expected}; fix: {fix}")]
-    InvalidValue {
-        /// The key.
-        key: String,
-        /// The bad value, as written.
-        value: String,
-        /// Where it was found.
-        origin: String,
-        /// What the key accepts.
-        expected: String,
-        /// How to fix it.
-        fix: String,
-    },
+    #[error("{0}")]
+    InvalidValue(Box<InvalidValue>),
     /// The file is not valid TOML.
     #[error("configuration file {path} is not valid TOML: {message}")]
     Syntax {
@@ -56,21 +45,8 @@ pub enum ConfigError {
         origin: String,
     },
     /// Values that contradict each other.
-    #[error("`{key}` = {value} contradicts `{other}` = {other_value}: {why}; fix: {fix}")]
-    Contradiction {
-        /// The key found in contradiction.
-        key: String,
-        /// Its value.
-        value: String,
-        /// The key it contradicts.
-        other: String,
-        /// That key's value.
-        other_value: String,
-        /// Why they conflict.
-        why: String,
-        /// How to fix it.
-        fix: String,
-    },
+    #[error("{0}")]
+    Contradiction(Box<Contradiction>),
     /// The production profile without credentials.
     #[error("profile `production` needs a cluster secret or TLS files; fix: set FOUNDATION_SECRET (or `secret` in foundation.toml), or all of tls.ca_file, tls.cert_file and tls.key_file")]
     MissingSecret,
@@ -81,4 +57,38 @@ fn hint(suggestion: &Option<String>) -> String {
         Some(s) => format!(" (did you mean `{s}`?)"),
         None => String::new(),
     }
+}
+
+/// Details of [`ConfigError::InvalidValue`].
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("invalid value {value} for `{key}` in {origin}: expected {expected}; fix: {fix}")]
+pub struct InvalidValue {
+    /// The key.
+    pub key: String,
+    /// The bad value, as written.
+    pub value: String,
+    /// Where it was found.
+    pub origin: String,
+    /// What the key accepts.
+    pub expected: String,
+    /// How to fix it.
+    pub fix: String,
+}
+
+/// Details of [`ConfigError::Contradiction`].
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("`{key}` = {value} contradicts `{other}` = {other_value}: {why}; fix: {fix}")]
+pub struct Contradiction {
+    /// The key found in contradiction.
+    pub key: String,
+    /// Its value.
+    pub value: String,
+    /// The key it contradicts.
+    pub other: String,
+    /// That key's value.
+    pub other_value: String,
+    /// Why they conflict.
+    pub why: String,
+    /// How to fix it.
+    pub fix: String,
 }

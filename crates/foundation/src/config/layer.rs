@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use super::error::ConfigError;
+use super::error::{ConfigError, InvalidValue};
 use super::keys::{self, KeyKind, KeySpec};
 use super::types::SeedAddr;
 
@@ -149,13 +149,13 @@ fn invalid(spec: &KeySpec, shown: String, origin: &str) -> ConfigError {
         Some(env) => format!("set `{}` (or {env}) to {}", spec.key, spec.kind.expected()),
         None => format!("set `{}` to {}", spec.key, spec.kind.expected()),
     };
-    ConfigError::InvalidValue {
+    ConfigError::InvalidValue(Box::new(InvalidValue {
         key: spec.key.to_owned(),
         value: shown,
         origin: origin.to_owned(),
         expected: spec.kind.expected(),
         fix,
-    }
+    }))
 }
 
 /// Parses text (environment, command line) for `spec`.
@@ -202,14 +202,15 @@ fn parse_seeds<'a>(
 ) -> Result<Vec<SeedAddr>, ConfigError> {
     items
         .map(|s| {
-            s.parse::<SeedAddr>()
-                .map_err(|why| ConfigError::InvalidValue {
+            s.parse::<SeedAddr>().map_err(|why| {
+                ConfigError::InvalidValue(Box::new(InvalidValue {
                     key: spec.key.to_owned(),
                     value: format!("`{}`", s.trim()),
                     origin: origin.to_owned(),
                     expected: spec.kind.expected(),
                     fix: format!("{why} (for example 10.0.0.7:7946 or seed-1.internal:7946)"),
-                })
+                }))
+            })
         })
         .collect()
 }

@@ -17,7 +17,7 @@ mod resolve;
 mod types;
 mod validate;
 
-pub use error::ConfigError;
+pub use error::{ConfigError, Contradiction, InvalidValue};
 pub use keys::{KeyKind, KeySpec, KEYS};
 pub use layer::{Layer, Value};
 pub use resolve::{Resolved, Resolver, Source, Tier};

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::error::ConfigError;
+use super::error::{ConfigError, Contradiction, InvalidValue};
 use super::resolve::Source;
 use super::types::{Config, Profile};
 
@@ -38,7 +38,7 @@ pub(super) fn validate(
         .into_iter()
         .find(|(_, f)| f.is_none())
         .map_or("tls.ca_file", |(k, _)| k);
-        return Err(ConfigError::Contradiction {
+        return Err(ConfigError::Contradiction(Box::new(Contradiction {
             key: "tls".into(),
             value: format!("{tls_set} of 3 files"),
             other: missing.into(),
@@ -47,20 +47,20 @@ pub(super) fn validate(
             fix: format!(
                 "set `{missing}` too, or remove the other tls.* files to use the cluster secret"
             ),
-        });
+        })));
     }
     if c.profile == Profile::Production {
         match &c.cluster.secret {
             None if !c.tls.has_files() => return Err(ConfigError::MissingSecret),
             Some(s) if s.is_development() => return Err(ConfigError::MissingSecret),
             Some(s) if s.expose().len() < MIN_PRODUCTION_SECRET => {
-                return Err(ConfigError::InvalidValue {
+                return Err(ConfigError::InvalidValue(Box::new(InvalidValue {
                     key: "secret".into(),
                     value: format!("<{} characters>", s.expose().len()),
                     origin: origin("secret"),
                     expected: format!("at least {MIN_PRODUCTION_SECRET} characters in production"),
                     fix: "use a long random secret, e.g. `openssl rand -hex 32`".into(),
-                })
+                })))
             }
             _ => {}
         }
@@ -92,24 +92,24 @@ pub(super) fn validate(
         p => u32::from(p) + 1,
     });
     if transport_port > u32::from(u16::MAX) {
-        return Err(ConfigError::Contradiction {
+        return Err(ConfigError::Contradiction(Box::new(Contradiction {
             key: "transport.port".into(),
             value: "membership.port + 1 = 65536".into(),
             other: "membership.port".into(),
             other_value: m.port.to_string(),
             why: "the default QUIC port is the membership port + 1".into(),
             fix: "set transport.port explicitly or use a lower membership.port".into(),
-        });
+        })));
     }
     if m.port != 0 && transport_port == u32::from(m.port) {
-        return Err(ConfigError::Contradiction {
+        return Err(ConfigError::Contradiction(Box::new(Contradiction {
             key: "transport.port".into(),
             value: transport_port.to_string(),
             other: "membership.port".into(),
             other_value: m.port.to_string(),
             why: "QUIC and membership each need their own UDP port".into(),
             fix: "give transport.port another value (default: membership.port + 1)".into(),
-        });
+        })));
     }
     Ok(())
 }
@@ -141,12 +141,12 @@ fn not_before(a: (&str, Duration), b: (&str, Duration), why: &str) -> Result<(),
 }
 
 fn contradiction(a: (&str, Duration), b: (&str, Duration), why: &str, fix: String) -> ConfigError {
-    ConfigError::Contradiction {
+    ConfigError::Contradiction(Box::new(Contradiction {
         key: a.0.into(),
         value: a.1.as_millis().to_string(),
         other: b.0.into(),
         other_value: b.1.as_millis().to_string(),
         why: why.into(),
         fix,
-    }
+    }))
 }

@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use super::channel::Channel;
 use super::error::{SendError, SendFailure, TransportError};
-use super::frame::{self, Envelope, FrameDecoder, FrameError};
+use super::frame::{self, FrameDecoder, FrameError};
 use super::inbox::{Inbox, InboxFilter, Router};
 use super::peer::Peer;
 use super::reader::read_stream;
@@ -69,9 +69,25 @@ pub struct Transport {
     inner: Arc<Inner>,
 }
 
-/// Streams a peer may open at once: four channels plus room for
+/// Streams a peer may open at once: the four channels plus room for
 /// per-message streams of later layers.
-const MAX_UNI_STREAMS: u32 = 256;
+const MAX_UNI_STREAMS: u32 = 16;
+
+/// Per-stream receive window. A stream can never have more unacknowledged
+/// bytes buffered at the sender than this (quinn limits a stream's writes
+/// to the peer's credit).
+const STREAM_WINDOW: u32 = 1024 * 1024;
+
+/// Connection-wide send buffer. It must exceed what every other stream can
+/// hold at once, or a saturated data stream would block control writes
+/// (head-of-line blocking in the send buffer): measured, a 1 MB send window
+/// raised the loaded control round trip from 0.5 ms to 12-32 ms.
+const SEND_WINDOW: u64 = 32 * 1024 * 1024;
+
+const _: () = assert!(
+    SEND_WINDOW > (MAX_UNI_STREAMS as u64) * (STREAM_WINDOW as u64),
+    "control must always find room in the connection's send window"
+);
 
 /// Connection-level receive window: bounds what one peer can make us buffer.
 const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
@@ -94,6 +110,8 @@ impl Transport {
             .max_idle_timeout(quinn::IdleTimeout::try_from(settings.idle_timeout).ok())
             .keep_alive_interval(Some(settings.keep_alive))
             .max_concurrent_uni_streams(MAX_UNI_STREAMS.into())
+            .stream_receive_window(STREAM_WINDOW.into())
+            .send_window(SEND_WINDOW)
             .max_concurrent_bidi_streams(0u32.into())
             .receive_window(CONNECTION_WINDOW.into());
         let transport = Arc::new(transport);
@@ -183,33 +201,33 @@ impl Transport {
         if inner.cancel.is_cancelled() {
             return fail(SendFailure::ShuttingDown, payload);
         }
-        let env = Envelope {
+        let parts = match frame::encode_parts(
             channel,
             kind,
-            from: inner.local,
-            headers,
-            payload,
-        };
-        let bytes = match frame::encode(&env, inner.settings.max_frame_size) {
-            Ok(b) => b,
+            inner.local,
+            &headers,
+            &payload,
+            inner.settings.max_frame_size,
+        ) {
+            Ok(parts) => parts,
             Err(FrameError::Oversized { len, max }) => {
-                return fail(SendFailure::TooLarge { len, max }, env.payload)
+                return fail(SendFailure::TooLarge { len, max }, payload)
             }
-            Err(e) => return fail(SendFailure::Stream(e.to_string()), env.payload),
+            Err(e) => return fail(SendFailure::Stream(e.to_string()), payload),
         };
         let peer = match inner.connect(addr).await {
             Ok(p) => p,
-            Err(reason) => return fail(reason, env.payload),
+            Err(reason) => return fail(reason, payload),
         };
-        let len = bytes.len();
-        match peer.send(channel, bytes).await {
+        let len = parts[0].len() + parts[1].len();
+        match peer.send(channel, parts).await {
             Ok(()) => {
                 inner.stats.sent(channel, len);
                 Ok(())
             }
             Err(e) => {
                 tracing::debug!(%addr, %channel, error = %e, "send failed");
-                fail(SendFailure::Stream(e), env.payload)
+                fail(SendFailure::Stream(e), payload)
             }
         }
     }

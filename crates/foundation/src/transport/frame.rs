@@ -74,35 +74,65 @@ pub enum FrameError {
     },
 }
 
-#[derive(Serialize)]
-struct EnvelopeRef<'a> {
+/// The envelope without its payload: postcard writes a byte string as
+/// varint(length) then the raw bytes, so `postcard(Head) ++ varint(len) ++
+/// payload` is exactly `postcard(Envelope)`. Encoding the head alone lets the
+/// payload go out as its own chunk (no copy) and come back as a slice of the
+/// received frame (no copy).
+#[derive(Serialize, Deserialize)]
+struct Head<'a> {
     channel: Channel,
     kind: u16,
     from: NodeId,
-    headers: &'a [(String, String)],
-    payload: &'a [u8],
+    #[serde(borrow)]
+    headers: std::borrow::Cow<'a, [(String, String)]>,
 }
 
-/// Encodes one frame (prefix, version, body). Fails only when the frame
-/// would exceed `max` bytes.
-pub fn encode(envelope: &Envelope, max: usize) -> Result<Bytes, FrameError> {
-    let body = EnvelopeRef {
-        channel: envelope.channel,
-        kind: envelope.kind,
-        from: envelope.from,
-        headers: &envelope.headers,
-        payload: &envelope.payload,
+/// Encodes one frame as two chunks: prefix + version + head + payload
+/// length, then the payload itself (shared, not copied). Fails only when
+/// the frame would exceed `max` bytes.
+pub fn encode_parts(
+    channel: Channel,
+    kind: u16,
+    from: NodeId,
+    headers: &[(String, String)],
+    payload: &Bytes,
+    max: usize,
+) -> Result<[Bytes; 2], FrameError> {
+    let head = Head {
+        channel,
+        kind,
+        from,
+        headers: std::borrow::Cow::Borrowed(headers),
     };
-    let mut out = BytesMut::with_capacity(LENGTH_PREFIX + 1 + envelope.payload.len() + 32);
+    let mut out = BytesMut::with_capacity(LENGTH_PREFIX + 64);
     out.put_u32(0);
     out.put_u8(PROTOCOL_VERSION);
     let writer = (&mut out).writer();
-    postcard::to_io(&body, writer).map_err(|e| FrameError::Malformed(e.to_string()))?;
-    let len = out.len() - LENGTH_PREFIX;
+    let writer =
+        postcard::to_io(&head, writer).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    postcard::to_io(&payload.len(), writer).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let len = out.len() - LENGTH_PREFIX + payload.len();
     if len > max {
         return Err(FrameError::Oversized { len, max });
     }
     out[..LENGTH_PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok([out.freeze(), payload.clone()])
+}
+
+/// Encodes one frame into a single buffer (see [`encode_parts`]).
+pub fn encode(envelope: &Envelope, max: usize) -> Result<Bytes, FrameError> {
+    let [head, payload] = encode_parts(
+        envelope.channel,
+        envelope.kind,
+        envelope.from,
+        &envelope.headers,
+        &envelope.payload,
+        max,
+    )?;
+    let mut out = BytesMut::with_capacity(head.len() + payload.len());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&payload);
     Ok(out.freeze())
 }
 
@@ -130,21 +160,30 @@ impl FrameDecoder {
         Ok(len)
     }
 
-    /// Decodes one frame body (version byte + postcard envelope).
-    pub fn decode_body(&self, body: &[u8]) -> Result<Envelope, FrameError> {
+    /// Decodes one frame body (version byte + postcard envelope). The
+    /// payload is a slice of `body`, not a copy.
+    pub fn decode_body(&self, body: Bytes) -> Result<Envelope, FrameError> {
+        let malformed = |e: postcard::Error| FrameError::Malformed(e.to_string());
         let (&version, rest) = body.split_first().ok_or(FrameError::Empty)?;
         if version != PROTOCOL_VERSION {
             return Err(FrameError::WrongVersion { got: version });
         }
-        let (env, left): (Envelope, &[u8]) =
-            postcard::take_from_bytes(rest).map_err(|e| FrameError::Malformed(e.to_string()))?;
-        if !left.is_empty() {
+        let (head, rest): (Head<'_>, &[u8]) = postcard::take_from_bytes(rest).map_err(malformed)?;
+        let (len, rest): (usize, &[u8]) = postcard::take_from_bytes(rest).map_err(malformed)?;
+        if rest.len() != len {
             return Err(FrameError::Malformed(format!(
-                "{} trailing bytes",
-                left.len()
+                "payload length {len} but {} bytes follow",
+                rest.len()
             )));
         }
-        Ok(env)
+        let start = body.len() - len;
+        Ok(Envelope {
+            channel: head.channel,
+            kind: head.kind,
+            from: head.from,
+            headers: head.headers.into_owned(),
+            payload: body.slice(start..),
+        })
     }
 
     /// Takes one whole frame from `buf` if it holds one. `Ok(None)` means
@@ -161,8 +200,8 @@ impl FrameDecoder {
             return Ok(None);
         }
         buf.advance(LENGTH_PREFIX);
-        let body = buf.split_to(len);
-        self.decode_body(&body).map(Some)
+        let body = buf.split_to(len).freeze();
+        self.decode_body(body).map(Some)
     }
 
     /// Most bytes a caller ever needs to buffer for one frame.
@@ -195,6 +234,14 @@ mod tests {
         let dec = FrameDecoder::new(1024);
         assert_eq!(dec.decode(&mut buf), Ok(Some(env)));
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn wire_format_is_postcard_of_the_envelope() {
+        let env = sample(b"payload bytes");
+        let bytes = encode(&env, 1024).expect("fits");
+        let direct = postcard::to_allocvec(&env).expect("postcard");
+        assert_eq!(&bytes[LENGTH_PREFIX + 1..], &direct[..]);
     }
 
     #[test]
@@ -237,7 +284,7 @@ mod tests {
         let mut body = bytes[LENGTH_PREFIX..].to_vec();
         body.push(0);
         assert!(matches!(
-            dec.decode_body(&body),
+            dec.decode_body(Bytes::from(body)),
             Err(FrameError::Malformed(_))
         ));
     }
@@ -254,7 +301,7 @@ mod tests {
                     Ok(None) | Err(_) => break,
                 }
             }
-            let _ = dec.decode_body(&data);
+            let _ = dec.decode_body(Bytes::from(data));
         }
 
         #[test]

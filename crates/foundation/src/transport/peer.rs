@@ -27,7 +27,7 @@ impl Peer {
     /// Writes one encoded frame on the channel's stream, opening the stream
     /// (with the channel's priority) on first use. Frames on one channel
     /// are written whole and in order.
-    pub(crate) async fn send(&self, channel: Channel, frame: Bytes) -> Result<(), String> {
+    pub(crate) async fn send(&self, channel: Channel, mut frame: [Bytes; 2]) -> Result<(), String> {
         let mut guard = self.streams[channel.index()].lock().await;
         if guard.is_none() {
             let stream = self.conn.open_uni().await.map_err(|e| e.to_string())?;
@@ -39,7 +39,7 @@ impl Peer {
         let Some(stream) = guard.as_mut() else {
             return Err("stream unavailable".into());
         };
-        if let Err(e) = stream.write_chunk(frame).await {
+        if let Err(e) = stream.write_all_chunks(&mut frame).await {
             *guard = None;
             return Err(e.to_string());
         }

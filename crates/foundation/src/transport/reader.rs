@@ -40,7 +40,9 @@ pub(crate) async fn read_stream(
             Ok(len) => len,
             Err(e) => break ReadEnd::Bad(e),
         };
-        let mut body = BytesMut::new();
+        // Reserve up to 8 MiB at once; beyond that the buffer grows only as
+        // bytes actually arrive (QUIC flow control bounds them).
+        let mut body = BytesMut::with_capacity(len.min(8 << 20));
         while body.len() < len {
             match recv.read_chunk(len - body.len(), true).await {
                 Ok(Some(chunk)) => body.extend_from_slice(&chunk.bytes),
@@ -51,7 +53,7 @@ pub(crate) async fn read_stream(
         if body.len() < len {
             break ReadEnd::Lost("stream finished inside a frame".into());
         }
-        let env = match decoder.decode_body(&body) {
+        let env = match decoder.decode_body(body.freeze()) {
             Ok(env) => env,
             Err(e) => break ReadEnd::Bad(e),
         };

@@ -1,0 +1,7 @@
+//! Subcommands.
+
+pub(crate) mod config;
+pub(crate) mod dev;
+pub(crate) mod http_get;
+pub(crate) mod node;
+pub(crate) mod status;

@@ -1,0 +1,125 @@
+//! `foundation node`: run one node until Ctrl-C / SIGTERM.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use foundation::config::{Resolver, Value};
+use foundation::NodeBuilder;
+use tokio::io::AsyncReadExt as _;
+
+use crate::logging::{self, LogFormat};
+
+/// Flags shared by `node` and `config explain` (they form the builder layer).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct NodeArgs {
+    /// Node name (default: the host name).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Membership port, the address seeds name (default: 7946).
+    #[arg(long)]
+    pub(crate) port: Option<u16>,
+    /// Address to bind (default: 0.0.0.0).
+    #[arg(long)]
+    pub(crate) bind: Option<IpAddr>,
+    /// Seeds, host:port of their membership ports, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) seeds: Vec<String>,
+    /// Discovery strategy in one word (static, mdns, ...).
+    #[arg(long)]
+    pub(crate) cluster: Option<String>,
+    /// HTTP port for /health, /ready, /metrics (default: 9090).
+    #[arg(long)]
+    pub(crate) http_port: Option<u16>,
+    /// Configuration file (default: FOUNDATION_CONFIG or ./foundation.toml).
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+}
+
+impl NodeArgs {
+    /// A resolver: process env, file, these flags as the builder layer, and
+    /// the CLI's defaults (HTTP on).
+    pub(crate) fn resolver(&self) -> anyhow::Result<Resolver> {
+        let mut r = Resolver::from_process_env().default_value("http.enabled", Value::Bool(true));
+        if let Some(path) = &self.config {
+            r = r.file(path);
+        }
+        let layer = r.builder_layer();
+        let mut set = |key: &str, value: String| layer.set_str(key, &value, "command line");
+        if let Some(v) = &self.name {
+            set("node.name", v.clone())?;
+        }
+        if let Some(v) = self.port {
+            set("membership.port", v.to_string())?;
+        }
+        if let Some(v) = self.bind {
+            set("transport.bind", v.to_string())?;
+        }
+        if !self.seeds.is_empty() {
+            set("seeds", self.seeds.join(","))?;
+        }
+        if let Some(v) = &self.cluster {
+            set("cluster", v.clone())?;
+        }
+        if let Some(v) = self.http_port {
+            set("http.port", v.to_string())?;
+        }
+        Ok(r)
+    }
+}
+
+/// Run one node.
+#[derive(Debug, Args)]
+pub(crate) struct NodeCmd {
+    #[command(flatten)]
+    args: NodeArgs,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t)]
+    log_format: LogFormat,
+    /// Leave and exit when standard input closes (used by `foundation dev`).
+    #[arg(long, hide = true)]
+    stop_on_stdin_eof: bool,
+}
+
+impl NodeCmd {
+    pub(crate) async fn run(self) -> anyhow::Result<()> {
+        logging::init(self.log_format, "info");
+        let node = NodeBuilder::with_resolver(self.args.resolver()?)
+            .start()
+            .await
+            .context("node did not start")?;
+        if let Some(addr) = node.http_addr() {
+            tracing::info!("health: http://{addr}/health");
+        }
+        wait_for_stop(self.stop_on_stdin_eof).await;
+        node.shutdown().await;
+        Ok(())
+    }
+}
+
+/// Ctrl-C, SIGTERM, or (when asked) standard input closing.
+async fn wait_for_stop(stdin_eof: bool) {
+    let stdin = async {
+        if stdin_eof {
+            let mut buf = [0u8; 64];
+            let mut input = tokio::io::stdin();
+            while matches!(input.read(&mut buf).await, Ok(n) if n > 0) {}
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: leaving"),
+        _ = term => tracing::info!("SIGTERM: leaving"),
+        _ = stdin => tracing::info!("stdin closed: leaving"),
+    }
+}
