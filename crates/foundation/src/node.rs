@@ -321,8 +321,15 @@ impl Node {
             addr: m_addr,
             message: e.to_string(),
         })?;
-        let (membership, m_task) =
-            Membership::start(socket, core, Sealer::new(&key), stats.clone());
+        // A leave notice gets one expected round trip to arrive before foca's own
+        // down notice (see `MembershipCore::leave`).
+        let (membership, m_task) = Membership::start(
+            socket,
+            core,
+            Sealer::new(&key),
+            stats.clone(),
+            config.membership.probe_rtt,
+        );
 
         let (sink, candidates) = CandidateSink::new();
         let cancel = CancellationToken::new();

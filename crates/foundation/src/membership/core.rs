@@ -69,6 +69,7 @@ pub struct MembershipCore {
     rt: AccumulatingRuntime<MemberId>,
     members: HashMap<NodeId, Entry>,
     outputs: VecDeque<Output>,
+    leaving: bool,
 }
 
 impl std::fmt::Debug for MembershipCore {
@@ -111,6 +112,7 @@ impl MembershipCore {
             rt: AccumulatingRuntime::new(),
             members: HashMap::new(),
             outputs: VecDeque::new(),
+            leaving: false,
         }
     }
 
@@ -187,9 +189,12 @@ impl MembershipCore {
         self.prune(now);
     }
 
-    /// Leaves gracefully: tells every active member, then lets foca declare
-    /// us down. The others report `Left`, not `Down`.
+    /// First step of a graceful leave: tells every active member that we
+    /// are leaving, so they report `Left`. Call [`MembershipCore::finish_leave`]
+    /// about one round trip later: if foca's own down notice overtook the
+    /// leave notice, the others would report `Down` first.
     pub fn leave(&mut self, now: Instant) {
+        self.leaving = true;
         let me = self.foca.identity().id;
         if let Ok(body) = postcard::to_allocvec(&me) {
             let active: Vec<SocketAddr> = self
@@ -206,6 +211,11 @@ impl MembershipCore {
                 });
             }
         }
+        self.collect(now);
+    }
+
+    /// Second step of a graceful leave: foca declares us down to the cluster.
+    pub fn finish_leave(&mut self, now: Instant) {
         if let Err(e) = self.foca.leave_cluster(&mut self.rt) {
             tracing::debug!(error = %e, "foca leave");
         }
@@ -287,6 +297,7 @@ impl MembershipCore {
             }
             OwnedNotification::Active => tracing::debug!("membership active: joined a cluster"),
             OwnedNotification::Idle => tracing::debug!("membership idle: no active members"),
+            OwnedNotification::Defunct if self.leaving => tracing::debug!("left the cluster"),
             OwnedNotification::Defunct => tracing::warn!("membership: this node was declared down"),
             OwnedNotification::Rejoin(id) => {
                 tracing::info!(
@@ -355,3 +366,7 @@ impl MembershipCore {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "sim_tests.rs"]
+mod sim_tests;

@@ -59,6 +59,7 @@ impl Membership {
         core: MembershipCore,
         sealer: Sealer,
         stats: Arc<Stats>,
+        leave_grace: std::time::Duration,
     ) -> (Membership, JoinHandle<()>) {
         let (commands, rx) = mpsc::channel(COMMAND_BUFFER);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
@@ -81,6 +82,7 @@ impl Membership {
             timers: BinaryHeap::new(),
             pending: HashMap::new(),
             seq: 0,
+            leave_grace,
         };
         let task = tokio::spawn(shell.run());
         (handle, task)
@@ -156,6 +158,7 @@ struct Shell {
     timers: BinaryHeap<Reverse<(tokio::time::Instant, u64)>>,
     pending: HashMap<u64, Timer<MemberId>>,
     seq: u64,
+    leave_grace: std::time::Duration,
 }
 
 impl Shell {
@@ -178,6 +181,9 @@ impl Shell {
                     }
                     Some(Command::Leave(done)) => {
                         self.core.leave(Instant::now());
+                        self.flush().await;
+                        tokio::time::sleep(self.leave_grace).await;
+                        self.core.finish_leave(Instant::now());
                         self.flush().await;
                         let _ = done.send(());
                         return;
@@ -223,8 +229,11 @@ impl Shell {
         }
     }
 
+    /// Sends datagrams, schedules timers, then publishes the view before
+    /// the events, so a subscriber that receives an event already sees it
+    /// reflected in `members()`.
     async fn flush(&mut self) {
-        let mut changed = false;
+        let mut events = Vec::new();
         while let Some(out) = self.core.poll_output() {
             match out {
                 Output::Send { to, kind, body } => {
@@ -239,17 +248,18 @@ impl Shell {
                     self.timers
                         .push(Reverse((tokio::time::Instant::now() + after, self.seq)));
                 }
-                Output::Event(ev) => {
-                    log_event(&ev);
-                    changed = true;
-                    let _ = self.events.send(ev);
-                }
+                Output::Event(ev) => events.push(ev),
             }
         }
-        if changed {
-            let snapshot: HashMap<NodeId, Member> =
-                self.core.members().map(|m| (m.id, m.clone())).collect();
-            *self.view.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
+        if events.is_empty() {
+            return;
+        }
+        let snapshot: HashMap<NodeId, Member> =
+            self.core.members().map(|m| (m.id, m.clone())).collect();
+        *self.view.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
+        for ev in events {
+            log_event(&ev);
+            let _ = self.events.send(ev);
         }
     }
 }
