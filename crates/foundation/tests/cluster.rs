@@ -193,3 +193,24 @@ async fn graceful_shutdown_is_reported_as_left() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_in_use_fails_start_with_the_key_and_fix() {
+    init_tracing();
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let err = builder("clash")
+        .port(port)
+        .start()
+        .await
+        .expect_err("port taken");
+    assert!(
+        matches!(err, foundation::StartError::MembershipPortInUse { addr } if addr.port() == port),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("membership.port") && msg.contains("fix:"),
+        "{msg}"
+    );
+}

@@ -4,4 +4,5 @@ pub(crate) mod config;
 pub(crate) mod dev;
 pub(crate) mod http_get;
 pub(crate) mod node;
+pub(crate) mod procs;
 pub(crate) mod status;

@@ -1,0 +1,237 @@
+//! The `foundation` binary as users run it: real processes on loopback.
+
+use std::io::Write as _;
+use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use foundation::{Member, MemberState};
+
+const BIN: &str = env!("CARGO_BIN_EXE_foundation");
+
+fn foundation(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run foundation")
+}
+
+/// A port p with UDP p, p+1 and TCP p free.
+fn free_port() -> u16 {
+    for _ in 0..200 {
+        let probe = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let p = probe.local_addr().expect("addr").port();
+        drop(probe);
+        if p < 65000
+            && UdpSocket::bind((Ipv4Addr::LOCALHOST, p)).is_ok()
+            && UdpSocket::bind((Ipv4Addr::LOCALHOST, p + 1)).is_ok()
+            && TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok()
+        {
+            return p;
+        }
+    }
+    panic!("no free port");
+}
+
+struct NodeProc {
+    child: Child,
+    port: u16,
+    http: String,
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn node(name: &str, seed: Option<u16>) -> NodeProc {
+    let port = free_port();
+    let http_port = free_port();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["node", "--name", name, "--bind", "127.0.0.1"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--http-port",
+            &http_port.to_string(),
+        ])
+        .arg("--stop-on-stdin-eof")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(seed) = seed {
+        cmd.args(["--seeds", &format!("127.0.0.1:{seed}")]);
+    }
+    NodeProc {
+        child: cmd.spawn().expect("spawn node"),
+        port,
+        http: format!("127.0.0.1:{http_port}"),
+    }
+}
+
+fn status(n: &NodeProc) -> Option<Vec<Member>> {
+    let out = foundation(&["status", "--http", &n.http, "--json"]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+fn state_of(n: &NodeProc, name: &str) -> Option<MemberState> {
+    status(n)?
+        .into_iter()
+        .find(|m| m.name == name)
+        .map(|m| m.state)
+}
+
+fn three_nodes() -> Vec<NodeProc> {
+    let a = node("p-1", None);
+    let b = node("p-2", Some(a.port));
+    let c = node("p-3", Some(a.port));
+    let nodes = vec![a, b, c];
+    for n in &nodes {
+        eventually("three alive members", Duration::from_secs(30), || {
+            status(n)
+                .is_some_and(|m| m.iter().filter(|m| m.state == MemberState::Alive).count() == 3)
+        });
+    }
+    nodes
+}
+
+#[test]
+fn sigkilled_node_is_reported_down_by_the_survivors() {
+    let mut nodes = three_nodes();
+    let mut victim = nodes.pop().expect("victim");
+    victim.child.kill().expect("SIGKILL");
+    let _ = victim.child.wait();
+    for n in &nodes {
+        eventually("p-3 down", Duration::from_secs(20), || {
+            state_of(n, "p-3") == Some(MemberState::Down)
+        });
+    }
+}
+
+#[test]
+fn graceful_stop_is_reported_as_left() {
+    let mut nodes = three_nodes();
+    let mut leaver = nodes.pop().expect("leaver");
+    drop(leaver.child.stdin.take());
+    let status = leaver.child.wait().expect("exits");
+    assert!(status.success(), "graceful exit: {status}");
+    for n in &nodes {
+        eventually("p-3 left", Duration::from_secs(20), || {
+            state_of(n, "p-3") == Some(MemberState::Left)
+        });
+    }
+}
+
+#[test]
+fn port_in_use_is_a_clear_error() {
+    let taken = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let out = foundation(&[
+        "node",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--http-port",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("port in use") && err.contains("membership.port"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_explain_shows_tier_and_sources() {
+    let out = Command::new(BIN)
+        .args(["config", "explain", "--port", "7000"])
+        .env("FOUNDATION_SEEDS", "10.0.0.1:7946")
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("tier: apprentice"), "{text}");
+    assert!(text.contains("(env FOUNDATION_SEEDS)"), "{text}");
+    assert!(
+        text.contains("membership.port") && text.contains("(builder)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_config_file_fails_with_key_and_fix() {
+    let mut f = tempfile::NamedTempFile::new().expect("temp");
+    f.write_all(b"[membership]\nprobe_period_ms = \"fast\"\n")
+        .expect("write");
+    let out = Command::new(BIN)
+        .args(["config", "explain", "--config"])
+        .arg(f.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("membership.probe_period_ms") && err.contains("fix:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn production_without_secret_refuses_to_start() {
+    let out = Command::new(BIN)
+        .args(["node", "--port", "0", "--http-port", "0"])
+        .env("FOUNDATION_PROFILE", "production")
+        .env_remove("FOUNDATION_SECRET")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FOUNDATION_SECRET"));
+}
+
+#[test]
+fn dev_runs_a_local_cluster_and_stops_it() {
+    let port = free_port();
+    let http = free_port();
+    let out = Command::new(BIN)
+        .args(["dev", "--nodes", "3", "--duration", "6"])
+        .args([
+            "--base-port",
+            &port.to_string(),
+            "--base-http-port",
+            &http.to_string(),
+        ])
+        .output()
+        .expect("run dev");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last_table = text.rsplit("members as seen by").next().unwrap_or_default();
+    assert_eq!(last_table.matches(" alive ").count(), 3, "{text}");
+    assert_eq!(
+        text.matches("stopped (exit status: 0)").count(),
+        3,
+        "{text}"
+    );
+}
