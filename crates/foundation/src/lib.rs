@@ -1,6 +1,77 @@
 //! Foundation: distributed Rust applications as easy as single-node ones.
 //!
-//! WALKTHROUGH_PLACEHOLDER
+//! A [`Node`] discovers its peers, joins a cluster with SWIM membership
+//! ([`membership`], through foca), and talks to the other members over QUIC
+//! with mutual TLS ([`transport`], through quinn and rustls) on four
+//! prioritized [`Channel`]s: control, events, telemetry, data. Configuration
+//! comes in three tiers resolved by one [`config::Resolver`].
+//!
+//! # Walkthrough: two nodes in one process
+//!
+//! ```
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use foundation::{Channel, MemberEvent, NodeBuilder};
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Two nodes on loopback with ephemeral ports. `isolated()` ignores the
+//! // process environment, so several nodes can share one process.
+//! let a = NodeBuilder::isolated()
+//!     .name("a")
+//!     .secret("walkthrough-secret-0123456789")
+//!     .bind("127.0.0.1".parse()?)
+//!     .port(0)
+//!     .start()
+//!     .await?;
+//! let mut events = a.events();
+//!
+//! // b names a as its seed (the Apprentice tier's one-liner).
+//! let b = NodeBuilder::isolated()
+//!     .name("b")
+//!     .secret("walkthrough-secret-0123456789")
+//!     .bind("127.0.0.1".parse()?)
+//!     .port(0)
+//!     .seeds([a.membership_addr().to_string()])
+//!     .start()
+//!     .await?;
+//!
+//! // a learns about b through membership...
+//! let up = tokio::time::timeout(Duration::from_secs(10), events.recv()).await?;
+//! assert!(matches!(up, Some(MemberEvent::Up(m)) if m.name == "b"));
+//! b.wait_for_members(2, Duration::from_secs(10))
+//!     .await
+//!     .map_err(|seen| format!("b sees only {seen:?}"))?;
+//!
+//! // ...and they talk over QUIC on a channel.
+//! let mut inbox = b.inbox(Channel::Control);
+//! a.send(b.id(), Channel::Control, 1, Bytes::from_static(b"hello")).await?;
+//! let msg = inbox.recv().await.ok_or("inbox closed")?;
+//! assert_eq!((msg.from, &msg.payload[..]), (a.id(), &b"hello"[..]));
+//!
+//! // Leaky by design: the tools underneath are one call away.
+//! let raw = a.raw();
+//! let quinn_endpoint: &quinn::Endpoint = raw.endpoint();
+//! assert!(quinn_endpoint.local_addr().is_ok());
+//! let foca_members = a.raw().membership().inspect(|core| core.foca().num_members()).await;
+//! assert_eq!(foca_members, Some(1));
+//!
+//! // A graceful shutdown leaves: the others see Left, not Down.
+//! b.shutdown().await;
+//! a.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Where things are
+//!
+//! - [`config`]: tiers, keys, the resolver, `config explain` text.
+//! - [`transport`]: QUIC endpoint, channels, frames, inboxes.
+//! - [`membership`]: the sans-IO SWIM core and its tokio shell.
+//! - [`discovery`]: the strategy trait and the `static` strategy.
+//! - [`security`]: keys and certificates derived from the cluster secret.
+//! - [`http`]: `/health`, `/ready`, `/metrics`, `/members` (axum).
+//! - [`telemetry`]: per-node counters and their Prometheus rendering.
 
 pub mod config;
 pub mod discovery;

@@ -277,6 +277,7 @@ impl Node {
             TransportSettings {
                 bind: SocketAddr::new(config.transport.bind, t_port),
                 max_frame_size: config.transport.max_frame_size as usize,
+                stream_window: config.transport.stream_window,
                 idle_timeout: config.transport.idle_timeout,
                 keep_alive: config.transport.keep_alive,
                 connect_timeout: config.transport.connect_timeout,

@@ -20,6 +20,14 @@ pub const BIND: &str = "0.0.0.0";
 /// before any allocation; later layers split bulk data into frames.
 pub const MAX_FRAME_SIZE: u32 = 16 * 1024 * 1024;
 
+/// Per-stream QUIC receive window: 256 KiB. It bounds how much data can
+/// queue ahead of a control message at the receiver: measured on loopback,
+/// 256 KiB gave a loaded control round trip p99 of 0.44-0.50 ms against
+/// 1.0-1.8 ms with 1 MiB, at the same 1.3 GB/s. One stream's throughput is at
+/// most window / RTT (about 260 MB/s at 1 ms RTT): raise it for bulk
+/// transfers over long links.
+pub const STREAM_WINDOW: u32 = 256 * 1024;
+
 /// QUIC idle timeout: 10 s. Keep-alives (below) keep healthy idle
 /// connections open; a dead peer's connection is closed after this.
 pub const IDLE_TIMEOUT_MS: u64 = 10_000;

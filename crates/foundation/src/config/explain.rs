@@ -64,6 +64,10 @@ impl Resolved {
                 "transport.max_frame_size",
                 c.transport.max_frame_size.to_string(),
             ),
+            (
+                "transport.stream_window",
+                c.transport.stream_window.to_string(),
+            ),
             ("transport.idle_timeout_ms", ms(c.transport.idle_timeout)),
             ("transport.keep_alive_ms", ms(c.transport.keep_alive)),
             (

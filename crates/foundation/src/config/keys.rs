@@ -228,6 +228,16 @@ pub const KEYS: &[KeySpec] = &[
         "largest accepted frame in bytes (default: 16 MiB)"
     ),
     key!(
+        "transport.stream_window",
+        None,
+        KeyKind::Int {
+            min: 16 * 1024,
+            max: 64 << 20
+        },
+        false,
+        "per-stream QUIC receive window in bytes (default: 262144); throughput per stream <= window / RTT"
+    ),
+    key!(
         "transport.idle_timeout_ms",
         None,
         MS,

@@ -247,6 +247,7 @@ impl Resolver {
                 port: transport_port,
                 advertise,
                 max_frame_size: m.int("transport.max_frame_size", d::MAX_FRAME_SIZE.into()) as u32,
+                stream_window: m.int("transport.stream_window", d::STREAM_WINDOW.into()) as u32,
                 idle_timeout: m.ms("transport.idle_timeout_ms", d::IDLE_TIMEOUT_MS),
                 keep_alive: m.ms("transport.keep_alive_ms", d::KEEP_ALIVE_MS),
                 connect_timeout: m.ms("transport.connect_timeout_ms", d::CONNECT_TIMEOUT_MS),

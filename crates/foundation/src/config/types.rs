@@ -233,6 +233,8 @@ pub struct TransportConfig {
     pub advertise: Option<IpAddr>,
     /// Largest accepted frame in bytes.
     pub max_frame_size: u32,
+    /// Per-stream QUIC receive window in bytes.
+    pub stream_window: u32,
     /// QUIC idle timeout.
     pub idle_timeout: Duration,
     /// QUIC keep-alive interval.

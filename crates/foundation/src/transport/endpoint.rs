@@ -27,6 +27,8 @@ pub struct TransportSettings {
     pub bind: SocketAddr,
     /// Largest frame.
     pub max_frame_size: usize,
+    /// Per-stream receive window in bytes.
+    pub stream_window: u32,
     /// QUIC idle timeout.
     pub idle_timeout: Duration,
     /// QUIC keep-alive.
@@ -73,21 +75,16 @@ pub struct Transport {
 /// per-message streams of later layers.
 const MAX_UNI_STREAMS: u32 = 16;
 
-/// Per-stream receive window. A stream can never have more unacknowledged
-/// bytes buffered at the sender than this (quinn limits a stream's writes
-/// to the peer's credit).
-const STREAM_WINDOW: u32 = 1024 * 1024;
-
-/// Connection-wide send buffer. It must exceed what every other stream can
-/// hold at once, or a saturated data stream would block control writes
-/// (head-of-line blocking in the send buffer): measured, a 1 MB send window
-/// raised the loaded control round trip from 0.5 ms to 12-32 ms.
-const SEND_WINDOW: u64 = 32 * 1024 * 1024;
-
-const _: () = assert!(
-    SEND_WINDOW > (MAX_UNI_STREAMS as u64) * (STREAM_WINDOW as u64),
-    "control must always find room in the connection's send window"
-);
+/// Connection-wide send buffer for a given per-stream window. A stream can
+/// never have more bytes buffered at the sender than the peer's credit (its
+/// stream window), so a send window larger than all streams' windows
+/// together always leaves room for control: a saturated data stream cannot
+/// block control writes (head-of-line blocking in the send buffer).
+/// Measured: a 1 MB send window with 1 MiB streams raised the loaded control
+/// round trip from 0.5 ms to 12-32 ms.
+pub(crate) fn send_window(stream_window: u32) -> u64 {
+    (u64::from(MAX_UNI_STREAMS) + 1) * u64::from(stream_window)
+}
 
 /// Connection-level receive window: bounds what one peer can make us buffer.
 const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
@@ -110,8 +107,8 @@ impl Transport {
             .max_idle_timeout(quinn::IdleTimeout::try_from(settings.idle_timeout).ok())
             .keep_alive_interval(Some(settings.keep_alive))
             .max_concurrent_uni_streams(MAX_UNI_STREAMS.into())
-            .stream_receive_window(STREAM_WINDOW.into())
-            .send_window(SEND_WINDOW)
+            .stream_receive_window(settings.stream_window.into())
+            .send_window(send_window(settings.stream_window))
             .max_concurrent_bidi_streams(0u32.into())
             .receive_window(CONNECTION_WINDOW.into());
         let transport = Arc::new(transport);
@@ -406,6 +403,13 @@ pub(crate) fn backoff(failures: u32, min: Duration, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn send_window_always_leaves_room_for_control() {
+        for w in [16 * 1024, 256 * 1024, 1 << 20, 64 << 20] {
+            assert!(send_window(w) > u64::from(MAX_UNI_STREAMS) * u64::from(w));
+        }
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {
