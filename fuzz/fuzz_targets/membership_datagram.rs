@@ -1,0 +1,51 @@
+//! Arbitrary membership datagrams: opening must fail cleanly, and any body
+//! that reaches the sans-IO core must be rejected or applied, never panic.
+#![no_main]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use foundation::config::MembershipConfig;
+use foundation::membership::core::{foca_config, MembershipCore};
+use foundation::membership::seal::{DatagramKind, Sealer};
+use foundation::membership::MemberId;
+use foundation::NodeId;
+use libfuzzer_sys::fuzz_target;
+
+fn core() -> MembershipCore {
+    let addr: SocketAddr = "10.0.0.1:7946".parse().expect("addr");
+    let id = MemberId {
+        id: NodeId(1),
+        addr,
+        transport: "10.0.0.1:7947".parse().expect("addr"),
+        name: "fuzz".into(),
+        roles: vec![],
+        version: "fuzz".into(),
+        generation: 1,
+    };
+    let cfg = MembershipConfig {
+        port: 7946,
+        probe_period: Duration::from_millis(300),
+        probe_rtt: Duration::from_millis(150),
+        suspect_to_down: Duration::from_millis(700),
+        indirect_probes: 3,
+        max_packet_size: 1400,
+        gossip_period: Duration::from_millis(100),
+    };
+    MembershipCore::new(id, foca_config(&cfg), 7)
+}
+
+fuzz_target!(|data: &[u8]| {
+    let sealer = Sealer::new(&[7; 32]);
+    let mut copy = data.to_vec();
+    let _ = sealer.open(&mut copy);
+    let Some((&selector, body)) = data.split_first() else { return };
+    let kind = match selector % 3 {
+        0 => DatagramKind::Swim,
+        1 => DatagramKind::Leave,
+        _ => DatagramKind::Hello,
+    };
+    let mut core = core();
+    let _ = core.handle_datagram(kind, body, Instant::now());
+    while core.poll_output().is_some() {}
+});
