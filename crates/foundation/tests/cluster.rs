@@ -214,3 +214,26 @@ async fn port_in_use_fails_start_with_the_key_and_fix() {
         "{msg}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarts_on_the_same_ports_in_process() {
+    let nodes = cluster(2).await;
+    let old = nodes[1].clone();
+    let port = old.membership_addr().port();
+    old.shutdown().await;
+    let seed = nodes[0].membership_addr().to_string();
+    let again = builder("n1-again")
+        .port(port)
+        .seeds([seed.as_str()])
+        .start()
+        .await
+        .expect("ports were released by shutdown");
+    again.wait_for_members(2, SETTLE).await.expect("rejoined");
+    assert_eq!(again.membership_addr().port(), port);
+    nodes[0]
+        .wait_for_members(2, SETTLE)
+        .await
+        .expect("sees the new node");
+    again.shutdown().await;
+    nodes[0].shutdown().await;
+}

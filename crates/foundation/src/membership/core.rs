@@ -70,6 +70,7 @@ pub struct MembershipCore {
     members: HashMap<NodeId, Entry>,
     outputs: VecDeque<Output>,
     leaving: bool,
+    dirty: bool,
 }
 
 impl std::fmt::Debug for MembershipCore {
@@ -113,6 +114,7 @@ impl MembershipCore {
             members: HashMap::new(),
             outputs: VecDeque::new(),
             leaving: false,
+            dirty: false,
         }
     }
 
@@ -129,6 +131,12 @@ impl MembershipCore {
     /// Known other members (alive, suspect, and recently down or left).
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.members.values().map(|e| &e.member)
+    }
+
+    /// Whether the member view changed since the last call (the shell then
+    /// republishes it, event or not).
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
     }
 
     /// The next thing to do, if any.
@@ -225,6 +233,7 @@ impl MembershipCore {
     fn mark_left(&mut self, id: NodeId, now: Instant) {
         if let Some(e) = self.members.get_mut(&id) {
             if e.member.state != MemberState::Left {
+                self.dirty = true;
                 e.member.state = MemberState::Left;
                 e.since = now;
                 self.outputs
@@ -252,12 +261,16 @@ impl MembershipCore {
     }
 
     fn notification(&mut self, n: OwnedNotification<MemberId>, now: Instant) {
+        tracing::debug!(notification = ?n, "foca");
+        self.dirty = true;
         match n {
             OwnedNotification::MemberUp(id) => {
                 let incarnation = self.incarnation_of(&id);
                 match self.members.get_mut(&id.id) {
-                    // A node that left never comes back under the same id.
-                    Some(e) if e.member.state == MemberState::Left => {}
+                    // A node that left comes back only as a newer generation.
+                    Some(e)
+                        if e.member.state == MemberState::Left
+                            && id.generation <= e.member.generation => {}
                     Some(e) => {
                         e.member = Member::from_identity(&id, MemberState::Alive, incarnation);
                         e.since = now;
@@ -283,18 +296,17 @@ impl MembershipCore {
                         .push_back(Output::Event(MemberEvent::Down(e.member.clone())));
                 }
             }
-            OwnedNotification::Rename(old, new) => {
-                if let Some(e) = self.members.remove(&old.id) {
-                    let member = Member::from_identity(&new, e.member.state, e.member.incarnation);
-                    self.members.insert(
-                        new.id,
-                        Entry {
-                            member,
-                            since: e.since,
-                        },
-                    );
+            // Same node, renewed identity (rejoined after being declared
+            // down): keep its entry, with the new generation. A different
+            // node that took over the address keeps nothing of the old one:
+            // the old entry stays Down or Left, the new one arrives with
+            // its own MemberUp.
+            OwnedNotification::Rename(old, new) if old.id == new.id => {
+                if let Some(e) = self.members.get_mut(&old.id) {
+                    e.member = Member::from_identity(&new, e.member.state, e.member.incarnation);
                 }
             }
+            OwnedNotification::Rename(..) => {}
             OwnedNotification::Active => tracing::debug!("membership active: joined a cluster"),
             OwnedNotification::Idle => tracing::debug!("membership idle: no active members"),
             OwnedNotification::Defunct if self.leaving => tracing::debug!("left the cluster"),
@@ -339,11 +351,13 @@ impl MembershipCore {
                 _ => continue,
             };
             e.since = now;
+            self.dirty = true;
             self.outputs.push_back(Output::Event(event));
         }
     }
 
     fn prune(&mut self, now: Instant) {
+        let before = self.members.len();
         self.members.retain(|_, e| {
             e.member.state.is_active() || now.saturating_duration_since(e.since) < FORGET_AFTER
         });
@@ -364,6 +378,7 @@ impl MembershipCore {
                 self.members.remove(&id);
             }
         }
+        self.dirty |= self.members.len() != before;
     }
 }
 

@@ -251,7 +251,7 @@ impl Shell {
                 Output::Event(ev) => events.push(ev),
             }
         }
-        if events.is_empty() {
+        if !self.core.take_dirty() && events.is_empty() {
             return;
         }
         let snapshot: HashMap<NodeId, Member> =

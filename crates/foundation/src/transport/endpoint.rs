@@ -255,13 +255,50 @@ impl Transport {
             .count()
     }
 
+    /// The live connection to `addr`, connecting if needed (tests write
+    /// raw bytes on it).
+    #[cfg(test)]
+    pub(crate) async fn connection(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<quinn::Connection, SendFailure> {
+        Ok(self.inner.connect(addr).await?.conn.clone())
+    }
+
     /// Closes every connection and stops every task.
     pub async fn shutdown(&self) {
+        let bound = self.local_addr();
         self.inner.cancel.cancel();
         self.inner.endpoint.close(0u32.into(), b"shutdown");
         self.inner.tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.inner.endpoint.wait_idle()).await;
         self.inner.tasks.wait().await;
+        // Connection handles keep a reference to the socket: drop them.
+        self.inner.lock_slots().clear();
+        // quinn keeps its UDP socket until every `Endpoint` handle is dropped,
+        // and handles to this one live on in `Node` clones. Moving the closed
+        // endpoint to a throwaway socket frees the configured port, so a node
+        // can be restarted on it in the same process. quinn parks the
+        // replaced socket until its driver runs again, and connection tasks
+        // hold it until they process the rebind; a second rebind drops the
+        // parked original, then we give those tasks up to ~100 ms to let go.
+        for _ in 0..2 {
+            match std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0)) {
+                Ok(spare) => {
+                    if let Err(e) = self.inner.endpoint.rebind(spare) {
+                        tracing::debug!(error = %e, "could not release the QUIC socket");
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "no spare socket to release the QUIC port"),
+            }
+        }
+        for _ in 0..100 {
+            if std::net::UdpSocket::bind(bound).is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tracing::debug!(%bound, "QUIC port still held after shutdown");
     }
 }
 

@@ -17,3 +17,6 @@ pub use endpoint::{Transport, TransportSettings};
 pub use error::{SendError, SendFailure, TransportError};
 pub use frame::{Envelope, FrameDecoder, FrameError, PROTOCOL_VERSION};
 pub use inbox::{Inbox, InboxFilter, Incoming};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,190 @@
+//! Transport tests over real QUIC on loopback.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::id::NodeId;
+use crate::security::TlsIdentity;
+use crate::telemetry::Stats;
+
+fn settings(max_frame_size: usize) -> TransportSettings {
+    TransportSettings {
+        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        max_frame_size,
+        stream_window: 256 * 1024,
+        idle_timeout: Duration::from_secs(10),
+        keep_alive: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(3),
+        reconnect_min: Duration::from_millis(100),
+        reconnect_max: Duration::from_secs(1),
+        inbox_capacity: 64,
+    }
+}
+
+fn transport(secret: &[u8], id: u64, max: usize) -> (Transport, Arc<Stats>) {
+    let tls = TlsIdentity::from_secret(secret, "test", "foundation.node").expect("tls");
+    let stats = Arc::new(Stats::default());
+    let t = Transport::bind(settings(max), &tls, NodeId(id), stats.clone()).expect("bind");
+    (t, stats)
+}
+
+#[tokio::test]
+async fn malformed_frame_stops_only_that_stream_and_is_counted() {
+    let (a, _) = transport(b"s", 1, 4096);
+    let (b, b_stats) = transport(b"s", 2, 4096);
+    let mut inbox = b.subscribe(InboxFilter::channel(Channel::Control));
+    // A good frame first, so the connection exists.
+    a.send(
+        b.local_addr(),
+        Channel::Control,
+        1,
+        vec![],
+        Bytes::from_static(b"ok"),
+    )
+    .await
+    .expect("send");
+    assert_eq!(inbox.recv().await.map(|m| m.kind), Some(1));
+    // Now garbage on a fresh stream of the same connection: an oversized
+    // length prefix, then a wrong version.
+    let conn = a.connection(b.local_addr()).await.expect("conn");
+    for garbage in [&u32::MAX.to_be_bytes()[..], &[0, 0, 0, 2, 99, 0][..]] {
+        let mut s = conn.open_uni().await.expect("stream");
+        s.write_all(garbage).await.expect("write");
+        let _ = s.finish();
+    }
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while b_stats.frame_errors() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("both bad frames counted");
+    // The connection and the control stream still work.
+    a.send(
+        b.local_addr(),
+        Channel::Control,
+        2,
+        vec![],
+        Bytes::from_static(b"still"),
+    )
+    .await
+    .expect("send after garbage");
+    assert_eq!(inbox.recv().await.map(|m| m.kind), Some(2));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_send_is_refused_with_the_payload_back() {
+    let (a, _) = transport(b"s", 1, 1024);
+    let (b, _) = transport(b"s", 2, 1024);
+    let err = a
+        .send(
+            b.local_addr(),
+            Channel::Data,
+            1,
+            vec![],
+            Bytes::from(vec![0u8; 4096]),
+        )
+        .await
+        .expect_err("too large");
+    assert!(matches!(err.reason, SendFailure::TooLarge { .. }), "{err}");
+    assert_eq!(err.payload.len(), 4096);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+fn transport_at(addr: SocketAddr, id: u64) -> (Transport, Arc<Stats>) {
+    let tls = TlsIdentity::from_secret(b"s", "test", "foundation.node").expect("tls");
+    let stats = Arc::new(Stats::default());
+    let mut cfg = settings(4096);
+    cfg.bind = addr;
+    let t = Transport::bind(cfg, &tls, NodeId(id), stats.clone())
+        .unwrap_or_else(|e| panic!("bind node {id} at {addr}: {e}"));
+    (t, stats)
+}
+
+/// Sends until one succeeds and is received (bounded), across backoff.
+async fn deliver_eventually(a: &Transport, to: SocketAddr, inbox: &mut Inbox, kind: u16) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if a.send(to, Channel::Control, kind, vec![], Bytes::from_static(b"x"))
+                .await
+                .is_ok()
+            {
+                if let Ok(Some(m)) =
+                    tokio::time::timeout(Duration::from_millis(500), inbox.recv()).await
+                {
+                    assert_eq!(m.kind, kind);
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("delivered within 10 s");
+}
+
+#[tokio::test]
+async fn unreachable_peer_backs_off_then_reconnects() {
+    let (a, stats) = transport(b"s", 1, 4096);
+    // Reserve a port, then free it: nobody answers there.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = dead.local_addr().expect("addr");
+    drop(dead);
+    let first = a
+        .send(addr, Channel::Control, 1, vec![], Bytes::from_static(b"x"))
+        .await;
+    assert!(
+        matches!(first, Err(ref e) if matches!(e.reason, SendFailure::Connect(_))),
+        "{first:?}"
+    );
+    let second = a
+        .send(addr, Channel::Control, 1, vec![], Bytes::from_static(b"x"))
+        .await;
+    assert!(
+        matches!(second, Err(ref e) if matches!(e.reason, SendFailure::Backoff { .. })),
+        "{second:?}"
+    );
+    assert_eq!(stats.connect_failures(), 1);
+
+    // The peer appears: after the backoff, the next send connects.
+    let (b, _) = transport_at(addr, 2);
+    let mut inbox = b.subscribe(InboxFilter::channel(Channel::Control));
+    deliver_eventually(&a, addr, &mut inbox, 2).await;
+
+    // The peer restarts at the same address: the lost connection is re-made.
+    b.shutdown().await;
+    drop(inbox);
+    let (b2, _) = transport_at(addr, 3);
+    let mut inbox = b2.subscribe(InboxFilter::channel(Channel::Control));
+    deliver_eventually(&a, addr, &mut inbox, 3).await;
+    assert!(stats.connections_opened() >= 2);
+    a.shutdown().await;
+    b2.shutdown().await;
+}
+
+#[tokio::test]
+async fn foreign_certificate_cannot_connect() {
+    let (a, _) = transport(b"one secret", 1, 4096);
+    let (b, b_stats) = transport(b"another secret", 2, 4096);
+    let err = a
+        .send(
+            b.local_addr(),
+            Channel::Control,
+            1,
+            vec![],
+            Bytes::from_static(b"x"),
+        )
+        .await
+        .expect_err("TLS refuses");
+    assert!(matches!(err.reason, SendFailure::Connect(_)), "{err}");
+    assert_eq!(b_stats.connections_opened(), 0);
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -1,0 +1,100 @@
+//! The HTTP endpoint: /health, /ready, /metrics, /members.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.expect("read");
+    let code = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_ready_and_metrics() {
+    init_tracing();
+    let a = builder("h0")
+        .http(true)
+        .http_port(0)
+        .start()
+        .await
+        .expect("a");
+    let seed = a.membership_addr().to_string();
+    let b = builder("h1")
+        .http(true)
+        .http_port(0)
+        .seeds([seed.as_str()])
+        .start()
+        .await
+        .expect("b");
+    a.wait_for_members(2, SETTLE).await.expect("joined");
+    b.wait_for_members(2, SETTLE).await.expect("joined");
+    let http = a.http_addr().expect("http on");
+
+    let (code, body) = get(http, "/health").await;
+    assert_eq!(code, 200);
+    let health: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(health["status"], "healthy", "{body}");
+    assert_eq!(health["node"]["name"], "h0");
+    assert_eq!(health["members"].as_array().map(Vec::len), Some(2));
+    assert!(health["checks"].as_array().is_some_and(|c| !c.is_empty()));
+
+    assert_eq!(get(http, "/ready").await.0, 200);
+
+    let (code, text) = get(http, "/metrics").await;
+    assert_eq!(code, 200);
+    for needle in [
+        "foundation_members{state=\"alive\"} 2",
+        "foundation_messages_sent_total{channel=\"control\"}",
+        "foundation_bytes_received_total{channel=\"data\"}",
+        "foundation_frame_errors_total 0",
+        "foundation_membership_datagrams_dropped_total{reason=\"unauthenticated\"}",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+
+    let (code, body) = get(http, "/members").await;
+    assert_eq!(code, 200);
+    let members: Vec<foundation::Member> = serde_json::from_str(&body).expect("members json");
+    assert_eq!(members.len(), 2);
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_until_joined() {
+    init_tracing();
+    // A seed that nobody listens on: the node cannot join.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let seed = silent.local_addr().expect("addr").to_string();
+    let n = builder("lonely")
+        .http(true)
+        .http_port(0)
+        .seeds([seed.as_str()])
+        .start()
+        .await
+        .expect("n");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let http = n.http_addr().expect("http on");
+    let (code, _) = get(http, "/ready").await;
+    assert_eq!(code, 503);
+    let (_, body) = get(http, "/health").await;
+    let health: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(health["status"], "degraded", "{body}");
+    n.shutdown().await;
+}
