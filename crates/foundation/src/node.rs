@@ -301,17 +301,22 @@ impl Node {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
         };
-        let key = match &config.cluster.secret {
-            Some(s) => derive_key(s.expose(), &config.cluster.name, KeyPurpose::Membership),
-            None => {
+        // Membership trust follows TLS trust: with TLS files, the CA
+        // certificate is mixed into the key, so a node holding a certificate
+        // from another CA can neither connect nor join.
+        let mut material: Vec<u8> = config
+            .cluster
+            .secret
+            .as_ref()
+            .map(|s| s.expose().to_vec())
+            .unwrap_or_default();
+        if config.tls.has_files() {
+            material.extend_from_slice(tls.ca_der().as_ref());
+            if config.cluster.secret.is_none() {
                 tracing::warn!("no cluster secret: membership datagrams are keyed from the CA certificate, which keeps other clusters out but is not secret; set FOUNDATION_SECRET");
-                derive_key(
-                    tls.ca_der().as_ref(),
-                    &config.cluster.name,
-                    KeyPurpose::Membership,
-                )
             }
-        };
+        }
+        let key = derive_key(&material, &config.cluster.name, KeyPurpose::Membership);
         let core = MembershipCore::new(
             local.clone(),
             foca_config(&config.membership),

@@ -1,0 +1,116 @@
+//! Wizard mode: CA, certificate and key from PEM files instead of the secret.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use foundation::Channel;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+fn ca(name: &str) -> Ca {
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let cert = params.self_signed(&key).expect("self-signed");
+    Ca {
+        pem: cert.pem(),
+        issuer: Issuer::new(params, key),
+    }
+}
+
+/// Writes ca.pem, <name>.pem and <name>.key into `dir`.
+fn node_files(ca: &Ca, dir: &Path, name: &str) -> foundation::NodeBuilder {
+    let key = KeyPair::generate().expect("key");
+    let params = CertificateParams::new(vec!["foundation.node".to_owned()]).expect("params");
+    let cert = params.signed_by(&key, &ca.issuer).expect("signed");
+    let ca_path = dir.join(format!("{name}-ca.pem"));
+    let cert_path = dir.join(format!("{name}.pem"));
+    let key_path = dir.join(format!("{name}.key"));
+    std::fs::write(&ca_path, &ca.pem).expect("write ca");
+    std::fs::write(&cert_path, cert.pem()).expect("write cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    builder(name)
+        .set("tls.ca_file", ca_path.to_str().expect("utf8"))
+        .set("tls.cert_file", cert_path.to_str().expect("utf8"))
+        .set("tls.key_file", key_path.to_str().expect("utf8"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_with_certificates_from_one_ca_form_a_cluster_others_cannot_join() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("dir");
+    let ours = ca("our CA");
+    let theirs = ca("their CA");
+
+    let a = node_files(&ours, dir.path(), "a")
+        .start()
+        .await
+        .expect("a starts");
+    let seed = a.membership_addr().to_string();
+    let b = node_files(&ours, dir.path(), "b")
+        .seeds([seed.as_str()])
+        .start()
+        .await
+        .expect("b");
+    a.wait_for_members(2, SETTLE).await.expect("a sees b");
+    b.wait_for_members(2, SETTLE).await.expect("b sees a");
+    let mut inbox = b.inbox(Channel::Control);
+    a.send(
+        b.id(),
+        Channel::Control,
+        1,
+        Bytes::from_static(b"over mTLS"),
+    )
+    .await
+    .expect("send");
+    let msg = tokio::time::timeout(SETTLE, inbox.recv())
+        .await
+        .expect("in time")
+        .expect("open");
+    assert_eq!(&msg.payload[..], b"over mTLS");
+
+    // Same (development) secret, but a certificate from another CA.
+    let stranger = node_files(&theirs, dir.path(), "stranger")
+        .seeds([seed.as_str()])
+        .start()
+        .await
+        .expect("stranger starts");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        stranger.members().len(),
+        1,
+        "stranger joined: {:?}",
+        stranger.members()
+    );
+    assert!(state_of(&a, stranger.id()).is_none());
+    let direct = stranger
+        .raw()
+        .transport()
+        .send(
+            a.transport_addr(),
+            Channel::Control,
+            1,
+            Vec::new(),
+            Bytes::from_static(b"x"),
+        )
+        .await;
+    assert!(
+        direct.is_err(),
+        "TLS must refuse a certificate from another CA"
+    );
+    for n in [&stranger, &b, &a] {
+        n.shutdown().await;
+    }
+}
