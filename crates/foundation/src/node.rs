@@ -524,6 +524,7 @@ impl Node {
     pub fn events(&self) -> Events {
         Events {
             rx: self.inner.membership.subscribe(),
+            stopped: self.inner.cancel.clone(),
         }
     }
 
@@ -673,6 +674,7 @@ fn bind_udp(addr: SocketAddr) -> Result<std::net::UdpSocket, StartError> {
 #[derive(Debug)]
 pub struct Events {
     rx: broadcast::Receiver<MemberEvent>,
+    stopped: CancellationToken,
 }
 
 impl Events {
@@ -680,7 +682,13 @@ impl Events {
     /// fell behind, the missed events are skipped (and logged).
     pub async fn recv(&mut self) -> Option<MemberEvent> {
         loop {
-            match self.rx.recv().await {
+            // Events already queued are delivered before the end of stream.
+            let next = tokio::select! {
+                biased;
+                ev = self.rx.recv() => ev,
+                _ = self.stopped.cancelled() => return None,
+            };
+            match next {
                 Ok(ev) => return Some(ev),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "membership event subscriber fell behind");

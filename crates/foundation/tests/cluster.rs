@@ -237,3 +237,36 @@ async fn a_node_restarts_on_the_same_ports_in_process() {
     again.shutdown().await;
     nodes[0].shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_end_after_shutdown_and_tasks_stop() {
+    let nodes = cluster(2).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut events = b.events();
+    let mut inbox = b.inbox(Channel::Events);
+    a.send(b.id(), Channel::Events, 3, Bytes::from_static(b"last"))
+        .await
+        .expect("send");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.shutdown().await;
+    // What was received before shutdown is still delivered, then the end.
+    let msg = tokio::time::timeout(SETTLE, inbox.recv())
+        .await
+        .expect("in time");
+    assert_eq!(msg.map(|m| m.kind), Some(3));
+    assert!(tokio::time::timeout(SETTLE, inbox.recv())
+        .await
+        .expect("ends")
+        .is_none());
+    assert!(tokio::time::timeout(SETTLE, events.recv())
+        .await
+        .expect("ends")
+        .is_none());
+    // A send after shutdown fails with the payload back.
+    let err = b
+        .send(a.id(), Channel::Control, 1, Bytes::from_static(b"too late"))
+        .await
+        .expect_err("shut down");
+    assert_eq!(&err.payload[..], b"too late");
+    a.shutdown().await;
+}

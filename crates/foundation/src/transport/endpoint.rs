@@ -275,6 +275,7 @@ impl Transport {
         self.inner.tasks.wait().await;
         // Connection handles keep a reference to the socket: drop them.
         self.inner.lock_slots().clear();
+        self.inner.router.close();
         // quinn keeps its UDP socket until every `Endpoint` handle is dropped,
         // and handles to this one live on in `Node` clones. Moving the closed
         // endpoint to a throwaway socket frees the configured port, so a node

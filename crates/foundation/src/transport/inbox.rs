@@ -108,6 +108,11 @@ impl Router {
         }
     }
 
+    /// Drops every subscription: inboxes return what they hold, then `None`.
+    pub(crate) fn close(&self) {
+        self.lock().clear();
+    }
+
     pub(crate) fn subscribe(&self, filter: InboxFilter) -> Inbox {
         let (tx, rx) = mpsc::channel(self.capacity);
         let sub = Subscription {
