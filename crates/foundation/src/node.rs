@@ -561,9 +561,8 @@ impl Node {
         } else {
             self.inner
                 .membership
-                .members()
-                .into_iter()
-                .find(|m| m.id == to && m.state.is_active())
+                .member(to)
+                .filter(|m| m.state.is_active())
                 .map(|m| m.transport)
         };
         let Some(addr) = addr else {

@@ -8,7 +8,7 @@ use clap::Args;
 use foundation::MemberState;
 use serde::Serialize;
 
-use super::stats::{summarize, Summary};
+use super::stats::{row, summarize, Summary};
 use crate::cmd::procs::{self, Ports};
 use crate::cmd::status::fetch_members;
 use crate::table;
@@ -104,15 +104,7 @@ impl DetectBench {
                 "foundation bench detect: {} node processes on loopback, SIGKILL one, {} runs (polled every {} ms)\n",
                 report.nodes, report.runs, POLL.as_millis()
             );
-            let row = |name: &str, s: &Summary| {
-                vec![
-                    name.to_owned(),
-                    format!("{:.0}", s.p50),
-                    format!("{:.0}", s.p99),
-                    format!("{:.0}", s.max),
-                    s.samples.to_string(),
-                ]
-            };
+
             print!(
                 "{}",
                 table::render(

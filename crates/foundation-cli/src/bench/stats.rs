@@ -34,6 +34,17 @@ pub(crate) fn summarize(mut samples: Vec<f64>) -> Summary {
     }
 }
 
+/// A table row: name, p50, p99, max (rounded), sample count.
+pub(crate) fn row(name: &str, s: &Summary) -> Vec<String> {
+    vec![
+        name.to_owned(),
+        format!("{:.0}", s.p50),
+        format!("{:.0}", s.p99),
+        format!("{:.0}", s.max),
+        s.samples.to_string(),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

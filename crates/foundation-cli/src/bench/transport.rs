@@ -16,7 +16,7 @@ use foundation::{Channel, Node, NodeBuilder, NodeId};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::stats::{summarize, Summary};
+use super::stats::{row, summarize, Summary};
 use crate::table;
 
 const PING: u16 = 1;
@@ -237,15 +237,6 @@ impl TransportBench {
 }
 
 fn print_table(r: &Report) {
-    let row = |name: &str, s: &Summary| {
-        vec![
-            name.to_owned(),
-            format!("{:.0}", s.p50),
-            format!("{:.0}", s.p99),
-            format!("{:.0}", s.max),
-            s.samples.to_string(),
-        ]
-    };
     let layout = match r.layout {
         Layout::PerNode => "each node on its own single-threaded runtime",
         Layout::Shared => "both nodes on one multi-threaded runtime",

@@ -100,6 +100,12 @@ impl Membership {
         view.values().cloned().collect()
     }
 
+    /// One member by id, if this node knows it.
+    pub fn member(&self, id: NodeId) -> Option<Member> {
+        let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        view.get(&id).cloned()
+    }
+
     /// A receiver of membership events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<MemberEvent> {
         self.events.subscribe()

@@ -26,9 +26,15 @@ fn settings(max_frame_size: usize) -> TransportSettings {
 }
 
 fn transport(secret: &[u8], id: u64, max: usize) -> (Transport, Arc<Stats>) {
+    bind_transport(secret, id, settings(max))
+}
+
+fn bind_transport(secret: &[u8], id: u64, cfg: TransportSettings) -> (Transport, Arc<Stats>) {
     let tls = TlsIdentity::from_secret(secret, "test", "foundation.node").expect("tls");
     let stats = Arc::new(Stats::default());
-    let t = Transport::bind(settings(max), &tls, NodeId(id), stats.clone()).expect("bind");
+    let bind = cfg.bind;
+    let t = Transport::bind(cfg, &tls, NodeId(id), stats.clone())
+        .unwrap_or_else(|e| panic!("bind node {id} at {bind}: {e}"));
     (t, stats)
 }
 
@@ -99,13 +105,9 @@ async fn oversized_send_is_refused_with_the_payload_back() {
 }
 
 fn transport_at(addr: SocketAddr, id: u64) -> (Transport, Arc<Stats>) {
-    let tls = TlsIdentity::from_secret(b"s", "test", "foundation.node").expect("tls");
-    let stats = Arc::new(Stats::default());
     let mut cfg = settings(4096);
     cfg.bind = addr;
-    let t = Transport::bind(cfg, &tls, NodeId(id), stats.clone())
-        .unwrap_or_else(|e| panic!("bind node {id} at {addr}: {e}"));
-    (t, stats)
+    bind_transport(b"s", id, cfg)
 }
 
 /// Sends until one succeeds and is received (bounded), across backoff.
