@@ -10,8 +10,10 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError, Layer, Profile, Resolved, Resolver, Value};
-use crate::discovery::{CandidateSink, Candidates, StaticSeeds, Strategy};
+use crate::config::{
+    Config, ConfigError, DiscoveryKind, Layer, Profile, Resolved, Resolver, Value,
+};
+use crate::discovery::{CandidateSink, Candidates, DiscoveryContext, Mdns, StaticSeeds, Strategy};
 use crate::error::StartError;
 use crate::id::NodeId;
 use crate::membership::core::{foca_config, MembershipCore};
@@ -25,6 +27,8 @@ use crate::transport::{
 
 /// Interval of join attempts while this node has no active member.
 const JOIN_INTERVAL_ALONE: Duration = Duration::from_millis(500);
+/// A node whose discovery finds no candidate for this long is ready alone.
+const ALONE_AFTER: Duration = Duration::from_secs(3);
 /// Interval of join attempts to candidates that are not members yet.
 const JOIN_INTERVAL: Duration = Duration::from_secs(3);
 
@@ -194,7 +198,11 @@ impl NodeBuilder {
         let resolved = self.resolve()?;
         let strategy: Box<dyn Strategy> = match self.strategy {
             Some(s) => s,
-            None => Box::new(StaticSeeds::new(resolved.config.cluster.seeds.clone())),
+            None => match resolved.config.cluster.discovery {
+                DiscoveryKind::Mdns => Box::new(Mdns::new()),
+                // The resolver only lets built-in strategies through.
+                _ => Box::new(StaticSeeds::new(resolved.config.cluster.seeds.clone())),
+            },
         };
         Node::start(resolved, strategy).await
     }
@@ -340,8 +348,17 @@ impl Node {
         let (sink, candidates) = CandidateSink::new();
         let cancel = CancellationToken::new();
         let strategy_name = strategy.name();
-        let discovery_task = tokio::spawn(strategy.run(sink, cancel.child_token()));
-        let alone_by_config = config.cluster.seeds.is_empty();
+        let ctx = DiscoveryContext {
+            node: id,
+            name: config.node.name.clone(),
+            cluster: config.cluster.name.clone(),
+            membership: local.addr,
+            transport: local.transport,
+            bind: config.transport.bind,
+        };
+        let discovery_task = tokio::spawn(strategy.run(ctx, sink, cancel.child_token()));
+        let alone_by_config =
+            config.cluster.discovery == DiscoveryKind::Static && config.cluster.seeds.is_empty();
 
         let node = Node {
             inner: Arc::new(Inner {
@@ -400,7 +417,12 @@ impl Node {
     /// Sends Hellos to candidates that are not active members yet.
     async fn join_loop(self) {
         let mut candidates = self.inner.candidates.clone();
+        let started = tokio::time::Instant::now();
         loop {
+            // Nothing discovered for a while: this node is legitimately alone.
+            if started.elapsed() >= ALONE_AFTER && candidates.borrow().is_empty() {
+                self.inner.ready.store(true, Ordering::Relaxed);
+            }
             let alone = !self
                 .members()
                 .iter()

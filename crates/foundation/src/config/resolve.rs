@@ -186,14 +186,8 @@ impl Resolver {
             Value::Seeds(s) => s,
             _ => Vec::new(),
         };
-        let discovery_word = m.text("cluster", || {
-            let why = if seeds.is_empty() {
-                "no strategy set and no seeds; mdns arrives with the discovery issue, so this node starts alone"
-            } else {
-                "seeds are set"
-            };
-            (d_text("static"), Some(why.to_owned()))
-        });
+        let detected = detect_strategy(&self.env, seeds.is_empty());
+        let discovery_word = m.text("cluster", || (d_text(detected.0), Some(detected.1)));
         let discovery = discovery_word.parse().unwrap_or(DiscoveryKind::Static);
         let secret = match m.opt("secret") {
             Some(Value::Text(s)) => Some(Secret::new(s)),
@@ -297,6 +291,29 @@ impl Resolver {
     }
 }
 
+/// Mortal mode: which strategy, and why. Seeds are explicit configuration
+/// and win; environments whose strategy is not built yet say so and use mDNS.
+fn detect_strategy(env: &BTreeMap<String, String>, no_seeds: bool) -> (&'static str, String) {
+    if !no_seeds {
+        return ("static", "seeds are set".into());
+    }
+    for (var, strategy) in [
+        ("KUBERNETES_SERVICE_HOST", "kubernetes"),
+        ("CONSUL_HTTP_ADDR", "consul"),
+    ] {
+        if env.contains_key(var) {
+            return (
+                "mdns",
+                format!("{var} is set, but the {strategy} strategy is not built yet; mDNS on the local network"),
+            );
+        }
+    }
+    (
+        "mdns",
+        "no strategy or seeds set; mDNS finds nodes on the local network".into(),
+    )
+}
+
 fn d_text(s: &str) -> Value {
     Value::Text(s.to_owned())
 }
@@ -306,22 +323,32 @@ fn ip(s: &str) -> IpAddr {
 }
 
 /// The address other hosts can reach us at when bound to a wildcard: the
-/// host name's first non-loopback address, else loopback (single host).
+/// host name's first non-loopback address (what Kubernetes and most hosts
+/// set up), else the first non-loopback IPv4 interface address, else
+/// loopback (a single-host cluster).
 fn detect_advertise(hostname: &str) -> (IpAddr, String) {
-    let found = (hostname, 0)
+    let by_name = (hostname, 0)
         .to_socket_addrs()
         .ok()
         .into_iter()
         .flatten()
         .map(|a| a.ip())
         .find(|ip| !ip.is_loopback() && !ip.is_unspecified());
-    match found {
-        Some(ip) => (ip, format!("address of host name {hostname}")),
-        None => (
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            format!("host name {hostname} has no non-loopback address; single-host cluster"),
-        ),
+    if let Some(ip) = by_name {
+        return (ip, format!("address of host name {hostname}"));
     }
+    let by_interface = if_addrs::get_if_addrs()
+        .ok()
+        .into_iter()
+        .flatten()
+        .find(|i| !i.is_loopback() && i.ip().is_ipv4() && !i.ip().is_unspecified());
+    if let Some(i) = by_interface {
+        return (i.ip(), format!("address of interface {}", i.name));
+    }
+    (
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        "no non-loopback address found; single-host cluster".into(),
+    )
 }
 
 fn tier(explicit: &[&Layer]) -> Tier {

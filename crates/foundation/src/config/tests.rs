@@ -22,7 +22,7 @@ fn mortal_nothing_set_gives_development_defaults() {
     let r = env(&[]).resolve().expect("defaults resolve");
     assert_eq!(r.tier, Tier::Mortal);
     assert_eq!(r.config.profile, Profile::Development);
-    assert_eq!(r.config.cluster.discovery, DiscoveryKind::Static);
+    assert_eq!(r.config.cluster.discovery, DiscoveryKind::Mdns);
     assert!(matches!(r.sources["cluster"], Source::Detected(_)));
     assert!(r
         .config
@@ -229,7 +229,7 @@ fn error_same_port_for_quic_and_membership() {
 
 #[test]
 fn error_strategy_not_built_in_yet_is_named() {
-    for word in ["mdns", "gossip", "dns", "kubernetes", "consul", "etcd"] {
+    for word in ["gossip", "dns", "kubernetes", "consul", "etcd"] {
         let e = env(&[("FOUNDATION_CLUSTER", word)])
             .resolve()
             .expect_err("not built in");
@@ -266,4 +266,28 @@ fn cli_defaults_are_overridden_by_env() {
         .resolve()
         .expect("ok");
     assert!(r.config.http.enabled);
+}
+
+#[test]
+fn detection_order_seeds_then_environment_then_mdns() {
+    let r = env(&[("FOUNDATION_SEEDS", "a:1")]).resolve().expect("ok");
+    assert_eq!(r.config.cluster.discovery, DiscoveryKind::Static);
+    assert_eq!(
+        r.sources["cluster"],
+        Source::Detected("seeds are set".into())
+    );
+    let r = env(&[("KUBERNETES_SERVICE_HOST", "10.0.0.1")])
+        .resolve()
+        .expect("ok");
+    assert_eq!(r.config.cluster.discovery, DiscoveryKind::Mdns);
+    assert!(
+        matches!(&r.sources["cluster"], Source::Detected(why) if why.contains("KUBERNETES_SERVICE_HOST"))
+    );
+    let r = env(&[("FOUNDATION_CLUSTER", "static")])
+        .resolve()
+        .expect("ok");
+    assert_eq!(
+        r.sources["cluster"],
+        Source::Env("FOUNDATION_CLUSTER".into())
+    );
 }

@@ -108,7 +108,7 @@ impl DiscoveryKind {
 
     /// Whether this build contains the strategy.
     pub fn is_built_in(self) -> bool {
-        matches!(self, DiscoveryKind::Static)
+        matches!(self, DiscoveryKind::Static | DiscoveryKind::Mdns)
     }
 }
 

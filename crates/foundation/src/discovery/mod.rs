@@ -9,6 +9,8 @@
 //! Adding a strategy (mdns, dns, kubernetes...) means adding a file here
 //! that implements [`Strategy`]; the node core does not change.
 
+mod context;
+mod mdns;
 mod sink;
 mod static_seeds;
 
@@ -17,6 +19,8 @@ use std::pin::Pin;
 
 use tokio_util::sync::CancellationToken;
 
+pub use context::DiscoveryContext;
+pub use mdns::{Mdns, SERVICE_TYPE};
 pub use sink::{CandidateSink, Candidates, DiscoveryError};
 pub use static_seeds::StaticSeeds;
 
@@ -29,5 +33,11 @@ pub trait Strategy: Send + 'static {
     fn name(&self) -> &'static str;
 
     /// The task that publishes candidate sets into `sink` until `cancel`.
-    fn run(self: Box<Self>, sink: CandidateSink, cancel: CancellationToken) -> StrategyTask;
+    /// `ctx` describes this node (strategies that advertise it need that).
+    fn run(
+        self: Box<Self>,
+        ctx: DiscoveryContext,
+        sink: CandidateSink,
+        cancel: CancellationToken,
+    ) -> StrategyTask;
 }

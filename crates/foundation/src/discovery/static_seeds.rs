@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::sink::{CandidateSink, Candidates, DiscoveryError};
-use super::{Strategy, StrategyTask};
+use super::{DiscoveryContext, Strategy, StrategyTask};
 use crate::config::SeedAddr;
 
 /// How often seed host names are resolved again.
@@ -35,7 +35,12 @@ impl Strategy for StaticSeeds {
         "static"
     }
 
-    fn run(self: Box<Self>, sink: CandidateSink, cancel: CancellationToken) -> StrategyTask {
+    fn run(
+        self: Box<Self>,
+        _ctx: DiscoveryContext,
+        sink: CandidateSink,
+        cancel: CancellationToken,
+    ) -> StrategyTask {
         Box::pin(async move {
             // Last addresses each seed resolved to: a seed whose name fails
             // to resolve keeps its previous addresses.
@@ -92,8 +97,11 @@ mod tests {
         ];
         let (sink, mut rx) = CandidateSink::new();
         let cancel = CancellationToken::new();
-        let task =
-            tokio::spawn(Box::new(StaticSeeds::new(seeds)).run(sink.clone(), cancel.clone()));
+        let task = tokio::spawn(Box::new(StaticSeeds::new(seeds)).run(
+            DiscoveryContext::for_tests(),
+            sink.clone(),
+            cancel.clone(),
+        ));
         rx.changed().await.expect("published");
         let set = rx.borrow().clone();
         assert!(set.contains(&"127.0.0.1:7000".parse().expect("addr")));

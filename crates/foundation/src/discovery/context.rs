@@ -1,0 +1,53 @@
+//! What a strategy knows about the node it runs for.
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::id::NodeId;
+
+/// This node, as discovery strategies need to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryContext {
+    /// Node id.
+    pub node: NodeId,
+    /// Node name.
+    pub name: String,
+    /// Cluster name; strategies ignore nodes of other clusters.
+    pub cluster: String,
+    /// Advertised membership address (what peers should announce to).
+    pub membership: SocketAddr,
+    /// Advertised QUIC address.
+    pub transport: SocketAddr,
+    /// Bind address: strategies that multicast stay on its interface
+    /// (all interfaces when it is a wildcard).
+    pub bind: IpAddr,
+}
+
+impl DiscoveryContext {
+    /// A short, stable hash of the cluster name (16 hex digits of SHA-256),
+    /// published instead of the name itself.
+    pub fn cluster_hash(&self) -> String {
+        cluster_hash(&self.cluster)
+    }
+
+    /// A context for tests of strategies that ignore it.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
+        DiscoveryContext {
+            node: NodeId(1),
+            name: "test".into(),
+            cluster: "test".into(),
+            membership: SocketAddr::from(([127, 0, 0, 1], 7946)),
+            transport: SocketAddr::from(([127, 0, 0, 1], 7947)),
+            bind: IpAddr::from([127, 0, 0, 1]),
+        }
+    }
+}
+
+/// 16 hex digits of SHA-256 of the cluster name.
+pub(crate) fn cluster_hash(cluster: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, cluster.as_bytes());
+    digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

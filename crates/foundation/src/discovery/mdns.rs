@@ -1,0 +1,206 @@
+//! The `mdns` strategy: zero configuration on a LAN, through mdns-sd.
+//!
+//! Each node advertises `_foundation._udp.local.` with its membership port.
+//! The TXT record carries the node id (`id`), a hash of the cluster name
+//! (`cluster`), the protocol version (`proto`) and the QUIC port (`quic`).
+//! Each node browses for the same service. It keeps instances of its own
+//! cluster and protocol, and drops an instance when its record is withdrawn
+//! or expires.
+//!
+//! The multicast stays on the interface of the bind address: on every
+//! interface when bound to a wildcard, on loopback only when bound to
+//! 127.0.0.1.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
+use tokio_util::sync::CancellationToken;
+
+use super::sink::{CandidateSink, Candidates, DiscoveryError};
+use super::{DiscoveryContext, Strategy, StrategyTask};
+use crate::transport::PROTOCOL_VERSION;
+
+/// The service type every node advertises and browses.
+pub const SERVICE_TYPE: &str = "_foundation._udp.local.";
+
+/// How long to wait before re-creating the daemon after it failed.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// The mDNS strategy.
+#[derive(Debug, Clone, Default)]
+pub struct Mdns {}
+
+impl Mdns {
+    /// The strategy with its defaults.
+    pub fn new() -> Self {
+        Mdns {}
+    }
+}
+
+impl Strategy for Mdns {
+    fn name(&self) -> &'static str {
+        "mdns"
+    }
+
+    fn run(
+        self: Box<Self>,
+        ctx: DiscoveryContext,
+        sink: CandidateSink,
+        cancel: CancellationToken,
+    ) -> StrategyTask {
+        Box::pin(async move {
+            loop {
+                match session(&ctx, &sink, &cancel).await {
+                    Ok(()) => return,
+                    Err(message) => sink.fail(DiscoveryError {
+                        strategy: "mdns",
+                        message,
+                    }),
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(RETRY) => {}
+                }
+            }
+        })
+    }
+}
+
+/// One daemon's life: advertise, browse, publish, until cancelled (Ok) or
+/// the daemon fails (Err, retried by the caller; the last set stays).
+async fn session(
+    ctx: &DiscoveryContext,
+    sink: &CandidateSink,
+    cancel: &CancellationToken,
+) -> Result<(), String> {
+    let daemon = ServiceDaemon::new().map_err(|e| format!("cannot start mDNS (mdns-sd): {e}"))?;
+    let result = advertise_and_browse(&daemon, ctx, sink, cancel).await;
+    if let Ok(done) = daemon.shutdown() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), done.recv_async()).await;
+    }
+    result
+}
+
+async fn advertise_and_browse(
+    daemon: &ServiceDaemon,
+    ctx: &DiscoveryContext,
+    sink: &CandidateSink,
+    cancel: &CancellationToken,
+) -> Result<(), String> {
+    if !ctx.bind.is_unspecified() {
+        daemon
+            .disable_interface(IfKind::All)
+            .and_then(|()| daemon.enable_interface(IfKind::Addr(ctx.bind)))
+            .map_err(|e| format!("cannot select the interface of {} (mdns-sd): {e}", ctx.bind))?;
+    }
+    let info = service_info(ctx)?;
+    let fullname = info.get_fullname().to_owned();
+    daemon
+        .register(info)
+        .map_err(|e| format!("cannot advertise {fullname} (mdns-sd): {e}"))?;
+    let events = daemon
+        .browse(SERVICE_TYPE)
+        .map_err(|e| format!("cannot browse {SERVICE_TYPE} (mdns-sd): {e}"))?;
+    tracing::debug!(%fullname, "mDNS: advertising and browsing");
+    let mut peers: HashMap<String, Vec<SocketAddr>> = HashMap::new();
+    let mut published = false;
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => {
+                if let Ok(done) = daemon.unregister(&fullname) {
+                    let _ = tokio::time::timeout(Duration::from_millis(500), done.recv_async()).await;
+                }
+                return Ok(());
+            }
+            ev = events.recv_async() => ev.map_err(|_| "mDNS daemon stopped".to_owned())?,
+        };
+        let changed = match event {
+            ServiceEvent::ServiceResolved(service) => match accept(ctx, &service) {
+                Ok(Some(addrs)) => peers.insert(service.fullname.clone(), addrs).is_none(),
+                Ok(None) => false,
+                Err(why) => {
+                    tracing::warn!(instance = %service.fullname, reason = %why, "mDNS: record rejected");
+                    false
+                }
+            },
+            ServiceEvent::ServiceRemoved(_, name) => peers.remove(&name).is_some(),
+            _ => false,
+        };
+        if changed || !published {
+            published = true;
+            let set: Candidates = peers.values().flatten().copied().collect();
+            sink.publish(set);
+        }
+    }
+}
+
+fn service_info(ctx: &DiscoveryContext) -> Result<ServiceInfo, String> {
+    // Node names need not be unique; mDNS instance names must be.
+    let instance = format!("{}-{}", ctx.name, ctx.node);
+    let host = format!("foundation-{}.local.", ctx.node);
+    let cluster_hash = ctx.cluster_hash();
+    let proto = PROTOCOL_VERSION.to_string();
+    let node = ctx.node.to_string();
+    let quic = ctx.transport.port().to_string();
+    let properties = [
+        ("id", node.as_str()),
+        ("cluster", cluster_hash.as_str()),
+        ("proto", proto.as_str()),
+        ("quic", quic.as_str()),
+    ];
+    ServiceInfo::new(
+        SERVICE_TYPE,
+        &instance,
+        &host,
+        ctx.membership.ip(),
+        ctx.membership.port(),
+        &properties[..],
+    )
+    .map_err(|e| format!("invalid mDNS service record for {instance} (mdns-sd): {e}"))
+}
+
+/// Candidate addresses of a resolved instance: `Ok(None)` for our own or
+/// another cluster's, `Err` for a malformed record.
+fn accept(
+    ctx: &DiscoveryContext,
+    service: &mdns_sd::ResolvedService,
+) -> Result<Option<Vec<SocketAddr>>, String> {
+    let txt = |key: &str| {
+        service
+            .txt_properties
+            .get_property_val_str(key)
+            .ok_or_else(|| format!("TXT record has no `{key}`"))
+    };
+    let cluster = txt("cluster")?;
+    if cluster != ctx.cluster_hash() {
+        return Ok(None);
+    }
+    let id = txt("id")?;
+    if id == ctx.node.to_string() {
+        return Ok(None);
+    }
+    let proto: u8 = txt("proto")?
+        .parse()
+        .map_err(|_| "TXT `proto` is not a number".to_owned())?;
+    if proto != PROTOCOL_VERSION {
+        return Err(format!(
+            "protocol version {proto}, this node speaks {PROTOCOL_VERSION}"
+        ));
+    }
+    if service.port == 0 {
+        return Err("SRV record has port 0".into());
+    }
+    let addrs: Vec<SocketAddr> = service
+        .addresses
+        .iter()
+        .map(|a| a.to_ip_addr())
+        .filter(|ip: &IpAddr| !ip.is_unspecified())
+        .map(|ip| SocketAddr::new(ip, service.port))
+        .collect();
+    if addrs.is_empty() {
+        return Err("no address in the answer".into());
+    }
+    Ok(Some(addrs))
+}
