@@ -51,17 +51,26 @@ fn node(name: &str, seed: Option<u16>) -> NodeProc {
     let port = free_port();
     let http_port = free_port();
     let mut cmd = Command::new(BIN);
-    cmd.args(["node", "--name", name, "--bind", "127.0.0.1"])
-        .args([
-            "--port",
-            &port.to_string(),
-            "--http-port",
-            &http_port.to_string(),
-        ])
-        .arg("--stop-on-stdin-eof")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    // `static`: parallel tests must not find each other's nodes via mDNS.
+    cmd.args([
+        "node",
+        "--cluster",
+        "static",
+        "--name",
+        name,
+        "--bind",
+        "127.0.0.1",
+    ])
+    .args([
+        "--port",
+        &port.to_string(),
+        "--http-port",
+        &http_port.to_string(),
+    ])
+    .arg("--stop-on-stdin-eof")
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     if let Some(seed) = seed {
         cmd.args(["--seeds", &format!("127.0.0.1:{seed}")]);
     }

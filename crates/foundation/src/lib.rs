@@ -18,6 +18,7 @@
 //! // Two nodes on loopback with ephemeral ports. `isolated()` ignores the
 //! // process environment, so several nodes can share one process.
 //! let a = NodeBuilder::isolated()
+//!     .cluster("static") // seeds, no mDNS: doc tests run side by side
 //!     .name("a")
 //!     .secret("walkthrough-secret-0123456789")
 //!     .bind("127.0.0.1".parse()?)
@@ -28,6 +29,7 @@
 //!
 //! // b names a as its seed (the Apprentice tier's one-liner).
 //! let b = NodeBuilder::isolated()
+//!     .cluster("static")
 //!     .name("b")
 //!     .secret("walkthrough-secret-0123456789")
 //!     .bind("127.0.0.1".parse()?)

@@ -67,6 +67,7 @@ struct Report {
 
 async fn bench_node(name: &str, seed: Option<SocketAddr>) -> anyhow::Result<Node> {
     let mut b = NodeBuilder::isolated()
+        .cluster("static")
         .name(name)
         .secret("foundation-bench-secret-0123456789")
         .bind(IpAddr::V4(Ipv4Addr::LOCALHOST))

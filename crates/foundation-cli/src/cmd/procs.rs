@@ -72,8 +72,10 @@ pub(crate) fn spawn_node(
     let log = std::fs::File::create(log_dir.join(format!("{name}.log")))
         .with_context(|| format!("cannot create a log file in {}", log_dir.display()))?;
     let mut cmd = Command::new(exe);
+    // Seeded by the first node, `static`: two local clusters on one machine
+    // (two `dev` runs, a bench beside a dev cluster) stay apart.
     cmd.arg("node")
-        .args(["--name", name, "--bind", "127.0.0.1"])
+        .args(["--cluster", "static", "--name", name, "--bind", "127.0.0.1"])
         .args([
             "--port",
             &port.to_string(),

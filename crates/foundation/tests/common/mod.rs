@@ -13,8 +13,11 @@ pub const SETTLE: Duration = Duration::from_secs(15);
 pub const SECRET: &str = "integration-test-secret-0123456789";
 
 /// A builder for a loopback node with ephemeral ports and no environment.
+/// `static` discovery: tests running in parallel must not find each other's
+/// nodes through mDNS on loopback.
 pub fn builder(name: &str) -> NodeBuilder {
     NodeBuilder::isolated()
+        .cluster("static")
         .name(name)
         .secret(SECRET)
         .bind(IpAddr::V4(Ipv4Addr::LOCALHOST))
