@@ -8,6 +8,7 @@
 //! namespace): no traffic touches the host's interfaces.
 
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use foundation::{Member, MemberState};
@@ -40,7 +41,9 @@ struct Lab {
 
 impl Lab {
     fn new(hosts: usize) -> Result<Lab, String> {
-        let prefix = format!("fd{}", std::process::id() % 100_000);
+        static LABS: AtomicUsize = AtomicUsize::new(0);
+        let k = LABS.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("fd{}{k}", std::process::id() % 100_000);
         let hub = format!("{prefix}h");
         let mut lab = Lab {
             prefix: prefix.clone(),
@@ -98,6 +101,30 @@ impl Lab {
             .success()
             .then(|| serde_json::from_slice(&out.stdout).ok())
             .flatten()
+    }
+
+    /// `/metrics` of host `i` (python3 fetches it inside the namespace).
+    fn metrics(&self, i: usize) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.hosts[i], "python3", "-c"])
+            .arg("import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9090/metrics').read().decode())")
+            .output()
+            .expect("python3 in namespace");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until hosts `0..n` each see `n` alive members.
+    fn wait_formed(&self, n: usize) -> Duration {
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if (0..n).all(|i| self.alive(i) == n) {
+                return started.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let views: Vec<_> = (0..self.hosts.len()).map(|i| self.members(i)).collect();
+        panic!("no single cluster of {n} within 30 s: {views:?}");
     }
 
     fn alive(&self, i: usize) -> usize {
@@ -178,4 +205,37 @@ fn three_unconfigured_nodes_form_one_cluster_over_mdns_and_another_cluster_stays
             "{m:?}"
         );
     }
+}
+
+#[test]
+fn gossip_beacons_form_a_cluster_and_a_foreign_secret_is_dropped_and_counted() {
+    let Some(mut lab) = lab_or_skip(4) else {
+        return;
+    };
+    for i in 0..3 {
+        lab.start(i, &[("FOUNDATION_CLUSTER", "gossip")]);
+    }
+    // Same cluster name, another secret: its beacons fail authentication.
+    lab.start(
+        3,
+        &[
+            ("FOUNDATION_CLUSTER", "gossip"),
+            ("FOUNDATION_SECRET", "not-the-cluster-secret-000"),
+        ],
+    );
+    let formed = lab.wait_formed(3);
+    eprintln!("3 gossip nodes formed one cluster {formed:?} after they answered");
+    std::thread::sleep(Duration::from_secs(2));
+    let outsider = lab.members(3).expect("outsider answers");
+    assert_eq!(outsider.len(), 1, "outsider joined: {outsider:?}");
+    for i in 0..3 {
+        assert_eq!(lab.members(i).expect("answers").len(), 3);
+    }
+    let metrics = lab.metrics(0);
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("foundation_discovery_messages_dropped_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no dropped-beacon counter in\n{metrics}"));
+    assert!(dropped > 0, "forged beacons must be counted");
 }

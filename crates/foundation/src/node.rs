@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{
     Config, ConfigError, DiscoveryKind, Layer, Profile, Resolved, Resolver, Value,
 };
-use crate::discovery::{CandidateSink, Candidates, DiscoveryContext, Mdns, StaticSeeds, Strategy};
+use crate::discovery::{
+    CandidateSink, Candidates, DiscoveryContext, Gossip, Mdns, StaticSeeds, Strategy,
+};
 use crate::error::StartError;
 use crate::id::NodeId;
 use crate::membership::core::{foca_config, MembershipCore};
@@ -200,6 +202,7 @@ impl NodeBuilder {
             Some(s) => s,
             None => match resolved.config.cluster.discovery {
                 DiscoveryKind::Mdns => Box::new(Mdns::new()),
+                DiscoveryKind::Gossip => Box::new(Gossip::new()),
                 // The resolver only lets built-in strategies through.
                 _ => Box::new(StaticSeeds::new(resolved.config.cluster.seeds.clone())),
             },
@@ -325,6 +328,7 @@ impl Node {
             }
         }
         let key = derive_key(&material, &config.cluster.name, KeyPurpose::Membership);
+        let discovery_key = derive_key(&material, &config.cluster.name, KeyPurpose::Discovery);
         let core = MembershipCore::new(
             local.clone(),
             foca_config(&config.membership),
@@ -355,6 +359,9 @@ impl Node {
             membership: local.addr,
             transport: local.transport,
             bind: config.transport.bind,
+            key: discovery_key,
+            gossip: config.gossip.clone(),
+            stats: stats.clone(),
         };
         let discovery_task = tokio::spawn(strategy.run(ctx, sink, cancel.child_token()));
         let alone_by_config =

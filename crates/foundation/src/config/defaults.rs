@@ -75,3 +75,18 @@ pub const HTTP_PORT: u16 = 9090;
 
 /// TLS server name every node certificate carries.
 pub const TLS_SERVER_NAME: &str = "foundation.node";
+
+/// Gossip beacons' multicast group: in 239.255.0.0/16, the IPv4
+/// organization-local scope (RFC 2365), which routers do not forward out of
+/// the site.
+pub const GOSSIP_GROUP: &str = "239.255.70.77";
+
+/// Gossip beacons' UDP port: next to the membership port.
+pub const GOSSIP_PORT: u16 = 7945;
+
+/// Gossip multicast TTL: 1 keeps beacons on the local link.
+pub const GOSSIP_TTL: u32 = 1;
+
+/// Interval between gossip beacons. Peers not heard for five intervals are
+/// dropped from the candidate set (membership still decides who is down).
+pub const GOSSIP_INTERVAL_MS: u64 = 1000;

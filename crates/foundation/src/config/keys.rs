@@ -311,6 +311,37 @@ pub const KEYS: &[KeySpec] = &[
         "messages buffered per inbox before the reader waits (default: 1024)"
     ),
     key!(
+        "gossip.group",
+        Some("FOUNDATION_GOSSIP_GROUP"),
+        KeyKind::Ip,
+        false,
+        "gossip strategy: IPv4 multicast group (default: 239.255.70.77, administratively scoped)"
+    ),
+    key!(
+        "gossip.port",
+        Some("FOUNDATION_GOSSIP_PORT"),
+        KeyKind::Int { min: 1, max: 65535 },
+        false,
+        "gossip strategy: UDP port of the beacons (default: 7945)"
+    ),
+    key!(
+        "gossip.ttl",
+        Some("FOUNDATION_GOSSIP_TTL"),
+        KeyKind::Int { min: 1, max: 255 },
+        false,
+        "gossip strategy: multicast TTL (default: 1, the local link)"
+    ),
+    key!(
+        "gossip.interval_ms",
+        None,
+        KeyKind::Int {
+            min: 50,
+            max: 60_000
+        },
+        false,
+        "gossip strategy: beacon interval (default: 1000)"
+    ),
+    key!(
         "http.enabled",
         Some("FOUNDATION_HTTP"),
         KeyKind::Bool,

@@ -268,6 +268,15 @@ impl Resolver {
             channels: ChannelsConfig {
                 inbox_capacity: m.int("channels.inbox_capacity", d::INBOX_CAPACITY as u64) as usize,
             },
+            gossip: GossipConfig {
+                group: match m.ip("gossip.group", || (ip(d::GOSSIP_GROUP), None)) {
+                    IpAddr::V4(g) => g,
+                    IpAddr::V6(_) => d::GOSSIP_GROUP.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
+                },
+                port: m.int("gossip.port", d::GOSSIP_PORT.into()) as u16,
+                ttl: m.int("gossip.ttl", d::GOSSIP_TTL.into()) as u32,
+                interval: m.ms("gossip.interval_ms", d::GOSSIP_INTERVAL_MS),
+            },
             http: HttpConfig {
                 enabled: m.bool("http.enabled", false),
                 bind: m.ip("http.bind", || (IpAddr::V4(Ipv4Addr::LOCALHOST), None)),

@@ -229,7 +229,7 @@ fn error_same_port_for_quic_and_membership() {
 
 #[test]
 fn error_strategy_not_built_in_yet_is_named() {
-    for word in ["gossip", "dns", "kubernetes", "consul", "etcd"] {
+    for word in ["dns", "kubernetes", "consul", "etcd"] {
         let e = env(&[("FOUNDATION_CLUSTER", word)])
             .resolve()
             .expect_err("not built in");
@@ -290,4 +290,19 @@ fn detection_order_seeds_then_environment_then_mdns() {
         r.sources["cluster"],
         Source::Env("FOUNDATION_CLUSTER".into())
     );
+}
+
+#[test]
+fn error_gossip_group_must_be_multicast() {
+    let e = env(&[("FOUNDATION_GOSSIP_GROUP", "10.0.0.1")])
+        .resolve()
+        .expect_err("unicast");
+    assert!(
+        e.to_string().contains("gossip.group") && e.to_string().contains("multicast"),
+        "{e}"
+    );
+    let r = env(&[("FOUNDATION_CLUSTER", "gossip")])
+        .resolve()
+        .expect("gossip is built in");
+    assert_eq!(r.config.gossip.ttl, 1);
 }

@@ -28,6 +28,8 @@ pub struct Config {
     pub channels: ChannelsConfig,
     /// HTTP endpoint: health, ready, metrics.
     pub http: HttpConfig,
+    /// The `gossip` discovery strategy.
+    pub gossip: GossipConfig,
 }
 
 /// Deployment profile.
@@ -108,7 +110,10 @@ impl DiscoveryKind {
 
     /// Whether this build contains the strategy.
     pub fn is_built_in(self) -> bool {
-        matches!(self, DiscoveryKind::Static | DiscoveryKind::Mdns)
+        matches!(
+            self,
+            DiscoveryKind::Static | DiscoveryKind::Mdns | DiscoveryKind::Gossip
+        )
     }
 }
 
@@ -303,4 +308,17 @@ pub struct HttpConfig {
 pub struct ChannelsConfig {
     /// Capacity of each inbox, in messages, before the reader waits.
     pub inbox_capacity: usize,
+}
+
+/// Settings of the `gossip` strategy (UDP multicast beacons).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GossipConfig {
+    /// IPv4 multicast group.
+    pub group: std::net::Ipv4Addr,
+    /// UDP port.
+    pub port: u16,
+    /// Multicast TTL.
+    pub ttl: u32,
+    /// Beacon interval.
+    pub interval: Duration,
 }

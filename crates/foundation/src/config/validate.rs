@@ -65,6 +65,15 @@ pub(super) fn validate(
             _ => {}
         }
     }
+    if !c.gossip.group.is_multicast() {
+        return Err(ConfigError::InvalidValue(Box::new(InvalidValue {
+            key: "gossip.group".into(),
+            value: c.gossip.group.to_string(),
+            origin: origin("gossip.group"),
+            expected: "an IPv4 multicast address (224.0.0.0/4)".into(),
+            fix: "use an address in 239.255.0.0/16, e.g. 239.255.70.77".into(),
+        })));
+    }
     let m = &c.membership;
     before(
         ("membership.probe_rtt_ms", m.probe_rtt),

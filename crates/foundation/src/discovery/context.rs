@@ -1,11 +1,14 @@
 //! What a strategy knows about the node it runs for.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
+use crate::config::GossipConfig;
 use crate::id::NodeId;
+use crate::telemetry::Stats;
 
 /// This node, as discovery strategies need to know it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct DiscoveryContext {
     /// Node id.
     pub node: NodeId,
@@ -20,6 +23,25 @@ pub struct DiscoveryContext {
     /// Bind address: strategies that multicast stay on its interface
     /// (all interfaces when it is a wildcard).
     pub bind: IpAddr,
+    /// Key authenticating discovery messages (derived from the cluster
+    /// secret, and the CA with TLS files).
+    pub key: [u8; 32],
+    /// Settings of the gossip strategy.
+    pub gossip: GossipConfig,
+    /// The node's counters (dropped discovery messages are counted here).
+    pub stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for DiscoveryContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscoveryContext")
+            .field("node", &self.node)
+            .field("name", &self.name)
+            .field("cluster", &self.cluster)
+            .field("membership", &self.membership)
+            .field("bind", &self.bind)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DiscoveryContext {
@@ -39,6 +61,14 @@ impl DiscoveryContext {
             membership: SocketAddr::from(([127, 0, 0, 1], 7946)),
             transport: SocketAddr::from(([127, 0, 0, 1], 7947)),
             bind: IpAddr::from([127, 0, 0, 1]),
+            key: [7; 32],
+            gossip: GossipConfig {
+                group: std::net::Ipv4Addr::new(239, 255, 70, 77),
+                port: 7945,
+                ttl: 1,
+                interval: std::time::Duration::from_millis(100),
+            },
+            stats: Arc::new(Stats::default()),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! that implements [`Strategy`]; the node core does not change.
 
 mod context;
+mod gossip;
 mod mdns;
 mod sink;
 mod static_seeds;
@@ -20,6 +21,7 @@ use std::pin::Pin;
 use tokio_util::sync::CancellationToken;
 
 pub use context::DiscoveryContext;
+pub use gossip::{Beacon, Gossip};
 pub use mdns::{Mdns, SERVICE_TYPE};
 pub use sink::{CandidateSink, Candidates, DiscoveryError};
 pub use static_seeds::StaticSeeds;

@@ -9,6 +9,8 @@ pub enum KeyPurpose {
     CertificateAuthority,
     /// ChaCha20-Poly1305 key sealing membership datagrams.
     Membership,
+    /// HMAC-SHA256 key authenticating discovery beacons.
+    Discovery,
 }
 
 impl KeyPurpose {
@@ -16,6 +18,7 @@ impl KeyPurpose {
         match self {
             KeyPurpose::CertificateAuthority => b"foundation/v1/cluster-ca-ed25519",
             KeyPurpose::Membership => b"foundation/v1/membership-chacha20poly1305",
+            KeyPurpose::Discovery => b"foundation/v1/discovery-hmac-sha256",
         }
     }
 }

@@ -56,7 +56,12 @@ pub fn render(stats: &Stats, members: &[(MemberState, usize)]) -> String {
             let _ = writeln!(out, "{name}{{channel=\"{c}\"}} {}", get(stats, c));
         }
     }
-    let singles: [(&str, &str, u64); 4] = [
+    let singles: [(&str, &str, u64); 5] = [
+        (
+            "foundation_discovery_messages_dropped_total",
+            "Discovery messages (beacons, records) rejected as forged or malformed.",
+            stats.discovery_messages_dropped(),
+        ),
         (
             "foundation_frame_errors_total",
             "Frames rejected (malformed, oversized, wrong version).",

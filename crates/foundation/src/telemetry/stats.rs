@@ -45,6 +45,7 @@ pub struct Stats {
     connections_opened: AtomicU64,
     connect_failures: AtomicU64,
     dropped: [AtomicU64; 3],
+    discovery_dropped: AtomicU64,
 }
 
 impl Stats {
@@ -99,6 +100,17 @@ impl Stats {
         self.dropped[reason as usize].fetch_add(1, Relaxed);
         metrics::counter!("foundation_membership_datagrams_dropped_total", "reason" => reason.as_str())
             .increment(1);
+    }
+
+    /// Counts a discovery message (beacon, record) rejected as forged or malformed.
+    pub fn discovery_dropped(&self) {
+        self.discovery_dropped.fetch_add(1, Relaxed);
+        metrics::counter!("foundation_discovery_messages_dropped_total").increment(1);
+    }
+
+    /// Discovery messages rejected.
+    pub fn discovery_messages_dropped(&self) -> u64 {
+        self.discovery_dropped.load(Relaxed)
     }
 
     /// Messages sent on a channel.
