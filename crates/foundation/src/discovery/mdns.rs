@@ -9,7 +9,8 @@
 //!
 //! The multicast stays on the interface of the bind address: on every
 //! interface when bound to a wildcard, on loopback only when bound to
-//! 127.0.0.1.
+//! 127.0.0.1. When mDNS cannot start at all, the strategy falls back to
+//! gossip beacons (see [`super::Gossip`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -19,7 +20,7 @@ use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
 use tokio_util::sync::CancellationToken;
 
 use super::sink::{CandidateSink, Candidates, DiscoveryError};
-use super::{DiscoveryContext, Strategy, StrategyTask};
+use super::{DiscoveryContext, Gossip, Strategy, StrategyTask};
 use crate::transport::PROTOCOL_VERSION;
 
 /// The service type every node advertises and browses.
@@ -51,6 +52,17 @@ impl Strategy for Mdns {
         cancel: CancellationToken,
     ) -> StrategyTask {
         Box::pin(async move {
+            // mDNS that cannot even start (no daemon, no socket) will not
+            // start later either: fall back to gossip multicast beacons.
+            match ServiceDaemon::new() {
+                Ok(probe) => {
+                    let _ = probe.shutdown();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "mDNS unavailable; falling back to gossip beacons");
+                    return Box::new(Gossip::new()).run(ctx, sink, cancel).await;
+                }
+            }
             loop {
                 match session(&ctx, &sink, &cancel).await {
                     Ok(()) => return,
