@@ -1,6 +1,7 @@
 //! `foundation bench ...`: benchmarks that print figures (and assert nothing).
 
 mod detect;
+mod discovery;
 mod stats;
 mod transport;
 
@@ -13,6 +14,8 @@ pub(crate) enum BenchCmd {
     Transport(transport::TransportBench),
     /// Time from SIGKILL of a node process to Down on every survivor.
     Detect(detect::DetectBench),
+    /// Time for N unconfigured nodes in network namespaces to see each other (root).
+    Discovery(discovery::DiscoveryBench),
 }
 
 impl BenchCmd {
@@ -20,6 +23,7 @@ impl BenchCmd {
         match self {
             BenchCmd::Transport(b) => b.run().await,
             BenchCmd::Detect(b) => b.run().await,
+            BenchCmd::Discovery(b) => b.run().await,
         }
     }
 }

@@ -1,0 +1,165 @@
+//! Hosts in network namespaces on one bridge.
+//!
+//! `Lab::new(n)` creates a hub namespace holding a bridge, and `n` host
+//! namespaces, each with a veth `eth0` on the bridge at `10.213.0.<i+1>/24`,
+//! loopback up, and a multicast route. Everything lives in namespaces the lab
+//! creates (the bridge too), so no traffic touches the host's interfaces.
+//! Dropping the lab kills the processes it started and deletes the
+//! namespaces.
+//!
+//! Needs root and iproute2; [`Lab::new`] says clearly when either is missing,
+//! so tests can skip with that message.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Why a lab could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LabError {
+    /// Not running as root.
+    #[error("network namespaces need root (ip netns); run as root, as CI does")]
+    NotRoot,
+    /// An `ip` command failed.
+    #[error("`ip {args}` failed: {message}")]
+    Ip {
+        /// The arguments.
+        args: String,
+        /// stderr, or why it could not run.
+        message: String,
+    },
+}
+
+fn ip(args: &[&str]) -> Result<(), LabError> {
+    let fail = |message: String| LabError::Ip {
+        args: args.join(" "),
+        message,
+    };
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| fail(format!("cannot run `ip`: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()))
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Namespaced hosts on a bridge. Removed on drop.
+#[derive(Debug)]
+pub struct Lab {
+    hub: String,
+    hosts: Vec<String>,
+    children: Vec<Child>,
+}
+
+impl Lab {
+    /// Builds `hosts` namespaces on a bridge.
+    pub fn new(hosts: usize) -> Result<Lab, LabError> {
+        if !is_root() {
+            return Err(LabError::NotRoot);
+        }
+        static LABS: AtomicUsize = AtomicUsize::new(0);
+        let k = LABS.fetch_add(1, Ordering::Relaxed);
+        // Short: interface names are limited to 15 bytes.
+        let prefix = format!("fd{}{k}", std::process::id() % 100_000);
+        let hub = format!("{prefix}h");
+        let mut lab = Lab {
+            hub: hub.clone(),
+            hosts: Vec::new(),
+            children: Vec::new(),
+        };
+        ip(&["netns", "add", &hub])?;
+        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &hub, "link", "set", "br0", "up"])?;
+        for i in 0..hosts {
+            let ns = format!("{prefix}n{i}");
+            let (inner, outer) = (format!("{prefix}a{i}"), format!("{prefix}b{i}"));
+            ip(&["netns", "add", &ns])?;
+            lab.hosts.push(ns.clone());
+            ip(&[
+                "link", "add", &inner, "type", "veth", "peer", "name", &outer,
+            ])?;
+            ip(&["link", "set", &inner, "netns", &ns])?;
+            ip(&["link", "set", &outer, "netns", &hub])?;
+            ip(&["-n", &hub, "link", "set", &outer, "master", "br0", "up"])?;
+            ip(&["-n", &ns, "link", "set", &inner, "name", "eth0"])?;
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", Lab::addr(i)),
+                "dev",
+                "eth0",
+            ])?;
+            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            ip(&["-n", &ns, "route", "add", "224.0.0.0/4", "dev", "eth0"])?;
+        }
+        Ok(lab)
+    }
+
+    /// The IPv4 address of host `i`.
+    pub fn addr(i: usize) -> String {
+        format!("10.213.0.{}", i + 1)
+    }
+
+    /// Number of hosts.
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// Whether the lab has no hosts.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
+    /// Starts `program args` in host `i` with only `PATH` and `env` set;
+    /// output is discarded. The lab kills it on drop.
+    pub fn spawn(&mut self, i: usize, program: &str, args: &[&str], env: &[(&str, &str)]) {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.hosts[i], program])
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        if let Ok(child) = cmd.spawn() {
+            self.children.push(child);
+        }
+    }
+
+    /// Runs `program args` in host `i` and waits for its output.
+    pub fn run(&self, i: usize, program: &str, args: &[&str]) -> std::io::Result<Output> {
+        Command::new("ip")
+            .args(["netns", "exec", &self.hosts[i], program])
+            .args(args)
+            .output()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in self.hosts.iter().chain([&self.hub]) {
+            let _ = ip(&["netns", "delete", ns]);
+        }
+    }
+}
