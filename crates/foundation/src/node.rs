@@ -14,7 +14,7 @@ use crate::config::{
     Config, ConfigError, DiscoveryKind, Layer, Profile, Resolved, Resolver, Value,
 };
 use crate::discovery::{
-    CandidateSink, Candidates, DiscoveryContext, Gossip, Mdns, StaticSeeds, Strategy,
+    CandidateSink, Candidates, DiscoveryContext, Dns, Gossip, Mdns, StaticSeeds, Strategy,
 };
 use crate::error::StartError;
 use crate::id::NodeId;
@@ -203,6 +203,7 @@ impl NodeBuilder {
             None => match resolved.config.cluster.discovery {
                 DiscoveryKind::Mdns => Box::new(Mdns::new()),
                 DiscoveryKind::Gossip => Box::new(Gossip::new()),
+                DiscoveryKind::Dns => Box::new(Dns::new()),
                 // The resolver only lets built-in strategies through.
                 _ => Box::new(StaticSeeds::new(resolved.config.cluster.seeds.clone())),
             },
@@ -361,6 +362,7 @@ impl Node {
             bind: config.transport.bind,
             key: discovery_key,
             gossip: config.gossip.clone(),
+            dns: config.dns.clone(),
             stats: stats.clone(),
         };
         let discovery_task = tokio::spawn(strategy.run(ctx, sink, cancel.child_token()));

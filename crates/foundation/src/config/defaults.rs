@@ -90,3 +90,7 @@ pub const GOSSIP_TTL: u32 = 1;
 /// Interval between gossip beacons. Peers not heard for five intervals are
 /// dropped from the candidate set (membership still decides who is down).
 pub const GOSSIP_INTERVAL_MS: u64 = 1000;
+
+/// DNS polling interval: 5 s, short enough to follow a scaling deployment,
+/// long enough not to load the DNS server.
+pub const DNS_INTERVAL_MS: u64 = 5000;

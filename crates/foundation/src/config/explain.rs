@@ -93,6 +93,17 @@ impl Resolved {
                 "channels.inbox_capacity",
                 c.channels.inbox_capacity.to_string(),
             ),
+            ("dns.query", opt(c.dns.query.clone())),
+            (
+                "dns.record",
+                match c.dns.record {
+                    super::types::DnsRecord::A => "a".into(),
+                    super::types::DnsRecord::Srv => "srv".into(),
+                },
+            ),
+            ("dns.port", opt(c.dns.port.map(|p| p.to_string()))),
+            ("dns.server", opt(c.dns.server.map(|s| s.to_string()))),
+            ("dns.interval_ms", ms(c.dns.interval)),
             ("gossip.group", c.gossip.group.to_string()),
             ("gossip.port", c.gossip.port.to_string()),
             ("gossip.ttl", c.gossip.ttl.to_string()),

@@ -311,6 +311,44 @@ pub const KEYS: &[KeySpec] = &[
         "messages buffered per inbox before the reader waits (default: 1024)"
     ),
     key!(
+        "dns.query",
+        Some("FOUNDATION_DNS_QUERY"),
+        KeyKind::Text,
+        true,
+        "dns strategy: the name to query, e.g. a headless service (setting it selects dns)"
+    ),
+    key!(
+        "dns.record",
+        Some("FOUNDATION_DNS_RECORD"),
+        KeyKind::Word(&["a", "srv"]),
+        false,
+        "dns strategy: a (A/AAAA, port = dns.port) or srv (targets and ports from SRV) (default: a)"
+    ),
+    key!(
+        "dns.port",
+        Some("FOUNDATION_DNS_PORT"),
+        KeyKind::Int { min: 1, max: 65535 },
+        false,
+        "dns strategy: membership port of the A/AAAA addresses (default: this node's membership port)"
+    ),
+    key!(
+        "dns.server",
+        Some("FOUNDATION_DNS_SERVER"),
+        KeyKind::Text,
+        false,
+        "dns strategy: name server ip:port instead of /etc/resolv.conf"
+    ),
+    key!(
+        "dns.interval_ms",
+        None,
+        KeyKind::Int {
+            min: 100,
+            max: 3_600_000
+        },
+        false,
+        "dns strategy: polling interval (default: 5000)"
+    ),
+    key!(
         "gossip.group",
         Some("FOUNDATION_GOSSIP_GROUP"),
         KeyKind::Ip,

@@ -186,7 +186,11 @@ impl Resolver {
             Value::Seeds(s) => s,
             _ => Vec::new(),
         };
-        let detected = detect_strategy(&self.env, seeds.is_empty());
+        let dns_query = match m.opt("dns.query") {
+            Some(Value::Text(q)) => Some(q),
+            _ => None,
+        };
+        let detected = detect_strategy(&self.env, seeds.is_empty(), dns_query.is_some());
         let discovery_word = m.text("cluster", || (d_text(detected.0), Some(detected.1)));
         let discovery = discovery_word.parse().unwrap_or(DiscoveryKind::Static);
         let secret = match m.opt("secret") {
@@ -277,6 +281,22 @@ impl Resolver {
                 ttl: m.int("gossip.ttl", d::GOSSIP_TTL.into()) as u32,
                 interval: m.ms("gossip.interval_ms", d::GOSSIP_INTERVAL_MS),
             },
+            dns: DnsConfig {
+                query: dns_query,
+                record: match m.text("dns.record", || (d_text("a"), None)).as_str() {
+                    "srv" => DnsRecord::Srv,
+                    _ => DnsRecord::A,
+                },
+                port: match m.opt("dns.port") {
+                    Some(Value::Int(p)) => Some(p as u16),
+                    _ => None,
+                },
+                server: match m.opt("dns.server") {
+                    Some(Value::Text(s)) => Some(parse_dns_server(&s)?),
+                    _ => None,
+                },
+                interval: m.ms("dns.interval_ms", d::DNS_INTERVAL_MS),
+            },
             http: HttpConfig {
                 enabled: m.bool("http.enabled", false),
                 bind: m.ip("http.bind", || (IpAddr::V4(Ipv4Addr::LOCALHOST), None)),
@@ -302,9 +322,16 @@ impl Resolver {
 
 /// Mortal mode: which strategy, and why. Seeds are explicit configuration
 /// and win; environments whose strategy is not built yet say so and use mDNS.
-fn detect_strategy(env: &BTreeMap<String, String>, no_seeds: bool) -> (&'static str, String) {
+fn detect_strategy(
+    env: &BTreeMap<String, String>,
+    no_seeds: bool,
+    dns_query: bool,
+) -> (&'static str, String) {
     if !no_seeds {
         return ("static", "seeds are set".into());
+    }
+    if dns_query {
+        return ("dns", "dns.query (FOUNDATION_DNS_QUERY) is set".into());
     }
     for (var, strategy) in [
         ("KUBERNETES_SERVICE_HOST", "kubernetes"),
@@ -321,6 +348,24 @@ fn detect_strategy(env: &BTreeMap<String, String>, no_seeds: bool) -> (&'static 
         "mdns",
         "no strategy or seeds set; mDNS finds nodes on the local network".into(),
     )
+}
+
+/// `ip:port` or `ip` (port 53).
+fn parse_dns_server(s: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    s.parse::<std::net::SocketAddr>()
+        .or_else(|_| {
+            s.parse::<IpAddr>()
+                .map(|ip| std::net::SocketAddr::new(ip, 53))
+        })
+        .map_err(|_| {
+            ConfigError::InvalidValue(Box::new(super::error::InvalidValue {
+                key: "dns.server".into(),
+                value: format!("`{s}`"),
+                origin: "configuration".into(),
+                expected: "an IP address with an optional port, e.g. 10.0.0.2:53".into(),
+                fix: "set dns.server (FOUNDATION_DNS_SERVER) to ip or ip:port".into(),
+            }))
+        })
 }
 
 fn d_text(s: &str) -> Value {

@@ -229,7 +229,7 @@ fn error_same_port_for_quic_and_membership() {
 
 #[test]
 fn error_strategy_not_built_in_yet_is_named() {
-    for word in ["dns", "kubernetes", "consul", "etcd"] {
+    for word in ["kubernetes", "consul", "etcd"] {
         let e = env(&[("FOUNDATION_CLUSTER", word)])
             .resolve()
             .expect_err("not built in");
@@ -305,4 +305,31 @@ fn error_gossip_group_must_be_multicast() {
         .resolve()
         .expect("gossip is built in");
     assert_eq!(r.config.gossip.ttl, 1);
+}
+
+#[test]
+fn dns_query_selects_dns_and_dns_needs_a_query() {
+    let r = env(&[("FOUNDATION_DNS_QUERY", "app.svc.local")])
+        .resolve()
+        .expect("ok");
+    assert_eq!(r.config.cluster.discovery, DiscoveryKind::Dns);
+    assert_eq!(r.config.dns.query.as_deref(), Some("app.svc.local"));
+    let e = env(&[("FOUNDATION_CLUSTER", "dns")])
+        .resolve()
+        .expect_err("no query");
+    assert!(e.to_string().contains("FOUNDATION_DNS_QUERY"), "{e}");
+    let e = env(&[
+        ("FOUNDATION_DNS_QUERY", "a"),
+        ("FOUNDATION_DNS_SERVER", "nope"),
+    ])
+    .resolve()
+    .expect_err("bad server");
+    assert!(e.to_string().contains("dns.server"), "{e}");
+    let r = env(&[
+        ("FOUNDATION_DNS_QUERY", "a"),
+        ("FOUNDATION_DNS_SERVER", "10.0.0.2"),
+    ])
+    .resolve()
+    .expect("ok");
+    assert_eq!(r.config.dns.server.map(|s| s.port()), Some(53));
 }

@@ -30,6 +30,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// The `gossip` discovery strategy.
     pub gossip: GossipConfig,
+    /// The `dns` discovery strategy.
+    pub dns: DnsConfig,
 }
 
 /// Deployment profile.
@@ -112,7 +114,10 @@ impl DiscoveryKind {
     pub fn is_built_in(self) -> bool {
         matches!(
             self,
-            DiscoveryKind::Static | DiscoveryKind::Mdns | DiscoveryKind::Gossip
+            DiscoveryKind::Static
+                | DiscoveryKind::Mdns
+                | DiscoveryKind::Gossip
+                | DiscoveryKind::Dns
         )
     }
 }
@@ -320,5 +325,29 @@ pub struct GossipConfig {
     /// Multicast TTL.
     pub ttl: u32,
     /// Beacon interval.
+    pub interval: Duration,
+}
+
+/// Which DNS records the `dns` strategy queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsRecord {
+    /// A and AAAA records; the port is `dns.port`.
+    A,
+    /// SRV records; targets and ports come from them.
+    Srv,
+}
+
+/// Settings of the `dns` strategy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// The name to query.
+    pub query: Option<String>,
+    /// A/AAAA or SRV.
+    pub record: DnsRecord,
+    /// Membership port for A/AAAA answers (`None`: this node's own).
+    pub port: Option<u16>,
+    /// Name server instead of the system configuration.
+    pub server: Option<std::net::SocketAddr>,
+    /// Polling interval.
     pub interval: Duration,
 }

@@ -65,6 +65,15 @@ pub(super) fn validate(
             _ => {}
         }
     }
+    if c.cluster.discovery == super::types::DiscoveryKind::Dns && c.dns.query.is_none() {
+        return Err(ConfigError::InvalidValue(Box::new(InvalidValue {
+            key: "dns.query".into(),
+            value: "(unset)".into(),
+            origin: origin("cluster"),
+            expected: "a DNS name when the dns strategy is chosen".into(),
+            fix: "set FOUNDATION_DNS_QUERY (or dns.query), e.g. my-app-headless.default.svc.cluster.local".into(),
+        })));
+    }
     if !c.gossip.group.is_multicast() {
         return Err(ConfigError::InvalidValue(Box::new(InvalidValue {
             key: "gossip.group".into(),

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use crate::config::GossipConfig;
+use crate::config::{DnsConfig, GossipConfig};
 use crate::id::NodeId;
 use crate::telemetry::Stats;
 
@@ -28,6 +28,8 @@ pub struct DiscoveryContext {
     pub key: [u8; 32],
     /// Settings of the gossip strategy.
     pub gossip: GossipConfig,
+    /// Settings of the dns strategy.
+    pub dns: DnsConfig,
     /// The node's counters (dropped discovery messages are counted here).
     pub stats: Arc<Stats>,
 }
@@ -66,6 +68,13 @@ impl DiscoveryContext {
                 group: std::net::Ipv4Addr::new(239, 255, 70, 77),
                 port: 7945,
                 ttl: 1,
+                interval: std::time::Duration::from_millis(100),
+            },
+            dns: DnsConfig {
+                query: None,
+                record: crate::config::DnsRecord::A,
+                port: None,
+                server: None,
                 interval: std::time::Duration::from_millis(100),
             },
             stats: Arc::new(Stats::default()),

@@ -10,6 +10,7 @@
 //! that implements [`Strategy`]; the node core does not change.
 
 mod context;
+mod dns;
 mod gossip;
 mod mdns;
 mod sink;
@@ -21,6 +22,7 @@ use std::pin::Pin;
 use tokio_util::sync::CancellationToken;
 
 pub use context::DiscoveryContext;
+pub use dns::Dns;
 pub use gossip::{Beacon, Gossip};
 pub use mdns::{Mdns, SERVICE_TYPE};
 pub use sink::{CandidateSink, Candidates, DiscoveryError};
