@@ -23,6 +23,8 @@ enum Command {
     Dev(cmd::dev::DevCmd),
     /// Print the member table of a running node.
     Status(cmd::status::StatusCmd),
+    /// Check ports, multicast and discovery, and say what to fix.
+    Doctor(cmd::doctor::DoctorCmd),
     /// Configuration tools.
     #[command(subcommand)]
     Config(cmd::config::ConfigCmd),
@@ -48,6 +50,7 @@ fn main() -> std::process::ExitCode {
             Command::Node(c) => c.run().await,
             Command::Dev(c) => c.run().await,
             Command::Status(c) => c.run().await,
+            Command::Doctor(c) => c.run().await,
             Command::Config(c) => c.run(),
             Command::Bench(c) => c.run().await,
         }

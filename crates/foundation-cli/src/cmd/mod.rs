@@ -2,6 +2,7 @@
 
 pub(crate) mod config;
 pub(crate) mod dev;
+pub(crate) mod doctor;
 pub(crate) mod http_get;
 pub(crate) mod node;
 pub(crate) mod procs;

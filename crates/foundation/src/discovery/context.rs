@@ -53,6 +53,35 @@ impl DiscoveryContext {
         cluster_hash(&self.cluster)
     }
 
+    /// A context for probing strategies from a configuration alone (no
+    /// running node): `foundation doctor` uses it.
+    pub fn for_config(config: &crate::config::Config) -> Self {
+        let ip = config.transport.advertise.unwrap_or(config.transport.bind);
+        let port = config.membership.port;
+        let material = config
+            .cluster
+            .secret
+            .as_ref()
+            .map(|s| s.expose().to_vec())
+            .unwrap_or_default();
+        DiscoveryContext {
+            node: NodeId::random(),
+            name: config.node.name.clone(),
+            cluster: config.cluster.name.clone(),
+            membership: SocketAddr::new(ip, port),
+            transport: SocketAddr::new(ip, port.saturating_add(1)),
+            bind: config.transport.bind,
+            key: crate::security::derive_key(
+                &material,
+                &config.cluster.name,
+                crate::security::KeyPurpose::Discovery,
+            ),
+            gossip: config.gossip.clone(),
+            dns: config.dns.clone(),
+            stats: Arc::new(Stats::default()),
+        }
+    }
+
     /// A context for tests of strategies that ignore it.
     #[cfg(test)]
     pub(crate) fn for_tests() -> Self {

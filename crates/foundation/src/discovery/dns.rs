@@ -27,6 +27,17 @@ impl Dns {
     pub fn new() -> Self {
         Dns {}
     }
+
+    /// One query, as `foundation doctor` runs it: the candidates, or why not.
+    pub async fn probe(ctx: &DiscoveryContext) -> Result<Candidates, String> {
+        let query = ctx.dns.query.clone().ok_or("no dns.query set")?;
+        let resolver = resolver(ctx)?;
+        let port = ctx.dns.port.unwrap_or(ctx.membership.port());
+        match ctx.dns.record {
+            DnsRecord::A => lookup_a(&resolver, &query, port).await,
+            DnsRecord::Srv => lookup_srv(&resolver, &query).await,
+        }
+    }
 }
 
 impl Strategy for Dns {

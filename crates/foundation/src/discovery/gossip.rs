@@ -107,6 +107,11 @@ impl Gossip {
     pub fn new() -> Self {
         Gossip {}
     }
+
+    /// Whether this host can join the beacon group (`foundation doctor`).
+    pub fn probe(ctx: &DiscoveryContext) -> Result<(), String> {
+        socket(ctx).map(drop)
+    }
 }
 
 impl Strategy for Gossip {

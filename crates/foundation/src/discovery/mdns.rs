@@ -7,10 +7,12 @@
 //! cluster and protocol, and drops an instance when its record is withdrawn
 //! or expires.
 //!
-//! The multicast stays on the interface of the bind address: on every
-//! interface when bound to a wildcard, on loopback only when bound to
-//! 127.0.0.1. When mDNS cannot start at all, the strategy falls back to
-//! gossip beacons (see [`super::Gossip`]).
+//! Announcements and queries stay on the interface of the bind address (every
+//! interface when bound to a wildcard). Note: mdns-sd joins the mDNS group
+//! on every interface when its daemon starts, before the selection applies,
+//! so each interface sees one group membership report. When mDNS cannot
+//! start at all, the strategy falls back to gossip beacons (see
+//! [`super::Gossip`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -38,6 +40,14 @@ impl Mdns {
     pub fn new() -> Self {
         Mdns {}
     }
+
+    /// Whether an mDNS daemon can start here (`foundation doctor`).
+    pub fn probe() -> Result<(), String> {
+        let daemon =
+            ServiceDaemon::new().map_err(|e| format!("mDNS cannot start (mdns-sd): {e}"))?;
+        let _ = daemon.shutdown();
+        Ok(())
+    }
 }
 
 impl Strategy for Mdns {
@@ -52,25 +62,24 @@ impl Strategy for Mdns {
         cancel: CancellationToken,
     ) -> StrategyTask {
         Box::pin(async move {
-            // mDNS that cannot even start (no daemon, no socket) will not
-            // start later either: fall back to gossip multicast beacons.
-            match ServiceDaemon::new() {
-                Ok(probe) => {
-                    let _ = probe.shutdown();
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "mDNS unavailable; falling back to gossip beacons");
-                    return Box::new(Gossip::new()).run(ctx, sink, cancel).await;
-                }
-            }
+            let mut first = true;
             loop {
                 match session(&ctx, &sink, &cancel).await {
                     Ok(()) => return,
-                    Err(message) => sink.fail(DiscoveryError {
-                        strategy: "mdns",
-                        message,
-                    }),
+                    // mDNS that cannot even start will not start later
+                    // either: fall back to gossip multicast beacons.
+                    Err(Failure::NoDaemon(e)) if first => {
+                        tracing::warn!(error = %e, "mDNS unavailable; falling back to gossip beacons");
+                        return Box::new(Gossip::new()).run(ctx, sink, cancel).await;
+                    }
+                    Err(Failure::NoDaemon(message) | Failure::Session(message)) => {
+                        sink.fail(DiscoveryError {
+                            strategy: "mdns",
+                            message,
+                        })
+                    }
                 }
+                first = false;
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(RETRY) => {}
@@ -80,15 +89,29 @@ impl Strategy for Mdns {
     }
 }
 
+enum Failure {
+    /// The daemon could not be created at all.
+    NoDaemon(String),
+    /// It ran and failed.
+    Session(String),
+}
+
 /// One daemon's life: advertise, browse, publish, until cancelled (Ok) or
 /// the daemon fails (Err, retried by the caller; the last set stays).
+///
+/// mdns-sd joins the mDNS group on every interface when the daemon starts
+/// (an IGMP/MLD membership report per interface); the interface selection
+/// below applies before anything is announced or queried.
 async fn session(
     ctx: &DiscoveryContext,
     sink: &CandidateSink,
     cancel: &CancellationToken,
-) -> Result<(), String> {
-    let daemon = ServiceDaemon::new().map_err(|e| format!("cannot start mDNS (mdns-sd): {e}"))?;
-    let result = advertise_and_browse(&daemon, ctx, sink, cancel).await;
+) -> Result<(), Failure> {
+    let daemon = ServiceDaemon::new()
+        .map_err(|e| Failure::NoDaemon(format!("cannot start mDNS (mdns-sd): {e}")))?;
+    let result = advertise_and_browse(&daemon, ctx, sink, cancel)
+        .await
+        .map_err(Failure::Session);
     if let Ok(done) = daemon.shutdown() {
         let _ = tokio::time::timeout(Duration::from_secs(1), done.recv_async()).await;
     }

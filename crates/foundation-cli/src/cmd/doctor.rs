@@ -1,0 +1,202 @@
+//! `foundation doctor`: checks the environment and says what to fix.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+
+use clap::Args;
+use foundation::config::{Config, DiscoveryKind};
+use foundation::discovery::{DiscoveryContext, Dns, Gossip, Mdns};
+
+use super::node::NodeArgs;
+
+/// Check ports, multicast and discovery; print what to fix.
+#[derive(Debug, Args)]
+pub(crate) struct DoctorCmd {
+    #[command(flatten)]
+    args: NodeArgs,
+}
+
+struct Report {
+    failures: usize,
+}
+
+impl Report {
+    fn ok(&mut self, what: &str, detail: impl std::fmt::Display) {
+        println!("ok    {what}: {detail}");
+    }
+    fn fail(&mut self, what: &str, detail: impl std::fmt::Display, fix: &str) {
+        self.failures += 1;
+        println!("FAIL  {what}: {detail}\n      fix: {fix}");
+    }
+    fn note(&mut self, what: &str, detail: impl std::fmt::Display) {
+        println!("note  {what}: {detail}");
+    }
+}
+
+impl DoctorCmd {
+    pub(crate) async fn run(self) -> anyhow::Result<()> {
+        let mut r = Report { failures: 0 };
+        let resolved = match self.args.resolver().and_then(|res| Ok(res.resolve()?)) {
+            Ok(resolved) => resolved,
+            Err(e) => {
+                r.fail("configuration", e, "see `foundation config explain`");
+                anyhow::bail!("1 problem found");
+            }
+        };
+        let c = &resolved.config;
+        r.ok(
+            "configuration",
+            format!(
+                "tier {}, discovery {} ({})",
+                resolved.tier,
+                c.cluster.discovery,
+                resolved
+                    .sources
+                    .get("cluster")
+                    .map_or(String::new(), ToString::to_string)
+            ),
+        );
+        ports(&mut r, c);
+        multicast(&mut r, c);
+        discovery(&mut r, c).await;
+        r.note(
+            "clocks",
+            "not checked yet: comparing peers' clocks needs a running cluster (see the issue tracker)",
+        );
+        if r.failures > 0 {
+            anyhow::bail!("{} problem(s) found", r.failures);
+        }
+        println!("\nno problem found");
+        Ok(())
+    }
+}
+
+fn ports(r: &mut Report, c: &Config) {
+    let m = c.membership.port;
+    let t = c.transport.port.unwrap_or(if m == 0 { 0 } else { m + 1 });
+    for (what, key, port) in [
+        ("membership port (UDP)", "membership.port", m),
+        ("QUIC port (UDP)", "transport.port", t),
+    ] {
+        let addr = SocketAddr::new(c.transport.bind, port);
+        match UdpSocket::bind(addr) {
+            Ok(_) => r.ok(what, format!("{addr} is free")),
+            Err(e) => r.fail(
+                what,
+                format!("{addr}: {e}"),
+                &format!("stop what uses it or set `{key}` to a free port"),
+            ),
+        }
+    }
+    if c.http.enabled {
+        let addr = SocketAddr::new(c.http.bind, c.http.port);
+        match TcpListener::bind(addr) {
+            Ok(_) => r.ok("HTTP port (TCP)", format!("{addr} is free")),
+            Err(e) => r.fail(
+                "HTTP port (TCP)",
+                format!("{addr}: {e}"),
+                "set `http.port` (FOUNDATION_HTTP_PORT) to a free port",
+            ),
+        }
+    }
+}
+
+/// Interfaces that are up and multicast-capable, from /sys/class/net.
+fn multicast_interfaces() -> Option<Vec<String>> {
+    const IFF_UP: u32 = 0x1;
+    const IFF_LOOPBACK: u32 = 0x8;
+    const IFF_MULTICAST: u32 = 0x1000;
+    let dir = std::fs::read_dir("/sys/class/net").ok()?;
+    let mut found = Vec::new();
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let flags = std::fs::read_to_string(entry.path().join("flags")).ok()?;
+        let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).ok()?;
+        if flags & IFF_UP != 0 && flags & IFF_MULTICAST != 0 && flags & IFF_LOOPBACK == 0 {
+            found.push(name);
+        }
+    }
+    found.sort();
+    Some(found)
+}
+
+fn multicast(r: &mut Report, c: &Config) {
+    let needs = matches!(
+        c.cluster.discovery,
+        DiscoveryKind::Mdns | DiscoveryKind::Gossip
+    );
+    match multicast_interfaces() {
+        Some(ifs) if !ifs.is_empty() => r.ok("multicast", format!("interfaces up with multicast: {}", ifs.join(", "))),
+        Some(_) if needs => r.fail(
+            "multicast",
+            "no interface is up with multicast",
+            "mDNS and gossip cannot find other hosts here (containers often lack multicast): use FOUNDATION_SEEDS or FOUNDATION_DNS_QUERY",
+        ),
+        Some(_) => r.note("multicast", "no interface is up with multicast (not needed by this strategy)"),
+        None => r.note("multicast", "cannot read /sys/class/net (not Linux?)"),
+    }
+}
+
+async fn discovery(r: &mut Report, c: &Config) {
+    let ctx = DiscoveryContext::for_config(c);
+    match c.cluster.discovery {
+        DiscoveryKind::Static if c.cluster.seeds.is_empty() => {
+            r.note("discovery", "static with no seeds: this node starts alone")
+        }
+        DiscoveryKind::Static => {
+            for seed in &c.cluster.seeds {
+                let resolved = tokio::net::lookup_host((seed.host.as_str(), seed.port))
+                    .await
+                    .map(|mut addrs| addrs.next().is_some())
+                    .unwrap_or(false);
+                if resolved {
+                    r.ok("seed", format!("{seed} resolves"));
+                } else {
+                    r.fail(
+                        "seed",
+                        format!("{seed} does not resolve"),
+                        "check the name, or use an IP address",
+                    );
+                }
+            }
+        }
+        DiscoveryKind::Mdns => match Mdns::probe() {
+            Ok(()) => r.ok("discovery", "mDNS daemon starts"),
+            Err(e) => r.fail(
+                "discovery",
+                e,
+                "use FOUNDATION_CLUSTER=gossip or static seeds",
+            ),
+        },
+        DiscoveryKind::Gossip => match Gossip::probe(&ctx) {
+            Ok(()) => r.ok(
+                "discovery",
+                format!(
+                    "joined multicast group {}:{}",
+                    c.gossip.group, c.gossip.port
+                ),
+            ),
+            Err(e) => r.fail(
+                "discovery",
+                e,
+                "use static seeds or dns where multicast is not routable",
+            ),
+        },
+        DiscoveryKind::Dns => match Dns::probe(&ctx).await {
+            Ok(set) if !set.is_empty() => r.ok(
+                "discovery",
+                format!("DNS answers with {} address(es)", set.len()),
+            ),
+            Ok(_) => r.fail(
+                "discovery",
+                "DNS answers with no address",
+                "check dns.query and that the service has ready endpoints",
+            ),
+            Err(e) => r.fail(
+                "discovery",
+                e,
+                "check dns.query, dns.server and /etc/resolv.conf",
+            ),
+        },
+        other => r.note("discovery", format!("{other}: no check yet")),
+    }
+}
