@@ -244,3 +244,57 @@ fn dev_runs_a_local_cluster_and_stops_it() {
         "{text}"
     );
 }
+
+#[test]
+fn doctor_reports_ok_and_names_what_to_fix() {
+    let port = free_port().to_string();
+    let http = free_port().to_string();
+    let ok = Command::new(BIN)
+        .args([
+            "doctor",
+            "--cluster",
+            "static",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--http-port",
+            &http,
+        ])
+        .args(["--seeds", "127.0.0.1:7946"])
+        .output()
+        .expect("run doctor");
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{text}");
+    assert!(
+        text.contains("ok    membership port (UDP)") && text.contains("ok    seed"),
+        "{text}"
+    );
+
+    // A port that is taken and a DNS server that does not answer.
+    let taken = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let taken_port = taken.local_addr().expect("addr").port().to_string();
+    let silent = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let dns = silent.local_addr().expect("addr").to_string();
+    let bad = Command::new(BIN)
+        .args([
+            "doctor",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &taken_port,
+            "--http-port",
+            &http,
+        ])
+        .env("FOUNDATION_DNS_QUERY", "nodes.test.")
+        .env("FOUNDATION_DNS_SERVER", &dns)
+        .output()
+        .expect("run doctor");
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("FAIL  membership port (UDP)") && text.contains("fix:"),
+        "{text}"
+    );
+    assert!(text.contains("FAIL  discovery"), "{text}");
+}
