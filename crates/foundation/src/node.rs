@@ -204,6 +204,8 @@ impl NodeBuilder {
                 DiscoveryKind::Mdns => Box::new(Mdns::new()),
                 DiscoveryKind::Gossip => Box::new(Gossip::new()),
                 DiscoveryKind::Dns => Box::new(Dns::new()),
+                #[cfg(feature = "consul")]
+                DiscoveryKind::Consul => Box::new(crate::discovery::Consul::new()),
                 // The resolver only lets built-in strategies through.
                 _ => Box::new(StaticSeeds::new(resolved.config.cluster.seeds.clone())),
             },
@@ -363,6 +365,7 @@ impl Node {
             key: discovery_key,
             gossip: config.gossip.clone(),
             dns: config.dns.clone(),
+            consul: config.consul.clone(),
             stats: stats.clone(),
         };
         let discovery_task = tokio::spawn(strategy.run(ctx, sink, cancel.child_token()));

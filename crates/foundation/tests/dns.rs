@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use foundation::config::{DnsConfig, DnsRecord, GossipConfig};
+use foundation::config::{ConsulConfig, DnsConfig, DnsRecord, GossipConfig};
 use foundation::discovery::{CandidateSink, Candidates, DiscoveryContext, Dns, Strategy};
 use foundation::telemetry::Stats;
 use foundation::NodeId;
@@ -120,6 +120,12 @@ fn context(server: SocketAddr, query: &str, record: DnsRecord, port: u16) -> Dis
             port: Some(port),
             server: Some(server),
             interval: Duration::from_millis(100),
+        },
+        consul: ConsulConfig {
+            addr: "http://127.0.0.1:1".into(),
+            service: None,
+            token: None,
+            wait: Duration::from_secs(1),
         },
         stats: Arc::new(Stats::default()),
     }

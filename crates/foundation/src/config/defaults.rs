@@ -94,3 +94,10 @@ pub const GOSSIP_INTERVAL_MS: u64 = 1000;
 /// DNS polling interval: 5 s, short enough to follow a scaling deployment,
 /// long enough not to load the DNS server.
 pub const DNS_INTERVAL_MS: u64 = 5000;
+
+/// Consul agent address when neither consul.addr nor CONSUL_HTTP_ADDR is set:
+/// the local agent, as Consul is usually deployed.
+pub const CONSUL_ADDR: &str = "http://127.0.0.1:8500";
+
+/// Consul blocking query wait: 30 s, well under Consul's 10 min maximum.
+pub const CONSUL_WAIT_MS: u64 = 30_000;

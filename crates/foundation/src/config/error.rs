@@ -37,7 +37,7 @@ pub enum ConfigError {
         message: String,
     },
     /// A known discovery strategy that this build does not contain yet.
-    #[error("discovery strategy `{strategy}` (set by `cluster` in {origin}) is not built in yet; fix: use `static` with FOUNDATION_SEEDS=host:port,... for now")]
+    #[error("discovery strategy `{strategy}` (set by `cluster` in {origin}) is not built in; fix: build with the `{strategy}` cargo feature if it has one, or use static seeds (FOUNDATION_SEEDS=host:port,...) or dns (FOUNDATION_DNS_QUERY)")]
     NotBuiltIn {
         /// The strategy's name.
         strategy: String,

@@ -104,6 +104,17 @@ impl Resolved {
             ("dns.port", opt(c.dns.port.map(|p| p.to_string()))),
             ("dns.server", opt(c.dns.server.map(|s| s.to_string()))),
             ("dns.interval_ms", ms(c.dns.interval)),
+            ("consul.addr", c.consul.addr.clone()),
+            ("consul.service", opt(c.consul.service.clone())),
+            (
+                "consul.token",
+                if c.consul.token.is_some() {
+                    "<redacted>".into()
+                } else {
+                    "(unset)".into()
+                },
+            ),
+            ("consul.wait_ms", ms(c.consul.wait)),
             ("gossip.group", c.gossip.group.to_string()),
             ("gossip.port", c.gossip.port.to_string()),
             ("gossip.ttl", c.gossip.ttl.to_string()),

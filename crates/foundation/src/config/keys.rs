@@ -349,6 +349,37 @@ pub const KEYS: &[KeySpec] = &[
         "dns strategy: polling interval (default: 5000)"
     ),
     key!(
+        "consul.addr",
+        Some("FOUNDATION_CONSUL_ADDR"),
+        KeyKind::Text,
+        false,
+        "consul strategy: agent address (default: CONSUL_HTTP_ADDR, else http://127.0.0.1:8500)"
+    ),
+    key!(
+        "consul.service",
+        Some("FOUNDATION_CONSUL_SERVICE"),
+        KeyKind::Text,
+        true,
+        "consul strategy: service whose passing instances are the peers (default: cluster_name)"
+    ),
+    key!(
+        "consul.token",
+        Some("FOUNDATION_CONSUL_TOKEN"),
+        KeyKind::Text,
+        false,
+        "consul strategy: ACL token (default: CONSUL_HTTP_TOKEN)"
+    ),
+    key!(
+        "consul.wait_ms",
+        None,
+        KeyKind::Int {
+            min: 100,
+            max: 600_000
+        },
+        false,
+        "consul strategy: blocking query wait (default: 30000)"
+    ),
+    key!(
         "gossip.group",
         Some("FOUNDATION_GOSSIP_GROUP"),
         KeyKind::Ip,

@@ -22,8 +22,8 @@ pub use keys::{KeyKind, KeySpec, KEYS};
 pub use layer::{Layer, Value};
 pub use resolve::{Resolved, Resolver, Source, Tier};
 pub use types::{
-    ChannelsConfig, ClusterConfig, Config, DiscoveryKind, DnsConfig, DnsRecord, GossipConfig,
-    HttpConfig, MembershipConfig, NodeConfig, Profile, Secret, SeedAddr, TlsConfig,
+    ChannelsConfig, ClusterConfig, Config, ConsulConfig, DiscoveryKind, DnsConfig, DnsRecord,
+    GossipConfig, HttpConfig, MembershipConfig, NodeConfig, Profile, Secret, SeedAddr, TlsConfig,
     TransportConfig,
 };
 

@@ -191,6 +191,29 @@ impl Resolver {
             _ => None,
         };
         let detected = detect_strategy(&self.env, seeds.is_empty(), dns_query.is_some());
+        let consul_addr = match m.opt("consul.addr") {
+            Some(Value::Text(a)) => a,
+            _ => match self.env.get("CONSUL_HTTP_ADDR") {
+                Some(a) => {
+                    m.sources
+                        .insert("consul.addr", Source::Detected("CONSUL_HTTP_ADDR".into()));
+                    a.clone()
+                }
+                None => {
+                    m.sources.insert("consul.addr", Source::Default);
+                    d::CONSUL_ADDR.to_owned()
+                }
+            },
+        };
+        let consul_addr = if consul_addr.contains("://") {
+            consul_addr
+        } else {
+            format!("http://{consul_addr}")
+        };
+        let consul_token = match m.opt("consul.token") {
+            Some(Value::Text(t)) => Some(t),
+            _ => self.env.get("CONSUL_HTTP_TOKEN").cloned(),
+        };
         let discovery_word = m.text("cluster", || (d_text(detected.0), Some(detected.1)));
         let discovery = discovery_word.parse().unwrap_or(DiscoveryKind::Static);
         let secret = match m.opt("secret") {
@@ -297,6 +320,15 @@ impl Resolver {
                 },
                 interval: m.ms("dns.interval_ms", d::DNS_INTERVAL_MS),
             },
+            consul: ConsulConfig {
+                addr: consul_addr,
+                service: match m.opt("consul.service") {
+                    Some(Value::Text(s)) => Some(s),
+                    _ => None,
+                },
+                token: consul_token,
+                wait: m.ms("consul.wait_ms", d::CONSUL_WAIT_MS),
+            },
             http: HttpConfig {
                 enabled: m.bool("http.enabled", false),
                 bind: m.ip("http.bind", || (IpAddr::V4(Ipv4Addr::LOCALHOST), None)),
@@ -332,6 +364,9 @@ fn detect_strategy(
     }
     if dns_query {
         return ("dns", "dns.query (FOUNDATION_DNS_QUERY) is set".into());
+    }
+    if env.contains_key("CONSUL_HTTP_ADDR") && DiscoveryKind::Consul.is_built_in() {
+        return ("consul", "CONSUL_HTTP_ADDR is set".into());
     }
     for (var, strategy) in [
         ("KUBERNETES_SERVICE_HOST", "kubernetes"),

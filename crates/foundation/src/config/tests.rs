@@ -229,7 +229,7 @@ fn error_same_port_for_quic_and_membership() {
 
 #[test]
 fn error_strategy_not_built_in_yet_is_named() {
-    for word in ["kubernetes", "consul", "etcd"] {
+    for word in ["kubernetes", "etcd"] {
         let e = env(&[("FOUNDATION_CLUSTER", word)])
             .resolve()
             .expect_err("not built in");
@@ -332,4 +332,32 @@ fn dns_query_selects_dns_and_dns_needs_a_query() {
     .resolve()
     .expect("ok");
     assert_eq!(r.config.dns.server.map(|s| s.port()), Some(53));
+}
+
+#[test]
+fn consul_is_detected_from_consul_http_addr_when_built() {
+    let r = env(&[
+        ("CONSUL_HTTP_ADDR", "127.0.0.1:8500"),
+        ("CONSUL_HTTP_TOKEN", "t"),
+    ])
+    .resolve()
+    .expect("ok");
+    if DiscoveryKind::Consul.is_built_in() {
+        assert_eq!(r.config.cluster.discovery, DiscoveryKind::Consul);
+        assert_eq!(r.config.consul.addr, "http://127.0.0.1:8500");
+        assert_eq!(r.config.consul.token.as_deref(), Some("t"));
+        let e = env(&[
+            ("FOUNDATION_CLUSTER", "consul"),
+            ("FOUNDATION_CONSUL_ADDR", "https://c:8501"),
+        ])
+        .resolve()
+        .expect_err("https");
+        assert!(e.to_string().contains("HTTPS"), "{e}");
+    } else {
+        assert_eq!(r.config.cluster.discovery, DiscoveryKind::Mdns);
+        let e = env(&[("FOUNDATION_CLUSTER", "consul")])
+            .resolve()
+            .expect_err("not built");
+        assert!(e.to_string().contains("not built in"), "{e}");
+    }
 }

@@ -32,6 +32,8 @@ pub struct Config {
     pub gossip: GossipConfig,
     /// The `dns` discovery strategy.
     pub dns: DnsConfig,
+    /// The `consul` discovery strategy.
+    pub consul: ConsulConfig,
 }
 
 /// Deployment profile.
@@ -112,6 +114,9 @@ impl DiscoveryKind {
 
     /// Whether this build contains the strategy.
     pub fn is_built_in(self) -> bool {
+        if self == DiscoveryKind::Consul {
+            return cfg!(feature = "consul");
+        }
         matches!(
             self,
             DiscoveryKind::Static
@@ -350,4 +355,17 @@ pub struct DnsConfig {
     pub server: Option<std::net::SocketAddr>,
     /// Polling interval.
     pub interval: Duration,
+}
+
+/// Settings of the `consul` strategy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsulConfig {
+    /// Agent address, `http://host:port`.
+    pub addr: String,
+    /// Service name (`None`: the cluster name).
+    pub service: Option<String>,
+    /// ACL token.
+    pub token: Option<String>,
+    /// Blocking query wait.
+    pub wait: Duration,
 }

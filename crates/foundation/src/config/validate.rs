@@ -74,6 +74,17 @@ pub(super) fn validate(
             fix: "set FOUNDATION_DNS_QUERY (or dns.query), e.g. my-app-headless.default.svc.cluster.local".into(),
         })));
     }
+    if c.cluster.discovery == super::types::DiscoveryKind::Consul
+        && !c.consul.addr.starts_with("http://")
+    {
+        return Err(ConfigError::InvalidValue(Box::new(InvalidValue {
+            key: "consul.addr".into(),
+            value: c.consul.addr.clone(),
+            origin: origin("consul.addr"),
+            expected: "an http:// address of the Consul agent".into(),
+            fix: "point consul.addr (or CONSUL_HTTP_ADDR) at the local agent over HTTP; HTTPS to Consul is not supported yet".into(),
+        })));
+    }
     if !c.gossip.group.is_multicast() {
         return Err(ConfigError::InvalidValue(Box::new(InvalidValue {
             key: "gossip.group".into(),

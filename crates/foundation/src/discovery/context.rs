@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use crate::config::{DnsConfig, GossipConfig};
+use crate::config::{ConsulConfig, DnsConfig, GossipConfig};
 use crate::id::NodeId;
 use crate::telemetry::Stats;
 
@@ -30,6 +30,8 @@ pub struct DiscoveryContext {
     pub gossip: GossipConfig,
     /// Settings of the dns strategy.
     pub dns: DnsConfig,
+    /// Settings of the consul strategy.
+    pub consul: ConsulConfig,
     /// The node's counters (dropped discovery messages are counted here).
     pub stats: Arc<Stats>,
 }
@@ -78,6 +80,7 @@ impl DiscoveryContext {
             ),
             gossip: config.gossip.clone(),
             dns: config.dns.clone(),
+            consul: config.consul.clone(),
             stats: Arc::new(Stats::default()),
         }
     }
@@ -105,6 +108,12 @@ impl DiscoveryContext {
                 port: None,
                 server: None,
                 interval: std::time::Duration::from_millis(100),
+            },
+            consul: ConsulConfig {
+                addr: "http://127.0.0.1:8500".into(),
+                service: None,
+                token: None,
+                wait: std::time::Duration::from_secs(1),
             },
             stats: Arc::new(Stats::default()),
         }

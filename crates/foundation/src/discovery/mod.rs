@@ -9,6 +9,8 @@
 //! Adding a strategy (mdns, dns, kubernetes...) means adding a file here
 //! that implements [`Strategy`]; the node core does not change.
 
+#[cfg(feature = "consul")]
+mod consul;
 mod context;
 mod dns;
 mod gossip;
@@ -21,6 +23,8 @@ use std::pin::Pin;
 
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "consul")]
+pub use consul::Consul;
 pub use context::DiscoveryContext;
 pub use dns::Dns;
 pub use gossip::{Beacon, Gossip};
