@@ -206,6 +206,8 @@ impl NodeBuilder {
                 DiscoveryKind::Dns => Box::new(Dns::new()),
                 #[cfg(feature = "consul")]
                 DiscoveryKind::Consul => Box::new(crate::discovery::Consul::new()),
+                #[cfg(feature = "etcd")]
+                DiscoveryKind::Etcd => Box::new(crate::discovery::Etcd::new()),
                 // The resolver only lets built-in strategies through.
                 _ => Box::new(StaticSeeds::new(resolved.config.cluster.seeds.clone())),
             },
@@ -366,6 +368,7 @@ impl Node {
             gossip: config.gossip.clone(),
             dns: config.dns.clone(),
             consul: config.consul.clone(),
+            etcd: config.etcd.clone(),
             stats: stats.clone(),
         };
         let discovery_task = tokio::spawn(strategy.run(ctx, sink, cancel.child_token()));

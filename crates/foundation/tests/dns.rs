@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use foundation::config::{ConsulConfig, DnsConfig, DnsRecord, GossipConfig};
+use foundation::config::{ConsulConfig, DnsConfig, DnsRecord, EtcdConfig, GossipConfig};
 use foundation::discovery::{CandidateSink, Candidates, DiscoveryContext, Dns, Strategy};
 use foundation::telemetry::Stats;
 use foundation::NodeId;
@@ -126,6 +126,11 @@ fn context(server: SocketAddr, query: &str, record: DnsRecord, port: u16) -> Dis
             service: None,
             token: None,
             wait: Duration::from_secs(1),
+        },
+        etcd: EtcdConfig {
+            endpoint: "http://127.0.0.1:1".into(),
+            prefix: "/foundation/t/".into(),
+            ttl: Duration::from_secs(10),
         },
         stats: Arc::new(Stats::default()),
     }

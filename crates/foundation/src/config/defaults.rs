@@ -101,3 +101,10 @@ pub const CONSUL_ADDR: &str = "http://127.0.0.1:8500";
 
 /// Consul blocking query wait: 30 s, well under Consul's 10 min maximum.
 pub const CONSUL_WAIT_MS: u64 = 30_000;
+
+/// etcd client URL when none is set: a local etcd.
+pub const ETCD_ENDPOINT: &str = "http://127.0.0.1:2379";
+
+/// etcd lease TTL: a crashed node's key disappears within 10 s (membership
+/// has declared it down long before; this only keeps the prefix clean).
+pub const ETCD_TTL_S: u64 = 10;

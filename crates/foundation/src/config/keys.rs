@@ -380,6 +380,27 @@ pub const KEYS: &[KeySpec] = &[
         "consul strategy: blocking query wait (default: 30000)"
     ),
     key!(
+        "etcd.endpoint",
+        Some("FOUNDATION_ETCD_ENDPOINT"),
+        KeyKind::Text,
+        true,
+        "etcd strategy: client URL (default: http://127.0.0.1:2379)"
+    ),
+    key!(
+        "etcd.prefix",
+        Some("FOUNDATION_ETCD_PREFIX"),
+        KeyKind::Text,
+        false,
+        "etcd strategy: key prefix (default: /foundation/<cluster_name>/)"
+    ),
+    key!(
+        "etcd.ttl_s",
+        None,
+        KeyKind::Int { min: 2, max: 3600 },
+        false,
+        "etcd strategy: lease TTL in seconds (default: 10)"
+    ),
+    key!(
         "gossip.group",
         Some("FOUNDATION_GOSSIP_GROUP"),
         KeyKind::Ip,

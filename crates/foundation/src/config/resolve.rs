@@ -254,10 +254,11 @@ impl Resolver {
                 None
             }
         };
+        let cluster_name = m.text("cluster_name", || (d_text(d::CLUSTER_NAME), None));
         let config = Config {
             profile,
             cluster: ClusterConfig {
-                name: m.text("cluster_name", || (d_text(d::CLUSTER_NAME), None)),
+                name: cluster_name.clone(),
                 secret,
                 discovery,
                 seeds,
@@ -328,6 +329,18 @@ impl Resolver {
                 },
                 token: consul_token,
                 wait: m.ms("consul.wait_ms", d::CONSUL_WAIT_MS),
+            },
+            etcd: EtcdConfig {
+                endpoint: m.text("etcd.endpoint", || (d_text(d::ETCD_ENDPOINT), None)),
+                prefix: {
+                    let default = format!("/foundation/{}/", cluster_name);
+                    let mut p = m.text("etcd.prefix", || (Value::Text(default), None));
+                    if !p.ends_with('/') {
+                        p.push('/');
+                    }
+                    p
+                },
+                ttl: Duration::from_secs(m.int("etcd.ttl_s", d::ETCD_TTL_S)),
             },
             http: HttpConfig {
                 enabled: m.bool("http.enabled", false),

@@ -34,6 +34,8 @@ pub struct Config {
     pub dns: DnsConfig,
     /// The `consul` discovery strategy.
     pub consul: ConsulConfig,
+    /// The `etcd` discovery strategy.
+    pub etcd: EtcdConfig,
 }
 
 /// Deployment profile.
@@ -116,6 +118,9 @@ impl DiscoveryKind {
     pub fn is_built_in(self) -> bool {
         if self == DiscoveryKind::Consul {
             return cfg!(feature = "consul");
+        }
+        if self == DiscoveryKind::Etcd {
+            return cfg!(feature = "etcd");
         }
         matches!(
             self,
@@ -368,4 +373,15 @@ pub struct ConsulConfig {
     pub token: Option<String>,
     /// Blocking query wait.
     pub wait: Duration,
+}
+
+/// Settings of the `etcd` strategy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdConfig {
+    /// Client URL, `http://host:port`.
+    pub endpoint: String,
+    /// Key prefix.
+    pub prefix: String,
+    /// Lease TTL.
+    pub ttl: Duration,
 }

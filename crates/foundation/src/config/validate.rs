@@ -85,6 +85,17 @@ pub(super) fn validate(
             fix: "point consul.addr (or CONSUL_HTTP_ADDR) at the local agent over HTTP; HTTPS to Consul is not supported yet".into(),
         })));
     }
+    if c.cluster.discovery == super::types::DiscoveryKind::Etcd
+        && !c.etcd.endpoint.starts_with("http://")
+    {
+        return Err(ConfigError::InvalidValue(Box::new(InvalidValue {
+            key: "etcd.endpoint".into(),
+            value: c.etcd.endpoint.clone(),
+            origin: origin("etcd.endpoint"),
+            expected: "an http:// client URL".into(),
+            fix: "set etcd.endpoint (FOUNDATION_ETCD_ENDPOINT) to http://host:2379; TLS to etcd is not supported yet".into(),
+        })));
+    }
     if !c.gossip.group.is_multicast() {
         return Err(ConfigError::InvalidValue(Box::new(InvalidValue {
             key: "gossip.group".into(),

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use crate::config::{ConsulConfig, DnsConfig, GossipConfig};
+use crate::config::{ConsulConfig, DnsConfig, EtcdConfig, GossipConfig};
 use crate::id::NodeId;
 use crate::telemetry::Stats;
 
@@ -32,6 +32,8 @@ pub struct DiscoveryContext {
     pub dns: DnsConfig,
     /// Settings of the consul strategy.
     pub consul: ConsulConfig,
+    /// Settings of the etcd strategy.
+    pub etcd: EtcdConfig,
     /// The node's counters (dropped discovery messages are counted here).
     pub stats: Arc<Stats>,
 }
@@ -81,6 +83,7 @@ impl DiscoveryContext {
             gossip: config.gossip.clone(),
             dns: config.dns.clone(),
             consul: config.consul.clone(),
+            etcd: config.etcd.clone(),
             stats: Arc::new(Stats::default()),
         }
     }
@@ -114,6 +117,11 @@ impl DiscoveryContext {
                 service: None,
                 token: None,
                 wait: std::time::Duration::from_secs(1),
+            },
+            etcd: EtcdConfig {
+                endpoint: "http://127.0.0.1:2379".into(),
+                prefix: "/foundation/test/".into(),
+                ttl: std::time::Duration::from_secs(10),
             },
             stats: Arc::new(Stats::default()),
         }

@@ -13,6 +13,8 @@
 mod consul;
 mod context;
 mod dns;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod gossip;
 mod mdns;
 mod sink;
@@ -27,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 pub use consul::Consul;
 pub use context::DiscoveryContext;
 pub use dns::Dns;
+#[cfg(feature = "etcd")]
+pub use etcd::Etcd;
 pub use gossip::{Beacon, Gossip};
 pub use mdns::{Mdns, SERVICE_TYPE};
 pub use sink::{CandidateSink, Candidates, DiscoveryError};
