@@ -208,6 +208,8 @@ impl NodeBuilder {
                 DiscoveryKind::Consul => Box::new(crate::discovery::Consul::new()),
                 #[cfg(feature = "etcd")]
                 DiscoveryKind::Etcd => Box::new(crate::discovery::Etcd::new()),
+                #[cfg(feature = "kubernetes")]
+                DiscoveryKind::Kubernetes => Box::new(crate::discovery::Kubernetes::new()),
                 // The resolver only lets built-in strategies through.
                 _ => Box::new(StaticSeeds::new(resolved.config.cluster.seeds.clone())),
             },
@@ -369,6 +371,7 @@ impl Node {
             dns: config.dns.clone(),
             consul: config.consul.clone(),
             etcd: config.etcd.clone(),
+            kubernetes: config.kubernetes.clone(),
             stats: stats.clone(),
         };
         let discovery_task = tokio::spawn(strategy.run(ctx, sink, cancel.child_token()));

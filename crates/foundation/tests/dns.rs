@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use foundation::config::{ConsulConfig, DnsConfig, DnsRecord, EtcdConfig, GossipConfig};
+use foundation::config::{
+    ConsulConfig, DnsConfig, DnsRecord, EtcdConfig, GossipConfig, KubernetesConfig,
+};
 use foundation::discovery::{CandidateSink, Candidates, DiscoveryContext, Dns, Strategy};
 use foundation::telemetry::Stats;
 use foundation::NodeId;
@@ -131,6 +133,12 @@ fn context(server: SocketAddr, query: &str, record: DnsRecord, port: u16) -> Dis
             endpoint: "http://127.0.0.1:1".into(),
             prefix: "/foundation/t/".into(),
             ttl: Duration::from_secs(10),
+        },
+        kubernetes: KubernetesConfig {
+            selector: "app=t".into(),
+            namespace: "default".into(),
+            port: None,
+            api: None,
         },
         stats: Arc::new(Stats::default()),
     }

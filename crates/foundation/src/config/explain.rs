@@ -118,6 +118,13 @@ impl Resolved {
             ("etcd.endpoint", c.etcd.endpoint.clone()),
             ("etcd.prefix", c.etcd.prefix.clone()),
             ("etcd.ttl_s", c.etcd.ttl.as_secs().to_string()),
+            ("kubernetes.selector", c.kubernetes.selector.clone()),
+            ("kubernetes.namespace", c.kubernetes.namespace.clone()),
+            (
+                "kubernetes.port",
+                opt(c.kubernetes.port.map(|p| p.to_string())),
+            ),
+            ("kubernetes.api", opt(c.kubernetes.api.clone())),
             ("gossip.group", c.gossip.group.to_string()),
             ("gossip.port", c.gossip.port.to_string()),
             ("gossip.ttl", c.gossip.ttl.to_string()),

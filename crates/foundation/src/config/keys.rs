@@ -401,6 +401,34 @@ pub const KEYS: &[KeySpec] = &[
         "etcd strategy: lease TTL in seconds (default: 10)"
     ),
     key!(
+        "kubernetes.selector",
+        Some("FOUNDATION_K8S_SELECTOR"),
+        KeyKind::Text,
+        true,
+        "kubernetes strategy: label selector of the cluster's pods, e.g. app=shop (required)"
+    ),
+    key!(
+        "kubernetes.namespace",
+        Some("FOUNDATION_K8S_NAMESPACE"),
+        KeyKind::Text,
+        false,
+        "kubernetes strategy: namespace (default: the pod's own, else default)"
+    ),
+    key!(
+        "kubernetes.port",
+        Some("FOUNDATION_K8S_PORT"),
+        KeyKind::Int { min: 1, max: 65535 },
+        false,
+        "kubernetes strategy: membership port when pods name none `foundation` (default: this node's)"
+    ),
+    key!(
+        "kubernetes.api",
+        Some("FOUNDATION_K8S_API"),
+        KeyKind::Text,
+        false,
+        "kubernetes strategy: API server URL (default: in-cluster or kubeconfig)"
+    ),
+    key!(
         "gossip.group",
         Some("FOUNDATION_GOSSIP_GROUP"),
         KeyKind::Ip,

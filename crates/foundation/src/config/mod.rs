@@ -23,8 +23,8 @@ pub use layer::{Layer, Value};
 pub use resolve::{Resolved, Resolver, Source, Tier};
 pub use types::{
     ChannelsConfig, ClusterConfig, Config, ConsulConfig, DiscoveryKind, DnsConfig, DnsRecord,
-    EtcdConfig, GossipConfig, HttpConfig, MembershipConfig, NodeConfig, Profile, Secret, SeedAddr,
-    TlsConfig, TransportConfig,
+    EtcdConfig, GossipConfig, HttpConfig, KubernetesConfig, MembershipConfig, NodeConfig, Profile,
+    Secret, SeedAddr, TlsConfig, TransportConfig,
 };
 
 #[cfg(test)]

@@ -342,6 +342,31 @@ impl Resolver {
                 },
                 ttl: Duration::from_secs(m.int("etcd.ttl_s", d::ETCD_TTL_S)),
             },
+            kubernetes: KubernetesConfig {
+                selector: match m.opt("kubernetes.selector") {
+                    Some(Value::Text(s)) => s,
+                    _ => String::new(),
+                },
+                namespace: m.text("kubernetes.namespace", || {
+                    match std::fs::read_to_string(
+                        "/var/run/secrets/kubernetes.io/serviceaccount/namespace",
+                    ) {
+                        Ok(ns) if !ns.trim().is_empty() => (
+                            Value::Text(ns.trim().to_owned()),
+                            Some("the pod's service-account namespace".into()),
+                        ),
+                        _ => (d_text("default"), None),
+                    }
+                }),
+                port: match m.opt("kubernetes.port") {
+                    Some(Value::Int(p)) => Some(p as u16),
+                    _ => None,
+                },
+                api: match m.opt("kubernetes.api") {
+                    Some(Value::Text(a)) => Some(a),
+                    _ => None,
+                },
+            },
             http: HttpConfig {
                 enabled: m.bool("http.enabled", false),
                 bind: m.ip("http.bind", || (IpAddr::V4(Ipv4Addr::LOCALHOST), None)),
@@ -377,6 +402,9 @@ fn detect_strategy(
     }
     if dns_query {
         return ("dns", "dns.query (FOUNDATION_DNS_QUERY) is set".into());
+    }
+    if env.contains_key("KUBERNETES_SERVICE_HOST") && DiscoveryKind::Kubernetes.is_built_in() {
+        return ("kubernetes", "KUBERNETES_SERVICE_HOST is set".into());
     }
     if env.contains_key("CONSUL_HTTP_ADDR") && DiscoveryKind::Consul.is_built_in() {
         return ("consul", "CONSUL_HTTP_ADDR is set".into());

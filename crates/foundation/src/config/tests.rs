@@ -229,12 +229,20 @@ fn error_same_port_for_quic_and_membership() {
 
 #[test]
 fn error_strategy_not_built_in_yet_is_named() {
-    let word = "kubernetes";
-    let e = env(&[("FOUNDATION_CLUSTER", word)])
-        .resolve()
-        .expect_err("not built in");
-    assert!(matches!(e, ConfigError::NotBuiltIn { ref strategy, .. } if strategy == word));
-    assert!(e.to_string().contains("FOUNDATION_SEEDS"));
+    for word in ["kubernetes", "consul", "etcd"] {
+        let kind: DiscoveryKind = word.parse().expect("known word");
+        let r = env(&[("FOUNDATION_CLUSTER", word)]).resolve();
+        if kind.is_built_in() {
+            // Built with the feature: other keys may still be missing.
+            if let Err(e) = r {
+                assert!(!matches!(e, ConfigError::NotBuiltIn { .. }), "{e}");
+            }
+        } else {
+            let e = r.expect_err("not built in");
+            assert!(matches!(e, ConfigError::NotBuiltIn { ref strategy, .. } if strategy == word));
+            assert!(e.to_string().contains("FOUNDATION_SEEDS"));
+        }
+    }
     let e = env(&[("FOUNDATION_CLUSTER", "carrier-pigeon")])
         .resolve()
         .expect_err("unknown word");
@@ -275,13 +283,29 @@ fn detection_order_seeds_then_environment_then_mdns() {
         r.sources["cluster"],
         Source::Detected("seeds are set".into())
     );
-    let r = env(&[("KUBERNETES_SERVICE_HOST", "10.0.0.1")])
+    if DiscoveryKind::Kubernetes.is_built_in() {
+        // In a pod with nothing set: kubernetes is detected, and the missing
+        // selector is named with its fix.
+        let e = env(&[("KUBERNETES_SERVICE_HOST", "10.0.0.1")])
+            .resolve()
+            .expect_err("selector");
+        assert!(e.to_string().contains("FOUNDATION_K8S_SELECTOR"), "{e}");
+        let r = env(&[
+            ("KUBERNETES_SERVICE_HOST", "10.0.0.1"),
+            ("FOUNDATION_K8S_SELECTOR", "app=x"),
+        ])
         .resolve()
         .expect("ok");
-    assert_eq!(r.config.cluster.discovery, DiscoveryKind::Mdns);
-    assert!(
-        matches!(&r.sources["cluster"], Source::Detected(why) if why.contains("KUBERNETES_SERVICE_HOST"))
-    );
+        assert_eq!(r.config.cluster.discovery, DiscoveryKind::Kubernetes);
+    } else {
+        let r = env(&[("KUBERNETES_SERVICE_HOST", "10.0.0.1")])
+            .resolve()
+            .expect("ok");
+        assert_eq!(r.config.cluster.discovery, DiscoveryKind::Mdns);
+        assert!(
+            matches!(&r.sources["cluster"], Source::Detected(why) if why.contains("KUBERNETES_SERVICE_HOST"))
+        );
+    }
     let r = env(&[("FOUNDATION_CLUSTER", "static")])
         .resolve()
         .expect("ok");

@@ -36,6 +36,8 @@ pub struct Config {
     pub consul: ConsulConfig,
     /// The `etcd` discovery strategy.
     pub etcd: EtcdConfig,
+    /// The `kubernetes` discovery strategy.
+    pub kubernetes: KubernetesConfig,
 }
 
 /// Deployment profile.
@@ -121,6 +123,9 @@ impl DiscoveryKind {
         }
         if self == DiscoveryKind::Etcd {
             return cfg!(feature = "etcd");
+        }
+        if self == DiscoveryKind::Kubernetes {
+            return cfg!(feature = "kubernetes");
         }
         matches!(
             self,
@@ -384,4 +389,17 @@ pub struct EtcdConfig {
     pub prefix: String,
     /// Lease TTL.
     pub ttl: Duration,
+}
+
+/// Settings of the `kubernetes` strategy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesConfig {
+    /// Label selector of the cluster's pods.
+    pub selector: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Membership port when pods name none.
+    pub port: Option<u16>,
+    /// API server URL (`None`: in-cluster or kubeconfig).
+    pub api: Option<String>,
 }

@@ -96,6 +96,17 @@ pub(super) fn validate(
             fix: "set etcd.endpoint (FOUNDATION_ETCD_ENDPOINT) to http://host:2379; TLS to etcd is not supported yet".into(),
         })));
     }
+    if c.cluster.discovery == super::types::DiscoveryKind::Kubernetes
+        && c.kubernetes.selector.is_empty()
+    {
+        return Err(ConfigError::InvalidValue(Box::new(InvalidValue {
+            key: "kubernetes.selector".into(),
+            value: "(unset)".into(),
+            origin: origin("cluster"),
+            expected: "a label selector of the cluster's pods".into(),
+            fix: "set FOUNDATION_K8S_SELECTOR (or kubernetes.selector), e.g. app=shop".into(),
+        })));
+    }
     if !c.gossip.group.is_multicast() {
         return Err(ConfigError::InvalidValue(Box::new(InvalidValue {
             key: "gossip.group".into(),

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use crate::config::{ConsulConfig, DnsConfig, EtcdConfig, GossipConfig};
+use crate::config::{ConsulConfig, DnsConfig, EtcdConfig, GossipConfig, KubernetesConfig};
 use crate::id::NodeId;
 use crate::telemetry::Stats;
 
@@ -34,6 +34,8 @@ pub struct DiscoveryContext {
     pub consul: ConsulConfig,
     /// Settings of the etcd strategy.
     pub etcd: EtcdConfig,
+    /// Settings of the kubernetes strategy.
+    pub kubernetes: KubernetesConfig,
     /// The node's counters (dropped discovery messages are counted here).
     pub stats: Arc<Stats>,
 }
@@ -84,6 +86,7 @@ impl DiscoveryContext {
             dns: config.dns.clone(),
             consul: config.consul.clone(),
             etcd: config.etcd.clone(),
+            kubernetes: config.kubernetes.clone(),
             stats: Arc::new(Stats::default()),
         }
     }
@@ -122,6 +125,12 @@ impl DiscoveryContext {
                 endpoint: "http://127.0.0.1:2379".into(),
                 prefix: "/foundation/test/".into(),
                 ttl: std::time::Duration::from_secs(10),
+            },
+            kubernetes: KubernetesConfig {
+                selector: "app=test".into(),
+                namespace: "default".into(),
+                port: None,
+                api: None,
             },
             stats: Arc::new(Stats::default()),
         }

@@ -16,6 +16,8 @@ mod dns;
 #[cfg(feature = "etcd")]
 mod etcd;
 mod gossip;
+#[cfg(feature = "kubernetes")]
+mod kubernetes;
 mod mdns;
 mod sink;
 mod static_seeds;
@@ -32,6 +34,8 @@ pub use dns::Dns;
 #[cfg(feature = "etcd")]
 pub use etcd::Etcd;
 pub use gossip::{Beacon, Gossip};
+#[cfg(feature = "kubernetes")]
+pub use kubernetes::{Kubernetes, PORT_NAME as KUBERNETES_PORT_NAME};
 pub use mdns::{Mdns, SERVICE_TYPE};
 pub use sink::{CandidateSink, Candidates, DiscoveryError};
 pub use static_seeds::StaticSeeds;
