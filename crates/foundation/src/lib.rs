@@ -75,6 +75,7 @@
 //! - [`http`]: `/health`, `/ready`, `/metrics`, `/members` (axum).
 //! - [`telemetry`]: per-node counters and their Prometheus rendering.
 
+mod clock;
 pub mod config;
 pub mod discovery;
 mod error;
@@ -86,6 +87,7 @@ pub mod security;
 pub mod telemetry;
 pub mod transport;
 
+pub use clock::{ClockOffset, CLOCK_PING, CLOCK_PONG};
 pub use config::{Config, ConfigError, Profile};
 pub use error::StartError;
 pub use id::NodeId;

@@ -397,6 +397,7 @@ impl Node {
         };
         node.spawn(node.clone().join_loop());
         node.spawn(node.clone().forget_loop());
+        node.spawn(crate::clock::responder(node.clone()));
         if config.http.enabled {
             let addr = SocketAddr::new(config.http.bind, config.http.port);
             let (bound, task) =

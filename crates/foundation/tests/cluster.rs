@@ -270,3 +270,19 @@ async fn streams_end_after_shutdown_and_tasks_stop() {
     assert_eq!(&err.payload[..], b"too late");
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_clock_offsets_are_measured_over_the_control_channel() {
+    let nodes = cluster(3).await;
+    let offsets = nodes[0].clock_offsets(Duration::from_secs(5)).await;
+    assert_eq!(offsets.len(), 2, "{offsets:?}");
+    for o in &offsets {
+        // One machine, one clock: the offset is within the round trip.
+        assert!(o.rtt_ms >= 0.0, "{o:?}");
+        assert!(o.offset_ms.abs() <= o.rtt_ms + 1.0, "{o:?}");
+        assert!(nodes.iter().any(|n| n.id() == o.node && n.name() == o.name));
+    }
+    for n in &nodes {
+        n.shutdown().await;
+    }
+}

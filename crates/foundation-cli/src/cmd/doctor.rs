@@ -4,6 +4,12 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 
 use clap::Args;
 use foundation::config::{Config, DiscoveryKind};
+#[cfg(feature = "consul")]
+use foundation::discovery::Consul;
+#[cfg(feature = "etcd")]
+use foundation::discovery::Etcd;
+#[cfg(feature = "kubernetes")]
+use foundation::discovery::Kubernetes;
 use foundation::discovery::{DiscoveryContext, Dns, Gossip, Mdns};
 
 use super::node::NodeArgs;
@@ -13,7 +19,13 @@ use super::node::NodeArgs;
 pub(crate) struct DoctorCmd {
     #[command(flatten)]
     args: NodeArgs,
+    /// A running node's HTTP address: also compare the peers' clocks.
+    #[arg(long = "node-http")]
+    node_http: Option<String>,
 }
+
+/// Clock offsets beyond this (plus the measurement's round trip) are flagged.
+const CLOCK_TOLERANCE_MS: f64 = 500.0;
 
 struct Report {
     failures: usize,
@@ -58,10 +70,13 @@ impl DoctorCmd {
         ports(&mut r, c);
         multicast(&mut r, c);
         discovery(&mut r, c).await;
-        r.note(
-            "clocks",
-            "not checked yet: comparing peers' clocks needs a running cluster (see the issue tracker)",
-        );
+        match &self.node_http {
+            Some(http) => clocks(&mut r, http).await,
+            None => r.note(
+                "clocks",
+                "not compared: pass --node-http ADDR of a running node to compare its peers' clocks",
+            ),
+        }
         if r.failures > 0 {
             anyhow::bail!("{} problem(s) found", r.failures);
         }
@@ -197,6 +212,57 @@ async fn discovery(r: &mut Report, c: &Config) {
                 "check dns.query, dns.server and /etc/resolv.conf",
             ),
         },
-        other => r.note("discovery", format!("{other}: no check yet")),
+        #[cfg(feature = "kubernetes")]
+        DiscoveryKind::Kubernetes => match Kubernetes::probe(&ctx).await {
+            Ok((pods, ready)) => r.ok("discovery", format!("Kubernetes API answers: {pods} pod(s) match, {ready} ready")),
+            Err(e) => r.fail("discovery", e, "check kubernetes.selector, the namespace, and that the service account may list and watch pods"),
+        },
+        #[cfg(feature = "consul")]
+        DiscoveryKind::Consul => match Consul::probe(&ctx).await {
+            Ok(leader) => r.ok("discovery", format!("Consul agent answers (leader {})", leader.trim())),
+            Err(e) => r.fail("discovery", e, "check consul.addr / CONSUL_HTTP_ADDR and that the agent runs"),
+        },
+        #[cfg(feature = "etcd")]
+        DiscoveryKind::Etcd => match Etcd::probe(&ctx).await {
+            Ok(()) => r.ok("discovery", "etcd answers healthy"),
+            Err(e) => r.fail("discovery", e, "check etcd.endpoint (FOUNDATION_ETCD_ENDPOINT) and that etcd runs"),
+        },
+        other => r.note("discovery", format!("{other}: no check")),
+    }
+}
+
+async fn clocks(r: &mut Report, http: &str) {
+    let body = match super::http_get::get(http, "/clocks", std::time::Duration::from_secs(5)).await
+    {
+        Ok(b) => b,
+        Err(e) => {
+            return r.fail(
+                "clocks",
+                e,
+                "pass the HTTP address of a running node (foundation node serves it)",
+            )
+        }
+    };
+    let offsets: Vec<foundation::ClockOffset> = match serde_json::from_str(&body) {
+        Ok(o) => o,
+        Err(e) => {
+            return r.fail(
+                "clocks",
+                format!("malformed /clocks answer: {e}"),
+                "use a node of the same version",
+            )
+        }
+    };
+    if offsets.is_empty() {
+        return r.note("clocks", "the node has no peer that answered");
+    }
+    for o in offsets {
+        let what = format!("clock of {} ({})", o.name, o.node);
+        let detail = format!("offset {:+.1} ms (±{:.1} ms)", o.offset_ms, o.rtt_ms / 2.0);
+        if o.offset_ms.abs() > CLOCK_TOLERANCE_MS + o.rtt_ms {
+            r.fail(&what, detail, "synchronize clocks (chrony or systemd-timesyncd); lease and trace timestamps depend on them");
+        } else {
+            r.ok(&what, detail);
+        }
     }
 }

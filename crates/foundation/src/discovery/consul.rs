@@ -35,6 +35,21 @@ impl Consul {
     pub fn new() -> Self {
         Consul {}
     }
+
+    /// Whether the agent answers (`foundation doctor`): the cluster leader.
+    pub async fn probe(ctx: &DiscoveryContext) -> Result<String, String> {
+        let url = format!("{}/v1/status/leader", ctx.consul.addr.trim_end_matches('/'));
+        let resp = reqwest::Client::new()
+            .get(&url)
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("{url}: HTTP {}", resp.status()));
+        }
+        resp.text().await.map_err(|e| format!("{url}: {e}"))
+    }
 }
 
 #[derive(Debug, Deserialize)]

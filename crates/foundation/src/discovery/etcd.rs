@@ -39,6 +39,24 @@ impl Etcd {
     pub fn new() -> Self {
         Etcd {}
     }
+
+    /// Whether etcd answers healthy (`foundation doctor`).
+    pub async fn probe(ctx: &DiscoveryContext) -> Result<(), String> {
+        let url = format!("{}/health", ctx.etcd.endpoint.trim_end_matches('/'));
+        let resp = reqwest::Client::new()
+            .get(&url)
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        if status.is_success() && body.contains("true") {
+            Ok(())
+        } else {
+            Err(format!("{url}: HTTP {status}: {body}"))
+        }
+    }
 }
 
 fn b64(s: &str) -> String {

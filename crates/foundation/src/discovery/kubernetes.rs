@@ -35,6 +35,27 @@ impl Kubernetes {
     pub fn new() -> Self {
         Kubernetes {}
     }
+
+    /// Lists the matching pods once (`foundation doctor`): (pods, ready).
+    pub async fn probe(ctx: &DiscoveryContext) -> Result<(usize, usize), String> {
+        let k = &ctx.kubernetes;
+        let api: Api<Pod> = Api::namespaced(client(ctx).await?, &k.namespace);
+        let pods = api
+            .list(&kube::api::ListParams::default().labels(&k.selector))
+            .await
+            .map_err(|e| {
+                format!(
+                    "listing pods `{}` in `{}` (kube): {e}",
+                    k.selector, k.namespace
+                )
+            })?;
+        let ready = pods
+            .items
+            .iter()
+            .filter(|p| candidate(p, 1).is_some())
+            .count();
+        Ok((pods.items.len(), ready))
+    }
 }
 
 /// A ready pod's membership address, if it has one.

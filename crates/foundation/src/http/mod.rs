@@ -1,4 +1,5 @@
-//! HTTP endpoint (axum): `/health`, `/ready`, `/metrics`, `/members`.
+//! HTTP endpoint (axum): `/health`, `/ready`, `/metrics`, `/members`,
+//! `/clocks` (peers' clock offsets, measured over the control channel).
 //!
 //! Off by default in library use, on in the CLI (`http.enabled`).
 
@@ -27,6 +28,7 @@ pub fn router(node: Node) -> Router {
         .route("/ready", get(ready_handler))
         .route("/metrics", get(metrics_handler))
         .route("/members", get(members_handler))
+        .route("/clocks", get(clocks_handler))
         .with_state(node)
 }
 
@@ -83,6 +85,10 @@ async fn ready_handler(State(node): State<Node>) -> impl IntoResponse {
 
 async fn members_handler(State(node): State<Node>) -> impl IntoResponse {
     Json(node.members())
+}
+
+async fn clocks_handler(State(node): State<Node>) -> impl IntoResponse {
+    Json(node.clock_offsets(std::time::Duration::from_secs(1)).await)
 }
 
 async fn metrics_handler(State(node): State<Node>) -> impl IntoResponse {
