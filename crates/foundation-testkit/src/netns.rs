@@ -59,7 +59,8 @@ fn is_root() -> bool {
 pub struct Lab {
     hub: String,
     hosts: Vec<String>,
-    children: Vec<Child>,
+    /// (host, process) for every process the lab started.
+    children: Vec<(usize, Child)>,
 }
 
 impl Lab {
@@ -125,22 +126,42 @@ impl Lab {
     }
 
     /// Starts `program args` in host `i` with only `PATH` and `env` set;
-    /// output is discarded. The lab kills it on drop.
+    /// output is discarded, standard input is a pipe the lab holds (see
+    /// [`Lab::stop`]). The lab kills it on drop.
     pub fn spawn(&mut self, i: usize, program: &str, args: &[&str], env: &[(&str, &str)]) {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.hosts[i], program])
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }
         if let Ok(child) = cmd.spawn() {
-            self.children.push(child);
+            self.children.push((i, child));
         }
+    }
+
+    /// Stops the processes started in host `i`: closes their standard input
+    /// (`foundation node --stop-on-stdin-eof` then leaves gracefully; `ip
+    /// netns exec` runs the program in place, so the pipe reaches it), waits
+    /// up to 5 s, then kills what is left.
+    pub fn stop(&mut self, i: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        for (_, child) in self.children.iter_mut().filter(|(h, _)| *h == i) {
+            drop(child.stdin.take());
+        }
+        for (_, child) in self.children.iter_mut().filter(|(h, _)| *h == i) {
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.retain(|(h, _)| *h != i);
     }
 
     /// Runs `program args` in host `i` and waits for its output.
@@ -154,7 +175,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for c in &mut self.children {
+        for (_, c) in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -233,6 +233,8 @@ struct Inner {
     membership: Membership,
     stats: Arc<Stats>,
     candidates: watch::Receiver<Candidates>,
+    sink: CandidateSink,
+    strategy: &'static str,
     alone_by_config: bool,
     ready: AtomicBool,
     cancel: CancellationToken,
@@ -374,7 +376,7 @@ impl Node {
             kubernetes: config.kubernetes.clone(),
             stats: stats.clone(),
         };
-        let discovery_task = tokio::spawn(strategy.run(ctx, sink, cancel.child_token()));
+        let discovery_task = tokio::spawn(strategy.run(ctx, sink.clone(), cancel.child_token()));
         let alone_by_config =
             config.cluster.discovery == DiscoveryKind::Static && config.cluster.seeds.is_empty();
 
@@ -387,6 +389,8 @@ impl Node {
                 membership,
                 stats,
                 candidates,
+                sink,
+                strategy: strategy_name,
                 alone_by_config,
                 ready: AtomicBool::new(false),
                 cancel,
@@ -567,6 +571,16 @@ impl Node {
             rx: self.inner.membership.subscribe(),
             stopped: self.inner.cancel.clone(),
         }
+    }
+
+    /// Discovery now: the strategy's name, its current candidate addresses,
+    /// and how many times it has failed (each failure kept the last set).
+    pub fn discovery(&self) -> (&'static str, Candidates, u64) {
+        (
+            self.inner.strategy,
+            self.inner.candidates.borrow().clone(),
+            self.inner.sink.errors(),
+        )
     }
 
     /// Whether the node has joined a cluster (or runs alone by configuration).

@@ -71,6 +71,17 @@ impl Health {
                 ok: suspects == 0,
                 detail: format!("{suspects} suspect members"),
             },
+            {
+                let (strategy, candidates, errors) = node.discovery();
+                Check {
+                    name: "discovery".into(),
+                    ok: true,
+                    detail: format!(
+                        "{strategy}: {} candidate(s), {errors} failure(s) (failures keep the last candidates)",
+                        candidates.len()
+                    ),
+                }
+            },
             Check {
                 name: "membership_running".into(),
                 ok: !stopping,
