@@ -17,12 +17,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use super::backoff::Backoff;
 use super::sink::{CandidateSink, Candidates, DiscoveryError};
 use super::{DiscoveryContext, Strategy, StrategyTask};
 
-/// First delay after a failure; doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Largest answer accepted.
 const MAX_BODY: usize = 8 * 1024 * 1024;
 
@@ -125,7 +123,7 @@ impl Strategy for Consul {
             let service = c.service.clone().unwrap_or_else(|| ctx.cluster.clone());
             let base = c.addr.trim_end_matches('/').to_owned();
             let mut index: u64 = 0;
-            let mut backoff = MIN_BACKOFF;
+            let mut backoff = Backoff::new();
             loop {
                 let url = format!(
                     "{base}/v1/health/service/{service}?passing=true&index={index}&wait={}ms",
@@ -145,7 +143,7 @@ impl Strategy for Consul {
                         index = if next < index { 0 } else { next };
                         match parse(&body) {
                             Ok(set) if !set.is_empty() => {
-                                backoff = MIN_BACKOFF;
+                                backoff.reset();
                                 sink.publish(set);
                                 continue;
                             }
@@ -169,9 +167,8 @@ impl Strategy for Consul {
                 }
                 tokio::select! {
                     _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         })
     }

@@ -22,11 +22,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+use super::backoff::Backoff;
 use super::sink::{CandidateSink, Candidates, DiscoveryError};
 use super::{DiscoveryContext, Strategy, StrategyTask};
 
-const MIN_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Longest watch line accepted.
 const MAX_LINE: usize = 4 * 1024 * 1024;
 
@@ -179,9 +178,15 @@ impl Strategy for Etcd {
                 http: reqwest::Client::new(),
                 base: ctx.etcd.endpoint.trim_end_matches('/').to_owned(),
             };
-            let mut backoff = MIN_BACKOFF;
+            let mut backoff = Backoff::new();
             loop {
-                match session(&client, &ctx, &sink, &cancel).await {
+                let started = std::time::Instant::now();
+                let result = session(&client, &ctx, &sink, &cancel).await;
+                // A session that ran for a while was a success: retry fast.
+                if started.elapsed() > ctx.etcd.ttl {
+                    backoff.reset();
+                }
+                match result {
                     Ok(()) => return,
                     Err(message) => sink.fail(DiscoveryError {
                         strategy: "etcd",
@@ -190,9 +195,8 @@ impl Strategy for Etcd {
                 }
                 tokio::select! {
                     _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         })
     }

@@ -9,6 +9,8 @@
 //! Adding a strategy (mdns, dns, kubernetes...) means adding a file here
 //! that implements [`Strategy`]; the node core does not change.
 
+#[cfg(any(feature = "consul", feature = "etcd"))]
+mod backoff;
 #[cfg(feature = "consul")]
 mod consul;
 mod context;
