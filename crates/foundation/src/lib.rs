@@ -75,6 +75,7 @@
 //! - [`http`]: `/health`, `/ready`, `/metrics`, `/members` (axum).
 //! - [`telemetry`]: per-node counters and their Prometheus rendering.
 
+mod builder;
 mod clock;
 pub mod config;
 pub mod discovery;
@@ -87,10 +88,11 @@ pub mod security;
 pub mod telemetry;
 pub mod transport;
 
+pub use builder::{start, DebugStrategy, NodeBuilder};
 pub use clock::{ClockOffset, CLOCK_PING, CLOCK_PONG};
 pub use config::{Config, ConfigError, Profile};
 pub use error::StartError;
 pub use id::NodeId;
 pub use membership::{Member, MemberEvent, MemberState};
-pub use node::{start, DebugStrategy, Events, Node, NodeBuilder, Raw};
+pub use node::{Events, Node, Raw};
 pub use transport::{Channel, Inbox, InboxFilter, Incoming, SendError};

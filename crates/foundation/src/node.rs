@@ -1,6 +1,6 @@
 //! The node: builder, handle, lifecycle.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,12 +10,8 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{
-    Config, ConfigError, DiscoveryKind, Layer, Profile, Resolved, Resolver, Value,
-};
-use crate::discovery::{
-    CandidateSink, Candidates, DiscoveryContext, Dns, Gossip, Mdns, StaticSeeds, Strategy,
-};
+use crate::config::{Config, DiscoveryKind, Resolved};
+use crate::discovery::{CandidateSink, Candidates, DiscoveryContext, Strategy};
 use crate::error::StartError;
 use crate::id::NodeId;
 use crate::membership::core::{foca_config, MembershipCore};
@@ -33,190 +29,6 @@ const JOIN_INTERVAL_ALONE: Duration = Duration::from_millis(500);
 const ALONE_AFTER: Duration = Duration::from_secs(3);
 /// Interval of join attempts to candidates that are not members yet.
 const JOIN_INTERVAL: Duration = Duration::from_secs(3);
-
-/// Starts a node from the environment, `./foundation.toml` and defaults.
-///
-/// The Mortal tier: nothing to configure. See [`NodeBuilder`] for the rest.
-pub async fn start() -> Result<Node, StartError> {
-    NodeBuilder::new().start().await
-}
-
-/// Builds a [`Node`]. Builder settings have the highest precedence
-/// (builder > env > file > detection > defaults).
-#[derive(Debug)]
-pub struct NodeBuilder {
-    resolver: Resolver,
-    error: Option<ConfigError>,
-    strategy: Option<Box<dyn DebugStrategy>>,
-}
-
-/// A [`Strategy`] that is also `Debug` (blanket-implemented).
-pub trait DebugStrategy: Strategy + std::fmt::Debug {}
-impl<T: Strategy + std::fmt::Debug> DebugStrategy for T {}
-
-impl Default for NodeBuilder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl NodeBuilder {
-    /// A builder reading this process's `FOUNDATION_*` variables.
-    pub fn new() -> Self {
-        NodeBuilder {
-            resolver: Resolver::from_process_env(),
-            error: None,
-            strategy: None,
-        }
-    }
-
-    /// A builder that ignores the process environment and ./foundation.toml
-    /// (tests, and several nodes in one process).
-    pub fn isolated() -> Self {
-        NodeBuilder {
-            resolver: Resolver::new().no_file_detection(),
-            error: None,
-            strategy: None,
-        }
-    }
-
-    /// Uses a prepared resolver (the CLI does this).
-    pub fn with_resolver(resolver: Resolver) -> Self {
-        NodeBuilder {
-            resolver,
-            error: None,
-            strategy: None,
-        }
-    }
-
-    /// Sets any key from text, as in foundation.toml (`"membership.port"`).
-    /// An unknown key or bad value is reported by [`NodeBuilder::start`].
-    pub fn set(mut self, key: &str, value: &str) -> Self {
-        if let Err(e) = self.resolver.builder_layer().set_str(key, value, "builder") {
-            self.error.get_or_insert(e);
-        }
-        self
-    }
-
-    fn layer(&mut self) -> &mut Layer {
-        self.resolver.builder_layer()
-    }
-
-    /// Discovery strategy by name (`"static"`, ...): the Apprentice word.
-    pub fn cluster(self, strategy: &str) -> Self {
-        self.set("cluster", strategy)
-    }
-
-    /// Static seeds (`host:port` of their membership ports).
-    pub fn seeds<I, S>(self, seeds: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let joined: Vec<String> = seeds.into_iter().map(|s| s.as_ref().to_owned()).collect();
-        self.set("seeds", &joined.join(","))
-    }
-
-    /// Cluster secret.
-    pub fn secret(self, secret: &str) -> Self {
-        self.set("secret", secret)
-    }
-
-    /// Cluster name.
-    pub fn cluster_name(self, name: &str) -> Self {
-        self.set("cluster_name", name)
-    }
-
-    /// Node name.
-    pub fn name(self, name: &str) -> Self {
-        self.set("node.name", name)
-    }
-
-    /// Roles.
-    pub fn roles<I, S>(mut self, roles: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        let roles = roles.into_iter().map(Into::into).collect();
-        self.layer().set("node.roles", Value::List(roles));
-        self
-    }
-
-    /// Membership port (0 = any free port).
-    pub fn port(mut self, port: u16) -> Self {
-        self.layer().set("membership.port", Value::Int(port.into()));
-        self
-    }
-
-    /// Bind address of both sockets.
-    pub fn bind(mut self, ip: IpAddr) -> Self {
-        self.layer().set("transport.bind", Value::Ip(ip));
-        self
-    }
-
-    /// Profile.
-    pub fn profile(mut self, profile: Profile) -> Self {
-        self.layer()
-            .set("profile", Value::Text(profile.as_str().to_owned()));
-        self
-    }
-
-    /// Turns the HTTP endpoint on or off.
-    pub fn http(mut self, enabled: bool) -> Self {
-        self.layer().set("http.enabled", Value::Bool(enabled));
-        self
-    }
-
-    /// HTTP port (0 = any free port).
-    pub fn http_port(mut self, port: u16) -> Self {
-        self.layer().set("http.port", Value::Int(port.into()));
-        self
-    }
-
-    /// Reads this configuration file.
-    pub fn config_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.resolver = self.resolver.file(path);
-        self
-    }
-
-    /// Uses a custom discovery strategy instead of the configured one.
-    pub fn discovery(mut self, strategy: impl DebugStrategy) -> Self {
-        self.strategy = Some(Box::new(strategy));
-        self
-    }
-
-    /// Resolves the configuration without starting (what `config explain` shows).
-    pub fn resolve(&self) -> Result<Resolved, ConfigError> {
-        if let Some(e) = &self.error {
-            return Err(e.clone());
-        }
-        self.resolver.resolve()
-    }
-
-    /// Starts the node: binds sockets, starts membership, discovery and
-    /// (when enabled) HTTP.
-    pub async fn start(self) -> Result<Node, StartError> {
-        let resolved = self.resolve()?;
-        let strategy: Box<dyn Strategy> = match self.strategy {
-            Some(s) => s,
-            None => match resolved.config.cluster.discovery {
-                DiscoveryKind::Mdns => Box::new(Mdns::new()),
-                DiscoveryKind::Gossip => Box::new(Gossip::new()),
-                DiscoveryKind::Dns => Box::new(Dns::new()),
-                #[cfg(feature = "consul")]
-                DiscoveryKind::Consul => Box::new(crate::discovery::Consul::new()),
-                #[cfg(feature = "etcd")]
-                DiscoveryKind::Etcd => Box::new(crate::discovery::Etcd::new()),
-                #[cfg(feature = "kubernetes")]
-                DiscoveryKind::Kubernetes => Box::new(crate::discovery::Kubernetes::new()),
-                // The resolver only lets built-in strategies through.
-                _ => Box::new(StaticSeeds::new(resolved.config.cluster.seeds.clone())),
-            },
-        };
-        Node::start(resolved, strategy).await
-    }
-}
 
 /// A running node. Clone it freely; every clone is the same node.
 #[derive(Clone, Debug)]
@@ -272,7 +84,10 @@ impl Raw<'_> {
 }
 
 impl Node {
-    async fn start(resolved: Resolved, strategy: Box<dyn Strategy>) -> Result<Node, StartError> {
+    pub(crate) async fn start(
+        resolved: Resolved,
+        strategy: Box<dyn Strategy>,
+    ) -> Result<Node, StartError> {
         let config = resolved.config.clone();
         let id = NodeId::random();
         let stats = Arc::new(Stats::default());

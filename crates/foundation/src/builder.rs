@@ -1,0 +1,192 @@
+//! Building a node: the Mortal `start()` and the `NodeBuilder`.
+
+use std::net::IpAddr;
+
+use crate::config::{ConfigError, DiscoveryKind, Layer, Profile, Resolved, Resolver, Value};
+use crate::discovery::{Dns, Gossip, Mdns, StaticSeeds, Strategy};
+use crate::error::StartError;
+use crate::node::Node;
+
+/// Starts a node from the environment, `./foundation.toml` and defaults.
+///
+/// The Mortal tier: nothing to configure. See [`NodeBuilder`] for the rest.
+pub async fn start() -> Result<Node, StartError> {
+    NodeBuilder::new().start().await
+}
+
+/// Builds a [`Node`]. Builder settings have the highest precedence
+/// (builder > env > file > detection > defaults).
+#[derive(Debug)]
+pub struct NodeBuilder {
+    resolver: Resolver,
+    error: Option<ConfigError>,
+    strategy: Option<Box<dyn DebugStrategy>>,
+}
+
+/// A [`Strategy`] that is also `Debug` (blanket-implemented).
+pub trait DebugStrategy: Strategy + std::fmt::Debug {}
+impl<T: Strategy + std::fmt::Debug> DebugStrategy for T {}
+
+impl Default for NodeBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NodeBuilder {
+    /// A builder reading this process's `FOUNDATION_*` variables.
+    pub fn new() -> Self {
+        NodeBuilder {
+            resolver: Resolver::from_process_env(),
+            error: None,
+            strategy: None,
+        }
+    }
+
+    /// A builder that ignores the process environment and ./foundation.toml
+    /// (tests, and several nodes in one process).
+    pub fn isolated() -> Self {
+        NodeBuilder {
+            resolver: Resolver::new().no_file_detection(),
+            error: None,
+            strategy: None,
+        }
+    }
+
+    /// Uses a prepared resolver (the CLI does this).
+    pub fn with_resolver(resolver: Resolver) -> Self {
+        NodeBuilder {
+            resolver,
+            error: None,
+            strategy: None,
+        }
+    }
+
+    /// Sets any key from text, as in foundation.toml (`"membership.port"`).
+    /// An unknown key or bad value is reported by [`NodeBuilder::start`].
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        if let Err(e) = self.resolver.builder_layer().set_str(key, value, "builder") {
+            self.error.get_or_insert(e);
+        }
+        self
+    }
+
+    fn layer(&mut self) -> &mut Layer {
+        self.resolver.builder_layer()
+    }
+
+    /// Discovery strategy by name (`"static"`, ...): the Apprentice word.
+    pub fn cluster(self, strategy: &str) -> Self {
+        self.set("cluster", strategy)
+    }
+
+    /// Static seeds (`host:port` of their membership ports).
+    pub fn seeds<I, S>(self, seeds: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let joined: Vec<String> = seeds.into_iter().map(|s| s.as_ref().to_owned()).collect();
+        self.set("seeds", &joined.join(","))
+    }
+
+    /// Cluster secret.
+    pub fn secret(self, secret: &str) -> Self {
+        self.set("secret", secret)
+    }
+
+    /// Cluster name.
+    pub fn cluster_name(self, name: &str) -> Self {
+        self.set("cluster_name", name)
+    }
+
+    /// Node name.
+    pub fn name(self, name: &str) -> Self {
+        self.set("node.name", name)
+    }
+
+    /// Roles.
+    pub fn roles<I, S>(mut self, roles: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let roles = roles.into_iter().map(Into::into).collect();
+        self.layer().set("node.roles", Value::List(roles));
+        self
+    }
+
+    /// Membership port (0 = any free port).
+    pub fn port(mut self, port: u16) -> Self {
+        self.layer().set("membership.port", Value::Int(port.into()));
+        self
+    }
+
+    /// Bind address of both sockets.
+    pub fn bind(mut self, ip: IpAddr) -> Self {
+        self.layer().set("transport.bind", Value::Ip(ip));
+        self
+    }
+
+    /// Profile.
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.layer()
+            .set("profile", Value::Text(profile.as_str().to_owned()));
+        self
+    }
+
+    /// Turns the HTTP endpoint on or off.
+    pub fn http(mut self, enabled: bool) -> Self {
+        self.layer().set("http.enabled", Value::Bool(enabled));
+        self
+    }
+
+    /// HTTP port (0 = any free port).
+    pub fn http_port(mut self, port: u16) -> Self {
+        self.layer().set("http.port", Value::Int(port.into()));
+        self
+    }
+
+    /// Reads this configuration file.
+    pub fn config_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.resolver = self.resolver.file(path);
+        self
+    }
+
+    /// Uses a custom discovery strategy instead of the configured one.
+    pub fn discovery(mut self, strategy: impl DebugStrategy) -> Self {
+        self.strategy = Some(Box::new(strategy));
+        self
+    }
+
+    /// Resolves the configuration without starting (what `config explain` shows).
+    pub fn resolve(&self) -> Result<Resolved, ConfigError> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        self.resolver.resolve()
+    }
+
+    /// Starts the node: binds sockets, starts membership, discovery and
+    /// (when enabled) HTTP.
+    pub async fn start(self) -> Result<Node, StartError> {
+        let resolved = self.resolve()?;
+        let strategy: Box<dyn Strategy> = match self.strategy {
+            Some(s) => s,
+            None => match resolved.config.cluster.discovery {
+                DiscoveryKind::Mdns => Box::new(Mdns::new()),
+                DiscoveryKind::Gossip => Box::new(Gossip::new()),
+                DiscoveryKind::Dns => Box::new(Dns::new()),
+                #[cfg(feature = "consul")]
+                DiscoveryKind::Consul => Box::new(crate::discovery::Consul::new()),
+                #[cfg(feature = "etcd")]
+                DiscoveryKind::Etcd => Box::new(crate::discovery::Etcd::new()),
+                #[cfg(feature = "kubernetes")]
+                DiscoveryKind::Kubernetes => Box::new(crate::discovery::Kubernetes::new()),
+                // The resolver only lets built-in strategies through.
+                _ => Box::new(StaticSeeds::new(resolved.config.cluster.seeds.clone())),
+            },
+        };
+        Node::start(resolved, strategy).await
+    }
+}
