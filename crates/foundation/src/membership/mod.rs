@@ -2,7 +2,7 @@
 //!
 //! [`core::MembershipCore`] is sans-IO: it wraps foca, takes datagrams, timer
 //! events and `now`, and returns datagrams to send, timers to schedule and
-//! [`MemberEvent`]s. [`runtime`] is the tokio shell that owns the UDP socket,
+//! [`MemberEvent`]s. The tokio shell behind [`Membership`] owns the UDP socket,
 //! seals datagrams ([`seal`]) and runs the timers.
 
 pub mod core;
