@@ -17,7 +17,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use common::*;
-use foundation::MemberState;
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -102,13 +101,7 @@ async fn agent() -> (Arc<Agent>, SocketAddr) {
     let app = axum::Router::new()
         .route("/v1/health/service/{service}", get(health))
         .with_state(agent.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = serve(app).await;
     (agent, addr)
 }
 
@@ -140,13 +133,8 @@ async fn nodes_join_through_consul_and_keep_members_through_a_500() {
     agent.set(vec![("127.0.0.1", a.membership_addr().port())]);
     tokio::time::sleep(Duration::from_secs(1)).await;
     for n in [&a, &b] {
-        let alive = n
-            .members()
-            .iter()
-            .filter(|m| m.state == MemberState::Alive)
-            .count();
         assert_eq!(
-            alive,
+            alive(n),
             2,
             "{} lost a member during the Consul outage",
             n.name()

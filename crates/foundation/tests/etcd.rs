@@ -10,7 +10,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use foundation::MemberState;
 
 struct EtcdServer {
     child: Child,
@@ -159,13 +158,8 @@ async fn nodes_register_watch_leave_and_survive_an_etcd_outage() {
     drop(server);
     tokio::time::sleep(Duration::from_secs(3)).await;
     for n in [&a, &b] {
-        let alive = n
-            .members()
-            .iter()
-            .filter(|m| m.state == MemberState::Alive)
-            .count();
         assert_eq!(
-            alive,
+            alive(n),
             2,
             "{} lost a member during the etcd outage",
             n.name()

@@ -21,7 +21,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use common::*;
-use foundation::MemberState;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -125,21 +124,8 @@ async fn api_server() -> (Arc<ApiServer>, SocketAddr) {
     let app = axum::Router::new()
         .route("/api/v1/namespaces/{ns}/pods", get(pods))
         .with_state(api.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = serve(app).await;
     (api, addr)
-}
-
-fn alive(n: &foundation::Node) -> usize {
-    n.members()
-        .iter()
-        .filter(|m| m.state == MemberState::Alive)
-        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

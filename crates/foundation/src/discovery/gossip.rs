@@ -179,9 +179,10 @@ async fn beacons(
 ) -> Result<(), String> {
     let udp = socket(ctx)?;
     let key = hmac::Key::new(hmac::HMAC_SHA256, &ctx.key);
+    let cluster = cluster_hash(&ctx.cluster);
     let own = Beacon {
         node: ctx.node,
-        cluster: cluster_hash(&ctx.cluster),
+        cluster: cluster.clone(),
         proto: PROTOCOL_VERSION,
         membership: ctx.membership,
     }
@@ -208,7 +209,7 @@ async fn beacons(
                 let (n, from) = r.map_err(|e| format!("beacon socket failed: {e}"))?;
                 match Beacon::open(&buf[..n], &key) {
                     Ok(b) if b.node == ctx.node => {}
-                    Ok(b) if b.cluster != cluster_hash(&ctx.cluster) || b.proto != PROTOCOL_VERSION => {
+                    Ok(b) if b.cluster != cluster || b.proto != PROTOCOL_VERSION => {
                         tracing::debug!(%from, node = %b.node, "beacon of another cluster or protocol ignored");
                     }
                     Ok(b) => {

@@ -5,6 +5,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use foundation::{MemberEvent, MemberState, Node, NodeBuilder};
 
 /// Generous bound for anything that should take a second or two.
@@ -80,4 +82,24 @@ pub fn state_of(observer: &Node, who: foundation::NodeId) -> Option<MemberState>
         .into_iter()
         .find(|m| m.id == who)
         .map(|m| m.state)
+}
+
+/// Alive members `node` counts (itself included).
+pub fn alive(node: &Node) -> usize {
+    node.members()
+        .iter()
+        .filter(|m| m.state == MemberState::Alive)
+        .count()
+}
+
+/// Serves `app` on an ephemeral loopback port (stand-in servers).
+pub async fn serve(app: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
 }
