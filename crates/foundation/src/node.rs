@@ -17,11 +17,13 @@ use crate::id::NodeId;
 use crate::membership::core::{foca_config, MembershipCore};
 use crate::membership::seal::Sealer;
 use crate::membership::{Member, MemberEvent, MemberId, MemberState, Membership};
+use crate::messenger::Messenger;
+use crate::outbox::Outbox;
+use crate::process::{Host, Services, StopReason};
+use crate::registry::{Registry, RegistryShared, SyncTask};
 use crate::security::{derive_key, KeyPurpose, TlsIdentity};
 use crate::telemetry::Stats;
-use crate::transport::{
-    Channel, Inbox, InboxFilter, SendError, SendFailure, Transport, TransportSettings,
-};
+use crate::transport::{Channel, Inbox, InboxFilter, SendError, Transport, TransportSettings};
 
 /// Interval of join attempts while this node has no active member.
 const JOIN_INTERVAL_ALONE: Duration = Duration::from_millis(500);
@@ -43,6 +45,10 @@ struct Inner {
     local: MemberId,
     transport: Transport,
     membership: Membership,
+    faults: crate::faults::Faults,
+    messenger: Messenger,
+    registry: Arc<RegistryShared>,
+    host: Arc<Host>,
     stats: Arc<Stats>,
     candidates: watch::Receiver<Candidates>,
     sink: CandidateSink,
@@ -81,6 +87,11 @@ impl Raw<'_> {
     pub fn stats(&self) -> &Arc<Stats> {
         &self.node.inner.stats
     }
+
+    /// Fault injection: blocked peers (partitions in tests).
+    pub fn faults(&self) -> &crate::faults::Faults {
+        &self.node.inner.faults
+    }
 }
 
 impl Node {
@@ -91,6 +102,7 @@ impl Node {
         let config = resolved.config.clone();
         let id = NodeId::random();
         let stats = Arc::new(Stats::default());
+        let faults = crate::faults::Faults::default();
         let tls = TlsIdentity::from_config(&config)?;
 
         // Membership socket first: its port is the node's address.
@@ -119,6 +131,7 @@ impl Node {
                 reconnect_min: config.transport.reconnect_min,
                 reconnect_max: config.transport.reconnect_max,
                 inbox_capacity: config.channels.inbox_capacity,
+                faults: faults.clone(),
             },
             &tls,
             id,
@@ -171,6 +184,7 @@ impl Node {
             Sealer::new(&key),
             stats.clone(),
             config.membership.probe_rtt,
+            faults.clone(),
         );
 
         let (sink, candidates) = CandidateSink::new();
@@ -195,6 +209,29 @@ impl Node {
         let alone_by_config =
             config.cluster.discovery == DiscoveryKind::Static && config.cluster.seeds.is_empty();
 
+        let messenger = Messenger {
+            transport: transport.clone(),
+            membership: membership.clone(),
+            local: local.clone(),
+        };
+        let registry = Arc::new(RegistryShared::new(
+            messenger.clone(),
+            Outbox::new(messenger.clone(), cancel.child_token(), "registry"),
+        ));
+        let host = Arc::new(Host::new(
+            messenger.clone(),
+            registry.clone(),
+            cancel.child_token(),
+        ));
+        let sync = SyncTask {
+            shared: registry.clone(),
+            host: host.clone(),
+            inbox: transport.subscribe(InboxFilter::kinds(crate::registry::KINDS)),
+            members: membership.subscribe(),
+            interval: config.registry.sync_interval,
+            cancel: cancel.child_token(),
+        };
+        let host_inbox = transport.subscribe(InboxFilter::kinds(crate::process::KINDS));
         let node = Node {
             inner: Arc::new(Inner {
                 id,
@@ -202,6 +239,10 @@ impl Node {
                 local,
                 transport,
                 membership,
+                faults,
+                messenger,
+                registry,
+                host,
                 stats,
                 candidates,
                 sink,
@@ -214,6 +255,8 @@ impl Node {
                 stopped: AtomicBool::new(false),
             }),
         };
+        node.spawn(sync.run());
+        node.spawn(node.clone().host_loop(host_inbox));
         node.spawn(node.clone().join_loop());
         node.spawn(node.clone().forget_loop());
         node.spawn(crate::clock::responder(node.clone()));
@@ -250,6 +293,25 @@ impl Node {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(task);
+    }
+
+    /// Delivers service messages and fails calls to members that are gone.
+    async fn host_loop(self, mut inbox: Inbox) {
+        let mut events = self.inner.membership.subscribe();
+        loop {
+            tokio::select! {
+                _ = self.inner.cancel.cancelled() => return,
+                m = inbox.recv() => match m {
+                    Some(m) => self.inner.host.incoming(m),
+                    None => return,
+                },
+                ev = events.recv() => match ev {
+                    Ok(MemberEvent::Down(m) | MemberEvent::Left(m)) => self.inner.host.node_down(m.id),
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
     }
 
     /// Sends Hellos to candidates that are not active members yet.
@@ -426,30 +488,30 @@ impl Node {
         headers: Vec<(String, String)>,
         payload: Bytes,
     ) -> Result<(), SendError> {
-        let addr = if to == self.inner.id {
-            Some(self.inner.local.transport)
-        } else {
-            self.inner
-                .membership
-                .member(to)
-                .filter(|m| m.state.is_active())
-                .map(|m| m.transport)
-        };
-        let Some(addr) = addr else {
-            return Err(SendError::new(
-                to,
-                channel,
-                SendFailure::UnknownNode,
-                payload,
-            ));
-        };
         self.inner
-            .transport
-            .send(addr, channel, kind, headers, payload)
+            .messenger
+            .send(to, channel, kind, headers, payload)
             .await
     }
 
-    /// A new inbox of every message arriving on `channel`.
+    /// This node's services: start, stop, events.
+    pub fn services(&self) -> Services {
+        Services {
+            host: self.inner.host.clone(),
+            node: self.clone(),
+        }
+    }
+
+    /// The cluster-wide registry of named services.
+    pub fn registry(&self) -> Registry {
+        Registry {
+            shared: self.inner.registry.clone(),
+            host: self.inner.host.clone(),
+        }
+    }
+
+    /// A new inbox of every application message arriving on `channel`
+    /// (kinds below [`RESERVED_KINDS`](crate::transport::RESERVED_KINDS)).
     pub fn inbox(&self, channel: Channel) -> Inbox {
         self.inner
             .transport
@@ -473,6 +535,9 @@ impl Node {
             return;
         }
         tracing::info!(node = %self.inner.id, "leaving the cluster");
+        // Services stop first, so their entries are withdrawn while this
+        // node can still tell the others.
+        self.inner.host.stop_all(StopReason::Shutdown).await;
         self.inner.membership.leave().await;
         self.stop_tasks().await;
         tracing::info!(node = %self.inner.id, "node stopped");

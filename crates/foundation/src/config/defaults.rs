@@ -108,3 +108,6 @@ pub const ETCD_ENDPOINT: &str = "http://127.0.0.1:2379";
 /// etcd lease TTL: a crashed node's key disappears within 10 s (membership
 /// has declared it down long before; this only keeps the prefix clean).
 pub const ETCD_TTL_S: u64 = 10;
+
+/// Registry anti-entropy period: 500 ms.
+pub const REGISTRY_SYNC_INTERVAL_MS: u64 = 500;

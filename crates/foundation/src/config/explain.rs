@@ -93,6 +93,7 @@ impl Resolved {
                 "channels.inbox_capacity",
                 c.channels.inbox_capacity.to_string(),
             ),
+            ("registry.sync_interval_ms", ms(c.registry.sync_interval)),
             ("dns.query", opt(c.dns.query.clone())),
             (
                 "dns.record",

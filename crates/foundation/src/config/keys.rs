@@ -311,6 +311,13 @@ pub const KEYS: &[KeySpec] = &[
         "messages buffered per inbox before the reader waits (default: 1024)"
     ),
     key!(
+        "registry.sync_interval_ms",
+        None,
+        MS,
+        false,
+        "registry anti-entropy period: one digest to one peer per period (default: 500)"
+    ),
+    key!(
         "dns.query",
         Some("FOUNDATION_DNS_QUERY"),
         KeyKind::Text,

@@ -293,6 +293,9 @@ impl Resolver {
                 key_file: m.path("tls.key_file"),
                 server_name: m.text("tls.server_name", || (d_text(d::TLS_SERVER_NAME), None)),
             },
+            registry: RegistryConfig {
+                sync_interval: m.ms("registry.sync_interval_ms", d::REGISTRY_SYNC_INTERVAL_MS),
+            },
             channels: ChannelsConfig {
                 inbox_capacity: m.int("channels.inbox_capacity", d::INBOX_CAPACITY as u64) as usize,
             },

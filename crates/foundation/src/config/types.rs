@@ -26,6 +26,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Per-channel buffers.
     pub channels: ChannelsConfig,
+    /// The registry of named services.
+    pub registry: RegistryConfig,
     /// HTTP endpoint: health, ready, metrics.
     pub http: HttpConfig,
     /// The `gossip` discovery strategy.
@@ -328,6 +330,14 @@ pub struct HttpConfig {
 pub struct ChannelsConfig {
     /// Capacity of each inbox, in messages, before the reader waits.
     pub inbox_capacity: usize,
+}
+
+/// Registry settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryConfig {
+    /// Anti-entropy period: each period, one digest goes to one peer, in
+    /// turn. Changes are pushed at once; this only repairs what was missed.
+    pub sync_interval: Duration,
 }
 
 /// Settings of the `gossip` strategy (UDP multicast beacons).

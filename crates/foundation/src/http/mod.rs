@@ -1,4 +1,4 @@
-//! HTTP endpoint (axum): `/health`, `/ready`, `/metrics`, `/members`,
+//! HTTP endpoint (axum): `/health`, `/ready`, `/metrics`, `/members`, `/registry`,
 //! `/clocks` (peers' clock offsets, measured over the control channel).
 //!
 //! Off by default in library use, on in the CLI (`http.enabled`).
@@ -28,6 +28,7 @@ pub fn router(node: Node) -> Router {
         .route("/ready", get(ready_handler))
         .route("/metrics", get(metrics_handler))
         .route("/members", get(members_handler))
+        .route("/registry", get(registry_handler))
         .route("/clocks", get(clocks_handler))
         .with_state(node)
 }
@@ -59,7 +60,7 @@ pub(crate) async fn serve(
             tracing::warn!(error = %e, "HTTP endpoint stopped");
         }
     });
-    tracing::info!(%bound, "HTTP endpoint: /health /ready /metrics /members");
+    tracing::info!(%bound, "HTTP endpoint: /health /ready /metrics /members /registry");
     Ok((bound, task))
 }
 
@@ -85,6 +86,10 @@ async fn ready_handler(State(node): State<Node>) -> impl IntoResponse {
 
 async fn members_handler(State(node): State<Node>) -> impl IntoResponse {
     Json(node.members())
+}
+
+async fn registry_handler(State(node): State<Node>) -> impl IntoResponse {
+    Json(node.registry().snapshot())
 }
 
 async fn clocks_handler(State(node): State<Node>) -> impl IntoResponse {

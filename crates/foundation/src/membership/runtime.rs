@@ -60,6 +60,7 @@ impl Membership {
         sealer: Sealer,
         stats: Arc<Stats>,
         leave_grace: std::time::Duration,
+        faults: crate::faults::Faults,
     ) -> (Membership, JoinHandle<()>) {
         let (commands, rx) = mpsc::channel(COMMAND_BUFFER);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
@@ -83,6 +84,7 @@ impl Membership {
             pending: HashMap::new(),
             seq: 0,
             leave_grace,
+            faults,
         };
         let task = tokio::spawn(shell.run());
         (handle, task)
@@ -165,6 +167,7 @@ struct Shell {
     pending: HashMap<u64, Timer<MemberId>>,
     seq: u64,
     leave_grace: std::time::Duration,
+    faults: crate::faults::Faults,
 }
 
 impl Shell {
@@ -203,6 +206,9 @@ impl Shell {
     }
 
     fn datagram(&mut self, data: &mut [u8], from: SocketAddr) {
+        if self.faults.drops_from(from) {
+            return;
+        }
         let (kind, body) = match self.sealer.open(data) {
             Ok(x) => x,
             Err(e) => {
@@ -242,6 +248,7 @@ impl Shell {
         let mut events = Vec::new();
         while let Some(out) = self.core.poll_output() {
             match out {
+                Output::Send { to, .. } if self.faults.drops_to(to) => {}
                 Output::Send { to, kind, body } => {
                     let sealed = self.sealer.seal(kind, &body, rand::random());
                     if let Err(e) = self.socket.send_to(&sealed, to).await {

@@ -41,6 +41,8 @@ pub struct TransportSettings {
     pub reconnect_max: Duration,
     /// Messages per inbox.
     pub inbox_capacity: usize,
+    /// Fault injection (tests): blocked peers.
+    pub faults: crate::faults::Faults,
 }
 
 #[derive(Debug, Default)]
@@ -195,6 +197,10 @@ impl Transport {
     ) -> Result<(), SendError> {
         let inner = &self.inner;
         let fail = |reason, payload| Err(SendError::new(addr, channel, reason, payload));
+        if inner.settings.faults.drops_to(addr) {
+            // Lost on the (simulated) wire, as a partition would.
+            return Ok(());
+        }
         if inner.cancel.is_cancelled() {
             return fail(SendFailure::ShuttingDown, payload);
         }
@@ -369,7 +375,7 @@ impl Inner {
                 let decoder = FrameDecoder::new(me.settings.max_frame_size);
                 tokio::select! {
                     _ = me.cancel.cancelled() => {}
-                    _ = read_stream(recv, addr, decoder, &me.router, &me.stats) => {}
+                    _ = read_stream(recv, addr, decoder, &me.router, &me.stats, &me.settings.faults) => {}
                 }
             });
         }

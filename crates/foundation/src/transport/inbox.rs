@@ -34,6 +34,11 @@ pub struct Incoming {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
+/// Message kinds from this one up are Foundation's own (registry
+/// `0xFE00..`, services `0xFE10..`, clock `0xFF00..`); applications use
+/// kinds below it.
+pub const RESERVED_KINDS: u16 = 0xFE00;
+
 /// Which messages an inbox receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxFilter {
@@ -44,11 +49,13 @@ pub struct InboxFilter {
 }
 
 impl InboxFilter {
-    /// Every message on `channel`.
+    /// Every application message on `channel`: kinds below
+    /// [`RESERVED_KINDS`], which belong to Foundation's own layers
+    /// (registry, services, clock).
     pub fn channel(channel: Channel) -> Self {
         InboxFilter {
             channel: Some(channel),
-            kinds: 0..=u16::MAX,
+            kinds: 0..=RESERVED_KINDS - 1,
         }
     }
 

@@ -16,7 +16,7 @@ pub use channel::Channel;
 pub use endpoint::{Transport, TransportSettings};
 pub use error::{SendError, SendFailure, TransportError};
 pub use frame::{Envelope, FrameDecoder, FrameError, PROTOCOL_VERSION};
-pub use inbox::{Inbox, InboxFilter, Incoming};
+pub use inbox::{Inbox, InboxFilter, Incoming, RESERVED_KINDS};
 
 #[cfg(test)]
 mod tests;

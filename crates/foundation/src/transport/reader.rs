@@ -27,6 +27,7 @@ pub(crate) async fn read_stream(
     decoder: FrameDecoder,
     router: &Router,
     stats: &Stats,
+    faults: &crate::faults::Faults,
 ) {
     let mut stream_channel: Option<Channel> = None;
     let end = loop {
@@ -65,6 +66,9 @@ pub(crate) async fn read_stream(
             });
         }
         stats.received(channel, LENGTH_PREFIX + len);
+        if faults.drops_from(addr) {
+            continue;
+        }
         if router.deliver(env, addr).await == 0 {
             stats.unrouted();
             tracing::trace!(%addr, %channel, "frame with no inbox dropped");

@@ -22,6 +22,7 @@ fn settings(max_frame_size: usize) -> TransportSettings {
         reconnect_min: Duration::from_millis(100),
         reconnect_max: Duration::from_secs(1),
         inbox_capacity: 64,
+        faults: Default::default(),
     }
 }
 

@@ -1,0 +1,82 @@
+//! Sending to members by node id: what the cluster services (registry,
+//! services, supervisor) share with [`Node::send`](crate::Node::send).
+
+use bytes::Bytes;
+
+use crate::id::NodeId;
+use crate::membership::{MemberId, Membership};
+use crate::transport::{Channel, SendError, SendFailure, Transport};
+
+/// Payloads above this go on the data channel instead of control, so a
+/// large message never delays control traffic.
+pub(crate) const LARGE_PAYLOAD: usize = 64 * 1024;
+
+/// Resolves node ids through membership and sends through the transport.
+#[derive(Clone, Debug)]
+pub(crate) struct Messenger {
+    pub(crate) transport: Transport,
+    pub(crate) membership: Membership,
+    pub(crate) local: MemberId,
+}
+
+impl Messenger {
+    /// This node's id.
+    pub(crate) fn id(&self) -> NodeId {
+        self.local.id
+    }
+
+    /// Sends to an active member (or this node).
+    pub(crate) async fn send(
+        &self,
+        to: NodeId,
+        channel: Channel,
+        kind: u16,
+        headers: Vec<(String, String)>,
+        payload: Bytes,
+    ) -> Result<(), SendError> {
+        let addr = if to == self.local.id {
+            Some(self.local.transport)
+        } else {
+            self.membership
+                .member(to)
+                .filter(|m| m.state.is_active())
+                .map(|m| m.transport)
+        };
+        let Some(addr) = addr else {
+            return Err(SendError::new(
+                to,
+                channel,
+                SendFailure::UnknownNode,
+                payload,
+            ));
+        };
+        self.transport
+            .send(addr, channel, kind, headers, payload)
+            .await
+    }
+
+    /// Sends on control, or on data when the payload is large.
+    pub(crate) async fn send_auto(
+        &self,
+        to: NodeId,
+        kind: u16,
+        payload: Bytes,
+    ) -> Result<(), SendError> {
+        let channel = if payload.len() > LARGE_PAYLOAD {
+            Channel::Data
+        } else {
+            Channel::Control
+        };
+        self.send(to, channel, kind, Vec::new(), payload).await
+    }
+
+    /// Active members other than this node.
+    pub(crate) fn peers(&self) -> Vec<NodeId> {
+        self.membership
+            .members()
+            .into_iter()
+            .filter(|m| m.state.is_active() && m.id != self.local.id)
+            .map(|m| m.id)
+            .collect()
+    }
+}

@@ -1,0 +1,180 @@
+//! The service trait: a long-lived, supervised handler of typed requests.
+
+use std::future::Future;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::registry::ServiceAddr;
+use crate::Node;
+
+/// A long-lived service: it handles typed requests one at a time, in
+/// arrival order, and is restarted by its supervisor when it fails.
+///
+/// Requests, replies and handoff state are serde types, so a
+/// [`ServiceRef`](super::ServiceRef) can reach the service from any node.
+/// A local ref passes them in memory, without serialization.
+///
+/// Returning `Err` from [`handle`](Service::handle) ends this instance,
+/// like a crash: the caller gets [`CallError::Failed`](super::CallError)
+/// and the supervisor restarts a fresh instance by its policy. Put errors
+/// the caller should handle in `Reply` (e.g. `Result<T, MyError>`).
+///
+/// ```
+/// use foundation::process::{Context, Service, ServiceError};
+///
+/// struct Counter(u64);
+///
+/// impl Service for Counter {
+///     type Request = u64;
+///     type Reply = u64;
+///     type State = u64;
+///
+///     async fn started(&mut self, _: &mut Context, handoff: Option<u64>) -> Result<(), ServiceError> {
+///         self.0 = handoff.unwrap_or(0);
+///         Ok(())
+///     }
+///
+///     async fn handle(&mut self, _: &mut Context, add: u64) -> Result<u64, ServiceError> {
+///         self.0 += add;
+///         Ok(self.0)
+///     }
+///
+///     async fn stopping(&mut self, _: &mut Context, _: &foundation::process::StopReason) -> Option<u64> {
+///         Some(self.0) // handed to the next instance on migration or shutdown
+///     }
+/// }
+/// ```
+pub trait Service: Send + Sized + 'static {
+    /// What callers send.
+    type Request: Serialize + DeserializeOwned + Send + 'static;
+    /// What `handle` answers.
+    type Reply: Serialize + DeserializeOwned + Send + 'static;
+    /// State handed to the next instance on graceful stop or migration;
+    /// `()` if none.
+    type State: Serialize + DeserializeOwned + Send + 'static;
+
+    /// Runs before the first request. `handoff` is the previous instance's
+    /// state when this instance takes over after a migration or a graceful
+    /// shutdown elsewhere. An error counts as a failure.
+    fn started(
+        &mut self,
+        ctx: &mut Context,
+        handoff: Option<Self::State>,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send {
+        let _ = (ctx, handoff);
+        async { Ok(()) }
+    }
+
+    /// Handles one request. For a cast, the reply is dropped.
+    fn handle(
+        &mut self,
+        ctx: &mut Context,
+        request: Self::Request,
+    ) -> impl Future<Output = Result<Self::Reply, ServiceError>> + Send;
+
+    /// Runs when the instance stops for any reason but a panic. State
+    /// returned here is handed to the next instance when the reason is a
+    /// migration or a node shutdown.
+    fn stopping(
+        &mut self,
+        ctx: &mut Context,
+        reason: &StopReason,
+    ) -> impl Future<Output = Option<Self::State>> + Send {
+        let _ = (ctx, reason);
+        async { None }
+    }
+}
+
+/// A service's failure, as returned from its hooks.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("{0}")]
+pub struct ServiceError(pub String);
+
+impl ServiceError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        ServiceError(message.into())
+    }
+}
+
+/// Why an instance stopped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StopReason {
+    /// It asked to stop ([`Context::stop`]) or was stopped through its ref.
+    Normal,
+    /// Its node is shutting down; the state may be handed off.
+    Shutdown,
+    /// It is moving to another node; the state is handed off.
+    Migrate {
+        /// The node taking over.
+        to: crate::NodeId,
+    },
+    /// Its unique name lost a conflict after a partition healed.
+    NameConflict {
+        /// The name.
+        name: String,
+        /// The service that keeps it.
+        winner: ServiceAddr,
+    },
+    /// Its placement rule no longer runs it here (e.g. quorum lost).
+    Unplaced(String),
+    /// A hook returned an error.
+    Error(String),
+    /// A hook panicked.
+    Panic(String),
+}
+
+impl StopReason {
+    /// Whether the instance failed (error or panic).
+    pub fn is_failure(&self) -> bool {
+        matches!(self, StopReason::Error(_) | StopReason::Panic(_))
+    }
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::Normal => f.write_str("normal"),
+            StopReason::Shutdown => f.write_str("node shutdown"),
+            StopReason::Migrate { to } => write!(f, "migrating to {to}"),
+            StopReason::NameConflict { name, winner } => {
+                write!(f, "name conflict on {name:?}, kept by {winner}")
+            }
+            StopReason::Unplaced(why) => write!(f, "unplaced: {why}"),
+            StopReason::Error(e) => write!(f, "error: {e}"),
+            StopReason::Panic(p) => write!(f, "panic: {p}"),
+        }
+    }
+}
+
+/// What a running instance can see and do.
+#[derive(Debug)]
+pub struct Context {
+    pub(crate) addr: ServiceAddr,
+    pub(crate) node: Node,
+    pub(crate) stop: bool,
+    pub(crate) restarts: u32,
+}
+
+impl Context {
+    /// This service's address (stable across restarts).
+    pub fn addr(&self) -> ServiceAddr {
+        self.addr
+    }
+
+    /// The node it runs on.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// How many times the supervisor restarted this service.
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+
+    /// Stops after the current request, with [`StopReason::Normal`].
+    pub fn stop(&mut self) {
+        self.stop = true;
+    }
+}

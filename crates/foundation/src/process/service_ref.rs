@@ -1,0 +1,194 @@
+//! `ServiceRef`: call or cast a service, local or remote, through one type.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::host::Host;
+use super::instance::Mail;
+use super::service::Service;
+use crate::id::NodeId;
+use crate::registry::ServiceAddr;
+
+/// Why a call or cast failed. Each names the target.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// No reply within the timeout.
+    #[error("no reply from service {addr} within {after:?}")]
+    Timeout {
+        /// The target.
+        addr: ServiceAddr,
+        /// The timeout.
+        after: Duration,
+    },
+    /// The service has stopped (or never existed on its node).
+    #[error("service {addr} is not running")]
+    Stopped {
+        /// The target.
+        addr: ServiceAddr,
+    },
+    /// The service's node went down or left during the call.
+    #[error("the node {node} of service {addr} is down")]
+    NodeDown {
+        /// The target.
+        addr: ServiceAddr,
+        /// Its node.
+        node: NodeId,
+    },
+    /// The request could not be sent.
+    #[error("cannot reach service {addr}: {reason}")]
+    Unreachable {
+        /// The target.
+        addr: ServiceAddr,
+        /// The transport's reason.
+        reason: String,
+    },
+    /// Its mailbox is full (remote requests are refused, not queued
+    /// without bound).
+    #[error("service {addr} is overloaded (mailbox full)")]
+    Overloaded {
+        /// The target.
+        addr: ServiceAddr,
+    },
+    /// The instance failed while handling the request.
+    #[error("service {addr} failed: {message}")]
+    Failed {
+        /// The target.
+        addr: ServiceAddr,
+        /// The failure.
+        message: String,
+    },
+    /// Request or reply did not (de)serialize, or the protocols differ.
+    #[error("service {addr}: {message}")]
+    Codec {
+        /// The target.
+        addr: ServiceAddr,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// A handle to a service anywhere in the cluster. Clone it freely.
+///
+/// A local ref passes requests in memory. A remote ref serializes them
+/// (postcard) and sends them on the control channel, or on the data
+/// channel when larger than 64 KiB.
+pub struct ServiceRef<S: Service> {
+    pub(crate) addr: ServiceAddr,
+    pub(crate) route: Route<S>,
+}
+
+pub(crate) enum Route<S: Service> {
+    Local(mpsc::Sender<Mail<S>>),
+    Remote(Arc<Host>),
+    Gone,
+}
+
+impl<S: Service> Clone for ServiceRef<S> {
+    fn clone(&self) -> Self {
+        ServiceRef {
+            addr: self.addr,
+            route: match &self.route {
+                Route::Local(tx) => Route::Local(tx.clone()),
+                Route::Remote(h) => Route::Remote(h.clone()),
+                Route::Gone => Route::Gone,
+            },
+        }
+    }
+}
+
+impl<S: Service> fmt::Debug for ServiceRef<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let route = match self.route {
+            Route::Local(_) => "local",
+            Route::Remote(_) => "remote",
+            Route::Gone => "gone",
+        };
+        write!(f, "ServiceRef({}, {route})", self.addr)
+    }
+}
+
+impl<S: Service> PartialEq for ServiceRef<S> {
+    fn eq(&self, other: &Self) -> bool {
+        self.addr == other.addr
+    }
+}
+
+impl<S: Service> ServiceRef<S> {
+    /// The service's address.
+    pub fn addr(&self) -> ServiceAddr {
+        self.addr
+    }
+
+    /// Whether the service runs on this node.
+    pub fn is_local(&self) -> bool {
+        matches!(self.route, Route::Local(_))
+    }
+
+    /// Sends a request and waits for the reply, at most `timeout`.
+    pub async fn call(
+        &self,
+        request: S::Request,
+        timeout: Duration,
+    ) -> Result<S::Reply, CallError> {
+        let addr = self.addr;
+        match &self.route {
+            Route::Local(tx) => {
+                let fut = async {
+                    let (rtx, rrx) = oneshot::channel();
+                    tx.send(Mail::Call(request, rtx))
+                        .await
+                        .map_err(|_| CallError::Stopped { addr })?;
+                    rrx.await.map_err(|_| CallError::Stopped { addr })?
+                };
+                tokio::time::timeout(timeout, fut)
+                    .await
+                    .map_err(|_| CallError::Timeout {
+                        addr,
+                        after: timeout,
+                    })?
+            }
+            Route::Remote(host) => {
+                let payload = encode(addr, &request)?;
+                let reply = host
+                    .remote_call(addr, std::any::type_name::<S>(), payload, timeout)
+                    .await?;
+                postcard::from_bytes(&reply).map_err(|e| CallError::Codec {
+                    addr,
+                    message: format!("reply does not decode: {e}"),
+                })
+            }
+            Route::Gone => Err(CallError::Stopped { addr }),
+        }
+    }
+
+    /// Sends a request without waiting for a reply. Local: waits for room
+    /// in the mailbox. Remote: returns once the request is handed to QUIC;
+    /// delivery is at most once.
+    pub async fn cast(&self, request: S::Request) -> Result<(), CallError> {
+        let addr = self.addr;
+        match &self.route {
+            Route::Local(tx) => tx
+                .send(Mail::Cast(request))
+                .await
+                .map_err(|_| CallError::Stopped { addr }),
+            Route::Remote(host) => {
+                let payload = encode(addr, &request)?;
+                host.remote_cast(addr, std::any::type_name::<S>(), payload)
+                    .await
+            }
+            Route::Gone => Err(CallError::Stopped { addr }),
+        }
+    }
+}
+
+fn encode<T: serde::Serialize>(addr: ServiceAddr, v: &T) -> Result<bytes::Bytes, CallError> {
+    postcard::to_allocvec(v)
+        .map(bytes::Bytes::from)
+        .map_err(|e| CallError::Codec {
+            addr,
+            message: format!("request does not encode: {e}"),
+        })
+}

@@ -1,0 +1,31 @@
+//! The cluster-wide registry of named services (ADR 007).
+//!
+//! - [`RegistryState`] is the sans-IO core: each owner's entries with a
+//!   version, deltas, snapshots, digests, the merge rule and the conflict
+//!   rule ([`winner`]). Pure, table- and property-tested.
+//! - The sync task applies what peers send, runs anti-entropy and stops
+//!   local losers of name conflicts.
+//! - [`Registry`] is the facade: `node.registry()`.
+
+mod api;
+mod entry;
+mod event;
+mod runtime;
+mod shared;
+mod state;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use api::{Registry, RegistryError, RegistrySnapshot};
+pub use entry::{winner, Entry, EntryKey, EntryKind, ServiceAddr};
+pub use event::RegistryEvent;
+pub use state::{
+    Applied, Delta, Digest, DigestDiff, Op, OwnerSet, RegisterError, RegistryState, Snapshot,
+    MAX_NAME_LEN, MAX_PROTOCOL_LEN,
+};
+pub use wire::{RegistryMsg, KINDS, KIND_MSG};
+
+pub(crate) use runtime::SyncTask;
+pub(crate) use shared::RegistryShared;

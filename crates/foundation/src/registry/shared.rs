@@ -1,0 +1,124 @@
+//! The registry state shared by the API, the sync task and the service
+//! host, with the push of local changes and the acks of sync registration.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch, Notify};
+
+use super::event::RegistryEvent;
+use super::state::{Delta, RegistryState};
+use super::wire::{RegistryMsg, KIND_MSG};
+use crate::id::NodeId;
+use crate::messenger::Messenger;
+use crate::outbox::Outbox;
+
+#[derive(Debug)]
+pub(crate) struct RegistryShared {
+    state: Mutex<RegistryState>,
+    pub(crate) outbox: Outbox,
+    pub(crate) messenger: Messenger,
+    /// Per peer, the highest version of this node's set it acknowledged.
+    acks: Mutex<HashMap<NodeId, u64>>,
+    acked: Notify,
+    /// Bumped on every change to the state.
+    pub(crate) changed: watch::Sender<u64>,
+    pub(crate) events: broadcast::Sender<RegistryEvent>,
+}
+
+impl RegistryShared {
+    pub(crate) fn new(messenger: Messenger, outbox: Outbox) -> Self {
+        RegistryShared {
+            state: Mutex::new(RegistryState::new(messenger.id())),
+            outbox,
+            messenger,
+            acks: Mutex::default(),
+            acked: Notify::new(),
+            changed: watch::channel(0).0,
+            events: broadcast::channel(256).0,
+        }
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, RegistryState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks the state changed (wakes waiters on `changed`).
+    pub(crate) fn bump(&self) {
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// Pushes a local change to every active member (the fast path;
+    /// anti-entropy repairs what a full queue dropped). Returns the peers
+    /// it went to.
+    pub(crate) fn publish(&self, delta: Delta, ack: bool) -> Vec<NodeId> {
+        self.bump();
+        let peers = self.messenger.peers();
+        let bytes = RegistryMsg::Delta { delta, ack }.encode();
+        for p in &peers {
+            self.outbox.send(*p, KIND_MSG, bytes.clone());
+        }
+        metrics::counter!("foundation_registry_deltas_sent_total").increment(peers.len() as u64);
+        peers
+    }
+
+    /// Removes every entry of a local service that ended.
+    pub(crate) fn service_ended(&self, local: u64) {
+        let delta = self.state().unregister_service(local);
+        if let Some(d) = delta {
+            self.publish(d, false);
+        }
+    }
+
+    /// A peer holds this node's set at `version` or newer.
+    pub(crate) fn acked(&self, peer: NodeId, version: u64) {
+        let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+        let v = acks.entry(peer).or_default();
+        *v = (*v).max(version);
+        drop(acks);
+        self.acked.notify_waiters();
+    }
+
+    pub(crate) fn forget_peer(&self, peer: NodeId) {
+        self.acks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&peer);
+        self.acked.notify_waiters();
+    }
+
+    /// Waits until each of `peers` still active acknowledged `version`.
+    /// On timeout, the peers that did not.
+    pub(crate) async fn wait_acks(
+        &self,
+        version: u64,
+        peers: &[NodeId],
+        timeout: Duration,
+    ) -> Result<(), Vec<NodeId>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.acked.notified();
+            let active = self.messenger.peers();
+            let missing: Vec<NodeId> = {
+                let acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+                peers
+                    .iter()
+                    .copied()
+                    .filter(|p| active.contains(p))
+                    .filter(|p| acks.get(p).copied().unwrap_or(0) < version)
+                    .collect()
+            };
+            if missing.is_empty() {
+                return Ok(());
+            }
+            // A member that goes down wakes us through `forget_peer`; the
+            // short sleep also covers a change we were not told about.
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = tokio::time::sleep_until(deadline) => return Err(missing),
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Registry messages between nodes (postcard, on the control channel, or
+//! the data channel when large).
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::state::{Delta, Digest, Snapshot};
+use crate::id::NodeId;
+
+/// Message kinds of the registry: `0xFE00..=0xFE0F`.
+pub const KINDS: std::ops::RangeInclusive<u16> = 0xFE00..=0xFE0F;
+/// The one kind in use: a [`RegistryMsg`].
+pub const KIND_MSG: u16 = 0xFE00;
+
+/// A registry message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RegistryMsg {
+    /// An owner's change; `ack` asks the receiver to confirm it.
+    Delta {
+        /// The change.
+        delta: Delta,
+        /// Reply with an [`RegistryMsg::Ack`].
+        ack: bool,
+    },
+    /// The receiver holds the owner's set at `version` or newer.
+    Ack {
+        /// Whose set.
+        owner: NodeId,
+        /// The version held.
+        version: u64,
+    },
+    /// Anti-entropy: the sender's versions. A receiver that is ahead sends
+    /// snapshots; one that is behind answers with its own digest
+    /// (`reply = true`, which is never answered with a digest).
+    Digest {
+        /// Every owner's version at the sender.
+        digest: Digest,
+        /// An answer to a digest.
+        reply: bool,
+    },
+    /// An owner's whole set.
+    Snapshot(Snapshot),
+}
+
+impl RegistryMsg {
+    /// Encodes for the wire.
+    pub fn encode(&self) -> Bytes {
+        // Serialising plain data into a Vec cannot fail.
+        Bytes::from(postcard::to_allocvec(self).unwrap_or_default())
+    }
+
+    /// Decodes from the wire.
+    pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
