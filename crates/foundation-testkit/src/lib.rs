@@ -1,9 +1,11 @@
 //! Test harnesses for Foundation.
 //!
+//! - [`Cluster`]: in-process nodes on loopback, with kill, restart and
+//!   transport-level partitions; [`assert_eventually`].
 //! - [`netns::Lab`]: hosts in Linux network namespaces joined by a bridge,
 //!   for running `foundation node` processes across real network stacks.
-//!
-//! In-process clusters, fault injection and deterministic simulation join
-//! this crate with the test-kit issue.
 
+pub mod cluster;
 pub mod netns;
+
+pub use cluster::{assert_eventually, assert_eventually_async, builder, Cluster};
