@@ -76,6 +76,17 @@ where
     }
 }
 
+/// Logs to the test's output, filtered by `RUST_LOG` (default `warn`).
+/// Safe to call more than once.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
 /// A cluster of in-process nodes. Slot `i` keeps its name (`n{i}`) across
 /// restarts.
 #[derive(Debug)]
@@ -96,6 +107,7 @@ impl Cluster {
         n: usize,
         configure: fn(NodeBuilder, usize) -> NodeBuilder,
     ) -> Result<Cluster, StartError> {
+        init_tracing();
         let mut c = Cluster {
             slots: Vec::with_capacity(n),
             configure,

@@ -8,4 +8,4 @@
 pub mod cluster;
 pub mod netns;
 
-pub use cluster::{assert_eventually, assert_eventually_async, builder, Cluster};
+pub use cluster::{assert_eventually, assert_eventually_async, builder, init_tracing, Cluster};

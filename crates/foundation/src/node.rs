@@ -19,7 +19,9 @@ use crate::membership::seal::Sealer;
 use crate::membership::{Member, MemberEvent, MemberId, MemberState, Membership};
 use crate::messenger::Messenger;
 use crate::outbox::Outbox;
-use crate::process::{Host, Services, StopReason};
+use crate::process::{
+    hand_off_all, Host, ManagerShared, ManagerTask, ProcessManager, Services, StopReason,
+};
 use crate::registry::{Registry, RegistryShared, SyncTask};
 use crate::security::{derive_key, KeyPurpose, TlsIdentity};
 use crate::telemetry::Stats;
@@ -49,6 +51,7 @@ struct Inner {
     messenger: Messenger,
     registry: Arc<RegistryShared>,
     host: Arc<Host>,
+    manager: Arc<ManagerShared>,
     stats: Arc<Stats>,
     candidates: watch::Receiver<Candidates>,
     sink: CandidateSink,
@@ -232,6 +235,14 @@ impl Node {
             cancel: cancel.child_token(),
         };
         let host_inbox = transport.subscribe(InboxFilter::kinds(crate::process::KINDS));
+        let manager = Arc::new(ManagerShared::new(
+            messenger.clone(),
+            registry.outbox.clone(),
+            config.process.split_brain,
+        ));
+        let manager_inbox = transport.subscribe(InboxFilter::kinds(crate::process::MANAGER_KINDS));
+        let manager_members = membership.subscribe();
+        let registry_changes = registry.changed.subscribe();
         let node = Node {
             inner: Arc::new(Inner {
                 id,
@@ -243,6 +254,7 @@ impl Node {
                 messenger,
                 registry,
                 host,
+                manager,
                 stats,
                 candidates,
                 sink,
@@ -256,6 +268,19 @@ impl Node {
             }),
         };
         node.spawn(sync.run());
+        node.spawn(
+            ManagerTask {
+                node: node.clone(),
+                shared: node.inner.manager.clone(),
+                inbox: manager_inbox,
+                members: manager_members,
+                changes: registry_changes,
+                interval: config.registry.sync_interval,
+                cancel: node.inner.cancel.child_token(),
+                quorum: crate::process::quorum::Quorum::new(config.process.split_brain),
+            }
+            .run(),
+        );
         node.spawn(node.clone().host_loop(host_inbox));
         node.spawn(node.clone().join_loop());
         node.spawn(node.clone().forget_loop());
@@ -502,6 +527,19 @@ impl Node {
         }
     }
 
+    /// The process manager: singletons, replicated and partitioned
+    /// children across the cluster.
+    pub fn processes(&self) -> ProcessManager {
+        ProcessManager {
+            shared: self.inner.manager.clone(),
+            node: self.clone(),
+        }
+    }
+
+    pub(crate) fn host(&self) -> &Arc<Host> {
+        &self.inner.host
+    }
+
     /// The cluster-wide registry of named services.
     pub fn registry(&self) -> Registry {
         Registry {
@@ -537,6 +575,7 @@ impl Node {
         tracing::info!(node = %self.inner.id, "leaving the cluster");
         // Services stop first, so their entries are withdrawn while this
         // node can still tell the others.
+        hand_off_all(self, &self.inner.manager).await;
         self.inner.host.stop_all(StopReason::Shutdown).await;
         self.inner.membership.leave().await;
         self.stop_tasks().await;

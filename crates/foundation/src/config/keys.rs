@@ -318,6 +318,20 @@ pub const KEYS: &[KeySpec] = &[
         "registry anti-entropy period: one digest to one peer per period (default: 500)"
     ),
     key!(
+        "process.split_brain",
+        Some("FOUNDATION_SPLIT_BRAIN"),
+        KeyKind::Word(&["keep-majority", "static-quorum", "keep-all"]),
+        false,
+        "who runs singletons during a partition: keep-majority (default), static-quorum (see process.quorum) or keep-all"
+    ),
+    key!(
+        "process.quorum",
+        None,
+        KeyKind::Int { min: 1, max: 100_000 },
+        false,
+        "static-quorum: active members needed to run singletons and shards"
+    ),
+    key!(
         "dns.query",
         Some("FOUNDATION_DNS_QUERY"),
         KeyKind::Text,

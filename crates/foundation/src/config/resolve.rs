@@ -293,6 +293,18 @@ impl Resolver {
                 key_file: m.path("tls.key_file"),
                 server_name: m.text("tls.server_name", || (d_text(d::TLS_SERVER_NAME), None)),
             },
+            process: ProcessConfig {
+                split_brain: match m
+                    .text("process.split_brain", || (d_text("keep-majority"), None))
+                    .as_str()
+                {
+                    "keep-all" => crate::process::SplitBrain::KeepAll,
+                    "static-quorum" => {
+                        crate::process::SplitBrain::StaticQuorum(m.int("process.quorum", 1) as usize)
+                    }
+                    _ => crate::process::SplitBrain::KeepMajority,
+                },
+            },
             registry: RegistryConfig {
                 sync_interval: m.ms("registry.sync_interval_ms", d::REGISTRY_SYNC_INTERVAL_MS),
             },

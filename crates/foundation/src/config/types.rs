@@ -28,6 +28,8 @@ pub struct Config {
     pub channels: ChannelsConfig,
     /// The registry of named services.
     pub registry: RegistryConfig,
+    /// The process manager.
+    pub process: ProcessConfig,
     /// HTTP endpoint: health, ready, metrics.
     pub http: HttpConfig,
     /// The `gossip` discovery strategy.
@@ -338,6 +340,13 @@ pub struct RegistryConfig {
     /// Anti-entropy period: each period, one digest goes to one peer, in
     /// turn. Changes are pushed at once; this only repairs what was missed.
     pub sync_interval: Duration,
+}
+
+/// Process manager settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessConfig {
+    /// The split-brain policy.
+    pub split_brain: crate::process::SplitBrain,
 }
 
 /// Settings of the `gossip` strategy (UDP multicast beacons).

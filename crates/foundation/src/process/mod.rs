@@ -5,21 +5,37 @@
 //! - The local supervisor restarts failed instances by [`Restart`] policy
 //!   and [`Intensity`], as OTP does, and contains panics.
 //! - [`Services`] is the facade: `node.services()`.
+//! - [`ProcessManager`] (`node.processes()`) runs child specs across the
+//!   cluster: singleton, replicated, partitioned, with placement by
+//!   rendezvous hashing, failover, migration with handoff, and a
+//!   split-brain policy ([`SplitBrain`]).
 
 mod api;
 mod event;
 mod host;
 mod instance;
+mod manager;
+mod manager_wire;
 mod options;
+pub mod placement;
+pub mod quorum;
+mod reconcile;
 mod service;
 mod service_ref;
+pub mod spec;
 mod wire;
 
 pub use api::Services;
 pub use event::ServiceEvent;
+pub use manager::{Instance, ProcessError, ProcessManager, MAX_ARGS};
+pub use manager_wire::{ManagerMsg, KINDS as MANAGER_KINDS, KIND_MSG as MANAGER_KIND_MSG};
 pub use options::{Intensity, Restart, ServiceOptions};
+pub use quorum::SplitBrain;
 pub use service::{Context, Service, ServiceError, StopReason};
 pub use service_ref::{CallError, ServiceRef};
+pub use spec::{ChildSpec, Strategy};
 pub use wire::{RemoteFailure, ServiceMsg, KINDS, KIND_MSG};
 
 pub(crate) use host::Host;
+pub(crate) use manager::ManagerShared;
+pub(crate) use reconcile::{hand_off_all, ManagerTask};

@@ -145,6 +145,9 @@ impl SyncTask {
             RegistryMsg::Delta { delta, ack } => {
                 let outcome = self.shared.state().apply_delta(&delta);
                 let changed = outcome == Applied::Applied;
+                if delta.owner == from && matches!(outcome, Applied::Applied | Applied::Duplicate) {
+                    self.shared.heard_from(from);
+                }
                 match outcome {
                     Applied::Applied | Applied::Duplicate => {}
                     Applied::Gap { have } => {
@@ -189,6 +192,13 @@ impl SyncTask {
             RegistryMsg::Digest { digest, reply } => {
                 let (diff, snaps) = {
                     let st = self.shared.state();
+                    let theirs = digest
+                        .iter()
+                        .find(|(o, _)| *o == from)
+                        .map_or(0, |(_, v)| *v);
+                    if st.version_of(from) >= theirs {
+                        self.shared.heard_from(from);
+                    }
                     let diff = st.compare(from, &digest);
                     let snaps: Vec<_> = diff.send.iter().filter_map(|o| st.snapshot(*o)).collect();
                     (diff, snaps)
@@ -213,6 +223,7 @@ impl SyncTask {
                 match merged {
                     Ok(changed) => {
                         if snap.owner == from {
+                            self.shared.heard_from(from);
                             let version = self.shared.state().version_of(from);
                             self.send(
                                 from,

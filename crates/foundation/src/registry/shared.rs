@@ -22,6 +22,10 @@ pub(crate) struct RegistryShared {
     /// Per peer, the highest version of this node's set it acknowledged.
     acks: Mutex<HashMap<NodeId, u64>>,
     acked: Notify,
+    /// Members whose own set this node has received (a snapshot or a
+    /// delta from them, or a digest showing we are up to date): until
+    /// then, a lookup may miss their entries.
+    heard: Mutex<std::collections::HashSet<NodeId>>,
     /// Bumped on every change to the state.
     pub(crate) changed: watch::Sender<u64>,
     pub(crate) events: broadcast::Sender<RegistryEvent>,
@@ -35,6 +39,7 @@ impl RegistryShared {
             messenger,
             acks: Mutex::default(),
             acked: Notify::new(),
+            heard: Mutex::default(),
             changed: watch::channel(0).0,
             events: broadcast::channel(256).0,
         }
@@ -80,7 +85,29 @@ impl RegistryShared {
         self.acked.notify_waiters();
     }
 
+    /// This node holds `peer`'s own set.
+    pub(crate) fn heard_from(&self, peer: NodeId) {
+        let new = self
+            .heard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer);
+        if new {
+            self.bump();
+        }
+    }
+
+    /// Whether this node holds the sets of all `peers`.
+    pub(crate) fn has_heard_all(&self, peers: &[NodeId]) -> bool {
+        let heard = self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        peers.iter().all(|p| heard.contains(p))
+    }
+
     pub(crate) fn forget_peer(&self, peer: NodeId) {
+        self.heard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&peer);
         self.acks
             .lock()
             .unwrap_or_else(|p| p.into_inner())

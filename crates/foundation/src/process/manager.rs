@@ -1,0 +1,370 @@
+//! The process manager facade: `node.processes()`. Child specs replicated
+//! cluster-wide, placed by rendezvous hashing, restarted on their new
+//! owner when a node goes down, migrated with handoff when ownership
+//! changes, and stopped on the minority side of a partition.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use super::manager_wire::{ManagerMsg, KIND_MSG};
+use super::options::ServiceOptions;
+use super::placement::shard_of;
+use super::quorum::SplitBrain;
+use super::service::{Service, StopReason};
+use super::service_ref::ServiceRef;
+use super::spec::{ChildSpec, SpecEntry, SpecMap, Stamp, Strategy};
+use crate::messenger::Messenger;
+use crate::outbox::Outbox;
+use crate::registry::{RegistryError, ServiceAddr};
+use crate::Node;
+
+/// Largest spec arguments, in bytes.
+pub const MAX_ARGS: usize = 64 * 1024;
+
+/// Which instance a factory is making.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    /// The spec's id.
+    pub spec: String,
+    /// The instance's registered name.
+    pub name: String,
+    /// The shard, for partitioned specs.
+    pub shard: Option<u32>,
+}
+
+/// Why a process manager call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// No kind of that name was defined on this node.
+    #[error(
+        "no kind {0:?} is defined on this node; call processes().define(..) on every node first"
+    )]
+    UnknownKind(String),
+    /// The arguments do not serialize or are too large.
+    #[error("arguments of {id:?}: {why}")]
+    Args {
+        /// The spec id.
+        id: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A spec id must be non-empty, at most 512 bytes, without `#` or `@`.
+    #[error("invalid spec id {0:?}: non-empty, at most 512 bytes, without '#' or '@'")]
+    InvalidId(String),
+    /// Lookup failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// Starts an instance: spawns the service, registers its name; its local id.
+pub(crate) type Starter =
+    Arc<dyn Fn(&Node, &ChildSpec, &Instance, Option<Bytes>) -> Result<u64, String> + Send + Sync>;
+
+/// A managed instance running on this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Running {
+    pub(crate) spec: String,
+    pub(crate) local: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct ManagerShared {
+    specs: Mutex<SpecMap>,
+    kinds: Mutex<HashMap<String, KindEntry>>,
+    pub(crate) running: Mutex<BTreeMap<String, Running>>,
+    pub(crate) handoffs: Mutex<HashMap<String, Option<Bytes>>>,
+    pub(crate) wake: Notify,
+    pub(crate) outbox: Outbox,
+    pub(crate) messenger: Messenger,
+    pub(crate) policy: SplitBrain,
+    pub(crate) quorum: std::sync::atomic::AtomicBool,
+    /// Set by node shutdown: placement stops starting instances.
+    pub(crate) shutting_down: std::sync::atomic::AtomicBool,
+}
+
+struct KindEntry(Starter);
+
+impl std::fmt::Debug for KindEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Starter")
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ManagerShared {
+    pub(crate) fn new(messenger: Messenger, outbox: Outbox, policy: SplitBrain) -> Self {
+        ManagerShared {
+            specs: Mutex::default(),
+            kinds: Mutex::default(),
+            running: Mutex::default(),
+            handoffs: Mutex::default(),
+            wake: Notify::new(),
+            outbox,
+            messenger,
+            policy,
+            quorum: std::sync::atomic::AtomicBool::new(true),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn specs(&self) -> MutexGuard<'_, SpecMap> {
+        lock(&self.specs)
+    }
+
+    pub(crate) fn starter(&self, kind: &str) -> Option<Starter> {
+        lock(&self.kinds).get(kind).map(|k| k.0.clone())
+    }
+
+    /// Merges entries; pushes them on when they changed the map.
+    pub(crate) fn merge(&self, entries: Vec<(String, SpecEntry)>) -> bool {
+        let changed = self.specs().merge_all(entries);
+        if changed {
+            self.wake.notify_one();
+        }
+        changed
+    }
+
+    fn write(&self, id: &str, spec: Option<ChildSpec>) {
+        let stamp = Stamp {
+            at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            by: self.messenger.id(),
+        };
+        // Never behind the current entry, even with a clock that went back.
+        let stamp = match self.specs().entries().find(|(i, _)| *i == id) {
+            Some((_, cur)) if cur.stamp >= stamp => Stamp {
+                at: cur.stamp.at + 1,
+                by: stamp.by,
+            },
+            _ => stamp,
+        };
+        let entry = SpecEntry { spec, stamp };
+        self.specs().merge(id, entry.clone());
+        let bytes = ManagerMsg::Specs(vec![(id.to_owned(), entry)]).encode();
+        for p in self.messenger.peers() {
+            self.outbox.send(p, KIND_MSG, bytes.clone());
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// Runs children across the cluster: singletons, replicated, partitioned
+/// and local services (`node.processes()`).
+///
+/// Every node defines the same kinds (as every Erlang node loads the same
+/// code); a child spec names a kind and its arguments, so any node can
+/// start it. Specs are replicated to every member, so none is forgotten
+/// when the node that started it dies.
+#[derive(Clone, Debug)]
+pub struct ProcessManager {
+    pub(crate) shared: Arc<ManagerShared>,
+    pub(crate) node: Node,
+}
+
+impl ProcessManager {
+    /// Defines kind `kind`: how this node makes an instance from the
+    /// spec's arguments. Define the same kinds on every node.
+    pub fn define<S, A, F>(&self, kind: &str, make: F)
+    where
+        S: Service,
+        A: DeserializeOwned + Send + Sync + 'static,
+        F: Fn(&A, &Instance) -> S + Send + Sync + 'static,
+    {
+        let make = Arc::new(make);
+        let starter: Starter = Arc::new(move |node, spec, inst, handoff| {
+            let args: A = postcard::from_bytes(&spec.args).map_err(|e| {
+                format!(
+                    "arguments of {:?} do not decode as {}: {e}",
+                    spec.id,
+                    std::any::type_name::<A>()
+                )
+            })?;
+            let args = Arc::new(args);
+            let make = make.clone();
+            let for_factory = inst.clone();
+            let r: ServiceRef<S> = node.host().spawn(
+                node.clone(),
+                move || make(&args, &for_factory),
+                ServiceOptions::labelled(inst.name.clone()),
+                handoff,
+            );
+            match node.registry().register(&inst.name, &r) {
+                Ok(()) => Ok(r.addr().local),
+                Err(e) => {
+                    let host = node.host().clone();
+                    let local = r.addr().local;
+                    tokio::spawn(async move { host.stop(local, StopReason::Normal).await });
+                    Err(e.to_string())
+                }
+            }
+        });
+        lock(&self.shared.kinds).insert(kind.to_owned(), KindEntry(starter));
+        self.shared.wake.notify_one();
+    }
+
+    /// A spec for kind `kind` with `args`.
+    pub fn spec<A: Serialize>(
+        &self,
+        id: &str,
+        kind: &str,
+        args: &A,
+        strategy: Strategy,
+    ) -> Result<ChildSpec, ProcessError> {
+        if id.is_empty() || id.len() > 512 || id.contains(['#', '@']) {
+            return Err(ProcessError::InvalidId(id.to_owned()));
+        }
+        let args = postcard::to_allocvec(args).map_err(|e| ProcessError::Args {
+            id: id.to_owned(),
+            why: e.to_string(),
+        })?;
+        if args.len() > MAX_ARGS {
+            return Err(ProcessError::Args {
+                id: id.to_owned(),
+                why: format!("{} bytes, more than {MAX_ARGS}", args.len()),
+            });
+        }
+        Ok(ChildSpec {
+            id: id.to_owned(),
+            kind: kind.to_owned(),
+            args: Bytes::from(args),
+            strategy,
+            role: None,
+        })
+    }
+
+    /// Starts (or replaces) a child anywhere in the cluster. Returns at
+    /// once; placement runs on every node.
+    pub fn start_child(&self, spec: ChildSpec) -> Result<(), ProcessError> {
+        if self.shared.starter(&spec.kind).is_none() {
+            return Err(ProcessError::UnknownKind(spec.kind));
+        }
+        let id = spec.id.clone();
+        self.shared.write(&id, Some(spec));
+        Ok(())
+    }
+
+    /// Exactly one instance in the cluster, registered as `id`.
+    pub fn start_singleton<A: Serialize>(
+        &self,
+        id: &str,
+        kind: &str,
+        args: &A,
+    ) -> Result<(), ProcessError> {
+        self.start_child(self.spec(id, kind, args, Strategy::Singleton)?)
+    }
+
+    /// One instance per node, registered as `id@<node>`.
+    pub fn start_replicated<A: Serialize>(
+        &self,
+        id: &str,
+        kind: &str,
+        args: &A,
+    ) -> Result<(), ProcessError> {
+        self.start_child(self.spec(id, kind, args, Strategy::Replicated)?)
+    }
+
+    /// `shards` instances, registered as `id#<shard>`; see
+    /// [`lookup_shard`](Self::lookup_shard).
+    pub fn start_partitioned<A: Serialize>(
+        &self,
+        id: &str,
+        kind: &str,
+        args: &A,
+        shards: u32,
+    ) -> Result<(), ProcessError> {
+        self.start_child(self.spec(
+            id,
+            kind,
+            args,
+            Strategy::Partitioned {
+                shards: shards.max(1),
+            },
+        )?)
+    }
+
+    /// A service on this node only, supervised locally.
+    pub fn start_local<S, F>(&self, factory: F, options: ServiceOptions) -> ServiceRef<S>
+    where
+        S: Service,
+        F: Fn() -> S + Send + 'static,
+    {
+        self.node.services().spawn(factory, options)
+    }
+
+    /// Stops child `id` everywhere and forgets its spec; whether it existed.
+    pub fn stop_child(&self, id: &str) -> bool {
+        let existed = self.shared.specs().get(id).is_some();
+        if existed {
+            self.shared.write(id, None);
+        }
+        existed
+    }
+
+    /// Every child spec in the cluster.
+    pub fn children(&self) -> Vec<ChildSpec> {
+        self.shared.specs().specs().cloned().collect()
+    }
+
+    /// Managed instances running on this node: (instance name, address).
+    pub fn running(&self) -> Vec<(String, ServiceAddr)> {
+        let me = self.node.id();
+        lock(&self.shared.running)
+            .iter()
+            .map(|(name, r)| {
+                (
+                    name.clone(),
+                    ServiceAddr {
+                        node: me,
+                        local: r.local,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The singleton `id`, wherever it runs. Never blocks: it reads this
+    /// node's registry view.
+    pub fn lookup_singleton<S: Service>(
+        &self,
+        id: &str,
+    ) -> Result<Option<ServiceRef<S>>, ProcessError> {
+        Ok(self.node.registry().lookup(id)?)
+    }
+
+    /// The shard of partitioned child `id` that owns `key`.
+    pub fn lookup_shard<S: Service>(
+        &self,
+        id: &str,
+        key: &str,
+    ) -> Result<Option<ServiceRef<S>>, ProcessError> {
+        let shards = match self.shared.specs().get(id).map(|s| s.strategy) {
+            Some(Strategy::Partitioned { shards }) => shards,
+            _ => return Ok(None),
+        };
+        let name = format!("{id}#{}", shard_of(key, shards));
+        Ok(self.node.registry().lookup(&name)?)
+    }
+
+    /// Whether this side of the cluster has quorum under the split-brain
+    /// policy (singletons and shards run only with quorum).
+    pub fn has_quorum(&self) -> bool {
+        self.shared
+            .quorum
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The split-brain policy.
+    pub fn split_brain(&self) -> SplitBrain {
+        self.shared.policy
+    }
+}

@@ -1,0 +1,375 @@
+//! The process manager's task: replicates specs, and on every change of
+//! specs, membership or registry, reconciles what runs here with what
+//! placement says should.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::manager::{lock, Instance, ManagerShared, Running};
+use super::manager_wire::{ManagerMsg, KIND_MSG};
+use super::placement::{place, Candidate};
+use super::quorum::Quorum;
+use super::service::StopReason;
+use super::spec::{ChildSpec, Strategy, MAX_SPECS};
+use crate::id::NodeId;
+use crate::membership::MemberEvent;
+use crate::transport::{Inbox, Incoming};
+use crate::Node;
+
+/// How long a new owner waits for the handoff of an instance whose
+/// previous holder is still a member, before starting without it.
+pub(crate) const HANDOFF_WAIT: Duration = Duration::from_secs(2);
+/// How long a node that announced its shutdown stays out of placement.
+const DEPARTING_FOR: Duration = Duration::from_secs(30);
+
+pub(crate) struct ManagerTask {
+    pub(crate) node: Node,
+    pub(crate) shared: Arc<ManagerShared>,
+    pub(crate) inbox: Inbox,
+    pub(crate) members: broadcast::Receiver<MemberEvent>,
+    pub(crate) changes: watch::Receiver<u64>,
+    pub(crate) interval: Duration,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) quorum: Quorum,
+}
+
+struct Work {
+    departing: HashMap<NodeId, Instant>,
+    awaiting: HashMap<String, (NodeId, Instant)>,
+    stopping: Arc<Mutex<HashSet<String>>>,
+    warned: HashSet<String>,
+}
+
+impl ManagerTask {
+    pub(crate) async fn run(mut self) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut round = 0usize;
+        let mut w = Work {
+            departing: HashMap::new(),
+            awaiting: HashMap::new(),
+            stopping: Arc::default(),
+            warned: HashSet::new(),
+        };
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                m = self.inbox.recv() => match m {
+                    Some(m) => self.message(m, &mut w),
+                    None => return,
+                },
+                ev = self.members.recv() => match ev {
+                    Ok(MemberEvent::Left(m)) => self.quorum.left(m.id),
+                    Ok(MemberEvent::Up(m)) => self.send_specs(m.id),
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                r = self.changes.changed() => if r.is_err() { return },
+                _ = self.shared.wake.notified() => {}
+                _ = tick.tick() => {
+                    round = round.wrapping_add(1);
+                    self.anti_entropy(round);
+                    let now = Instant::now();
+                    w.departing.retain(|_, since| now.duration_since(*since) < DEPARTING_FOR);
+                }
+            }
+            // Messages already here (a handoff right behind the registry
+            // change that woke us) count before deciding.
+            while let Some(m) = self.inbox.try_recv() {
+                self.message(m, &mut w);
+            }
+            if !self.shared.shutting_down.load(Ordering::Acquire) {
+                self.reconcile(&mut w);
+            }
+        }
+    }
+
+    fn send(&self, to: NodeId, msg: &ManagerMsg) {
+        self.shared.outbox.send(to, KIND_MSG, msg.encode());
+    }
+
+    fn send_specs(&self, to: NodeId) {
+        let entries: Vec<_> = self
+            .shared
+            .specs()
+            .entries()
+            .map(|(i, e)| (i.clone(), e.clone()))
+            .collect();
+        if !entries.is_empty() {
+            self.send(to, &ManagerMsg::Specs(entries));
+        }
+    }
+
+    fn anti_entropy(&self, round: usize) {
+        let mut peers = self.shared.messenger.peers();
+        if peers.is_empty() {
+            return;
+        }
+        peers.sort();
+        let digest = self.shared.specs().digest();
+        self.send(
+            peers[round % peers.len()],
+            &ManagerMsg::Digest {
+                digest,
+                reply: false,
+            },
+        );
+    }
+
+    fn message(&self, m: Incoming, w: &mut Work) {
+        let from = m.from;
+        let msg = match ManagerMsg::decode(&m.payload) {
+            Ok(msg) => msg,
+            Err(e) => {
+                tracing::warn!(peer = %from, error = %e, "malformed process manager message dropped");
+                metrics::counter!("foundation_process_malformed_total").increment(1);
+                return;
+            }
+        };
+        match msg {
+            ManagerMsg::Specs(entries) => {
+                if entries.len() <= MAX_SPECS {
+                    self.shared.merge(entries);
+                }
+            }
+            ManagerMsg::Digest { digest, reply } => {
+                if digest != self.shared.specs().digest() {
+                    self.send_specs(from);
+                    if !reply {
+                        let digest = self.shared.specs().digest();
+                        self.send(
+                            from,
+                            &ManagerMsg::Digest {
+                                digest,
+                                reply: true,
+                            },
+                        );
+                    }
+                }
+            }
+            ManagerMsg::Handoff {
+                instance,
+                state,
+                leaving,
+            } => {
+                let spec_id = instance.split(['#', '@']).next().unwrap_or_default();
+                let known = self.shared.specs().get(spec_id).is_some();
+                let mut handoffs = lock(&self.shared.handoffs);
+                if known && handoffs.len() < MAX_SPECS {
+                    tracing::debug!(%instance, peer = %from, bytes = state.as_ref().map_or(0, |s| s.len()), leaving, "handoff received");
+                    handoffs.insert(instance, state);
+                } else {
+                    tracing::warn!(%instance, peer = %from, "handoff for an unknown spec dropped");
+                }
+                if leaving {
+                    w.departing.insert(from, Instant::now());
+                }
+            }
+        }
+    }
+
+    fn reconcile(&mut self, w: &mut Work) {
+        let node = &self.node;
+        let me = node.id();
+        let members = node.active_members();
+        let active: BTreeSet<NodeId> = members.iter().map(|m| m.id).collect();
+        let has_quorum = self.quorum.update(&active);
+        if self.shared.quorum.swap(has_quorum, Ordering::Relaxed) != has_quorum {
+            tracing::warn!(has_quorum, policy = ?self.quorum.policy(), active = active.len(), base = self.quorum.base().len(), "quorum changed");
+        }
+        let candidates: Vec<Candidate> = members
+            .iter()
+            .filter(|m| m.id == me || !w.departing.contains_key(&m.id))
+            .map(|m| Candidate {
+                id: m.id,
+                roles: m.roles.clone(),
+            })
+            .collect();
+        let specs: Vec<ChildSpec> = self.shared.specs().specs().cloned().collect();
+        let mut desired: BTreeMap<String, (ChildSpec, Option<u32>)> = BTreeMap::new();
+        let mut owner_of: HashMap<String, NodeId> = HashMap::new();
+        for spec in &specs {
+            for p in place(spec, &candidates) {
+                owner_of.insert(p.instance.clone(), p.owner);
+                let allowed = has_quorum || spec.strategy == Strategy::Replicated;
+                if p.owner == me && allowed {
+                    desired.insert(p.instance, (spec.clone(), p.shard));
+                }
+            }
+        }
+        tracing::debug!(
+            members = candidates.len(),
+            departing = w.departing.len(),
+            has_quorum,
+            specs = specs.len(),
+            desired = ?desired.keys().collect::<Vec<_>>(),
+            "placement"
+        );
+        let host = node.host().clone();
+        lock(&self.shared.running).retain(|_, r| host.is_running(r.local));
+        let running: Vec<(String, Running)> = lock(&self.shared.running)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let spec_ids: HashSet<&str> = specs.iter().map(|s| s.id.as_str()).collect();
+
+        // Stop what should not run here.
+        for (inst, r) in &running {
+            if desired.contains_key(inst) || lock(&w.stopping).contains(inst) {
+                continue;
+            }
+            let (reason, to) = match owner_of.get(inst) {
+                Some(o) if *o != me => (StopReason::Migrate { to: *o }, Some(*o)),
+                Some(_) => (StopReason::Unplaced("quorum lost".into()), None),
+                None if spec_ids.contains(r.spec.as_str()) => {
+                    (StopReason::Unplaced("no eligible member".into()), None)
+                }
+                None => (StopReason::Normal, None),
+            };
+            tracing::debug!(instance = %inst, %reason, "stopping a managed instance");
+            lock(&w.stopping).insert(inst.clone());
+            let (shared, host, stopping) = (self.shared.clone(), host.clone(), w.stopping.clone());
+            let (inst, local) = (inst.clone(), r.local);
+            tokio::spawn(async move {
+                let state = host.stop(local, reason).await;
+                lock(&shared.running).remove(&inst);
+                if let Some(to) = to {
+                    let msg = ManagerMsg::Handoff {
+                        instance: inst.clone(),
+                        state,
+                        leaving: false,
+                    };
+                    shared.outbox.send(to, KIND_MSG, msg.encode());
+                }
+                lock(&stopping).remove(&inst);
+                shared.wake.notify_one();
+            });
+        }
+
+        // Start what should, once this node holds every member's
+        // registrations: a node that just joined must see the current
+        // holder before deciding that nobody runs an instance.
+        let peers: Vec<NodeId> = active.iter().copied().filter(|p| *p != me).collect();
+        if !node.registry().shared.has_heard_all(&peers) {
+            tracing::debug!("registry not synced with every member yet: not starting instances");
+            w.awaiting.retain(|inst, _| desired.contains_key(inst));
+            return;
+        }
+        let registry = node.registry();
+        let now = Instant::now();
+        for (inst, (spec, shard)) in &desired {
+            if lock(&self.shared.running).contains_key(inst) || lock(&w.stopping).contains(inst) {
+                continue;
+            }
+            match registry.whereis(inst) {
+                Some(e) if e.service.node != me => {
+                    // The holder stops and hands off once it sees the same
+                    // membership; conflict resolution backs this up.
+                    w.awaiting
+                        .entry(inst.clone())
+                        .or_insert((e.service.node, now));
+                    continue;
+                }
+                Some(e) if host.is_running(e.service.local) => {
+                    lock(&self.shared.running).insert(
+                        inst.clone(),
+                        Running {
+                            spec: spec.id.clone(),
+                            local: e.service.local,
+                        },
+                    );
+                    continue;
+                }
+                _ => {}
+            }
+            let have_handoff = lock(&self.shared.handoffs).contains_key(inst);
+            if let Some((holder, since)) = w.awaiting.get(inst) {
+                if !have_handoff
+                    && active.contains(holder)
+                    && now.duration_since(*since) < HANDOFF_WAIT
+                {
+                    continue; // its handoff is on the way
+                }
+            }
+            w.awaiting.remove(inst);
+            let Some(starter) = self.shared.starter(&spec.kind) else {
+                if w.warned.insert(spec.kind.clone()) {
+                    tracing::warn!(kind = %spec.kind, spec = %spec.id, "kind not defined on this node: cannot run its instances here");
+                }
+                continue;
+            };
+            let handoff = lock(&self.shared.handoffs).remove(inst).flatten();
+            let instance = Instance {
+                spec: spec.id.clone(),
+                name: inst.clone(),
+                shard: *shard,
+            };
+            tracing::debug!(instance = %inst, handoff = handoff.is_some(), "starting a managed instance");
+            match starter(node, spec, &instance, handoff) {
+                Ok(local) => {
+                    lock(&self.shared.running).insert(
+                        inst.clone(),
+                        Running {
+                            spec: spec.id.clone(),
+                            local,
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(instance = %inst, error = %e, "managed instance not started")
+                }
+            }
+        }
+        w.awaiting.retain(|inst, _| desired.contains_key(inst));
+        lock(&self.shared.handoffs).retain(|inst, _| owner_of.contains_key(inst));
+    }
+}
+
+/// Node shutdown: stops every managed instance and hands its state to the
+/// instance's next owner (placement without this node), before leaving.
+pub(crate) async fn hand_off_all(node: &Node, shared: &ManagerShared) {
+    shared.shutting_down.store(true, Ordering::Release);
+    let me = node.id();
+    let candidates: Vec<Candidate> = node
+        .active_members()
+        .into_iter()
+        .filter(|m| m.id != me)
+        .map(|m| Candidate {
+            id: m.id,
+            roles: m.roles,
+        })
+        .collect();
+    let running: Vec<(String, Running)> = lock(&shared.running)
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (inst, r) in running {
+        let target = shared.specs().get(&r.spec).and_then(|spec| {
+            place(spec, &candidates)
+                .into_iter()
+                .find(|p| p.instance == inst)
+                .map(|p| p.owner)
+        });
+        let state = node.host().stop(r.local, StopReason::Shutdown).await;
+        lock(&shared.running).remove(&inst);
+        if let Some(to) = target {
+            let msg = ManagerMsg::Handoff {
+                instance: inst.clone(),
+                state,
+                leaving: true,
+            };
+            // Sent directly and awaited: the outbox stops with the node.
+            if let Err(e) = shared.messenger.send_auto(to, KIND_MSG, msg.encode()).await {
+                tracing::warn!(instance = %inst, peer = %to, error = %e, "handoff not sent: the next owner starts without state");
+            } else {
+                tracing::debug!(instance = %inst, peer = %to, "handed off");
+            }
+        }
+    }
+}

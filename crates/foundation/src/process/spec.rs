@@ -1,0 +1,203 @@
+//! Child specs and their replicated map: last writer wins per spec id,
+//! with tombstones, so a spec outlives the node that started it.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::id::NodeId;
+
+/// How many instances of a spec run, and where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Strategy {
+    /// Exactly one in the cluster (per side of a partition only under the
+    /// keep-all split-brain policy).
+    Singleton,
+    /// One on every eligible node.
+    Replicated,
+    /// `shards` instances, spread by key.
+    Partitioned {
+        /// Number of shards.
+        shards: u32,
+    },
+}
+
+/// What to run: a kind defined on every node, its arguments and its
+/// strategy.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChildSpec {
+    /// Unique id; also the registered name of a singleton.
+    pub id: String,
+    /// The kind, as given to `ProcessManager::define` on every node.
+    pub kind: String,
+    /// The kind's arguments (postcard).
+    pub args: Bytes,
+    /// How many instances, where.
+    pub strategy: Strategy,
+    /// Only on members with this role.
+    pub role: Option<String>,
+}
+
+/// Orders writes to one spec id: time of the write, then the writer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Stamp {
+    /// Milliseconds since the Unix epoch at the writer.
+    pub at: u64,
+    /// The writing node.
+    pub by: NodeId,
+}
+
+/// A spec or its tombstone.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SpecEntry {
+    /// The spec; `None` once removed.
+    pub spec: Option<ChildSpec>,
+    /// The write that set it.
+    pub stamp: Stamp,
+}
+
+/// Every spec in the cluster. Merge keeps the entry with the higher stamp
+/// per id: commutative, associative, idempotent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpecMap {
+    entries: BTreeMap<String, SpecEntry>,
+}
+
+/// Most specs a map holds; writes beyond are refused.
+pub const MAX_SPECS: usize = 10_000;
+
+impl SpecMap {
+    /// Merges one entry; whether it changed the map.
+    pub fn merge(&mut self, id: &str, entry: SpecEntry) -> bool {
+        if let Some(spec) = &entry.spec {
+            if spec.id != id {
+                return false;
+            }
+        }
+        match self.entries.get(id) {
+            Some(cur) if cur.stamp >= entry.stamp => false,
+            None if self.entries.len() >= MAX_SPECS => false,
+            _ => {
+                self.entries.insert(id.to_owned(), entry);
+                true
+            }
+        }
+    }
+
+    /// Merges another map; whether anything changed.
+    pub fn merge_all(&mut self, other: impl IntoIterator<Item = (String, SpecEntry)>) -> bool {
+        let mut changed = false;
+        for (id, e) in other {
+            changed |= self.merge(&id, e);
+        }
+        changed
+    }
+
+    /// The live specs.
+    pub fn specs(&self) -> impl Iterator<Item = &ChildSpec> {
+        self.entries.values().filter_map(|e| e.spec.as_ref())
+    }
+
+    /// The live spec `id`.
+    pub fn get(&self, id: &str) -> Option<&ChildSpec> {
+        self.entries.get(id).and_then(|e| e.spec.as_ref())
+    }
+
+    /// Every entry, tombstones included.
+    pub fn entries(&self) -> impl Iterator<Item = (&String, &SpecEntry)> {
+        self.entries.iter()
+    }
+
+    /// A digest of the whole map: equal maps, equal digests.
+    pub fn digest(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for (id, e) in &self.entries {
+            for b in id
+                .as_bytes()
+                .iter()
+                .chain(&e.stamp.at.to_le_bytes())
+                .chain(&e.stamp.by.0.to_le_bytes())
+            {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            h ^= u64::from(e.spec.is_some());
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ChildSpec, SpecEntry, SpecMap, Stamp, Strategy as Placing};
+    use crate::id::NodeId;
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    fn entry(id: &str, at: u64, by: u64, live: bool) -> SpecEntry {
+        SpecEntry {
+            spec: live.then(|| ChildSpec {
+                id: id.to_owned(),
+                kind: "k".into(),
+                args: Bytes::from(vec![at as u8]),
+                strategy: Placing::Singleton,
+                role: None,
+            }),
+            stamp: Stamp { at, by: NodeId(by) },
+        }
+    }
+
+    #[test]
+    fn the_later_write_wins_and_a_tombstone_removes() {
+        let mut m = SpecMap::default();
+        assert!(m.merge("a", entry("a", 10, 1, true)));
+        assert!(
+            !m.merge("a", entry("a", 5, 9, false)),
+            "older write ignored"
+        );
+        assert!(
+            m.merge("a", entry("a", 10, 2, false)),
+            "same time, higher writer"
+        );
+        assert!(m.get("a").is_none());
+        assert!(m.merge("a", entry("a", 11, 1, true)));
+        assert!(m.get("a").is_some());
+        assert!(!m.merge("b", entry("c", 1, 1, true)), "id mismatch refused");
+    }
+
+    fn writes() -> impl Strategy<Value = Vec<(String, SpecEntry)>> {
+        // One writer never reuses a stamp, so the content is a function of
+        // (id, stamp).
+        prop::collection::vec((0u8..4, 0u64..5, 0u64..3), 0..20).prop_map(|v| {
+            v.into_iter()
+                .map(|(id, at, by)| {
+                    let live = (u64::from(id) + at + by) % 3 != 0;
+                    let id = format!("s{id}");
+                    let e = entry(&id, at, by, live);
+                    (id, e)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn merge_is_commutative_associative_idempotent(a in writes(), b in writes(), c in writes()) {
+            let build = |parts: &[&Vec<(String, SpecEntry)>]| {
+                let mut m = SpecMap::default();
+                for p in parts {
+                    m.merge_all(p.iter().cloned());
+                }
+                m
+            };
+            let abc = build(&[&a, &b, &c]);
+            prop_assert_eq!(&abc, &build(&[&c, &b, &a]));
+            prop_assert_eq!(&abc, &build(&[&b, &a, &c]));
+            let mut again = abc.clone();
+            prop_assert!(!again.merge_all(a.iter().chain(&b).chain(&c).cloned()));
+            prop_assert_eq!(abc.digest(), build(&[&c, &a, &b]).digest());
+        }
+    }
+}

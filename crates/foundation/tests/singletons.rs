@@ -1,0 +1,275 @@
+//! The process manager across in-process clusters: singleton failover,
+//! handoff on rolling restart and on migration, split-brain policy,
+//! replicated and partitioned children.
+
+use std::time::Duration;
+
+use foundation::process::{Context, Instance, Service, ServiceError, StopReason};
+use foundation::{Node, NodeId};
+use foundation_testkit::{assert_eventually, Cluster};
+
+const T: Duration = Duration::from_secs(5);
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// A counter whose total survives handoff.
+struct Tally {
+    total: u64,
+}
+
+impl Service for Tally {
+    type Request = u64;
+    type Reply = (u64, NodeId);
+    type State = u64;
+
+    async fn started(&mut self, _: &mut Context, handoff: Option<u64>) -> Result<(), ServiceError> {
+        self.total = handoff.unwrap_or(0);
+        Ok(())
+    }
+
+    async fn handle(&mut self, ctx: &mut Context, add: u64) -> Result<(u64, NodeId), ServiceError> {
+        self.total += add;
+        Ok((self.total, ctx.node().id()))
+    }
+
+    async fn stopping(&mut self, _: &mut Context, _: &StopReason) -> Option<u64> {
+        Some(self.total)
+    }
+}
+
+fn define(node: &Node) {
+    node.processes()
+        .define("tally", |_: &(), _: &Instance| Tally { total: 0 });
+}
+
+async fn cluster(n: usize) -> Cluster {
+    let c = Cluster::start(n).await.expect("cluster");
+    for node in c.running() {
+        define(node);
+    }
+    c
+}
+
+/// Every running node resolves singleton `id` to the same service.
+async fn wait_one_holder(c: &Cluster, id: &str) -> NodeId {
+    let mut holder = None;
+    assert_eventually(
+        SETTLE,
+        "every node resolves the singleton to one holder",
+        || {
+            let seen: Vec<Option<NodeId>> = c
+                .running()
+                .map(|n| n.registry().whereis(id).map(|e| e.service.node))
+                .collect();
+            let running: usize = c
+                .running()
+                .map(|n| {
+                    n.processes()
+                        .running()
+                        .iter()
+                        .filter(|(i, _)| i == id)
+                        .count()
+                })
+                .sum();
+            holder = seen[0];
+            holder.is_some() && seen.iter().all(|s| *s == holder) && running == 1
+        },
+    )
+    .await;
+    holder.expect("holder")
+}
+
+fn index_of(c: &Cluster, id: NodeId) -> usize {
+    c.running_indexes()
+        .into_iter()
+        .find(|i| c.node(*i).id() == id)
+        .expect("holder is running")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_singleton_runs_once_and_restarts_elsewhere_when_its_node_crashes() {
+    let mut c = cluster(3).await;
+    c.node(0)
+        .processes()
+        .start_singleton("leader", "tally", &())
+        .expect("start");
+    let holder = wait_one_holder(&c, "leader").await;
+    for n in c.running() {
+        let r = n
+            .processes()
+            .lookup_singleton::<Tally>("leader")
+            .expect("typed")
+            .expect("found");
+        assert_eq!(r.call(1, T).await.expect("call").1, holder);
+    }
+    let h = index_of(&c, holder);
+    c.kill(h).await;
+    let next = wait_one_holder(&c, "leader").await;
+    assert_ne!(next, holder);
+    // The spec outlived whichever node started it.
+    for n in c.running() {
+        assert_eq!(n.processes().children().len(), 1);
+        let r = n
+            .processes()
+            .lookup_singleton::<Tally>("leader")
+            .expect("typed")
+            .expect("found");
+        assert_eq!(r.call(0, T).await.expect("call").1, next);
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_every_node_loses_no_singleton_state() {
+    let mut c = cluster(3).await;
+    c.node(0)
+        .processes()
+        .start_singleton("acc", "tally", &())
+        .expect("start");
+    wait_one_holder(&c, "acc").await;
+    let mut expected = 0;
+    for round in 0..3 {
+        for i in 0..3 {
+            // Add something wherever it runs now.
+            let (total, _) = {
+                let n = c.node((i + 1) % 3);
+                let r = n
+                    .processes()
+                    .lookup_singleton::<Tally>("acc")
+                    .expect("typed")
+                    .expect("found");
+                r.call(10, T).await.expect("call")
+            };
+            expected += 10;
+            assert_eq!(total, expected, "round {round}, before restarting node {i}");
+            c.restart(i).await.expect("restart");
+            define(c.node(i));
+            c.wait_for_members(3, SETTLE).await.expect("back to three");
+            wait_one_holder(&c, "acc").await;
+        }
+    }
+    let n = c.node(0);
+    let r = n
+        .processes()
+        .lookup_singleton::<Tally>("acc")
+        .expect("typed")
+        .expect("found");
+    assert_eq!(r.call(0, T).await.expect("call").0, expected);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_that_move_to_a_new_node_bring_their_state() {
+    let mut c = cluster(2).await;
+    let shards = 12u32;
+    c.node(0)
+        .processes()
+        .start_partitioned("cells", "tally", &(), shards)
+        .expect("start");
+    let reg = c.node(1).registry();
+    assert_eventually(SETTLE, "every shard registered", || {
+        (0..shards).all(|s| reg.whereis(&format!("cells#{s}")).is_some())
+    })
+    .await;
+    for s in 0..shards {
+        let r = reg
+            .lookup::<Tally>(&format!("cells#{s}"))
+            .expect("typed")
+            .expect("found");
+        r.call(u64::from(s) + 100, T).await.expect("call");
+    }
+    // A third node joins: rendezvous moves about a third of the shards.
+    c.restart(2).await.expect("third node");
+    define(c.node(2));
+    c.wait_for_members(3, SETTLE).await.expect("three");
+    let newcomer = c.node(2).id();
+    let reg = c.node(0).registry();
+    assert_eventually(SETTLE, "some shards moved to the new node", || {
+        (0..shards)
+            .filter(|s| {
+                reg.whereis(&format!("cells#{s}")).map(|e| e.service.node) == Some(newcomer)
+            })
+            .count()
+            > 0
+            && (0..shards).all(|s| reg.whereis(&format!("cells#{s}")).is_some())
+    })
+    .await;
+    // Let placement settle, then every shard still holds its own value.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for s in 0..shards {
+        let name = format!("cells#{s}");
+        let r = reg.lookup::<Tally>(&name).expect("typed").expect("found");
+        assert_eq!(
+            r.call(0, T).await.expect("call").0,
+            u64::from(s) + 100,
+            "{name} lost its state"
+        );
+    }
+    // lookup_shard routes a key to its shard.
+    let r = c
+        .node(1)
+        .processes()
+        .lookup_shard::<Tally>("cells", "user-42")
+        .expect("typed");
+    assert!(r.is_some());
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_majority_stops_the_singleton_on_the_minority_side() {
+    let mut c = cluster(3).await;
+    c.node(0)
+        .processes()
+        .start_singleton("leader", "tally", &())
+        .expect("start");
+    let holder = wait_one_holder(&c, "leader").await;
+    let h = index_of(&c, holder);
+    let others: Vec<usize> = (0..3).filter(|i| *i != h).collect();
+    c.partition(&[h], &others);
+    let minority = c.node(h).clone();
+    assert_eventually(SETTLE, "the minority stops its singleton", || {
+        !minority.processes().has_quorum() && minority.processes().running().is_empty()
+    })
+    .await;
+    let majority = c.node(others[0]).clone();
+    assert_eventually(SETTLE, "the majority runs it", || {
+        majority
+            .registry()
+            .whereis("leader")
+            .is_some_and(|e| e.service.node != holder)
+    })
+    .await;
+    c.heal();
+    c.wait_for_members(3, SETTLE).await.expect("healed");
+    wait_one_holder(&c, "leader").await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_children_run_once_per_node_and_stop_with_their_spec() {
+    let mut c = cluster(3).await;
+    c.node(1)
+        .processes()
+        .start_replicated("probe", "tally", &())
+        .expect("start");
+    let reg = c.node(0).registry();
+    let ids: Vec<NodeId> = c.running().map(Node::id).collect();
+    assert_eventually(SETTLE, "one per node", || {
+        ids.iter().all(|id| {
+            reg.whereis(&format!("probe@{id}"))
+                .is_some_and(|e| e.service.node == *id)
+        })
+    })
+    .await;
+    assert!(c.node(2).processes().stop_child("probe"));
+    assert_eventually(SETTLE, "all stopped with the spec", || {
+        ids.iter()
+            .all(|id| reg.whereis(&format!("probe@{id}")).is_none())
+    })
+    .await;
+    assert!(c
+        .node(0)
+        .processes()
+        .start_singleton("x", "undefined-kind", &())
+        .is_err());
+    c.shutdown().await;
+}
