@@ -2,6 +2,7 @@
 
 mod detect;
 mod discovery;
+mod registry;
 mod stats;
 mod transport;
 
@@ -16,6 +17,8 @@ pub(crate) enum BenchCmd {
     Detect(detect::DetectBench),
     /// Time for N unconfigured nodes in network namespaces to see each other (root).
     Discovery(discovery::DiscoveryBench),
+    /// Time until names registered on one node are visible on every node.
+    Registry(registry::RegistryBench),
 }
 
 impl BenchCmd {
@@ -24,6 +27,7 @@ impl BenchCmd {
             BenchCmd::Transport(b) => b.run().await,
             BenchCmd::Detect(b) => b.run().await,
             BenchCmd::Discovery(b) => b.run().await,
+            BenchCmd::Registry(b) => b.run().await,
         }
     }
 }
