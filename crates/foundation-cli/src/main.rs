@@ -2,6 +2,7 @@
 
 mod bench;
 mod cmd;
+mod demo;
 mod logging;
 mod table;
 

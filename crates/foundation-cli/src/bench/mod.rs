@@ -2,6 +2,7 @@
 
 mod detect;
 mod discovery;
+mod failover;
 mod registry;
 mod stats;
 mod transport;
@@ -17,6 +18,8 @@ pub(crate) enum BenchCmd {
     Detect(detect::DetectBench),
     /// Time for N unconfigured nodes in network namespaces to see each other (root).
     Discovery(discovery::DiscoveryBench),
+    /// Singleton failover after SIGKILL or SIGSTOP of its host (3 processes).
+    Failover(failover::FailoverBench),
     /// Time until names registered on one node are visible on every node.
     Registry(registry::RegistryBench),
 }
@@ -28,6 +31,7 @@ impl BenchCmd {
             BenchCmd::Detect(b) => b.run().await,
             BenchCmd::Discovery(b) => b.run().await,
             BenchCmd::Registry(b) => b.run().await,
+            BenchCmd::Failover(b) => b.run().await,
         }
     }
 }

@@ -77,6 +77,10 @@ pub(crate) struct NodeCmd {
     /// Log format.
     #[arg(long, value_enum, default_value_t)]
     log_format: LogFormat,
+    /// Run the demo counter as a cluster singleton under this name (every
+    /// node given the same name shares one instance).
+    #[arg(long)]
+    singleton: Vec<String>,
     /// Leave and exit when standard input closes (used by `foundation dev`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
@@ -91,6 +95,12 @@ impl NodeCmd {
             .context("node did not start")?;
         if let Some(addr) = node.http_addr() {
             tracing::info!("health: http://{addr}/health");
+        }
+        crate::demo::define(&node);
+        for name in &self.singleton {
+            node.processes()
+                .start_singleton(name, crate::demo::KIND, &())
+                .with_context(|| format!("cannot start singleton {name}"))?;
         }
         wait_for_stop(self.stop_on_stdin_eof).await;
         node.shutdown().await;

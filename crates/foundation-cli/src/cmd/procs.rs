@@ -66,10 +66,24 @@ pub(crate) fn spawn_node(
     seed: Option<SocketAddr>,
     log_dir: &Path,
 ) -> anyhow::Result<NodeProcess> {
+    spawn_node_with(name, ports, seed, log_dir, &[])
+}
+
+/// [`spawn_node`] with extra `foundation node` flags.
+pub(crate) fn spawn_node_with(
+    name: &str,
+    ports: &mut Ports,
+    seed: Option<SocketAddr>,
+    log_dir: &Path,
+    extra: &[&str],
+) -> anyhow::Result<NodeProcess> {
     let exe = std::env::current_exe().context("cannot find the foundation binary")?;
     let port = ports.udp_pair()?;
     let http_port = ports.tcp()?;
-    let log = std::fs::File::create(log_dir.join(format!("{name}.log")))
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_dir.join(format!("{name}.log")))
         .with_context(|| format!("cannot create a log file in {}", log_dir.display()))?;
     let mut cmd = Command::new(exe);
     // Seeded by the first node, `static`: two local clusters on one machine
@@ -83,6 +97,7 @@ pub(crate) fn spawn_node(
             &http_port.to_string(),
         ])
         .arg("--stop-on-stdin-eof")
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(log.try_clone()?)
         .stderr(log)

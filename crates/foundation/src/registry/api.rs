@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use super::entry::{Entry, EntryKind};
@@ -61,7 +61,7 @@ pub struct Registry {
 }
 
 /// Every entry with its owner, as this node sees them.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RegistrySnapshot {
     /// This node.
     pub node: NodeId,
