@@ -48,6 +48,10 @@ impl Drop for NodeProc {
 }
 
 fn node(name: &str, seed: Option<u16>) -> NodeProc {
+    node_with(name, seed, &[])
+}
+
+fn node_with(name: &str, seed: Option<u16>, extra: &[&str]) -> NodeProc {
     let port = free_port();
     let http_port = free_port();
     let mut cmd = Command::new(BIN);
@@ -68,6 +72,7 @@ fn node(name: &str, seed: Option<u16>) -> NodeProc {
         &http_port.to_string(),
     ])
     .arg("--stop-on-stdin-eof")
+    .args(extra)
     .stdin(Stdio::piped())
     .stdout(Stdio::null())
     .stderr(Stdio::null());
@@ -108,9 +113,13 @@ fn state_of(n: &NodeProc, name: &str) -> Option<MemberState> {
 }
 
 fn three_nodes() -> Vec<NodeProc> {
-    let a = node("p-1", None);
-    let b = node("p-2", Some(a.port));
-    let c = node("p-3", Some(a.port));
+    three_nodes_with(&[])
+}
+
+fn three_nodes_with(extra: &[&str]) -> Vec<NodeProc> {
+    let a = node_with("p-1", None, extra);
+    let b = node_with("p-2", Some(a.port), extra);
+    let c = node_with("p-3", Some(a.port), extra);
     let nodes = vec![a, b, c];
     for n in &nodes {
         eventually("three alive members", Duration::from_secs(30), || {
@@ -132,6 +141,65 @@ fn sigkilled_node_is_reported_down_by_the_survivors() {
             state_of(n, "p-3") == Some(MemberState::Down)
         });
     }
+}
+
+/// GET `path` from a node's HTTP endpoint; the body of a 200 answer.
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::Read as _;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
+/// The node id holding unique name `name` in `n`'s registry view.
+fn holder_of(n: &NodeProc, name: &str) -> Option<foundation::NodeId> {
+    let body = http_get(&n.http, "/registry")?;
+    let snap: foundation::registry::RegistrySnapshot = serde_json::from_str(&body).ok()?;
+    snap.entries
+        .into_iter()
+        .find(|e| e.name == name)
+        .map(|e| e.service.node)
+}
+
+/// This node's own id.
+fn id_of(n: &NodeProc) -> Option<foundation::NodeId> {
+    status(n)?.first().map(|m| m.id)
+}
+
+#[test]
+fn a_singleton_fails_over_when_its_host_is_sigkilled() {
+    let mut nodes = three_nodes_with(&["--singleton", "single"]);
+    let mut holder = None;
+    eventually("one holder seen by all", Duration::from_secs(30), || {
+        let seen: Vec<_> = nodes.iter().map(|n| holder_of(n, "single")).collect();
+        holder = seen[0];
+        holder.is_some() && seen.iter().all(|h| *h == holder)
+    });
+    let holder = holder.expect("holder");
+    let victim = nodes
+        .iter()
+        .position(|n| id_of(n) == Some(holder))
+        .expect("the holder is one of the three");
+    let mut dead = nodes.remove(victim);
+    dead.child.kill().expect("SIGKILL");
+    let _ = dead.child.wait();
+    let survivors: Vec<_> = nodes.iter().map(|n| id_of(n).expect("id")).collect();
+    eventually(
+        "a survivor holds it and both agree",
+        Duration::from_secs(20),
+        || {
+            let seen: Vec<_> = nodes.iter().map(|n| holder_of(n, "single")).collect();
+            seen[0].is_some_and(|h| survivors.contains(&h)) && seen.iter().all(|h| *h == seen[0])
+        },
+    );
 }
 
 #[test]

@@ -34,6 +34,11 @@ pub const FORM_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A builder for a loopback node with ephemeral ports, no environment and
 /// `static` discovery.
+///
+/// SWIM timings are more tolerant than the defaults (probe every 500 ms,
+/// 250 ms probe timeout, 1.5 s of suspicion): tests run many nodes per
+/// core, and a node starved of CPU must not be declared down. Crashed
+/// (aborted) nodes are still detected at once through their closed ports.
 pub fn builder(name: &str) -> NodeBuilder {
     NodeBuilder::isolated()
         .cluster("static")
@@ -41,6 +46,9 @@ pub fn builder(name: &str) -> NodeBuilder {
         .secret(SECRET)
         .bind(IpAddr::V4(Ipv4Addr::LOCALHOST))
         .port(0)
+        .set("membership.probe_period_ms", "500")
+        .set("membership.probe_rtt_ms", "250")
+        .set("membership.suspect_to_down_ms", "1500")
 }
 
 /// Waits until `check` holds, polling every 20 ms; panics with `what`
@@ -87,12 +95,20 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// Clusters running at once in one test process. Tests run in parallel;
+/// a dozen nodes per core starve each other of CPU until SWIM declares
+/// live nodes down, which no test means to test. Further clusters wait.
+pub const MAX_CONCURRENT_CLUSTERS: usize = 2;
+
+static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_CLUSTERS);
+
 /// A cluster of in-process nodes. Slot `i` keeps its name (`n{i}`) across
 /// restarts.
 #[derive(Debug)]
 pub struct Cluster {
     slots: Vec<Option<Node>>,
     configure: fn(NodeBuilder, usize) -> NodeBuilder,
+    _turn: Option<tokio::sync::SemaphorePermit<'static>>,
 }
 
 impl Cluster {
@@ -108,9 +124,11 @@ impl Cluster {
         configure: fn(NodeBuilder, usize) -> NodeBuilder,
     ) -> Result<Cluster, StartError> {
         init_tracing();
+        let turn = SLOTS.acquire().await.ok();
         let mut c = Cluster {
             slots: Vec::with_capacity(n),
             configure,
+            _turn: turn,
         };
         for i in 0..n {
             let node = c.start_node(i).await?;

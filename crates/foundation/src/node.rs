@@ -277,7 +277,13 @@ impl Node {
                 changes: registry_changes,
                 interval: config.registry.sync_interval,
                 cancel: node.inner.cancel.child_token(),
-                quorum: crate::process::quorum::Quorum::new(config.process.split_brain),
+                quorum: crate::process::quorum::Quorum::new(
+                    config.process.split_brain,
+                    // Longer than the spread between the detections of
+                    // the members of one partition.
+                    2 * (config.membership.probe_period + config.membership.suspect_to_down)
+                        + config.membership.probe_rtt,
+                ),
             }
             .run(),
         );
@@ -487,7 +493,21 @@ impl Node {
 
     /// Whether the node has joined a cluster (or runs alone by configuration).
     pub fn is_ready(&self) -> bool {
-        self.inner.alone_by_config || self.inner.ready.load(Ordering::Relaxed)
+        if self.inner.alone_by_config || self.inner.ready.load(Ordering::Relaxed) {
+            return true;
+        }
+        // An Up event may come before the loop that watches for it
+        // subscribed: the view itself is the truth.
+        let joined = self
+            .inner
+            .membership
+            .members()
+            .iter()
+            .any(|m| m.state.is_active());
+        if joined {
+            self.inner.ready.store(true, Ordering::Relaxed);
+        }
+        joined
     }
 
     /// Sends `payload` of `kind` to member `to` on `channel`. Returns once

@@ -68,7 +68,9 @@ async fn messages_arrive_on_their_channel_in_order() {
     }
     let stats = b.raw().stats().clone();
     assert_eq!(stats.received_messages(Channel::Data), 100);
-    assert_eq!(stats.received_messages(Channel::Control), 1);
+    // Control also carries the registry's and process manager's own
+    // messages (kinds from RESERVED_KINDS up), which the inbox filters out.
+    assert!(stats.received_messages(Channel::Control) >= 1);
     for n in &nodes {
         n.shutdown().await;
     }

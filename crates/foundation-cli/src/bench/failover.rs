@@ -115,7 +115,9 @@ async fn settled(nodes: &[NodeProcess], n: usize) -> anyhow::Result<NodeId> {
             return holders[0].context("holder");
         }
         if Instant::now() > deadline {
-            return Err(anyhow!("the cluster did not settle within 30 s: holders {holders:?}"));
+            return Err(anyhow!(
+                "the cluster did not settle within 30 s: holders {holders:?}"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -141,7 +143,13 @@ impl FailoverBench {
             let seed = nodes
                 .first()
                 .map(|f: &NodeProcess| SocketAddr::from((Ipv4Addr::LOCALHOST, f.port)));
-            nodes.push(procs::spawn_node_with(&format!("f-{i}"), &mut ports, seed, &log_dir, &extra)?);
+            nodes.push(procs::spawn_node_with(
+                &format!("f-{i}"),
+                &mut ports,
+                seed,
+                &log_dir,
+                &extra,
+            )?);
         }
         let result = self.trials(&mut nodes, &mut ports, &log_dir).await;
         procs::stop_all(nodes, false).await;
@@ -164,11 +172,17 @@ impl FailoverBench {
                     &["", "P50 ms", "P99 ms", "MAX ms", "SAMPLES"],
                     &[
                         row("recovery (runs elsewhere)", &report.recovery_ms),
-                        row("consistency (every survivor agrees)", &report.consistency_ms),
+                        row(
+                            "consistency (every survivor agrees)",
+                            &report.consistency_ms
+                        ),
                     ],
                 )
             );
-            println!("\nslowest lookup on a survivor: {:.1} ms", report.slowest_lookup_ms);
+            println!(
+                "\nslowest lookup on a survivor: {:.1} ms",
+                report.slowest_lookup_ms
+            );
         }
         Ok(())
     }

@@ -94,6 +94,21 @@ impl Resolved {
                 c.channels.inbox_capacity.to_string(),
             ),
             ("registry.sync_interval_ms", ms(c.registry.sync_interval)),
+            (
+                "process.split_brain",
+                match c.process.split_brain {
+                    crate::process::SplitBrain::KeepMajority => "keep-majority".into(),
+                    crate::process::SplitBrain::KeepAll => "keep-all".into(),
+                    crate::process::SplitBrain::StaticQuorum(_) => "static-quorum".into(),
+                },
+            ),
+            (
+                "process.quorum",
+                match c.process.split_brain {
+                    crate::process::SplitBrain::StaticQuorum(n) => n.to_string(),
+                    _ => "(unset)".into(),
+                },
+            ),
             ("dns.query", opt(c.dns.query.clone())),
             (
                 "dns.record",

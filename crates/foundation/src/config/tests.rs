@@ -384,3 +384,32 @@ fn consul_is_detected_from_consul_http_addr_when_built() {
         assert!(e.to_string().contains("not built in"), "{e}");
     }
 }
+
+#[test]
+fn static_quorum_needs_its_size_and_keep_all_is_a_word() {
+    let f = file("[process]\nsplit_brain = \"static-quorum\"\n");
+    let e = env(&[])
+        .file(f.path())
+        .resolve()
+        .expect_err("quorum size missing");
+    assert!(
+        matches!(e, ConfigError::InvalidValue(ref v) if v.key == "process.quorum"),
+        "{e}"
+    );
+    let f = file("[process]\nsplit_brain = \"static-quorum\"\nquorum = 2\n");
+    let r = env(&[]).file(f.path()).resolve().expect("resolves");
+    assert_eq!(
+        r.config.process.split_brain,
+        crate::process::SplitBrain::StaticQuorum(2)
+    );
+    let r = env(&[("FOUNDATION_SPLIT_BRAIN", "keep-all")])
+        .resolve()
+        .expect("resolves");
+    assert_eq!(
+        r.config.process.split_brain,
+        crate::process::SplitBrain::KeepAll
+    );
+    assert!(env(&[("FOUNDATION_SPLIT_BRAIN", "keep-most")])
+        .resolve()
+        .is_err());
+}

@@ -107,6 +107,19 @@ pub(super) fn validate(
             fix: "set FOUNDATION_K8S_SELECTOR (or kubernetes.selector), e.g. app=shop".into(),
         })));
     }
+    if matches!(
+        c.process.split_brain,
+        crate::process::SplitBrain::StaticQuorum(_)
+    ) && matches!(sources.get("process.quorum"), None | Some(Source::Default))
+    {
+        return Err(ConfigError::InvalidValue(Box::new(InvalidValue {
+            key: "process.quorum".into(),
+            value: "(unset)".into(),
+            origin: origin("process.split_brain"),
+            expected: "the number of active members needed to run singletons".into(),
+            fix: "set process.quorum, e.g. 2 for a 3-node cluster, or choose keep-majority".into(),
+        })));
+    }
     if !c.gossip.group.is_multicast() {
         return Err(ConfigError::InvalidValue(Box::new(InvalidValue {
             key: "gossip.group".into(),

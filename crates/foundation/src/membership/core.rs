@@ -197,6 +197,32 @@ impl MembershipCore {
         self.prune(now);
     }
 
+    /// The member whose membership port is `addr` is gone: its host
+    /// answered a datagram with "port unreachable" (the process died while
+    /// the host lives). Declares it down at once and tells the cluster,
+    /// instead of waiting for probes to time out. Returns whether an active
+    /// member had that address.
+    pub fn unreachable(&mut self, addr: SocketAddr, now: Instant) -> bool {
+        let id = self
+            .foca
+            .iter_members()
+            .find(|m| m.id().addr == addr)
+            .map(|m| m.id().clone());
+        let Some(id) = id else { return false };
+        if let Err(e) =
+            self.foca
+                .apply_many(std::iter::once(foca::Member::down(id)), true, &mut self.rt)
+        {
+            tracing::debug!(error = %e, "foca apply down");
+        }
+        // Spread the news now rather than with the next probe.
+        if let Err(e) = self.foca.gossip(&mut self.rt) {
+            tracing::debug!(error = %e, "foca gossip");
+        }
+        self.collect(now);
+        true
+    }
+
     /// First step of a graceful leave: tells every active member that we
     /// are leaving, so they report `Left`. Call [`MembershipCore::finish_leave`]
     /// about one round trip later: if foca's own down notice overtook the

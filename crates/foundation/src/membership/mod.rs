@@ -5,6 +5,7 @@
 //! [`MemberEvent`]s. The tokio shell behind [`Membership`] owns the UDP socket,
 //! seals datagrams ([`seal`]) and runs the timers.
 
+mod canary;
 pub mod core;
 mod identity;
 mod member;

@@ -1,7 +1,7 @@
 //! The tokio shell around [`MembershipCore`]: UDP socket, sealing, timers.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::canary::Canaries;
 use super::core::{MembershipCore, Output};
 use super::identity::MemberId;
 use super::member::{Member, MemberEvent, MemberState};
@@ -22,6 +23,11 @@ use crate::telemetry::{DropReason, Stats};
 /// Events buffered per subscriber; a subscriber that falls further behind
 /// skips the oldest and is told how many it missed.
 pub(crate) const EVENT_BUFFER: usize = 1024;
+
+/// Period of canary nudges (crash detection between probes).
+const NUDGE_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+/// Members nudged per period, in turn.
+const NUDGE_PEERS: usize = 8;
 
 /// Commands queued to the membership task.
 const COMMAND_BUFFER: usize = 256;
@@ -71,7 +77,15 @@ impl Membership {
             events: events.clone(),
             cancel: CancellationToken::new(),
         };
+        let bind = socket
+            .local_addr()
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        let (canaries, unreachable) = Canaries::new(bind, handle.cancel.clone());
         let shell = Shell {
+            canaries,
+            unreachable,
+            active: HashSet::new(),
+            nudge_round: 0,
             socket,
             core,
             sealer,
@@ -168,11 +182,19 @@ struct Shell {
     seq: u64,
     leave_grace: std::time::Duration,
     faults: crate::faults::Faults,
+    canaries: Canaries,
+    unreachable: mpsc::Receiver<SocketAddr>,
+    /// Membership addresses of active members (datagrams to them go out
+    /// on their canary socket).
+    active: HashSet<SocketAddr>,
+    nudge_round: usize,
 }
 
 impl Shell {
     async fn run(mut self) {
         let mut buf = vec![0u8; 65_536];
+        let mut nudge = tokio::time::interval(NUDGE_EVERY);
+        nudge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = self.timers.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
@@ -182,6 +204,12 @@ impl Shell {
                     Err(e) => tracing::debug!(error = %e, "membership recv"),
                 },
                 _ = sleep_until(next) => self.fire_timers(),
+                _ = nudge.tick() => self.nudge().await,
+                Some(addr) = self.unreachable.recv() => {
+                    if self.core.unreachable(addr, Instant::now()) {
+                        tracing::info!(peer = %addr, "member's port unreachable (its process is gone): declared down");
+                    }
+                }
                 cmd = self.rx.recv() => match cmd {
                     Some(Command::Hello(addrs)) => {
                         for a in addrs {
@@ -206,7 +234,8 @@ impl Shell {
     }
 
     fn datagram(&mut self, data: &mut [u8], from: SocketAddr) {
-        if self.faults.drops_from(from) {
+        // Empty datagrams are canary nudges (see `nudge`): nothing to read.
+        if data.is_empty() || self.faults.drops_from(from) {
             return;
         }
         let (kind, body) = match self.sealer.open(data) {
@@ -226,6 +255,34 @@ impl Shell {
             self.stats.datagram_dropped(DropReason::Malformed);
             tracing::debug!(%from, error = %e, "membership datagram dropped");
         }
+    }
+
+    /// Sends an empty datagram to a few active members on their canary
+    /// sockets, so a crashed member's port answers "unreachable" within
+    /// about [`NUDGE_EVERY`] even between SWIM probes. At most
+    /// [`NUDGE_PEERS`] per round, in turn: bounded whatever the size of the
+    /// cluster.
+    async fn nudge(&mut self) {
+        if self.active.is_empty() {
+            return;
+        }
+        let mut addrs: Vec<SocketAddr> = self.active.iter().copied().collect();
+        addrs.sort();
+        let n = addrs.len().min(NUDGE_PEERS);
+        for k in 0..n {
+            let to = addrs[(self.nudge_round + k) % addrs.len()];
+            if self.faults.drops_to(to) {
+                continue;
+            }
+            if let Some(c) = self.canaries.socket(to) {
+                if let Err(e) = c.send(&[]).await {
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                        self.canaries.refused(to);
+                    }
+                }
+            }
+        }
+        self.nudge_round = self.nudge_round.wrapping_add(n);
     }
 
     fn fire_timers(&mut self) {
@@ -251,8 +308,24 @@ impl Shell {
                 Output::Send { to, .. } if self.faults.drops_to(to) => {}
                 Output::Send { to, kind, body } => {
                     let sealed = self.sealer.seal(kind, &body, rand::random());
-                    if let Err(e) = self.socket.send_to(&sealed, to).await {
-                        tracing::debug!(%to, error = %e, "membership send");
+                    let canary = if self.active.contains(&to) {
+                        self.canaries.socket(to)
+                    } else {
+                        None
+                    };
+                    let sent = match &canary {
+                        Some(c) => c.send(&sealed).await.map(|_| ()),
+                        None => self.socket.send_to(&sealed, to).await.map(|_| ()),
+                    };
+                    match sent {
+                        Err(e)
+                            if canary.is_some()
+                                && e.kind() == std::io::ErrorKind::ConnectionRefused =>
+                        {
+                            self.canaries.refused(to);
+                        }
+                        Err(e) => tracing::debug!(%to, error = %e, "membership send"),
+                        Ok(()) => {}
                     }
                 }
                 Output::Schedule { after, timer } => {
@@ -269,6 +342,12 @@ impl Shell {
         }
         let snapshot: HashMap<NodeId, Member> =
             self.core.members().map(|m| (m.id, m.clone())).collect();
+        self.active = snapshot
+            .values()
+            .filter(|m| m.state.is_active())
+            .map(|m| m.addr)
+            .collect();
+        self.canaries.retain(&self.active);
         *self.view.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
         for ev in events {
             log_event(&ev);

@@ -46,6 +46,8 @@ pub(crate) struct Host {
     slots: Mutex<HashMap<u64, Slot>>,
     pending: Mutex<Pending>,
     events: broadcast::Sender<ServiceEvent>,
+    /// Services whose registrations stay until `withdraw`.
+    deferred: Mutex<std::collections::HashSet<u64>>,
     /// Cancelled when the node stops abruptly: instances end at once,
     /// without their stopping hooks, as in a crash.
     cancel: CancellationToken,
@@ -74,6 +76,7 @@ impl Host {
             slots: Mutex::default(),
             pending: Mutex::default(),
             events: broadcast::channel(1024).0,
+            deferred: Mutex::default(),
             cancel,
         }
     }
@@ -152,6 +155,44 @@ impl Host {
     fn exited(&self, local: u64, reason: &StopReason) {
         let slot = self.lock_slots().remove(&local);
         tracing::debug!(service = local, label = slot.as_ref().map(|s| s.label.as_str()), %reason, "service ended");
+        let deferred = self
+            .deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&local);
+        if !deferred {
+            self.registry.service_ended(local);
+        }
+    }
+
+    /// Stops local service `local` like [`Host::stop`], but keeps its
+    /// registrations until [`Host::withdraw`]: a handoff sent in between
+    /// reaches the next owner before the withdrawal does (one ordered
+    /// stream), so the next owner never mistakes the gap for a crash.
+    pub(crate) async fn stop_for_handoff(&self, local: u64, reason: StopReason) -> Option<Bytes> {
+        self.deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(local);
+        let state = self.stop(local, reason).await;
+        if self.is_running(local) {
+            // Not stopped (cannot happen once `stop` returned): keep the
+            // normal path.
+            self.deferred
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&local);
+        }
+        state
+    }
+
+    /// Withdraws the registrations of a service stopped by
+    /// [`Host::stop_for_handoff`].
+    pub(crate) fn withdraw(&self, local: u64) {
+        self.deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&local);
         self.registry.service_ended(local);
     }
 

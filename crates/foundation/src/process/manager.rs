@@ -78,8 +78,11 @@ pub(crate) struct ManagerShared {
     specs: Mutex<SpecMap>,
     kinds: Mutex<HashMap<String, KindEntry>>,
     pub(crate) running: Mutex<BTreeMap<String, Running>>,
-    pub(crate) handoffs: Mutex<HashMap<String, Option<Bytes>>>,
+    /// Handoffs received, by instance, with when they arrived.
+    pub(crate) handoffs: Mutex<HashMap<String, (Option<Bytes>, std::time::Instant)>>,
     pub(crate) wake: Notify,
+    /// Handoffs sent and not yet acknowledged, by instance.
+    pub(crate) handoff_acks: Mutex<HashMap<String, tokio::sync::oneshot::Sender<()>>>,
     pub(crate) outbox: Outbox,
     pub(crate) messenger: Messenger,
     pub(crate) policy: SplitBrain,
@@ -108,6 +111,7 @@ impl ManagerShared {
             running: Mutex::default(),
             handoffs: Mutex::default(),
             wake: Notify::new(),
+            handoff_acks: Mutex::default(),
             outbox,
             messenger,
             policy,

@@ -34,6 +34,12 @@ pub enum ManagerMsg {
         /// The sender is shutting down: leave it out of placement now.
         leaving: bool,
     },
+    /// The receiver holds the handoff of `instance`: the sender may now
+    /// withdraw the instance's registration.
+    HandoffAck {
+        /// The instance name.
+        instance: String,
+    },
 }
 
 impl ManagerMsg {

@@ -2,15 +2,20 @@
 //! singletons and shards.
 //!
 //! - keep-majority (default): run only with a strict majority of the last
-//!   agreed membership; on an exact half, the side holding the lowest node
-//!   id wins. Members that left gracefully are not counted, so a rolling
-//!   restart never loses quorum. A side that lost quorum keeps the old
-//!   membership as its base until it regains a majority of it.
+//!   agreed membership (the base); on an exact half, the side holding the
+//!   lowest node id of the base wins. Members that left gracefully leave
+//!   the base at once, so a rolling restart never loses quorum. Members
+//!   that went down leave it only once the view has been stable for
+//!   `stable_after`: a partition is detected one member at a time, and
+//!   shrinking the base at each step would let a minority reach a
+//!   "majority" of what remains. A side without quorum keeps its base
+//!   until it regains a majority of it.
 //! - static-quorum(n): run only while at least `n` members are active.
 //! - keep-all: always run; after a heal, duplicates are resolved (one
 //!   winner per name, the losers stop).
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use crate::id::NodeId;
 
@@ -26,19 +31,27 @@ pub enum SplitBrain {
     KeepAll,
 }
 
-/// Tracks the membership base for keep-majority.
-#[derive(Clone, Debug, Default)]
+/// Tracks the membership base for keep-majority. Sans-IO: the caller
+/// passes `now`.
+#[derive(Clone, Debug)]
 pub struct Quorum {
     policy: SplitBrain,
+    stable_after: Duration,
     base: BTreeSet<NodeId>,
+    view: BTreeSet<NodeId>,
+    view_since: Option<Instant>,
 }
 
 impl Quorum {
-    /// A tracker for `policy`.
-    pub fn new(policy: SplitBrain) -> Self {
+    /// A tracker for `policy`; departed members leave the base after the
+    /// view has not changed for `stable_after`.
+    pub fn new(policy: SplitBrain, stable_after: Duration) -> Self {
         Quorum {
             policy,
+            stable_after,
             base: BTreeSet::new(),
+            view: BTreeSet::new(),
+            view_since: None,
         }
     }
 
@@ -52,24 +65,35 @@ impl Quorum {
         self.base.remove(&id);
     }
 
-    /// Updates with the active members (this node included); whether this
-    /// side has quorum.
-    pub fn update(&mut self, active: &BTreeSet<NodeId>) -> bool {
+    /// Updates with the active members (this node included) at `now`;
+    /// whether this side has quorum.
+    pub fn update(&mut self, active: &BTreeSet<NodeId>, now: Instant) -> bool {
+        if self.view_since.is_none() || &self.view != active {
+            self.view = active.clone();
+            self.view_since = Some(now);
+        }
         match self.policy {
             SplitBrain::KeepAll => true,
             SplitBrain::StaticQuorum(n) => active.len() >= n,
             SplitBrain::KeepMajority => {
                 let present = self.base.intersection(active).count();
                 let total = self.base.len();
-                let majority = 2 * present > total
+                let quorum = total == 0
+                    || 2 * present > total
                     || (2 * present == total
                         && self.base.first().is_some_and(|low| active.contains(low)));
-                if majority || total == 0 {
-                    self.base = active.clone();
-                    true
-                } else {
-                    false
+                if quorum {
+                    // Joiners count at once (a larger base is only harder to
+                    // satisfy); departures once the view is stable.
+                    self.base.extend(active.iter().copied());
+                    let stable = self
+                        .view_since
+                        .is_some_and(|t| now.saturating_duration_since(t) >= self.stable_after);
+                    if stable {
+                        self.base = active.clone();
+                    }
                 }
+                quorum
             }
         }
     }
@@ -84,8 +108,19 @@ impl Quorum {
 mod tests {
     use super::*;
 
+    const STABLE: Duration = Duration::from_secs(2);
+
     fn set(ids: &[u64]) -> BTreeSet<NodeId> {
         ids.iter().map(|i| NodeId(*i)).collect()
+    }
+
+    /// A keep-majority tracker whose base is `base`, settled.
+    fn settled(base: &[u64], t0: Instant) -> Quorum {
+        let mut q = Quorum::new(SplitBrain::KeepMajority, STABLE);
+        q.update(&set(base), t0);
+        q.update(&set(base), t0 + STABLE);
+        assert_eq!(q.base(), &set(base));
+        q
     }
 
     #[test]
@@ -101,13 +136,13 @@ mod tests {
             (&[1, 2, 3, 4], &[3, 4], false),
             (&[1, 2], &[2], false),
             (&[1, 2], &[1], true),
-            (&[], &[7], true),
         ];
+        let t0 = Instant::now();
         for (base, active, want) in table {
-            let mut q = Quorum::new(SplitBrain::KeepMajority);
-            q.update(&set(base));
+            let mut q = settled(base, t0);
+            let t = t0 + 2 * STABLE;
             assert_eq!(
-                q.update(&set(active)),
+                q.update(&set(active), t),
                 *want,
                 "base {base:?} active {active:?}"
             );
@@ -115,44 +150,62 @@ mod tests {
     }
 
     #[test]
-    fn a_minority_keeps_its_base_until_it_regains_a_majority() {
-        let mut q = Quorum::new(SplitBrain::KeepMajority);
-        assert!(q.update(&set(&[1, 2, 3, 4, 5])));
-        assert!(!q.update(&set(&[4, 5])));
-        assert_eq!(q.base(), &set(&[1, 2, 3, 4, 5]));
-        // Even if it later sees only itself and a newcomer, still no.
-        assert!(!q.update(&set(&[4, 5, 9])));
-        assert!(q.update(&set(&[1, 2, 3, 4, 5])));
+    fn a_partition_detected_one_member_at_a_time_leaves_the_minority_without_quorum() {
+        // 5 nodes split 2|3; the minority {1,2} notices 3, 4, 5 go down in
+        // turn, 400 ms apart.
+        let t0 = Instant::now();
+        let mut q = settled(&[1, 2, 3, 4, 5], t0);
+        let t = t0 + 3 * STABLE;
+        let ms = Duration::from_millis;
+        assert!(q.update(&set(&[1, 2, 4, 5]), t));
+        assert!(q.update(&set(&[1, 2, 5]), t + ms(400)));
+        assert!(!q.update(&set(&[1, 2]), t + ms(800)));
+        assert!(!q.update(&set(&[1, 2]), t + ms(800) + 10 * STABLE));
+        // The three on the other side keep it, and after a stable spell
+        // count against themselves.
+        let mut other = settled(&[1, 2, 3, 4, 5], t0);
+        assert!(other.update(&set(&[2, 3, 4, 5]), t));
+        assert!(other.update(&set(&[3, 4, 5]), t + ms(400)));
+        assert!(other.update(&set(&[3, 4, 5]), t + ms(400) + STABLE));
+        assert_eq!(other.base(), &set(&[3, 4, 5]));
     }
 
     #[test]
     fn members_that_left_do_not_count_so_rolling_restarts_keep_quorum() {
-        let mut q = Quorum::new(SplitBrain::KeepMajority);
-        assert!(q.update(&set(&[1, 2, 3])));
+        let t0 = Instant::now();
+        let mut q = settled(&[1, 2, 3], t0);
         q.left(NodeId(1));
         q.left(NodeId(2));
-        assert!(q.update(&set(&[3])));
-        assert!(q.update(&set(&[3, 4])));
+        assert!(q.update(&set(&[3]), t0 + STABLE));
+        assert!(q.update(&set(&[3, 4]), t0 + STABLE));
         q.left(NodeId(3));
-        assert!(q.update(&set(&[4])));
+        assert!(q.update(&set(&[4]), t0 + STABLE));
     }
 
     #[test]
-    fn one_by_one_crashes_keep_quorum_while_each_step_is_a_majority() {
-        let mut q = Quorum::new(SplitBrain::KeepMajority);
-        assert!(q.update(&set(&[1, 2, 3, 4, 5])));
-        assert!(q.update(&set(&[1, 2, 3, 4])));
-        assert!(q.update(&set(&[1, 2, 3])));
-        assert!(q.update(&set(&[1, 2])));
-        assert!(q.update(&set(&[1])), "half of {{1,2}} with the lowest id");
+    fn crashes_spread_over_time_keep_quorum_while_each_step_is_a_majority() {
+        let t0 = Instant::now();
+        let mut q = settled(&[1, 2, 3, 4, 5], t0);
+        let mut t = t0 + STABLE;
+        for alive in [&[1, 2, 3, 4][..], &[1, 2, 3], &[1, 2]] {
+            t += STABLE;
+            assert!(q.update(&set(alive), t));
+            assert!(q.update(&set(alive), t + STABLE));
+            t += STABLE;
+        }
+        assert!(
+            q.update(&set(&[1]), t + STABLE),
+            "half of {{1,2}} with the lowest id"
+        );
     }
 
     #[test]
     fn static_quorum_and_keep_all() {
-        let mut q = Quorum::new(SplitBrain::StaticQuorum(3));
-        assert!(q.update(&set(&[1, 2, 3])));
-        assert!(!q.update(&set(&[1, 2])));
-        let mut q = Quorum::new(SplitBrain::KeepAll);
-        assert!(q.update(&set(&[1])));
+        let t0 = Instant::now();
+        let mut q = Quorum::new(SplitBrain::StaticQuorum(3), STABLE);
+        assert!(q.update(&set(&[1, 2, 3]), t0));
+        assert!(!q.update(&set(&[1, 2]), t0));
+        let mut q = Quorum::new(SplitBrain::KeepAll, STABLE);
+        assert!(q.update(&set(&[1]), t0));
     }
 }

@@ -25,6 +25,8 @@ use crate::Node;
 /// How long a new owner waits for the handoff of an instance whose
 /// previous holder is still a member, before starting without it.
 pub(crate) const HANDOFF_WAIT: Duration = Duration::from_secs(2);
+/// How long a handoff for an instance this node does not place is kept.
+const HANDOFF_KEEP: Duration = Duration::from_secs(30);
 /// How long a node that announced its shutdown stays out of placement.
 const DEPARTING_FOR: Duration = Duration::from_secs(30);
 
@@ -42,6 +44,8 @@ pub(crate) struct ManagerTask {
 struct Work {
     departing: HashMap<NodeId, Instant>,
     awaiting: HashMap<String, (NodeId, Instant)>,
+    /// The last other node seen holding each instance.
+    last_holder: HashMap<String, NodeId>,
     stopping: Arc<Mutex<HashSet<String>>>,
     warned: HashSet<String>,
 }
@@ -54,6 +58,7 @@ impl ManagerTask {
         let mut w = Work {
             departing: HashMap::new(),
             awaiting: HashMap::new(),
+            last_holder: HashMap::new(),
             stopping: Arc::default(),
             warned: HashSet::new(),
         };
@@ -153,20 +158,28 @@ impl ManagerTask {
                     }
                 }
             }
+            ManagerMsg::HandoffAck { instance } => {
+                if let Some(tx) = lock(&self.shared.handoff_acks).remove(&instance) {
+                    let _ = tx.send(());
+                }
+            }
             ManagerMsg::Handoff {
                 instance,
                 state,
                 leaving,
             } => {
-                let spec_id = instance.split(['#', '@']).next().unwrap_or_default();
-                let known = self.shared.specs().get(spec_id).is_some();
+                // Kept even for a spec not known yet: the spec may arrive
+                // right behind it (another task of the sender queues it).
                 let mut handoffs = lock(&self.shared.handoffs);
-                if known && handoffs.len() < MAX_SPECS {
+                if handoffs.len() < MAX_SPECS || handoffs.contains_key(&instance) {
                     tracing::debug!(%instance, peer = %from, bytes = state.as_ref().map_or(0, |s| s.len()), leaving, "handoff received");
-                    handoffs.insert(instance, state);
+                    handoffs.insert(instance.clone(), (state, std::time::Instant::now()));
                 } else {
-                    tracing::warn!(%instance, peer = %from, "handoff for an unknown spec dropped");
+                    tracing::warn!(%instance, peer = %from, "too many pending handoffs: dropped");
                 }
+                drop(handoffs);
+                self.send(from, &ManagerMsg::HandoffAck { instance });
+                self.shared.wake.notify_one();
                 if leaving {
                     w.departing.insert(from, Instant::now());
                 }
@@ -177,11 +190,20 @@ impl ManagerTask {
     fn reconcile(&mut self, w: &mut Work) {
         let node = &self.node;
         let me = node.id();
-        let members = node.active_members();
+        let all_members = node.members();
+        let members_left: HashSet<NodeId> = all_members
+            .iter()
+            .filter(|m| m.state == crate::MemberState::Left)
+            .map(|m| m.id)
+            .collect();
+        let members: Vec<crate::Member> = all_members
+            .into_iter()
+            .filter(|m| m.state.is_active())
+            .collect();
         let active: BTreeSet<NodeId> = members.iter().map(|m| m.id).collect();
-        let has_quorum = self.quorum.update(&active);
+        let has_quorum = self.quorum.update(&active, std::time::Instant::now());
         if self.shared.quorum.swap(has_quorum, Ordering::Relaxed) != has_quorum {
-            tracing::warn!(has_quorum, policy = ?self.quorum.policy(), active = active.len(), base = self.quorum.base().len(), "quorum changed");
+            tracing::warn!(node = %me, has_quorum, policy = ?self.quorum.policy(), active = active.len(), base = self.quorum.base().len(), "quorum changed");
         }
         let candidates: Vec<Candidate> = members
             .iter()
@@ -211,6 +233,15 @@ impl ManagerTask {
             desired = ?desired.keys().collect::<Vec<_>>(),
             "placement"
         );
+        {
+            let registry = node.registry();
+            for inst in owner_of.keys() {
+                if let Some(e) = registry.whereis(inst).filter(|e| e.service.node != me) {
+                    w.last_holder.insert(inst.clone(), e.service.node);
+                }
+            }
+            w.last_holder.retain(|inst, _| owner_of.contains_key(inst));
+        }
         let host = node.host().clone();
         lock(&self.shared.running).retain(|_, r| host.is_running(r.local));
         let running: Vec<(String, Running)> = lock(&self.shared.running)
@@ -237,16 +268,12 @@ impl ManagerTask {
             let (shared, host, stopping) = (self.shared.clone(), host.clone(), w.stopping.clone());
             let (inst, local) = (inst.clone(), r.local);
             tokio::spawn(async move {
-                let state = host.stop(local, reason).await;
+                let state = host.stop_for_handoff(local, reason).await;
                 lock(&shared.running).remove(&inst);
                 if let Some(to) = to {
-                    let msg = ManagerMsg::Handoff {
-                        instance: inst.clone(),
-                        state,
-                        leaving: false,
-                    };
-                    shared.outbox.send(to, KIND_MSG, msg.encode());
+                    hand_off(&shared, to, &inst, state, false).await;
                 }
+                host.withdraw(local);
                 lock(&stopping).remove(&inst);
                 shared.wake.notify_one();
             });
@@ -256,6 +283,10 @@ impl ManagerTask {
         // registrations: a node that just joined must see the current
         // holder before deciding that nobody runs an instance.
         let peers: Vec<NodeId> = active.iter().copied().filter(|p| *p != me).collect();
+        if !node.is_ready() {
+            tracing::debug!("not joined yet: not starting instances");
+            return;
+        }
         if !node.registry().shared.has_heard_all(&peers) {
             tracing::debug!("registry not synced with every member yet: not starting instances");
             w.awaiting.retain(|inst, _| desired.contains_key(inst));
@@ -286,25 +317,35 @@ impl ManagerTask {
                     );
                     continue;
                 }
-                _ => {}
+                _ => {
+                    // Nobody holds it now. If someone did a moment ago and
+                    // did not crash, its handoff is coming.
+                    if let Some(prev) = w.last_holder.get(inst) {
+                        w.awaiting.entry(inst.clone()).or_insert((*prev, now));
+                    }
+                }
             }
             let have_handoff = lock(&self.shared.handoffs).contains_key(inst);
             if let Some((holder, since)) = w.awaiting.get(inst) {
-                if !have_handoff
-                    && active.contains(holder)
-                    && now.duration_since(*since) < HANDOFF_WAIT
-                {
+                // A holder that is still a member, or that left gracefully,
+                // sends a handoff (its leave notice may overtake it); one
+                // that crashed sends nothing.
+                let handing_off = active.contains(holder) || members_left.contains(holder);
+                if !have_handoff && handing_off && now.duration_since(*since) < HANDOFF_WAIT {
                     continue; // its handoff is on the way
                 }
             }
             w.awaiting.remove(inst);
+            w.last_holder.remove(inst);
             let Some(starter) = self.shared.starter(&spec.kind) else {
                 if w.warned.insert(spec.kind.clone()) {
                     tracing::warn!(kind = %spec.kind, spec = %spec.id, "kind not defined on this node: cannot run its instances here");
                 }
                 continue;
             };
-            let handoff = lock(&self.shared.handoffs).remove(inst).flatten();
+            let handoff = lock(&self.shared.handoffs)
+                .remove(inst)
+                .and_then(|(state, _)| state);
             let instance = Instance {
                 spec: spec.id.clone(),
                 name: inst.clone(),
@@ -327,7 +368,10 @@ impl ManagerTask {
             }
         }
         w.awaiting.retain(|inst, _| desired.contains_key(inst));
-        lock(&self.shared.handoffs).retain(|inst, _| owner_of.contains_key(inst));
+        // A handoff nobody here claims is kept a while (its spec may still
+        // be on the way), then dropped.
+        lock(&self.shared.handoffs)
+            .retain(|inst, (_, at)| owner_of.contains_key(inst) || at.elapsed() < HANDOFF_KEEP);
     }
 }
 
@@ -356,20 +400,49 @@ pub(crate) async fn hand_off_all(node: &Node, shared: &ManagerShared) {
                 .find(|p| p.instance == inst)
                 .map(|p| p.owner)
         });
-        let state = node.host().stop(r.local, StopReason::Shutdown).await;
+        let state = node
+            .host()
+            .stop_for_handoff(r.local, StopReason::Shutdown)
+            .await;
         lock(&shared.running).remove(&inst);
         if let Some(to) = target {
-            let msg = ManagerMsg::Handoff {
-                instance: inst.clone(),
-                state,
-                leaving: true,
-            };
-            // Sent directly and awaited: the outbox stops with the node.
-            if let Err(e) = shared.messenger.send_auto(to, KIND_MSG, msg.encode()).await {
-                tracing::warn!(instance = %inst, peer = %to, error = %e, "handoff not sent: the next owner starts without state");
-            } else {
-                tracing::debug!(instance = %inst, peer = %to, "handed off");
-            }
+            hand_off(shared, to, &inst, state, true).await;
+        }
+        node.host().withdraw(r.local);
+    }
+}
+
+/// How long a handoff waits for its acknowledgement before the sender
+/// withdraws the registration anyway.
+const HANDOFF_ACK_WAIT: Duration = Duration::from_secs(2);
+
+/// Sends `instance`'s state to its next owner and waits (bounded) until
+/// the next owner holds it. Only then does the caller withdraw the
+/// registration: the next owner sees a holder until it has the state, so
+/// it never starts the instance without it.
+async fn hand_off(
+    shared: &ManagerShared,
+    to: NodeId,
+    instance: &str,
+    state: Option<bytes::Bytes>,
+    leaving: bool,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    lock(&shared.handoff_acks).insert(instance.to_owned(), tx);
+    let msg = ManagerMsg::Handoff {
+        instance: instance.to_owned(),
+        state,
+        leaving,
+    };
+    // Sent directly: during shutdown the outbox stops with the node.
+    match shared.messenger.send_auto(to, KIND_MSG, msg.encode()).await {
+        Ok(()) => match tokio::time::timeout(HANDOFF_ACK_WAIT, rx).await {
+            Ok(Ok(())) => tracing::debug!(%instance, peer = %to, "handed off"),
+            _ => tracing::warn!(%instance, peer = %to, "handoff not acknowledged within 2 s"),
+        },
+        Err(e) => {
+            tracing::warn!(%instance, peer = %to, error = %e, "handoff not sent: the next owner starts without state")
         }
     }
+    lock(&shared.handoff_acks).remove(instance);
 }

@@ -219,6 +219,20 @@ impl SyncTask {
                 false
             }
             RegistryMsg::Snapshot(snap) => {
+                // A relayed set is taken only for a current member: entries
+                // of a node that died before this one knew it would
+                // otherwise never be dropped (no Down event comes for it).
+                if snap.owner != from
+                    && !self
+                        .shared
+                        .messenger
+                        .membership
+                        .member(snap.owner)
+                        .is_some_and(|m| m.state.is_active())
+                {
+                    tracing::debug!(owner = %snap.owner, peer = %from, "relayed set of a non-member ignored");
+                    return false;
+                }
                 let merged = self.shared.state().merge_snapshot(&snap);
                 match merged {
                     Ok(changed) => {
