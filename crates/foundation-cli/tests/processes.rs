@@ -47,10 +47,6 @@ impl Drop for NodeProc {
     }
 }
 
-fn node(name: &str, seed: Option<u16>) -> NodeProc {
-    node_with(name, seed, &[])
-}
-
 fn node_with(name: &str, seed: Option<u16>, extra: &[&str]) -> NodeProc {
     let port = free_port();
     let http_port = free_port();

@@ -277,3 +277,52 @@ async fn the_same_name_on_both_sides_of_a_partition_has_one_winner_after_heal() 
     assert_eq!(r.call((), T).await.expect("call"), "zero");
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_registry_service_and_manager_messages_are_dropped_without_harm() {
+    use bytes::Bytes;
+    use foundation::Channel;
+    let mut c = Cluster::start(2).await.expect("cluster");
+    let svc = c
+        .node(0)
+        .services()
+        .spawn(named("a"), ServiceOptions::default());
+    c.node(0)
+        .registry()
+        .register_sync("a", &svc, T)
+        .await
+        .expect("a");
+    let to = c.node(0).id();
+    for kind in [
+        foundation::registry::KIND_MSG,
+        foundation::process::KIND_MSG,
+        foundation::process::MANAGER_KIND_MSG,
+    ] {
+        for junk in [&b""[..], &b"\xff\xff\xff\xff"[..], &[7u8; 300][..]] {
+            c.node(1)
+                .send(to, Channel::Control, kind, Bytes::copy_from_slice(junk))
+                .await
+                .expect("sent");
+        }
+    }
+    // Still serving, still consistent.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = c
+        .node(1)
+        .registry()
+        .lookup::<Named>("a")
+        .expect("typed")
+        .expect("found");
+    assert_eq!(r.call((), T).await.expect("call"), "a");
+    let b = c
+        .node(1)
+        .services()
+        .spawn(named("b"), ServiceOptions::default());
+    c.node(1)
+        .registry()
+        .register_sync("b", &b, T)
+        .await
+        .expect("b");
+    assert!(c.node(0).registry().whereis("b").is_some());
+    c.shutdown().await;
+}

@@ -189,7 +189,7 @@ impl FailoverBench {
 
     async fn trials(
         &self,
-        nodes: &mut Vec<NodeProcess>,
+        nodes: &mut [NodeProcess],
         ports: &mut Ports,
         log_dir: &std::path::Path,
     ) -> anyhow::Result<Report> {

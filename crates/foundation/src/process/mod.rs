@@ -24,6 +24,8 @@ mod service;
 mod service_ref;
 pub mod spec;
 mod wire;
+#[cfg(test)]
+mod wire_tests;
 
 pub use api::Services;
 pub use event::ServiceEvent;
