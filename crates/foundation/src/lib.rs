@@ -65,6 +65,65 @@
 //! # }
 //! ```
 //!
+//! # Walkthrough: a singleton reached from another node
+//!
+//! ```
+//! use std::time::Duration;
+//! use foundation::process::{Context, Instance, Service, ServiceError};
+//! use foundation::NodeBuilder;
+//!
+//! struct Counter(u64);
+//!
+//! impl Service for Counter {
+//!     type Request = u64;
+//!     type Reply = u64;
+//!     type State = u64;
+//!     async fn handle(&mut self, _: &mut Context, add: u64) -> Result<u64, ServiceError> {
+//!         self.0 += add;
+//!         Ok(self.0)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let node = |name: &str| {
+//!     NodeBuilder::isolated()
+//!         .cluster("static")
+//!         .name(name)
+//!         .secret("walkthrough-secret-0123456789")
+//!         .bind("127.0.0.1".parse().expect("ip"))
+//!         .port(0)
+//! };
+//! let a = node("a").start().await?;
+//! let b = node("b").seeds([a.membership_addr().to_string()]).start().await?;
+//! b.wait_for_members(2, Duration::from_secs(10)).await.map_err(|_| "no join")?;
+//!
+//! // Every node defines the kind; any node starts the singleton once.
+//! for n in [&a, &b] {
+//!     n.processes().define("counter", |_: &(), _: &Instance| Counter(0));
+//! }
+//! a.processes().start_singleton("hits", "counter", &())?;
+//!
+//! // Both nodes find it (it runs on one of them) and call it.
+//! let mut total = 0;
+//! for n in [&a, &b] {
+//!     let hits = loop {
+//!         if let Some(r) = n.processes().lookup_singleton::<Counter>("hits")? {
+//!             break r;
+//!         }
+//!         tokio::time::sleep(Duration::from_millis(20)).await;
+//!     };
+//!     total = hits.call(1, Duration::from_secs(5)).await?;
+//! }
+//! assert_eq!(total, 2);
+//! // The registry behind it is one call away, as `GET /registry` shows.
+//! assert!(a.registry().snapshot().entries.iter().any(|e| e.name == "hits"));
+//! b.shutdown().await;
+//! a.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Where things are
 //!
 //! - [`config`]: tiers, keys, the resolver, `config explain` text.
@@ -72,7 +131,11 @@
 //! - [`membership`]: the sans-IO SWIM core and its tokio shell.
 //! - [`discovery`]: the strategy trait and the `static` strategy.
 //! - [`security`]: keys and certificates derived from the cluster secret.
-//! - [`http`]: `/health`, `/ready`, `/metrics`, `/members` (axum).
+//! - [`http`]: `/health`, `/ready`, `/metrics`, `/members`, `/registry` (axum).
+//! - [`registry`]: the cluster-wide registry: sans-IO state, sync task, facade.
+//! - [`process`]: services, the local supervisor, the process manager
+//!   (placement, handoff, split-brain policy).
+//! - [`faults`]: transport-level fault injection for tests.
 //! - [`telemetry`]: per-node counters and their Prometheus rendering.
 
 mod builder;

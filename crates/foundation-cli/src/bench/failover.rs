@@ -29,6 +29,8 @@ const SINGLETON: &str = "bench-singleton";
 /// How often survivors are polled; the figures are this coarse.
 const POLL: Duration = Duration::from_millis(5);
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
+/// Quiet time before each trial (see keep-majority's stable view, ADR 008).
+const STABLE_WAIT: Duration = Duration::from_secs(3);
 
 /// How the host fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default, Serialize)]
@@ -197,6 +199,11 @@ impl FailoverBench {
         let mut consistency = Vec::new();
         let mut slowest = Duration::ZERO;
         for trial in 0..self.trials {
+            settled(nodes, 3).await?;
+            // keep-majority counts a restarted node only once the view has
+            // been stable (about 2.2 s with the default timings): wait, or
+            // a second kill soon after the first would leave no majority.
+            tokio::time::sleep(STABLE_WAIT).await;
             let old = settled(nodes, 3).await?;
             let by_id = ids(nodes).await?;
             let victim = *by_id.get(&old).context("holder is not one of ours")?;

@@ -4,12 +4,13 @@
 //! - keep-majority (default): run only with a strict majority of the last
 //!   agreed membership (the base); on an exact half, the side holding the
 //!   lowest node id of the base wins. Members that left gracefully leave
-//!   the base at once, so a rolling restart never loses quorum. Members
-//!   that went down leave it only once the view has been stable for
+//!   the base at once, so a rolling restart never loses quorum. Otherwise
+//!   the base follows the view only once the view has been stable for
 //!   `stable_after`: a partition is detected one member at a time, and
 //!   shrinking the base at each step would let a minority reach a
-//!   "majority" of what remains. A side without quorum keeps its base
-//!   until it regains a majority of it.
+//!   "majority" of what remains; a node that crashes right after joining
+//!   never enters it. A side without quorum keeps its base until it
+//!   regains a majority of it.
 //! - static-quorum(n): run only while at least `n` members are active.
 //! - keep-all: always run; after a heal, duplicates are resolved (one
 //!   winner per name, the losers stop).
@@ -76,22 +77,24 @@ impl Quorum {
             SplitBrain::KeepAll => true,
             SplitBrain::StaticQuorum(n) => active.len() >= n,
             SplitBrain::KeepMajority => {
+                if self.base.is_empty() {
+                    self.base = active.clone();
+                    return true;
+                }
                 let present = self.base.intersection(active).count();
                 let total = self.base.len();
-                let quorum = total == 0
-                    || 2 * present > total
+                let quorum = 2 * present > total
                     || (2 * present == total
                         && self.base.first().is_some_and(|low| active.contains(low)));
-                if quorum {
-                    // Joiners count at once (a larger base is only harder to
-                    // satisfy); departures once the view is stable.
-                    self.base.extend(active.iter().copied());
-                    let stable = self
-                        .view_since
-                        .is_some_and(|t| now.saturating_duration_since(t) >= self.stable_after);
-                    if stable {
-                        self.base = active.clone();
-                    }
+                // The base follows the view only once the view is stable:
+                // departures detected one at a time must not shrink it
+                // step by step, and joiners that crash at once must not
+                // swell it.
+                let stable = self
+                    .view_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= self.stable_after);
+                if quorum && stable {
+                    self.base = active.clone();
                 }
                 quorum
             }
@@ -197,6 +200,21 @@ mod tests {
             q.update(&set(&[1]), t + STABLE),
             "half of {{1,2}} with the lowest id"
         );
+    }
+
+    #[test]
+    fn a_node_that_crashes_right_after_each_restart_does_not_swell_the_base() {
+        let t0 = Instant::now();
+        let mut q = settled(&[1, 2, 3], t0);
+        let ms = Duration::from_millis;
+        let mut t = t0 + 2 * STABLE;
+        for flap in 4..10 {
+            assert!(q.update(&set(&[1, 2]), t));
+            assert!(q.update(&set(&[1, 2, flap]), t + ms(300)));
+            t += ms(600);
+        }
+        assert_eq!(q.base(), &set(&[1, 2, 3]));
+        assert!(q.update(&set(&[1, 2]), t));
     }
 
     #[test]
