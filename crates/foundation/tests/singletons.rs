@@ -222,6 +222,13 @@ async fn keep_majority_stops_the_singleton_on_the_minority_side() {
         .start_singleton("leader", "tally", &())
         .expect("start");
     let holder = wait_one_holder(&c, "leader").await;
+    // keep-majority protects once the view has been stable long enough to
+    // be the base everyone counts against (ADR 008).
+    let nodes: Vec<Node> = c.running().cloned().collect();
+    assert_eventually(SETTLE, "every node counts all three", || {
+        nodes.iter().all(|n| n.processes().quorum_base().len() == 3)
+    })
+    .await;
     let h = index_of(&c, holder);
     let others: Vec<usize> = (0..3).filter(|i| *i != h).collect();
     c.partition(&[h], &others);

@@ -69,6 +69,9 @@ struct Report {
     consistency_ms: Summary,
     /// The slowest `/registry` answer from a survivor during the trials.
     slowest_lookup_ms: f64,
+    /// Live nodes (neither the victim nor a dead incarnation) that some
+    /// survivor reported Down, summed over the trials.
+    false_downs: usize,
 }
 
 /// Who holds the singleton in `node`'s registry view.
@@ -182,8 +185,8 @@ impl FailoverBench {
                 )
             );
             println!(
-                "\nslowest lookup on a survivor: {:.1} ms",
-                report.slowest_lookup_ms
+                "\nslowest lookup on a survivor: {:.1} ms; live nodes reported down: {}",
+                report.slowest_lookup_ms, report.false_downs
             );
         }
         Ok(())
@@ -198,6 +201,7 @@ impl FailoverBench {
         let mut recovery = Vec::new();
         let mut consistency = Vec::new();
         let mut slowest = Duration::ZERO;
+        let mut false_downs = 0;
         for trial in 0..self.trials {
             settled(nodes, 3).await?;
             // keep-majority counts a restarted node only once the view has
@@ -241,6 +245,15 @@ impl FailoverBench {
             };
             recovery.push(r.as_secs_f64() * 1e3);
             consistency.push(c.as_secs_f64() * 1e3);
+            for &s in &survivors {
+                if let Ok(members) = fetch_members(&nodes[s].http.to_string()).await {
+                    false_downs += members
+                        .iter()
+                        .filter(|m| m.state == MemberState::Down && m.id != old)
+                        .filter(|m| by_id.get(&m.id).is_some_and(|i| *i != victim))
+                        .count();
+                }
+            }
             // Bring the cluster back to three.
             match self.signal {
                 Signal::Kill => {
@@ -264,6 +277,7 @@ impl FailoverBench {
             recovery_ms: summarize(recovery),
             consistency_ms: summarize(consistency),
             slowest_lookup_ms: slowest.as_secs_f64() * 1e3,
+            false_downs,
         })
     }
 }

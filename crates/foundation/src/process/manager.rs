@@ -87,6 +87,8 @@ pub(crate) struct ManagerShared {
     pub(crate) messenger: Messenger,
     pub(crate) policy: SplitBrain,
     pub(crate) quorum: std::sync::atomic::AtomicBool,
+    /// The membership keep-majority counts against, as of the last pass.
+    pub(crate) quorum_base: Mutex<Vec<crate::NodeId>>,
     /// Set by node shutdown: placement stops starting instances.
     pub(crate) shutting_down: std::sync::atomic::AtomicBool,
 }
@@ -116,6 +118,7 @@ impl ManagerShared {
             messenger,
             policy,
             quorum: std::sync::atomic::AtomicBool::new(true),
+            quorum_base: Mutex::default(),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -365,6 +368,13 @@ impl ProcessManager {
         self.shared
             .quorum
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The members keep-majority counts against (the last agreed view;
+    /// it follows membership once the view has been stable for a while,
+    /// ADR 008).
+    pub fn quorum_base(&self) -> Vec<crate::NodeId> {
+        lock(&self.shared.quorum_base).clone()
     }
 
     /// The split-brain policy.
