@@ -164,6 +164,50 @@ impl Lab {
         self.children.retain(|(h, _)| *h != i);
     }
 
+    /// Cuts hosts `a` from hosts `b` both ways: blackhole routes in each
+    /// host, so datagrams to the other side are dropped by the kernel.
+    pub fn partition(&self, a: &[usize], b: &[usize]) -> Result<(), LabError> {
+        for &i in a {
+            for &j in b {
+                ip(&[
+                    "-n",
+                    &self.hosts[i],
+                    "route",
+                    "add",
+                    "blackhole",
+                    &format!("{}/32", Lab::addr(j)),
+                ])?;
+                ip(&[
+                    "-n",
+                    &self.hosts[j],
+                    "route",
+                    "add",
+                    "blackhole",
+                    &format!("{}/32", Lab::addr(i)),
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every partition.
+    pub fn heal(&self) {
+        for (i, ns) in self.hosts.iter().enumerate() {
+            for j in 0..self.hosts.len() {
+                if i != j {
+                    let _ = ip(&[
+                        "-n",
+                        ns,
+                        "route",
+                        "del",
+                        "blackhole",
+                        &format!("{}/32", Lab::addr(j)),
+                    ]);
+                }
+            }
+        }
+    }
+
     /// Runs `program args` in host `i` and waits for its output.
     pub fn run(&self, i: usize, program: &str, args: &[&str]) -> std::io::Result<Output> {
         Command::new("ip")
