@@ -174,16 +174,7 @@ impl Host {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(local);
-        let state = self.stop(local, reason).await;
-        if self.is_running(local) {
-            // Not stopped (cannot happen once `stop` returned): keep the
-            // normal path.
-            self.deferred
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&local);
-        }
-        state
+        self.stop(local, reason).await
     }
 
     /// Withdraws the registrations of a service stopped by
@@ -235,14 +226,12 @@ impl Host {
         state
     }
 
-    /// Stops every local service (node shutdown); their handoff states.
-    pub(crate) async fn stop_all(&self, reason: StopReason) -> Vec<(u64, Option<Bytes>)> {
+    /// Stops every local service (node shutdown).
+    pub(crate) async fn stop_all(&self, reason: StopReason) {
         let locals: Vec<u64> = self.lock_slots().keys().copied().collect();
-        let mut out = Vec::with_capacity(locals.len());
         for l in locals {
-            out.push((l, self.stop(l, reason.clone()).await));
+            self.stop(l, reason.clone()).await;
         }
-        out
     }
 
     pub(crate) async fn remote_call(

@@ -206,14 +206,7 @@ impl ManagerTask {
         if self.shared.quorum.swap(has_quorum, Ordering::Relaxed) != has_quorum {
             tracing::warn!(node = %me, has_quorum, policy = ?self.quorum.policy(), active = active.len(), base = self.quorum.base().len(), "quorum changed");
         }
-        let candidates: Vec<Candidate> = members
-            .iter()
-            .filter(|m| m.id == me || !w.departing.contains_key(&m.id))
-            .map(|m| Candidate {
-                id: m.id,
-                roles: m.roles.clone(),
-            })
-            .collect();
+        let candidates = candidates(&members, |id| id == me || !w.departing.contains_key(&id));
         let specs: Vec<ChildSpec> = self.shared.specs().specs().cloned().collect();
         let mut desired: BTreeMap<String, (ChildSpec, Option<u32>)> = BTreeMap::new();
         let mut owner_of: HashMap<String, NodeId> = HashMap::new();
@@ -376,20 +369,24 @@ impl ManagerTask {
     }
 }
 
+/// The members placement may use: active ones that `keep` accepts.
+fn candidates(members: &[crate::Member], keep: impl Fn(NodeId) -> bool) -> Vec<Candidate> {
+    members
+        .iter()
+        .filter(|m| keep(m.id))
+        .map(|m| Candidate {
+            id: m.id,
+            roles: m.roles.clone(),
+        })
+        .collect()
+}
+
 /// Node shutdown: stops every managed instance and hands its state to the
 /// instance's next owner (placement without this node), before leaving.
 pub(crate) async fn hand_off_all(node: &Node, shared: &ManagerShared) {
     shared.shutting_down.store(true, Ordering::Release);
     let me = node.id();
-    let candidates: Vec<Candidate> = node
-        .active_members()
-        .into_iter()
-        .filter(|m| m.id != me)
-        .map(|m| Candidate {
-            id: m.id,
-            roles: m.roles,
-        })
-        .collect();
+    let candidates = candidates(&node.active_members(), |id| id != me);
     let running: Vec<(String, Running)> = lock(&shared.running)
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))

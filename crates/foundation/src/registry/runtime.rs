@@ -76,6 +76,15 @@ impl SyncTask {
         self.shared.outbox.send(to, KIND_MSG, msg.encode());
     }
 
+    /// Tells `owner` which version of its set this node holds, if at least
+    /// `min`.
+    fn ack_owner(&self, owner: NodeId, min: u64) {
+        let version = self.shared.state().version_of(owner);
+        if version >= min {
+            self.send(owner, &RegistryMsg::Ack { owner, version });
+        }
+    }
+
     /// Sends this node's digest to one peer per round, in turn.
     fn anti_entropy(&self, round: usize) {
         let mut peers = self.shared.messenger.peers();
@@ -98,17 +107,16 @@ impl SyncTask {
         match ev {
             MemberEvent::Up(m) => {
                 dead.remove(&m.id);
-                let snap = {
+                let (snap, digest) = {
                     let mut st = self.shared.state();
                     st.owner_up(m.id);
-                    st.snapshot(st.local())
+                    (st.snapshot(st.local()), st.digest())
                 };
                 // A new member gets this node's set at once, and our digest
                 // so that it sends back what we miss.
                 if let Some(s) = snap {
                     self.send(m.id, &RegistryMsg::Snapshot(s));
                 }
-                let digest = self.shared.state().digest();
                 self.send(
                     m.id,
                     &RegistryMsg::Digest {
@@ -167,16 +175,7 @@ impl SyncTask {
                     }
                 }
                 if ack && delta.owner == from {
-                    let version = self.shared.state().version_of(from);
-                    if version >= delta.version {
-                        self.send(
-                            from,
-                            &RegistryMsg::Ack {
-                                owner: from,
-                                version,
-                            },
-                        );
-                    }
+                    self.ack_owner(from, delta.version);
                 }
                 if changed {
                     self.shared.bump();
@@ -238,14 +237,7 @@ impl SyncTask {
                     Ok(changed) => {
                         if snap.owner == from {
                             self.shared.heard_from(from);
-                            let version = self.shared.state().version_of(from);
-                            self.send(
-                                from,
-                                &RegistryMsg::Ack {
-                                    owner: from,
-                                    version,
-                                },
-                            );
+                            self.ack_owner(from, 0);
                         }
                         if changed {
                             self.shared.bump();

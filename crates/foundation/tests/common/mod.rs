@@ -27,12 +27,7 @@ pub fn builder(name: &str) -> NodeBuilder {
 }
 
 pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
+    foundation_testkit::init_tracing();
 }
 
 /// Starts `n` nodes; the first is the seed of the others.
