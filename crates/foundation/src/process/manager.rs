@@ -372,7 +372,8 @@ impl ProcessManager {
 
     /// The members keep-majority counts against (the last agreed view;
     /// it follows membership once the view has been stable for a while,
-    /// ADR 008).
+    /// ADR 008). Empty until a view has been stable once (the cluster is
+    /// forming and every side keeps quorum) and under other policies.
     pub fn quorum_base(&self) -> Vec<crate::NodeId> {
         lock(&self.shared.quorum_base).clone()
     }

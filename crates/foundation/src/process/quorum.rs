@@ -41,6 +41,8 @@ pub struct Quorum {
     base: BTreeSet<NodeId>,
     view: BTreeSet<NodeId>,
     view_since: Option<Instant>,
+    /// A stable view has set the base at least once.
+    confirmed: bool,
 }
 
 impl Quorum {
@@ -53,6 +55,7 @@ impl Quorum {
             base: BTreeSet::new(),
             view: BTreeSet::new(),
             view_since: None,
+            confirmed: false,
         }
     }
 
@@ -77,8 +80,23 @@ impl Quorum {
             SplitBrain::KeepAll => true,
             SplitBrain::StaticQuorum(n) => active.len() >= n,
             SplitBrain::KeepMajority => {
+                let stable = self
+                    .view_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= self.stable_after);
                 if self.base.is_empty() {
+                    // Everyone counted left gracefully: start again from
+                    // the current view.
                     self.base = active.clone();
+                    return true;
+                }
+                if !self.confirmed {
+                    // Formation: until a view has been stable once, the
+                    // base is the current view and every side runs (a
+                    // partition during formation is not protected, ADR
+                    // 008). A crash during formation must not leave the
+                    // survivors counting against a partial first view.
+                    self.base = active.clone();
+                    self.confirmed = stable;
                     return true;
                 }
                 let present = self.base.intersection(active).count();
@@ -90,9 +108,6 @@ impl Quorum {
                 // departures detected one at a time must not shrink it
                 // step by step, and joiners that crash at once must not
                 // swell it.
-                let stable = self
-                    .view_since
-                    .is_some_and(|t| now.saturating_duration_since(t) >= self.stable_after);
                 if quorum && stable {
                     self.base = active.clone();
                 }
@@ -104,6 +119,12 @@ impl Quorum {
     /// The membership keep-majority counts against.
     pub fn base(&self) -> &BTreeSet<NodeId> {
         &self.base
+    }
+
+    /// Whether a stable view has set the base (before that, during
+    /// formation, every side keeps quorum).
+    pub fn is_confirmed(&self) -> bool {
+        self.confirmed
     }
 }
 
@@ -215,6 +236,25 @@ mod tests {
         }
         assert_eq!(q.base(), &set(&[1, 2, 3]));
         assert!(q.update(&set(&[1, 2]), t));
+    }
+
+    #[test]
+    fn a_crash_during_formation_does_not_strand_the_survivors() {
+        // The first view held 2 of the 3 nodes; node 1 crashes before any
+        // view was stable.
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut q = Quorum::new(SplitBrain::KeepMajority, STABLE);
+        assert!(q.update(&set(&[1, 2]), t0));
+        assert!(q.update(&set(&[1, 2, 3]), t0 + ms(100)));
+        assert!(q.update(&set(&[2, 3]), t0 + ms(500)));
+        assert!(q.update(&set(&[2, 3]), t0 + ms(500) + STABLE));
+        assert_eq!(q.base(), &set(&[2, 3]));
+        // From then on the base protects.
+        assert!(
+            !q.update(&set(&[3]), t0 + ms(600) + 2 * STABLE),
+            "3 alone is half with the higher id"
+        );
     }
 
     #[test]

@@ -202,7 +202,11 @@ impl ManagerTask {
             .collect();
         let active: BTreeSet<NodeId> = members.iter().map(|m| m.id).collect();
         let has_quorum = self.quorum.update(&active, std::time::Instant::now());
-        *lock(&self.shared.quorum_base) = self.quorum.base().iter().copied().collect();
+        *lock(&self.shared.quorum_base) = if self.quorum.is_confirmed() {
+            self.quorum.base().iter().copied().collect()
+        } else {
+            Vec::new()
+        };
         if self.shared.quorum.swap(has_quorum, Ordering::Relaxed) != has_quorum {
             tracing::warn!(node = %me, has_quorum, policy = ?self.quorum.policy(), active = active.len(), base = self.quorum.base().len(), "quorum changed");
         }
