@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use crate::id::NodeId;
 use crate::membership::{MemberId, Membership};
-use crate::transport::{Channel, SendError, SendFailure, Transport};
+use crate::transport::{Channel, Payload, SendError, SendFailure, Transport};
 
 /// Payloads above this go on the data channel instead of control, so a
 /// large message never delays control traffic.
@@ -34,15 +34,7 @@ impl Messenger {
         headers: Vec<(String, String)>,
         payload: Bytes,
     ) -> Result<(), SendError> {
-        let addr = if to == self.local.id {
-            Some(self.local.transport)
-        } else {
-            self.membership
-                .member(to)
-                .filter(|m| m.state.is_active())
-                .map(|m| m.transport)
-        };
-        let Some(addr) = addr else {
+        let Some(addr) = self.addr_of(to) else {
             return Err(SendError::new(
                 to,
                 channel,
@@ -53,6 +45,40 @@ impl Messenger {
         self.transport
             .send(addr, channel, kind, headers, payload)
             .await
+    }
+
+    /// Sends a shared payload on `channel` (and `lane` of data).
+    pub(crate) async fn send_on(
+        &self,
+        to: NodeId,
+        channel: Channel,
+        lane: u8,
+        kind: u16,
+        payload: &Payload,
+    ) -> Result<(), SendError> {
+        let Some(addr) = self.addr_of(to) else {
+            return Err(SendError::new(
+                to,
+                channel,
+                SendFailure::UnknownNode,
+                payload.bytes().clone(),
+            ));
+        };
+        self.transport
+            .send_on(addr, channel, lane, kind, &[], payload)
+            .await
+    }
+
+    /// The transport address of an active member (or this node).
+    fn addr_of(&self, to: NodeId) -> Option<std::net::SocketAddr> {
+        if to == self.local.id {
+            Some(self.local.transport)
+        } else {
+            self.membership
+                .member(to)
+                .filter(|m| m.state.is_active())
+                .map(|m| m.transport)
+        }
     }
 
     /// Sends on control, or on data when the payload is large.

@@ -52,6 +52,7 @@ struct Inner {
     registry: Arc<RegistryShared>,
     host: Arc<Host>,
     manager: Arc<ManagerShared>,
+    pubsub: Arc<crate::pubsub::Shared>,
     stats: Arc<Stats>,
     candidates: watch::Receiver<Candidates>,
     sink: CandidateSink,
@@ -135,6 +136,9 @@ impl Node {
                 reconnect_max: config.transport.reconnect_max,
                 inbox_capacity: config.channels.inbox_capacity,
                 faults: faults.clone(),
+                compression: config.channels.compression,
+                compress_above: config.channels.compress_above,
+                single_stream: config.channels.single_stream,
             },
             &tls,
             id,
@@ -243,6 +247,23 @@ impl Node {
         let manager_inbox = transport.subscribe(InboxFilter::kinds(crate::process::MANAGER_KINDS));
         let manager_members = membership.subscribe();
         let registry_changes = registry.changed.subscribe();
+        let pubsub = Arc::new(crate::pubsub::Shared::new(
+            registry.clone(),
+            crate::pubsub::Sender::new(
+                messenger.clone(),
+                config.pubsub.queue_bytes,
+                cancel.child_token(),
+            ),
+            config.pubsub.clone(),
+            config.channels.data_threshold,
+            config.transport.max_frame_size as usize,
+        ));
+        let pubsub_task = crate::pubsub::runtime::ReceiveTask {
+            shared: pubsub.clone(),
+            inbox: transport.subscribe(InboxFilter::kinds(crate::pubsub::KINDS)),
+            members: membership.subscribe(),
+            cancel: cancel.child_token(),
+        };
         let node = Node {
             inner: Arc::new(Inner {
                 id,
@@ -255,6 +276,7 @@ impl Node {
                 registry,
                 host,
                 manager,
+                pubsub,
                 stats,
                 candidates,
                 sink,
@@ -268,6 +290,7 @@ impl Node {
             }),
         };
         node.spawn(sync.run());
+        node.spawn(pubsub_task.run());
         node.spawn(
             ManagerTask {
                 node: node.clone(),
@@ -560,6 +583,18 @@ impl Node {
         &self.inner.host
     }
 
+    /// Send to a service, a registered name or a topic through one call.
+    pub fn messaging(&self) -> crate::Messaging {
+        crate::Messaging { node: self.clone() }
+    }
+
+    /// Cluster-wide publish/subscribe.
+    pub fn pubsub(&self) -> crate::PubSub {
+        crate::PubSub {
+            shared: self.inner.pubsub.clone(),
+        }
+    }
+
     /// The cluster-wide registry of named services.
     pub fn registry(&self) -> Registry {
         Registry {
@@ -597,6 +632,11 @@ impl Node {
         // node can still tell the others.
         hand_off_all(self, &self.inner.manager).await;
         self.inner.host.stop_all(StopReason::Shutdown).await;
+        // Messages already broadcast go out before the node leaves.
+        let flush = tokio::time::Instant::now() + Duration::from_secs(2);
+        if !self.inner.pubsub.sender.flush(flush).await {
+            tracing::warn!("pub/sub queues not flushed within 2 s: some messages are lost");
+        }
         self.inner.membership.leave().await;
         self.stop_tasks().await;
         tracing::info!(node = %self.inner.id, "node stopped");

@@ -3,9 +3,11 @@
 mod detect;
 mod discovery;
 mod failover;
+mod hol;
 mod registry;
 mod stats;
-mod transport;
+mod throughput;
+pub(crate) mod transport;
 
 use clap::Subcommand;
 
@@ -22,6 +24,10 @@ pub(crate) enum BenchCmd {
     Failover(failover::FailoverBench),
     /// Time until names registered on one node are visible on every node.
     Registry(registry::RegistryBench),
+    /// Control round trips while the data channel is saturated, vs one stream.
+    Hol(hol::HolBench),
+    /// Pub/sub messages per second: two nodes per channel, then fan-out.
+    Throughput(throughput::ThroughputBench),
 }
 
 impl BenchCmd {
@@ -32,6 +38,8 @@ impl BenchCmd {
             BenchCmd::Discovery(b) => b.run().await,
             BenchCmd::Registry(b) => b.run().await,
             BenchCmd::Failover(b) => b.run().await,
+            BenchCmd::Hol(b) => b.run().await,
+            BenchCmd::Throughput(b) => b.run().await,
         }
     }
 }

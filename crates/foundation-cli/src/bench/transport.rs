@@ -66,6 +66,16 @@ struct Report {
 }
 
 async fn bench_node(name: &str, seed: Option<SocketAddr>) -> anyhow::Result<Node> {
+    bench_node_with(name, seed, &[]).await
+}
+
+/// A node on loopback with the bench secret, seeded by `seed`, with
+/// extra configuration `keys`.
+pub(crate) async fn bench_node_with(
+    name: &str,
+    seed: Option<SocketAddr>,
+    keys: &[(&str, &str)],
+) -> anyhow::Result<Node> {
     let mut b = NodeBuilder::isolated()
         .cluster("static")
         .name(name)
@@ -74,6 +84,9 @@ async fn bench_node(name: &str, seed: Option<SocketAddr>) -> anyhow::Result<Node
         .port(0);
     if let Some(seed) = seed {
         b = b.seeds([seed.to_string()]);
+    }
+    for (k, v) in keys {
+        b = b.set(k, v);
     }
     b.start().await.context("bench node did not start")
 }
@@ -187,7 +200,7 @@ async fn run_a(
     })
 }
 
-fn on_own_runtime<T: Send + 'static>(
+pub(crate) fn on_own_runtime<T: Send + 'static>(
     name: &str,
     fut: impl std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
 ) -> std::thread::JoinHandle<anyhow::Result<T>> {

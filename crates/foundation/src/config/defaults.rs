@@ -69,6 +69,16 @@ pub const GOSSIP_PERIOD_MS: u64 = 100;
 /// Capacity of each inbox (messages) before the reader waits for the
 /// consumer; QUIC flow control then slows the sender. Nothing is dropped.
 pub const INBOX_CAPACITY: usize = 1024;
+/// Data-channel payloads above this are compressed (bytes).
+pub const COMPRESS_ABOVE: usize = 16 * 1024;
+/// Messages naming no channel go to data above this (bytes).
+pub const DATA_THRESHOLD: usize = 10 * 1024;
+/// Messages buffered per subscription.
+pub const PUBSUB_BUFFER: usize = 1024;
+/// Bytes queued per peer stream by pub/sub.
+pub const PUBSUB_QUEUE_BYTES: usize = 64 << 20;
+/// Longest a broadcast waits for queue room (ms).
+pub const PUBSUB_PUBLISH_TIMEOUT_MS: u64 = 1000;
 
 /// HTTP port (health, ready, metrics) when the HTTP endpoint is on.
 pub const HTTP_PORT: u16 = 9090;

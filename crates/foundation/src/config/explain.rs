@@ -93,6 +93,25 @@ impl Resolved {
                 "channels.inbox_capacity",
                 c.channels.inbox_capacity.to_string(),
             ),
+            (
+                "channels.compression",
+                if c.channels.compression { "lz4" } else { "off" }.into(),
+            ),
+            (
+                "channels.compress_above",
+                c.channels.compress_above.to_string(),
+            ),
+            (
+                "channels.data_threshold",
+                c.channels.data_threshold.to_string(),
+            ),
+            (
+                "channels.single_stream",
+                c.channels.single_stream.to_string(),
+            ),
+            ("pubsub.buffer", c.pubsub.buffer.to_string()),
+            ("pubsub.queue_bytes", c.pubsub.queue_bytes.to_string()),
+            ("pubsub.publish_timeout_ms", ms(c.pubsub.publish_timeout)),
             ("registry.sync_interval_ms", ms(c.registry.sync_interval)),
             (
                 "process.split_brain",

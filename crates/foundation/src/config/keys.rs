@@ -311,6 +311,67 @@ pub const KEYS: &[KeySpec] = &[
         "messages buffered per inbox before the reader waits (default: 1024)"
     ),
     key!(
+        "channels.compression",
+        None,
+        KeyKind::Word(&["lz4", "off"]),
+        false,
+        "offer LZ4 for large data-channel payloads; used when both ends offer it (default: lz4)"
+    ),
+    key!(
+        "channels.compress_above",
+        None,
+        KeyKind::Int {
+            min: 64,
+            max: 1 << 30
+        },
+        false,
+        "data-channel payloads above this many bytes are compressed (default: 16384)"
+    ),
+    key!(
+        "channels.data_threshold",
+        None,
+        KeyKind::Int {
+            min: 0,
+            max: 1 << 30
+        },
+        false,
+        "messages that name no channel go to data above this many bytes (default: 10240)"
+    ),
+    key!(
+        "channels.single_stream",
+        None,
+        KeyKind::Bool,
+        false,
+        "every channel on one QUIC stream: the head-of-line baseline of bench hol, never for production (default: false)"
+    ),
+    key!(
+        "pubsub.buffer",
+        None,
+        KeyKind::Int {
+            min: 1,
+            max: 1 << 20
+        },
+        false,
+        "messages buffered per subscription; the oldest are dropped and counted beyond it (default: 1024)"
+    ),
+    key!(
+        "pubsub.queue_bytes",
+        None,
+        KeyKind::Int {
+            min: 1024,
+            max: 1 << 31
+        },
+        false,
+        "bytes queued per peer stream before a broadcast waits (default: 67108864)"
+    ),
+    key!(
+        "pubsub.publish_timeout_ms",
+        None,
+        MS,
+        false,
+        "longest a broadcast waits for room in a peer's queue before dropping for that peer (default: 1000)"
+    ),
+    key!(
         "registry.sync_interval_ms",
         None,
         MS,

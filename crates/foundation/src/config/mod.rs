@@ -24,7 +24,7 @@ pub use resolve::{Resolved, Resolver, Source, Tier};
 pub use types::{
     ChannelsConfig, ClusterConfig, Config, ConsulConfig, DiscoveryKind, DnsConfig, DnsRecord,
     EtcdConfig, GossipConfig, HttpConfig, KubernetesConfig, MembershipConfig, NodeConfig, Profile,
-    RegistryConfig, Secret, SeedAddr, TlsConfig, TransportConfig,
+    PubSubConfig, RegistryConfig, Secret, SeedAddr, TlsConfig, TransportConfig,
 };
 
 #[cfg(test)]

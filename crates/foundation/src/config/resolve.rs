@@ -310,6 +310,15 @@ impl Resolver {
             },
             channels: ChannelsConfig {
                 inbox_capacity: m.int("channels.inbox_capacity", d::INBOX_CAPACITY as u64) as usize,
+                compression: m.text("channels.compression", || (d_text("lz4"), None)) == "lz4",
+                compress_above: m.int("channels.compress_above", d::COMPRESS_ABOVE as u64) as usize,
+                data_threshold: m.int("channels.data_threshold", d::DATA_THRESHOLD as u64) as usize,
+                single_stream: m.bool("channels.single_stream", false),
+            },
+            pubsub: PubSubConfig {
+                buffer: m.int("pubsub.buffer", d::PUBSUB_BUFFER as u64) as usize,
+                queue_bytes: m.int("pubsub.queue_bytes", d::PUBSUB_QUEUE_BYTES as u64) as usize,
+                publish_timeout: m.ms("pubsub.publish_timeout_ms", d::PUBSUB_PUBLISH_TIMEOUT_MS),
             },
             gossip: GossipConfig {
                 group: match m.ip("gossip.group", || (ip(d::GOSSIP_GROUP), None)) {

@@ -28,6 +28,8 @@ pub struct Config {
     pub channels: ChannelsConfig,
     /// The registry of named services.
     pub registry: RegistryConfig,
+    /// Publish/subscribe.
+    pub pubsub: PubSubConfig,
     /// The process manager.
     pub process: ProcessConfig,
     /// HTTP endpoint: health, ready, metrics.
@@ -332,6 +334,27 @@ pub struct HttpConfig {
 pub struct ChannelsConfig {
     /// Capacity of each inbox, in messages, before the reader waits.
     pub inbox_capacity: usize,
+    /// Offer LZ4 compression of large data-channel payloads to peers.
+    pub compression: bool,
+    /// Data-channel payloads above this many bytes are compressed.
+    pub compress_above: usize,
+    /// Messages that name no channel go to data above this many bytes.
+    pub data_threshold: usize,
+    /// Every channel on one QUIC stream (a benchmark baseline only).
+    pub single_stream: bool,
+}
+
+/// Publish/subscribe settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PubSubConfig {
+    /// Messages buffered per subscription; beyond it the oldest are
+    /// dropped and counted (rounded up to a power of two).
+    pub buffer: usize,
+    /// Bytes queued per peer and stream before a broadcast waits.
+    pub queue_bytes: usize,
+    /// Longest a broadcast waits for room in a peer's queue before the
+    /// message is dropped for that peer (and counted).
+    pub publish_timeout: Duration,
 }
 
 /// Registry settings.

@@ -107,8 +107,14 @@ async fn metrics_handler(State(node): State<Node>) -> impl IntoResponse {
     .into_iter()
     .map(|s| (s, members.iter().filter(|m| m.state == s).count()))
     .collect();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::telemetry::render(node.raw().stats(), &counts),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], {
+        let pubsub = node.pubsub();
+        let mut text = crate::telemetry::render(node.raw().stats(), &counts);
+        text.push_str(&crate::telemetry::render_pubsub(
+            &pubsub.stats(),
+            &pubsub.lag(),
+            pubsub.rejected_frames(),
+        ));
+        text
+    })
 }

@@ -60,6 +60,12 @@ pub struct Registry {
     pub(crate) host: Arc<Host>,
 }
 
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Every entry with its owner, as this node sees them.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RegistrySnapshot {
@@ -87,9 +93,7 @@ impl Registry {
             kind,
             service: addr,
             protocol: std::any::type_name::<S>().to_owned(),
-            registered_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            registered_at: now_ms(),
         })
     }
 
@@ -177,8 +181,7 @@ impl Registry {
     }
 
     fn remove(&self, kind: EntryKind, name: &str, addr: super::ServiceAddr) -> bool {
-        let delta = self.shared.state().unregister(kind, name, addr.local);
-        delta.map(|d| self.shared.publish(d, false)).is_some()
+        self.shared.remove(kind, name, addr.local)
     }
 
     /// The service holding unique name `name`, typed. `Ok(None)` if nobody

@@ -35,6 +35,10 @@ pub enum EntryKind {
     Unique,
     /// Any number of members.
     Group,
+    /// A node's interest in a pub/sub topic: the name is the topic, the
+    /// service is the node itself (local id 0). Pub/sub sends a topic's
+    /// messages only to nodes with an interest entry for it.
+    Interest,
 }
 
 /// Identifies an entry within its owner's set.

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, watch, Notify};
 
+use super::entry::{Entry, EntryKind, ServiceAddr};
 use super::event::RegistryEvent;
-use super::state::{Delta, RegistryState};
+use super::state::{Delta, RegisterError, RegistryState};
 use super::wire::{RegistryMsg, KIND_MSG};
 use crate::id::NodeId;
 use crate::messenger::Messenger;
@@ -69,6 +70,35 @@ impl RegistryShared {
     }
 
     /// Removes every entry of a local service that ended.
+    /// Removes a local entry and pushes the change; whether there was one.
+    pub(crate) fn remove(&self, kind: EntryKind, name: &str, local: u64) -> bool {
+        let delta = self.state().unregister(kind, name, local);
+        delta.map(|d| self.publish(d, false)).is_some()
+    }
+
+    /// Declares this node's interest in pub/sub topic `topic` (replicated
+    /// like any entry; removed when the node leaves or goes down).
+    pub(crate) fn declare_interest(&self, topic: &str) -> Result<(), RegisterError> {
+        let me = self.messenger.id();
+        let entry = Entry {
+            name: topic.to_owned(),
+            kind: EntryKind::Interest,
+            service: ServiceAddr { node: me, local: 0 },
+            protocol: String::new(),
+            registered_at: super::api::now_ms(),
+        };
+        let delta = self.state().register(entry)?;
+        if let Some(d) = delta {
+            self.publish(d, false);
+        }
+        Ok(())
+    }
+
+    /// Withdraws this node's interest in `topic`.
+    pub(crate) fn withdraw_interest(&self, topic: &str) {
+        self.remove(EntryKind::Interest, topic, 0);
+    }
+
     pub(crate) fn service_ended(&self, local: u64) {
         let delta = self.state().unregister_service(local);
         if let Some(d) = delta {

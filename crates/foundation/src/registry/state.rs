@@ -372,6 +372,14 @@ impl RegistryState {
         self.entries_named(EntryKind::Group, name)
     }
 
+    /// Nodes with an interest in pub/sub topic `topic`.
+    pub fn interested(&self, topic: &str) -> Vec<NodeId> {
+        self.index
+            .get(&(EntryKind::Interest, topic.to_owned()))
+            .map(|addrs| addrs.iter().map(|a| a.node).collect())
+            .unwrap_or_default()
+    }
+
     fn entries_named(&self, kind: EntryKind, name: &str) -> Vec<&Entry> {
         let Some(addrs) = self.index.get(&(kind, name.to_owned())) else {
             return Vec::new();

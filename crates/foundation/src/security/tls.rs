@@ -15,9 +15,6 @@ use rustls::RootCertStore;
 use super::keys::{derive_key, KeyPurpose};
 use crate::config::{Config, TlsConfig};
 
-/// ALPN protocol id of Foundation's transport.
-pub(crate) const ALPN: &[u8] = b"foundation/1";
-
 /// PKCS#8 v1 prefix of an Ed25519 private key (RFC 8410); the 32-byte seed follows.
 const ED25519_PKCS8_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
@@ -170,8 +167,9 @@ impl TlsIdentity {
         Ok(Arc::new(roots))
     }
 
-    /// quinn server configuration requiring client certificates from the CA.
-    pub(crate) fn quic_server(&self) -> Result<quinn::ServerConfig, TlsError> {
+    /// quinn server configuration requiring client certificates from the
+    /// CA, offering `alpn` (most preferred first).
+    pub(crate) fn quic_server(&self, alpn: &[&[u8]]) -> Result<quinn::ServerConfig, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider.clone())
             .build()
@@ -180,20 +178,21 @@ impl TlsIdentity {
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.chain.clone(), self.key.clone_key())?;
-        tls.alpn_protocols = vec![ALPN.to_vec()];
+        tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
             .map_err(|e| TlsError::Quic(e.to_string()))?;
         Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
     }
 
-    /// quinn client configuration presenting this node's certificate.
-    pub(crate) fn quic_client(&self) -> Result<quinn::ClientConfig, TlsError> {
+    /// quinn client configuration presenting this node's certificate,
+    /// offering `alpn`.
+    pub(crate) fn quic_client(&self, alpn: &[&[u8]]) -> Result<quinn::ClientConfig, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_root_certificates(self.roots()?)
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?;
-        tls.alpn_protocols = vec![ALPN.to_vec()];
+        tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
             .map_err(|e| TlsError::Quic(e.to_string()))?;
         Ok(quinn::ClientConfig::new(Arc::new(crypto)))
@@ -217,8 +216,8 @@ mod tests {
     #[test]
     fn configs_build() {
         let a = TlsIdentity::from_secret(b"s3cret", "c", "foundation.node").expect("a");
-        assert!(a.quic_server().is_ok());
-        assert!(a.quic_client().is_ok());
+        assert!(a.quic_server(&[b"x"]).is_ok());
+        assert!(a.quic_client(&[b"x"]).is_ok());
     }
 
     #[test]

@@ -7,5 +7,5 @@
 mod prometheus;
 mod stats;
 
-pub use prometheus::render;
+pub use prometheus::{render, render_pubsub};
 pub use stats::{DropReason, Stats};

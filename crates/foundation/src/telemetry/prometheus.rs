@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use super::stats::{DropReason, Stats};
 use crate::membership::MemberState;
+use crate::pubsub::TopicStats;
 use crate::transport::Channel;
 
 type PerChannel = fn(&Stats, Channel) -> u64;
@@ -103,4 +104,106 @@ pub fn render(stats: &Stats, members: &[(MemberState, usize)]) -> String {
         );
     }
     out
+}
+
+/// Escapes a label value (backslash, double quote, newline).
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+type PerTopic = fn(&TopicStats) -> u64;
+
+/// Renders the pub/sub counters per topic, the subscriber lag per topic
+/// and the rejected frames.
+pub fn render_pubsub(
+    topics: &[(String, TopicStats)],
+    lag: &[(String, usize)],
+    rejected: u64,
+) -> String {
+    let mut out = String::new();
+    let per_topic: [(&str, &str, PerTopic); 7] = [
+        (
+            "foundation_pubsub_published_total",
+            "Broadcasts from this node, per topic.",
+            |s| s.published,
+        ),
+        (
+            "foundation_pubsub_sent_total",
+            "Messages sent to other nodes, per topic.",
+            |s| s.sent,
+        ),
+        (
+            "foundation_pubsub_sent_bytes_total",
+            "Bytes of messages sent to other nodes, per topic.",
+            |s| s.sent_bytes,
+        ),
+        (
+            "foundation_pubsub_received_total",
+            "Messages received from other nodes, per topic.",
+            |s| s.received,
+        ),
+        (
+            "foundation_pubsub_received_bytes_total",
+            "Bytes of messages received from other nodes, per topic.",
+            |s| s.received_bytes,
+        ),
+        (
+            "foundation_pubsub_delivered_total",
+            "Deliveries to local subscriptions, per topic.",
+            |s| s.delivered,
+        ),
+        (
+            "foundation_pubsub_dropped_total",
+            "Messages dropped (slow subscriber or full peer queue), per topic.",
+            |s| s.dropped,
+        ),
+    ];
+    for (name, help, get) in per_topic {
+        header(&mut out, name, "counter", help);
+        for (topic, s) in topics {
+            let _ = writeln!(out, "{name}{{topic=\"{}\"}} {}", label(topic), get(s));
+        }
+    }
+    let name = "foundation_pubsub_subscriber_lag";
+    header(
+        &mut out,
+        name,
+        "gauge",
+        "Most unread messages of any local subscription, per topic.",
+    );
+    for (topic, n) in lag {
+        let _ = writeln!(out, "{name}{{topic=\"{}\"}} {n}", label(topic));
+    }
+    let name = "foundation_pubsub_frames_rejected_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Pub/sub frames rejected as malformed.",
+    );
+    let _ = writeln!(out, "{name} {rejected}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_labels_are_escaped() {
+        let stats = TopicStats {
+            published: 3,
+            ..TopicStats::default()
+        };
+        let text = render_pubsub(&[("a\"b\\c\nd".into(), stats)], &[("t".into(), 7)], 2);
+        assert!(
+            text.contains("foundation_pubsub_published_total{topic=\"a\\\"b\\\\c\\nd\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("foundation_pubsub_subscriber_lag{topic=\"t\"} 7"));
+        assert!(text.contains("foundation_pubsub_frames_rejected_total 2"));
+    }
 }

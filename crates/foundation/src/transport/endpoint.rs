@@ -14,7 +14,8 @@ use super::channel::Channel;
 use super::error::{SendError, SendFailure, TransportError};
 use super::frame::{self, FrameDecoder, FrameError};
 use super::inbox::{Inbox, InboxFilter, Router};
-use super::peer::Peer;
+use super::payload::Payload;
+use super::peer::{Peer, ALPN_LZ4, ALPN_PLAIN};
 use super::reader::read_stream;
 use crate::id::NodeId;
 use crate::security::TlsIdentity;
@@ -43,6 +44,14 @@ pub struct TransportSettings {
     pub inbox_capacity: usize,
     /// Fault injection (tests): blocked peers.
     pub faults: crate::faults::Faults,
+    /// Offer LZ4 compression to peers.
+    pub compression: bool,
+    /// Data-channel payloads above this many bytes are compressed when
+    /// the connection negotiated it.
+    pub compress_above: usize,
+    /// Every channel on one stream: the head-of-line baseline of
+    /// `foundation bench hol`, never for production.
+    pub single_stream: bool,
 }
 
 #[derive(Debug, Default)]
@@ -73,8 +82,8 @@ pub struct Transport {
     inner: Arc<Inner>,
 }
 
-/// Streams a peer may open at once: the four channels plus room for
-/// per-message streams of later layers.
+/// Streams a peer may open at once: three channels and the data lanes
+/// (11), with room to spare.
 const MAX_UNI_STREAMS: u32 = 16;
 
 /// Connection-wide send buffer for a given per-stream window. A stream can
@@ -114,9 +123,14 @@ impl Transport {
             .max_concurrent_bidi_streams(0u32.into())
             .receive_window(CONNECTION_WINDOW.into());
         let transport = Arc::new(transport);
-        let mut server = tls.quic_server()?;
+        let alpn: &[&[u8]] = if settings.compression {
+            &[ALPN_LZ4, ALPN_PLAIN]
+        } else {
+            &[ALPN_PLAIN]
+        };
+        let mut server = tls.quic_server(alpn)?;
         server.transport_config(transport.clone());
-        let mut client = tls.quic_client()?;
+        let mut client = tls.quic_client(alpn)?;
         client.transport_config(transport);
 
         let socket = std::net::UdpSocket::bind(settings.bind).map_err(|e| {
@@ -195,42 +209,72 @@ impl Transport {
         headers: Vec<(String, String)>,
         payload: Bytes,
     ) -> Result<(), SendError> {
+        let payload = Payload::new(payload);
+        self.send_on(addr, channel, 0, kind, &headers, &payload)
+            .await
+    }
+
+    /// [`Transport::send`] on lane `lane` of the data channel (ignored on
+    /// other channels), with a payload shared across sends.
+    pub(crate) async fn send_on(
+        &self,
+        addr: SocketAddr,
+        channel: Channel,
+        lane: u8,
+        kind: u16,
+        headers: &[(String, String)],
+        payload: &Payload,
+    ) -> Result<(), SendError> {
         let inner = &self.inner;
-        let fail = |reason, payload| Err(SendError::new(addr, channel, reason, payload));
+        let fail = |reason| {
+            Err(SendError::new(
+                addr,
+                channel,
+                reason,
+                payload.bytes().clone(),
+            ))
+        };
         if inner.settings.faults.drops_to(addr) {
             // Lost on the (simulated) wire, as a partition would.
             return Ok(());
         }
         if inner.cancel.is_cancelled() {
-            return fail(SendFailure::ShuttingDown, payload);
+            return fail(SendFailure::ShuttingDown);
         }
+        let peer = match inner.connect(addr).await {
+            Ok(p) => p,
+            Err(reason) => return fail(reason),
+        };
+        let wants_lz4 = peer.compress
+            && channel == Channel::Data
+            && payload.bytes().len() > inner.settings.compress_above;
+        let body = match payload.compressed().filter(|_| wants_lz4) {
+            Some(packed) => (frame::Codec::Lz4, packed),
+            None => (frame::Codec::Plain, payload.bytes()),
+        };
         let parts = match frame::encode_parts(
             channel,
             kind,
             inner.local,
-            &headers,
-            &payload,
+            headers,
+            body,
             inner.settings.max_frame_size,
         ) {
             Ok(parts) => parts,
             Err(FrameError::Oversized { len, max }) => {
-                return fail(SendFailure::TooLarge { len, max }, payload)
+                return fail(SendFailure::TooLarge { len, max })
             }
-            Err(e) => return fail(SendFailure::Stream(e.to_string()), payload),
-        };
-        let peer = match inner.connect(addr).await {
-            Ok(p) => p,
-            Err(reason) => return fail(reason, payload),
+            Err(e) => return fail(SendFailure::Stream(e.to_string())),
         };
         let len = parts[0].len() + parts[1].len();
-        match peer.send(channel, parts).await {
+        match peer.send(channel, lane, parts).await {
             Ok(()) => {
                 inner.stats.sent(channel, len);
                 Ok(())
             }
             Err(e) => {
                 tracing::debug!(%addr, %channel, error = %e, "send failed");
-                fail(SendFailure::Stream(e), payload)
+                fail(SendFailure::Stream(e))
             }
         }
     }
@@ -333,7 +377,7 @@ impl Inner {
                     Ok(Ok(conn)) => {
                         me.stats.connection_opened();
                         tracing::debug!(%addr, "accepted connection");
-                        let peer = Arc::new(Peer::new(conn));
+                        let peer = Arc::new(Peer::new(conn, me.settings.single_stream));
                         me.adopt(addr, &peer).await;
                         me.drive(peer, addr).await;
                     }
@@ -375,7 +419,7 @@ impl Inner {
                 let decoder = FrameDecoder::new(me.settings.max_frame_size);
                 tokio::select! {
                     _ = me.cancel.cancelled() => {}
-                    _ = read_stream(recv, addr, decoder, &me.router, &me.stats, &me.settings.faults) => {}
+                    _ = read_stream(recv, addr, decoder, &me.router, &me.stats, &me.settings) => {}
                 }
             });
         }
@@ -412,7 +456,7 @@ impl Inner {
             Ok(conn) => {
                 self.stats.connection_opened();
                 tracing::debug!(%addr, "connected");
-                let peer = Arc::new(Peer::new(conn));
+                let peer = Arc::new(Peer::new(conn, self.settings.single_stream));
                 st.peer = Some(peer.clone());
                 st.failures = 0;
                 st.retry_at = None;

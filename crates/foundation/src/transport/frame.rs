@@ -4,10 +4,15 @@
 //!
 //! ```text
 //! +----------------+---------+---------------------------------------------+
-//! | length: u32 BE | version | postcard(EnvelopeBody)                      |
+//! | length: u32 BE | version | postcard(Head) | varint(n) | n payload bytes |
 //! +----------------+---------+---------------------------------------------+
 //!                  '----------------- length bytes ----------------------'
 //! ```
+//!
+//! `Head` is the envelope without its payload, plus the payload's codec.
+//! A compressed payload (codec `Lz4`) is `u32 LE original length ++ LZ4
+//! block`; the decoder checks the original length against the frame limit
+//! before it allocates, so a small frame cannot inflate past the limit.
 //!
 //! The decoder is sans-IO: it reads from a buffer, checks the length
 //! against the limit before buffering the frame (so a peer cannot make it
@@ -20,7 +25,7 @@ use super::channel::Channel;
 use crate::id::NodeId;
 
 /// Version of the frame format. A frame of another version is rejected.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX: usize = 4;
@@ -38,6 +43,46 @@ pub struct Envelope {
     pub headers: Vec<(String, String)>,
     /// The payload.
     pub payload: Bytes,
+}
+
+/// How a frame's payload is encoded on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Codec {
+    /// As is.
+    Plain,
+    /// LZ4 block with its original length in front (u32 LE).
+    Lz4,
+}
+
+/// Compresses `payload` with LZ4 if that saves at least 1/8 of it; the
+/// result is what goes on the wire with [`Codec::Lz4`].
+pub fn compress(payload: &[u8]) -> Option<Bytes> {
+    let len = u32::try_from(payload.len()).ok()?;
+    let block = lz4_flex::block::compress(payload);
+    if block.len() + 4 > payload.len() - payload.len() / 8 {
+        return None;
+    }
+    let mut out = BytesMut::with_capacity(4 + block.len());
+    out.put_u32_le(len);
+    out.extend_from_slice(&block);
+    Some(out.freeze())
+}
+
+/// Reverses [`compress`]; refuses an original length above `max`.
+pub fn decompress(data: &[u8], max: usize) -> Result<Bytes, FrameError> {
+    let bad = |why: String| FrameError::Malformed(format!("lz4 payload: {why}"));
+    let (len, block) = data
+        .split_first_chunk::<4>()
+        .ok_or_else(|| bad("shorter than its length".into()))?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if len > max {
+        return Err(FrameError::Oversized { len, max });
+    }
+    let out = lz4_flex::block::decompress(block, len).map_err(|e| bad(e.to_string()))?;
+    if out.len() != len {
+        return Err(bad(format!("{} bytes, announced {len}", out.len())));
+    }
+    Ok(Bytes::from(out))
 }
 
 /// Why a frame was rejected. The stream carrying it is closed.
@@ -74,11 +119,9 @@ pub enum FrameError {
     },
 }
 
-/// The envelope without its payload: postcard writes a byte string as
-/// varint(length) then the raw bytes, so `postcard(Head) ++ varint(len) ++
-/// payload` is exactly `postcard(Envelope)`. Encoding the head alone lets the
-/// payload go out as its own chunk (no copy) and come back as a slice of the
-/// received frame (no copy).
+/// The envelope without its payload, plus the payload's codec. Encoding the
+/// head alone lets the payload go out as its own chunk (no copy) and come
+/// back as a slice of the received frame (no copy).
 #[derive(Serialize, Deserialize)]
 struct Head<'a> {
     channel: Channel,
@@ -86,17 +129,19 @@ struct Head<'a> {
     from: NodeId,
     #[serde(borrow)]
     headers: std::borrow::Cow<'a, [(String, String)]>,
+    codec: Codec,
 }
 
 /// Encodes one frame as two chunks: prefix + version + head + payload
-/// length, then the payload itself (shared, not copied). Fails only when
-/// the frame would exceed `max` bytes.
+/// length, then the payload itself (shared, not copied). `payload` is
+/// already encoded with `codec`. Fails only when the frame would exceed
+/// `max` bytes.
 pub fn encode_parts(
     channel: Channel,
     kind: u16,
     from: NodeId,
     headers: &[(String, String)],
-    payload: &Bytes,
+    (codec, payload): (Codec, &Bytes),
     max: usize,
 ) -> Result<[Bytes; 2], FrameError> {
     let head = Head {
@@ -104,6 +149,7 @@ pub fn encode_parts(
         kind,
         from,
         headers: std::borrow::Cow::Borrowed(headers),
+        codec,
     };
     let mut out = BytesMut::with_capacity(LENGTH_PREFIX + 64);
     out.put_u32(0);
@@ -127,7 +173,7 @@ pub fn encode(envelope: &Envelope, max: usize) -> Result<Bytes, FrameError> {
         envelope.kind,
         envelope.from,
         &envelope.headers,
-        &envelope.payload,
+        (Codec::Plain, &envelope.payload),
         max,
     )?;
     let mut out = BytesMut::with_capacity(head.len() + payload.len());
@@ -160,8 +206,9 @@ impl FrameDecoder {
         Ok(len)
     }
 
-    /// Decodes one frame body (version byte + postcard envelope). The
-    /// payload is a slice of `body`, not a copy.
+    /// Decodes one frame body (version byte + postcard envelope). A plain
+    /// payload is a slice of `body`, not a copy; a compressed one is
+    /// decompressed (at most `max` bytes).
     pub fn decode_body(&self, body: Bytes) -> Result<Envelope, FrameError> {
         let malformed = |e: postcard::Error| FrameError::Malformed(e.to_string());
         let (&version, rest) = body.split_first().ok_or(FrameError::Empty)?;
@@ -177,12 +224,16 @@ impl FrameDecoder {
             )));
         }
         let start = body.len() - len;
+        let payload = match head.codec {
+            Codec::Plain => body.slice(start..),
+            Codec::Lz4 => decompress(&body[start..], self.max)?,
+        };
         Ok(Envelope {
             channel: head.channel,
             kind: head.kind,
             from: head.from,
             headers: head.headers.into_owned(),
-            payload: body.slice(start..),
+            payload,
         })
     }
 
@@ -208,6 +259,20 @@ impl FrameDecoder {
     pub fn max_buffer(&self) -> usize {
         LENGTH_PREFIX + self.max
     }
+}
+
+/// Incompressible test bytes (xorshift64).
+#[cfg(test)]
+pub(crate) fn noise(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -237,11 +302,41 @@ mod tests {
     }
 
     #[test]
-    fn wire_format_is_postcard_of_the_envelope() {
-        let env = sample(b"payload bytes");
-        let bytes = encode(&env, 1024).expect("fits");
-        let direct = postcard::to_allocvec(&env).expect("postcard");
-        assert_eq!(&bytes[LENGTH_PREFIX + 1..], &direct[..]);
+    fn compressed_payload_round_trips_and_plain_stays_shared() {
+        let env = sample(&b"abcdefgh".repeat(1000));
+        let packed = compress(&env.payload).expect("repetitive data compresses");
+        assert!(packed.len() < env.payload.len() / 10);
+        let [head, payload] = encode_parts(
+            env.channel,
+            env.kind,
+            env.from,
+            &env.headers,
+            (Codec::Lz4, &packed),
+            1 << 20,
+        )
+        .expect("fits");
+        let mut buf = BytesMut::from(&[&head[..], &payload[..]].concat()[..]);
+        assert_eq!(FrameDecoder::new(1 << 20).decode(&mut buf), Ok(Some(env)));
+        // Random bytes do not compress: sent plain.
+        let noise = crate::transport::frame::noise(4096);
+        assert_eq!(compress(&noise), None);
+    }
+
+    #[test]
+    fn compressed_payload_cannot_inflate_past_the_limit() {
+        let packed = compress(&vec![0u8; 100_000]).expect("zeros compress");
+        assert!(matches!(
+            decompress(&packed, 50_000),
+            Err(FrameError::Oversized {
+                len: 100_000,
+                max: 50_000
+            })
+        ));
+        // A length that lies is caught.
+        let mut lie = packed.to_vec();
+        lie[..4].copy_from_slice(&1000u32.to_le_bytes());
+        assert!(decompress(&lie, 1 << 20).is_err());
+        assert!(decompress(&[1, 2], 1 << 20).is_err());
     }
 
     #[test]
@@ -301,7 +396,8 @@ mod tests {
                     Ok(None) | Err(_) => break,
                 }
             }
-            let _ = dec.decode_body(Bytes::from(data));
+            let _ = dec.decode_body(Bytes::from(data.clone()));
+            let _ = decompress(&data, 4096);
         }
 
         #[test]

@@ -35,8 +35,8 @@ pub struct Incoming {
 }
 
 /// Message kinds from this one up are Foundation's own (registry
-/// `0xFE00..`, services `0xFE10..`, clock `0xFF00..`); applications use
-/// kinds below it.
+/// `0xFE00..`, services `0xFE10..`, process manager `0xFE20..`, pub/sub
+/// `0xFE30..`, clock `0xFF00..`); applications use kinds below it.
 pub const RESERVED_KINDS: u16 = 0xFE00;
 
 /// Which messages an inbox receives.

@@ -3,12 +3,17 @@
 //! [`Transport`] owns the quinn [`quinn::Endpoint`]. Connections are made on
 //! demand by [`Transport::send`], reused while alive, and re-made after loss
 //! with exponential backoff. Received frames go to [`Inbox`]es.
+//!
+//! The data channel has [`DATA_LANES`] streams; payloads above
+//! `compress_above` on it are LZ4-compressed when both ends offered it in
+//! the TLS handshake (ALPN `foundation/2+lz4`).
 
 mod channel;
 mod endpoint;
 mod error;
 pub mod frame;
 mod inbox;
+mod payload;
 mod peer;
 mod reader;
 
@@ -17,6 +22,8 @@ pub use endpoint::{Transport, TransportSettings};
 pub use error::{SendError, SendFailure, TransportError};
 pub use frame::{Envelope, FrameDecoder, FrameError, PROTOCOL_VERSION};
 pub use inbox::{Inbox, InboxFilter, Incoming, RESERVED_KINDS};
+pub(crate) use payload::Payload;
+pub use peer::DATA_LANES;
 
 #[cfg(test)]
 mod tests;

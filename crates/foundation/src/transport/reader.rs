@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use bytes::BytesMut;
 
 use super::channel::Channel;
+use super::endpoint::TransportSettings;
 use super::frame::{FrameDecoder, FrameError, LENGTH_PREFIX};
 use super::inbox::Router;
 use crate::telemetry::Stats;
@@ -27,8 +28,9 @@ pub(crate) async fn read_stream(
     decoder: FrameDecoder,
     router: &Router,
     stats: &Stats,
-    faults: &crate::faults::Faults,
+    settings: &TransportSettings,
 ) {
+    let faults = &settings.faults;
     let mut stream_channel: Option<Channel> = None;
     let end = loop {
         let mut prefix = [0u8; LENGTH_PREFIX];
@@ -59,13 +61,15 @@ pub(crate) async fn read_stream(
             Err(e) => break ReadEnd::Bad(e),
         };
         let channel = *stream_channel.get_or_insert(env.channel);
-        if channel != env.channel {
+        // One stream carries one channel, except in the single-stream
+        // baseline (both ends run it).
+        if channel != env.channel && !settings.single_stream {
             break ReadEnd::Bad(FrameError::WrongChannel {
                 frame: env.channel,
                 stream: channel,
             });
         }
-        stats.received(channel, LENGTH_PREFIX + len);
+        stats.received(env.channel, LENGTH_PREFIX + len);
         if faults.drops_from(addr) {
             continue;
         }

@@ -13,6 +13,9 @@ use crate::telemetry::Stats;
 
 fn settings(max_frame_size: usize) -> TransportSettings {
     TransportSettings {
+        compression: true,
+        compress_above: 16 * 1024,
+        single_stream: false,
         bind: SocketAddr::from(([127, 0, 0, 1], 0)),
         max_frame_size,
         stream_window: 256 * 1024,

@@ -1,0 +1,67 @@
+//! The receiving side: pub/sub frames in, local deliveries out.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::api::Shared;
+use super::wire::decode_batch;
+use crate::membership::MemberEvent;
+use crate::transport::{Inbox, Incoming};
+
+/// Delivers received items to local subscriptions and drops the queues of
+/// members that leave or go down.
+pub(crate) struct ReceiveTask {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) inbox: Inbox,
+    pub(crate) members: broadcast::Receiver<MemberEvent>,
+    pub(crate) cancel: CancellationToken,
+}
+
+impl ReceiveTask {
+    pub(crate) async fn run(mut self) {
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                msg = self.inbox.recv() => match msg {
+                    Some(msg) => receive(&self.shared, msg),
+                    None => break,
+                },
+                ev = self.members.recv() => match ev {
+                    Ok(MemberEvent::Down(m) | MemberEvent::Left(m)) => self.shared.sender.forget(m.id),
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+            }
+        }
+        self.shared.close();
+    }
+}
+
+/// Handles one pub/sub frame. A malformed frame is counted and logged;
+/// the items before the bad part are still delivered.
+pub(crate) fn receive(shared: &Shared, msg: Incoming) {
+    let (items, err) = decode_batch(&msg.payload);
+    for item in items {
+        let counters = shared.counters.topic(&item.topic);
+        counters.received.fetch_add(1, Relaxed);
+        counters
+            .received_bytes
+            .fetch_add(item.body.len() as u64, Relaxed);
+        match shared.local.deliver_bytes(&item.topic, &item.body) {
+            // Interest lags a round trip behind an unsubscribe.
+            None => tracing::trace!(topic = %item.topic, "no subscriber here any more"),
+            Some(d) if d.undecodable > 0 => {
+                tracing::debug!(topic = %item.topic, from = %msg.from, "message does not decode as a subscriber's type");
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(e) = err {
+        shared.counters.rejected.fetch_add(1, Relaxed);
+        metrics::counter!("foundation_pubsub_frames_rejected_total").increment(1);
+        tracing::warn!(from = %msg.from, error = %e, "malformed pub/sub frame");
+    }
+}

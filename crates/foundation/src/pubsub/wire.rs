@@ -1,0 +1,148 @@
+//! Pub/sub frames: batches of (topic, body) items.
+//!
+//! A frame of kind [`KIND_BATCH`] carries one or more items back to back,
+//! each `postcard(Item)`. A broadcast encodes its item once; every peer's
+//! queue shares those bytes, and a peer's sender concatenates what is
+//! queued into one frame. Decoding borrows topic and body from the frame.
+
+use std::borrow::Cow;
+use std::ops::RangeInclusive;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::registry::MAX_NAME_LEN;
+
+/// Message kinds reserved for pub/sub (`0xFE30..=0xFE3F`).
+pub const KINDS: RangeInclusive<u16> = 0xFE30..=0xFE3F;
+/// A batch of published items.
+pub(crate) const KIND_BATCH: u16 = 0xFE30;
+
+/// One published message as it travels.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Item<'a> {
+    /// The topic.
+    #[serde(borrow)]
+    pub(crate) topic: Cow<'a, str>,
+    /// The message, postcard-encoded by the publisher.
+    #[serde(borrow)]
+    pub(crate) body: Cow<'a, [u8]>,
+}
+
+/// Why a pub/sub frame was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum WireError {
+    /// Not a sequence of items.
+    #[error("malformed pub/sub item at byte {at}: {why}")]
+    Malformed {
+        /// Offset of the bad item.
+        at: usize,
+        /// The decoder's reason.
+        why: String,
+    },
+    /// An item with an empty or too long topic.
+    #[error("pub/sub item with an invalid topic ({len} bytes)")]
+    Topic {
+        /// The topic's length.
+        len: usize,
+    },
+}
+
+/// Encodes one item.
+pub(crate) fn encode_item(topic: &str, body: &[u8]) -> Bytes {
+    let item = Item {
+        topic: Cow::Borrowed(topic),
+        body: Cow::Borrowed(body),
+    };
+    // Serializing borrowed strings and bytes into a Vec cannot fail.
+    Bytes::from(postcard::to_allocvec(&item).unwrap_or_default())
+}
+
+/// Decodes every item of a batch, in order; stops at the first bad one
+/// (the items before it are returned).
+pub(crate) fn decode_batch(mut data: &[u8]) -> (Vec<Item<'_>>, Option<WireError>) {
+    let total = data.len();
+    let mut items = Vec::new();
+    while !data.is_empty() {
+        let at = total - data.len();
+        match postcard::take_from_bytes::<Item<'_>>(data) {
+            Ok((item, rest)) => {
+                let len = item.topic.len();
+                if len == 0 || len > MAX_NAME_LEN {
+                    return (items, Some(WireError::Topic { len }));
+                }
+                items.push(item);
+                data = rest;
+            }
+            Err(e) => {
+                return (
+                    items,
+                    Some(WireError::Malformed {
+                        at,
+                        why: e.to_string(),
+                    }),
+                )
+            }
+        }
+    }
+    (items, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn a_batch_is_items_back_to_back() {
+        let mut batch = encode_item("a", b"one").to_vec();
+        batch.extend_from_slice(&encode_item("b/c", b""));
+        let (items, err) = decode_batch(&batch);
+        assert_eq!(err, None);
+        assert_eq!(items.len(), 2);
+        assert_eq!((&*items[0].topic, &*items[0].body), ("a", &b"one"[..]));
+        assert_eq!((&*items[1].topic, &*items[1].body), ("b/c", &b""[..]));
+    }
+
+    #[test]
+    fn bad_items_are_reported_and_earlier_ones_kept() {
+        let mut batch = encode_item("ok", b"1").to_vec();
+        batch.extend_from_slice(&[0xFF, 0xFF, 0xFF]);
+        let (items, err) = decode_batch(&batch);
+        assert_eq!(items.len(), 1);
+        assert!(
+            matches!(err, Some(WireError::Malformed { at: 5, .. })),
+            "{err:?}"
+        );
+        let empty = encode_item("", b"x");
+        let (items, err) = decode_batch(&empty);
+        assert!(items.is_empty());
+        assert_eq!(err, Some(WireError::Topic { len: 0 }));
+        let long = "t".repeat(MAX_NAME_LEN + 1);
+        assert!(matches!(
+            decode_batch(&encode_item(&long, b"")).1,
+            Some(WireError::Topic { .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let (items, _) = decode_batch(&data);
+            prop_assert!(items.len() <= data.len());
+        }
+
+        #[test]
+        fn batches_round_trip(items in proptest::collection::vec(("[a-z/]{1,12}", proptest::collection::vec(any::<u8>(), 0..64)), 0..20)) {
+            let mut batch = Vec::new();
+            for (t, b) in &items {
+                batch.extend_from_slice(&encode_item(t, b));
+            }
+            let (got, err) = decode_batch(&batch);
+            prop_assert_eq!(err, None);
+            let got: Vec<(String, Vec<u8>)> = got.into_iter().map(|i| (i.topic.into_owned(), i.body.into_owned())).collect();
+            prop_assert_eq!(got, items);
+        }
+    }
+}
