@@ -159,7 +159,7 @@ async fn run_a(
     let idle = round_trips(&a, b_id, &ping, &mut pongs, 500).await?;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let payload = Bytes::from(noise(cfg.message_size));
+    let payload = Bytes::from(super::noise(cfg.message_size));
     let publishers: Vec<_> = topics
         .iter()
         .map(|t| {
@@ -213,19 +213,6 @@ async fn round_trips(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     Ok(out)
-}
-
-/// Incompressible bytes (xorshift64).
-fn noise(n: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 impl HolBench {

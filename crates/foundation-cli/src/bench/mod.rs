@@ -30,6 +30,20 @@ pub(crate) enum BenchCmd {
     Throughput(throughput::ThroughputBench),
 }
 
+/// Incompressible bytes (xorshift64): payloads that measure the transport,
+/// not the compressor.
+pub(crate) fn noise(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 impl BenchCmd {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         match self {

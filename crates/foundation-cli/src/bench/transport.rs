@@ -158,7 +158,7 @@ async fn run_a(
     let sent = Arc::new(AtomicU64::new(0));
     let flooder = {
         let (a, stop, sent) = (a.clone(), stop.clone(), sent.clone());
-        let payload = Bytes::from(vec![0xA5u8; cfg.message_size]);
+        let payload = Bytes::from(super::noise(cfg.message_size));
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 if a.send(b_id, Channel::Data, BULK, payload.clone())

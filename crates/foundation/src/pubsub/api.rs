@@ -5,14 +5,13 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::time::Instant;
 
 use super::local::{Local, SubscriptionId};
 use super::options::{lane_of, pick_channel, Publish};
 use super::sender::{NotQueued, Route, Sender};
 use super::stats::{Counters, TopicStats};
 use super::subscription::Subscription;
-use super::wire::encode_item;
+use super::wire::encode_item_of;
 use crate::config::PubSubConfig;
 use crate::id::NodeId;
 use crate::registry::{RegistryShared, MAX_NAME_LEN};
@@ -260,6 +259,10 @@ impl PubSub {
         T: Serialize + Send + Sync + 'static,
     {
         check_topic(topic)?;
+        // A broadcast that finds room in every queue never waits: yield
+        // now and then (tokio's budget), so a publishing loop cannot
+        // starve the runtime.
+        tokio::task::coop::consume_budget().await;
         let s = &self.shared;
         if s.closed.load(Relaxed) {
             return Err(PubSubError::ShuttingDown);
@@ -271,23 +274,24 @@ impl PubSub {
             topic: topic.to_owned(),
             message: e.to_string(),
         };
-        let body = if peers.is_empty() {
+        let encoded = if peers.is_empty() {
             None
         } else {
-            Some(postcard::to_allocvec(&msg).map_err(encode_err)?)
+            Some(encode_item_of(topic, &msg).map_err(encode_err)?)
         };
         let msg = Arc::new(msg);
-        let delivered = s.local.deliver(topic, &msg, skip, || {
-            body.clone().or_else(|| postcard::to_allocvec(&*msg).ok())
+        let delivered = s.local.deliver(topic, &msg, skip, || match &encoded {
+            Some((item, at)) => Some(item[*at..].to_vec()),
+            None => postcard::to_allocvec(&*msg).ok(),
         });
         let mut out = Published {
             local: delivered.reached,
             ..Published::default()
         };
-        let Some(body) = body else {
+        let Some((item, body_at)) = encoded else {
             return Ok(out);
         };
-        let item = encode_item(topic, &body);
+        let body_len = item.len() - body_at;
         let len = item.len();
         if len + FRAME_OVERHEAD > s.max_frame {
             return Err(PubSubError::TooLarge {
@@ -297,20 +301,24 @@ impl PubSub {
             });
         }
         let item = Arc::new(Payload::new(item));
-        let channel = pick_channel(opts, body.len(), s.data_threshold);
+        let channel = pick_channel(opts, body_len, s.data_threshold);
         let lane = if channel == Channel::Data {
             lane_of(topic)
         } else {
             0
         };
-        let deadline = Instant::now() + s.config.publish_timeout;
+
         for peer in peers {
             let route = Route {
                 peer,
                 channel,
                 lane,
             };
-            match s.sender.push(route, item.clone(), deadline).await {
+            match s
+                .sender
+                .push(route, item.clone(), s.config.publish_timeout)
+                .await
+            {
                 Ok(()) => {
                     out.nodes += 1;
                     counters.sent.fetch_add(1, Relaxed);

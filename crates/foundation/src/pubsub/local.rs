@@ -167,15 +167,21 @@ impl Local {
         out
     }
 
-    /// Delivers a message received from another node.
-    pub(crate) fn deliver_bytes(&self, topic: &str, body: &[u8]) -> Option<Delivered> {
+    /// Delivers messages of one topic received from another node, in order.
+    pub(crate) fn deliver_bytes<'a>(
+        &self,
+        topic: &str,
+        bodies: impl Iterator<Item = &'a [u8]>,
+    ) -> Option<Delivered> {
         let topics = self.lock();
         let t = topics.get(topic)?;
         let mut out = Delivered::default();
-        for (_, ring) in &t.rings {
-            match ring.deliver_bytes(body, 0) {
-                Ok(n) => out.reached += n,
-                Err(_) => out.undecodable += 1,
+        for body in bodies {
+            for (_, ring) in &t.rings {
+                match ring.deliver_bytes(body, 0) {
+                    Ok(n) => out.reached += n,
+                    Err(_) => out.undecodable += 1,
+                }
             }
         }
         t.counters.delivered.fetch_add(out.reached as u64, Relaxed);

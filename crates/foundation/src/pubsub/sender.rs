@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -88,62 +89,66 @@ impl Sender {
         }
     }
 
-    fn queue(&self, route: Route) -> Queue {
-        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+    fn queue(queues: &mut HashMap<Route, Queue>, route: Route, me: &Sender) -> Queue {
         if let Some(q) = queues.get(&route).filter(|q| !q.tx.is_closed()) {
             return q.clone();
         }
         let (tx, rx) = mpsc::channel(QUEUE_ITEMS);
         let q = Queue {
             tx,
-            bytes: Arc::new(Semaphore::new(self.budget)),
+            bytes: Arc::new(Semaphore::new(me.budget)),
         };
         queues.insert(route, q.clone());
-        tokio::spawn(drain(
-            self.messenger.clone(),
-            route,
-            rx,
-            self.cancel.clone(),
-        ));
+        tokio::spawn(drain(me.messenger.clone(), route, rx, me.cancel.clone()));
         q
     }
 
-    /// Queues `item` for `route`, waiting for room until `deadline`.
+    /// Queues `item` for `route`, waiting for room at most `patience`.
     pub(crate) async fn push(
         &self,
         route: Route,
         item: SharedItem,
-        deadline: Instant,
+        patience: Duration,
     ) -> Result<(), NotQueued> {
-        let q = self.queue(route);
         let cost = item.bytes().len().clamp(1, self.budget) as u32;
-        let permit = match q.bytes.clone().try_acquire_many_owned(cost) {
-            Ok(p) => p,
-            Err(tokio::sync::TryAcquireError::Closed) => return Err(NotQueued::Closed),
-            Err(tokio::sync::TryAcquireError::NoPermits) => {
-                match tokio::time::timeout_at(deadline, q.bytes.clone().acquire_many_owned(cost))
-                    .await
-                {
-                    Ok(Ok(p)) => p,
-                    Ok(Err(_)) => return Err(NotQueued::Closed),
-                    Err(_) => return Err(NotQueued::Full),
+        // The common case, without waiting: under the lock, no clones.
+        let (q, item) = {
+            let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(q) = queues.get(&route) {
+                if let Ok(permit) = q.bytes.clone().try_acquire_many_owned(cost) {
+                    match q.tx.try_send(Queued {
+                        item,
+                        _permit: permit,
+                    }) {
+                        Ok(()) => return Ok(()),
+                        Err(e) => {
+                            let Queued { item, .. } = e.into_inner();
+                            (Self::queue(&mut queues, route, self), item)
+                        }
+                    }
+                } else {
+                    (Self::queue(&mut queues, route, self), item)
                 }
+            } else {
+                (Self::queue(&mut queues, route, self), item)
             }
         };
+        let deadline = Instant::now() + patience;
+        let permit =
+            match tokio::time::timeout_at(deadline, q.bytes.clone().acquire_many_owned(cost)).await
+            {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => return Err(NotQueued::Closed),
+                Err(_) => return Err(NotQueued::Full),
+            };
         let queued = Queued {
             item,
             _permit: permit,
         };
-        match q.tx.try_send(queued) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(NotQueued::Closed),
-            Err(mpsc::error::TrySendError::Full(queued)) => {
-                match tokio::time::timeout_at(deadline, q.tx.send(queued)).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(_)) => Err(NotQueued::Closed),
-                    Err(_) => Err(NotQueued::Full),
-                }
-            }
+        match tokio::time::timeout_at(deadline, q.tx.send(queued)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(NotQueued::Closed),
+            Err(_) => Err(NotQueued::Full),
         }
     }
 

@@ -48,13 +48,59 @@ pub(crate) enum WireError {
     },
 }
 
-/// Encodes one item.
+/// Appends `n` as a postcard varint (LEB128); returns its length.
+fn varint(n: usize, out: &mut [u8; 10]) -> usize {
+    let mut n = n as u64;
+    let mut i = 0;
+    loop {
+        let byte = (n & 0x7F) as u8;
+        n >>= 7;
+        if n == 0 {
+            out[i] = byte;
+            return i + 1;
+        }
+        out[i] = byte | 0x80;
+        i += 1;
+    }
+}
+
+/// Encodes one item with `msg` serialized straight into it: the bytes of
+/// `postcard(Item)`, and where the body starts. One allocation: the body
+/// is serialized after room for its length, and the (short) topic header
+/// is moved up against it.
+pub(crate) fn encode_item_of<T: Serialize + ?Sized>(
+    topic: &str,
+    msg: &T,
+) -> Result<(Bytes, usize), postcard::Error> {
+    let mut head = [0u8; 10];
+    let n = varint(topic.len(), &mut head);
+    let prefix = n + topic.len();
+    let mut buf = Vec::with_capacity(prefix + 10 + 120);
+    buf.extend_from_slice(&[0u8; 10]);
+    buf.extend_from_slice(&head[..n]);
+    buf.extend_from_slice(topic.as_bytes());
+    buf.extend_from_slice(&[0u8; 10]);
+    let mut buf = postcard::to_extend(msg, buf)?;
+    let body_at = 10 + prefix + 10;
+    let body_len = buf.len() - body_at;
+    let mut len = [0u8; 10];
+    let m = varint(body_len, &mut len);
+    buf[body_at - m..body_at].copy_from_slice(&len[..m]);
+    // Close the gap: move the topic header up against the body length.
+    let start = body_at - m - prefix;
+    buf.copy_within(10..10 + prefix, start);
+    let item = Bytes::from(buf).slice(start..);
+    let body = item.len() - body_len;
+    Ok((item, body))
+}
+
+/// Encodes one item from an already serialized body.
+#[cfg(test)]
 pub(crate) fn encode_item(topic: &str, body: &[u8]) -> Bytes {
     let item = Item {
         topic: Cow::Borrowed(topic),
         body: Cow::Borrowed(body),
     };
-    // Serializing borrowed strings and bytes into a Vec cannot fail.
     Bytes::from(postcard::to_allocvec(&item).unwrap_or_default())
 }
 
@@ -93,6 +139,19 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn items_encoded_in_place_match_postcard() {
+        for (topic, msg) in [
+            ("a", vec![1u8, 2, 3]),
+            ("x".repeat(200).as_str().into(), vec![7u8; 300]),
+        ] {
+            let body = postcard::to_allocvec(&msg).expect("body");
+            let (item, at) = encode_item_of(&topic, &msg).expect("item");
+            assert_eq!(&item[..], &encode_item(&topic, &body)[..]);
+            assert_eq!(&item[at..], &body[..]);
+        }
+    }
 
     #[test]
     fn a_batch_is_items_back_to_back() {

@@ -54,12 +54,28 @@ pub enum Codec {
     Lz4,
 }
 
+/// Payloads above this are sampled before they are compressed whole.
+const SAMPLE: usize = 64 * 1024;
+
+/// Whether LZ4 saves at least 1/8 of `data`.
+fn pays(data: &[u8], packed: usize) -> bool {
+    packed + 4 <= data.len() - data.len() / 8
+}
+
 /// Compresses `payload` with LZ4 if that saves at least 1/8 of it; the
-/// result is what goes on the wire with [`Codec::Lz4`].
+/// result is what goes on the wire with [`Codec::Lz4`]. A large payload
+/// whose first 64 KiB do not compress is sent as is without trying the
+/// rest (random or already compressed data costs a sample, not a pass).
 pub fn compress(payload: &[u8]) -> Option<Bytes> {
     let len = u32::try_from(payload.len()).ok()?;
+    if payload.len() > 4 * SAMPLE {
+        let sample = &payload[..SAMPLE];
+        if !pays(sample, lz4_flex::block::compress(sample).len()) {
+            return None;
+        }
+    }
     let block = lz4_flex::block::compress(payload);
-    if block.len() + 4 > payload.len() - payload.len() / 8 {
+    if !pays(payload, block.len()) {
         return None;
     }
     let mut out = BytesMut::with_capacity(4 + block.len());

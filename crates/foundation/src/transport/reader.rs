@@ -47,6 +47,10 @@ pub(crate) async fn read_stream(
         // bytes actually arrive (QUIC flow control bounds them).
         let mut body = BytesMut::with_capacity(len.min(8 << 20));
         while body.len() < len {
+            // Copying a large frame takes many chunks: yield now and then
+            // (tokio's budget) so other tasks, control traffic first, get
+            // the thread.
+            tokio::task::coop::consume_budget().await;
             match recv.read_chunk(len - body.len(), true).await {
                 Ok(Some(chunk)) => body.extend_from_slice(&chunk.bytes),
                 Ok(None) => break,
