@@ -124,6 +124,51 @@
 //! # }
 //! ```
 //!
+//! # Walkthrough: publish and subscribe across nodes
+//!
+//! ```
+//! use std::time::Duration;
+//! use foundation::messaging::Topic;
+//! use foundation::NodeBuilder;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, Debug, PartialEq)]
+//! struct Price { symbol: String, cents: u64 }
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let node = |name: &str| {
+//!     NodeBuilder::isolated()
+//!         .cluster("static")
+//!         .name(name)
+//!         .secret("walkthrough-secret-0123456789")
+//!         .bind("127.0.0.1".parse().expect("ip"))
+//!         .port(0)
+//! };
+//! let a = node("a").start().await?;
+//! let b = node("b").seeds([a.membership_addr().to_string()]).start().await?;
+//! b.wait_for_members(2, Duration::from_secs(10)).await.map_err(|_| "no join")?;
+//!
+//! // b subscribes; its interest reaches a within a round trip.
+//! let mut prices = b.pubsub().subscribe::<Price>("prices")?;
+//! while a.pubsub().interested_nodes("prices").is_empty() {
+//!     tokio::time::sleep(Duration::from_millis(10)).await;
+//! }
+//! // a publishes, directly or through the messaging facade.
+//! let sent = a.pubsub().broadcast("prices", Price { symbol: "ACME".into(), cents: 1234 }).await?;
+//! assert_eq!(sent.nodes, 1); // only nodes with subscribers get it
+//! a.messaging().send(&Topic::new("prices"), Price { symbol: "ACME".into(), cents: 1250 }).await?;
+//!
+//! let first = prices.recv().await.ok_or("closed")?;
+//! let second = prices.recv().await.ok_or("closed")?;
+//! assert_eq!((first.cents, second.cents), (1234, 1250)); // in order
+//! assert_eq!(prices.dropped(), 0);
+//! b.shutdown().await;
+//! a.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Where things are
 //!
 //! - [`config`]: tiers, keys, the resolver, `config explain` text.
@@ -135,6 +180,8 @@
 //! - [`registry`]: the cluster-wide registry: sans-IO state, sync task, facade.
 //! - [`process`]: services, the local supervisor, the process manager
 //!   (placement, handoff, split-brain policy).
+//! - [`pubsub`]: topics, typed subscriptions, broadcasts (ADR 010).
+//! - [`messaging`]: one `send` to a service, a registered name or a topic.
 //! - [`faults`]: transport-level fault injection for tests.
 //! - [`telemetry`]: per-node counters and their Prometheus rendering.
 

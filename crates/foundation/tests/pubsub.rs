@@ -422,3 +422,30 @@ async fn messaging_sends_to_a_service_a_name_or_a_topic() {
     assert!(err.to_string().contains("topic \"\""), "{err}");
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_sends_what_was_broadcast_before_it() {
+    let mut c = Cluster::start_with(2, |b, _| b.set("pubsub.buffer", "8192"))
+        .await
+        .expect("cluster");
+    let mut sub = c
+        .node(1)
+        .pubsub()
+        .subscribe::<(u32, Bytes)>("last words")
+        .expect("sub");
+    interest(c.node(0), "last words", 1).await;
+    const N: u32 = 5_000;
+    for i in 0..N {
+        c.node(0)
+            .pubsub()
+            .broadcast("last words", (i, Bytes::from(vec![0u8; 1000])))
+            .await
+            .expect("broadcast");
+    }
+    c.stop(0).await;
+    for i in 0..N {
+        assert_eq!(next(&mut sub).await.0, i);
+    }
+    assert_eq!(sub.dropped(), 0);
+    c.shutdown().await;
+}
