@@ -34,16 +34,7 @@ impl Messenger {
         headers: Vec<(String, String)>,
         payload: Bytes,
     ) -> Result<(), SendError> {
-        let Some(addr) = self.addr_of(to) else {
-            return Err(SendError::new(
-                to,
-                channel,
-                SendFailure::UnknownNode,
-                payload,
-            ));
-        };
-        self.transport
-            .send(addr, channel, kind, headers, payload)
+        self.send_frame(to, channel, 0, kind, &headers, &Payload::new(payload))
             .await
     }
 
@@ -56,6 +47,18 @@ impl Messenger {
         kind: u16,
         payload: &Payload,
     ) -> Result<(), SendError> {
+        self.send_frame(to, channel, lane, kind, &[], payload).await
+    }
+
+    async fn send_frame(
+        &self,
+        to: NodeId,
+        channel: Channel,
+        lane: u8,
+        kind: u16,
+        headers: &[(String, String)],
+        payload: &Payload,
+    ) -> Result<(), SendError> {
         let Some(addr) = self.addr_of(to) else {
             return Err(SendError::new(
                 to,
@@ -65,7 +68,7 @@ impl Messenger {
             ));
         };
         self.transport
-            .send_on(addr, channel, lane, kind, &[], payload)
+            .send_on(addr, channel, lane, kind, headers, payload)
             .await
     }
 

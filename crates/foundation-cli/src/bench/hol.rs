@@ -252,12 +252,7 @@ impl HolBench {
             ping_size: self.ping_size,
             duration_s: self.duration,
         };
-        if self.json {
-            println!("{}", serde_json::to_string(&report)?);
-        } else {
-            print_table(&report);
-        }
-        Ok(())
+        super::emit(self.json, &report, print_table)
     }
 }
 

@@ -44,6 +44,20 @@ pub(crate) fn noise(n: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Prints `report` as one JSON object, or as the bench's table.
+pub(crate) fn emit<R: serde::Serialize>(
+    json: bool,
+    report: &R,
+    table: fn(&R),
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        table(report);
+    }
+    Ok(())
+}
+
 impl BenchCmd {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         match self {

@@ -116,12 +116,7 @@ impl RegistryBench {
             n.shutdown().await;
         }
         let report = report?;
-        if self.json {
-            println!("{}", serde_json::to_string(&report)?);
-        } else {
-            print_table(&report);
-        }
-        Ok(())
+        super::emit(self.json, &report, print_table)
     }
 
     async fn measure(&self, nodes: &[Node]) -> anyhow::Result<Report> {

@@ -311,12 +311,7 @@ impl ThroughputBench {
             paced_latency_us: paced.latency_us,
             runs: runs.into_iter().chain([fanout]).collect(),
         };
-        if self.json {
-            println!("{}", serde_json::to_string(&report)?);
-        } else {
-            print_table(&report);
-        }
-        Ok(())
+        super::emit(self.json, &report, print_table)
     }
 }
 

@@ -241,12 +241,7 @@ impl TransportBench {
                 report?
             }
         };
-        if self.json {
-            println!("{}", serde_json::to_string(&report)?);
-        } else {
-            print_table(&report);
-        }
-        Ok(())
+        super::emit(self.json, &report, print_table)
     }
 }
 
