@@ -108,12 +108,6 @@ impl<M> fmt::Display for Topic<M> {
     }
 }
 
-impl<S: Service> fmt::Display for ServiceRef<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "service {}", self.addr())
-    }
-}
-
 impl<S: Service> Target<S::Request> for ServiceRef<S> {
     type Output = ();
 

@@ -19,11 +19,8 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::stats::{row, summarize, Summary};
-use super::transport::{bench_node_with, on_own_runtime};
+use super::transport::{answer_pings, bench_node_with, on_own_runtime, PING};
 use crate::table;
-
-const PING: u16 = 1;
-const PONG: u16 = 2;
 
 /// Control round trips under a saturated data channel, with and without
 /// separate streams.
@@ -93,23 +90,14 @@ async fn run_b(
     received: Arc<AtomicU64>,
 ) -> anyhow::Result<()> {
     let b = bench_node_with("hol-b", None, &keys(single_stream)).await?;
-    let mut control = b.inbox(Channel::Control);
+    let control = b.inbox(Channel::Control);
     let [ta, tb] = topics();
     let mut subs = Vec::new();
     for t in [&ta, &tb] {
         subs.push(b.pubsub().subscribe::<Bytes>(t)?);
     }
     let _ = ready.send((b.membership_addr(), b.id()));
-    let responder = {
-        let b = b.clone();
-        async move {
-            while let Some(msg) = control.recv().await {
-                if msg.kind == PING {
-                    let _ = b.send(msg.from, Channel::Control, PONG, msg.payload).await;
-                }
-            }
-        }
-    };
+    let responder = answer_pings(&b, control);
     let sink = |mut s: foundation::Subscription<Bytes>| {
         let received = received.clone();
         async move {

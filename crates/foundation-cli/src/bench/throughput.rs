@@ -201,10 +201,13 @@ async fn paced(
     Ok((seq, start))
 }
 
+/// Lone messages published by the idle run.
+const LONE: u64 = 500;
+
 /// Lone messages, 1 ms apart: one-way latency without batching.
 async fn idle_latency(node: &Node, epoch: Instant) -> anyhow::Result<()> {
     let ps = node.pubsub();
-    for _ in 0..500 {
+    for _ in 0..LONE {
         // Sequence 0 marks a sample.
         ps.broadcast(TOPIC, message(0, epoch)).await?;
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -245,7 +248,7 @@ async fn run(cfg: &ThroughputBench, subs: usize, work: Work) -> anyhow::Result<R
         let out = match work {
             Work::Idle => {
                 idle_latency(&node, epoch).await?;
-                (500, Instant::now(), Channel::Events)
+                (LONE, Instant::now(), Channel::Events)
             }
             Work::Load(channel) => {
                 let (n, start) = publish(&node, channel, &cfg2, epoch).await?;

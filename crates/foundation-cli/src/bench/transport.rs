@@ -12,15 +12,17 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context as _};
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use foundation::{Channel, Node, NodeBuilder, NodeId};
+use foundation::{Channel, Inbox, Node, NodeBuilder, NodeId};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::stats::{row, summarize, Summary};
 use crate::table;
 
-const PING: u16 = 1;
-const PONG: u16 = 2;
+/// Kind of a control ping (answered with [`PONG`]).
+pub(crate) const PING: u16 = 1;
+/// Kind of a pong.
+pub(crate) const PONG: u16 = 2;
 const BULK: u16 = 3;
 
 /// Where the two nodes run.
@@ -91,6 +93,17 @@ pub(crate) async fn bench_node_with(
     b.start().await.context("bench node did not start")
 }
 
+/// Answers every control ping with a pong carrying its payload.
+pub(crate) async fn answer_pings(node: &Node, mut control: Inbox) {
+    while let Some(msg) = control.recv().await {
+        if msg.kind == PING {
+            let _ = node
+                .send(msg.from, Channel::Control, PONG, msg.payload)
+                .await;
+        }
+    }
+}
+
 /// Node B: answers pings, swallows bulk data, until `stop`.
 async fn run_b(
     ready: oneshot::Sender<(SocketAddr, NodeId)>,
@@ -98,19 +111,10 @@ async fn run_b(
     received: Arc<AtomicU64>,
 ) -> anyhow::Result<()> {
     let b = bench_node("bench-b", None).await?;
-    let mut control = b.inbox(Channel::Control);
+    let control = b.inbox(Channel::Control);
     let mut data = b.inbox(Channel::Data);
     let _ = ready.send((b.membership_addr(), b.id()));
-    let responder = {
-        let b = b.clone();
-        async move {
-            while let Some(msg) = control.recv().await {
-                if msg.kind == PING {
-                    let _ = b.send(msg.from, Channel::Control, PONG, msg.payload).await;
-                }
-            }
-        }
-    };
+    let responder = answer_pings(&b, control);
     let sink = async move {
         while let Some(msg) = data.recv().await {
             received.fetch_add(msg.payload.len() as u64, Ordering::Relaxed);

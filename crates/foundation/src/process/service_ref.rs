@@ -110,6 +110,12 @@ impl<S: Service> fmt::Debug for ServiceRef<S> {
     }
 }
 
+impl<S: Service> fmt::Display for ServiceRef<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "service {}", self.addr)
+    }
+}
+
 impl<S: Service> PartialEq for ServiceRef<S> {
     fn eq(&self, other: &Self) -> bool {
         self.addr == other.addr

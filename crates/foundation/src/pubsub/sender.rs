@@ -53,6 +53,21 @@ struct Queue {
     bytes: Arc<Semaphore>,
 }
 
+impl Queue {
+    /// Queues `item` if there is room right now; gives it back otherwise.
+    fn try_push(&self, item: SharedItem, cost: u32) -> Result<(), SharedItem> {
+        let Ok(permit) = self.bytes.clone().try_acquire_many_owned(cost) else {
+            return Err(item);
+        };
+        self.tx
+            .try_send(Queued {
+                item,
+                _permit: permit,
+            })
+            .map_err(|e| e.into_inner().item)
+    }
+}
+
 /// Why an item was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NotQueued {
@@ -89,17 +104,23 @@ impl Sender {
         }
     }
 
-    fn queue(queues: &mut HashMap<Route, Queue>, route: Route, me: &Sender) -> Queue {
+    /// The live queue of `route`, started if there is none.
+    fn queue(&self, queues: &mut HashMap<Route, Queue>, route: Route) -> Queue {
         if let Some(q) = queues.get(&route).filter(|q| !q.tx.is_closed()) {
             return q.clone();
         }
         let (tx, rx) = mpsc::channel(QUEUE_ITEMS);
         let q = Queue {
             tx,
-            bytes: Arc::new(Semaphore::new(me.budget)),
+            bytes: Arc::new(Semaphore::new(self.budget)),
         };
         queues.insert(route, q.clone());
-        tokio::spawn(drain(me.messenger.clone(), route, rx, me.cancel.clone()));
+        tokio::spawn(drain(
+            self.messenger.clone(),
+            route,
+            rx,
+            self.cancel.clone(),
+        ));
         q
     }
 
@@ -114,24 +135,14 @@ impl Sender {
         // The common case, without waiting: under the lock, no clones.
         let (q, item) = {
             let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(q) = queues.get(&route) {
-                if let Ok(permit) = q.bytes.clone().try_acquire_many_owned(cost) {
-                    match q.tx.try_send(Queued {
-                        item,
-                        _permit: permit,
-                    }) {
-                        Ok(()) => return Ok(()),
-                        Err(e) => {
-                            let Queued { item, .. } = e.into_inner();
-                            (Self::queue(&mut queues, route, self), item)
-                        }
-                    }
-                } else {
-                    (Self::queue(&mut queues, route, self), item)
-                }
-            } else {
-                (Self::queue(&mut queues, route, self), item)
-            }
+            let item = match queues.get(&route) {
+                Some(q) => match q.try_push(item, cost) {
+                    Ok(()) => return Ok(()),
+                    Err(item) => item,
+                },
+                None => item,
+            };
+            (self.queue(&mut queues, route), item)
         };
         let deadline = Instant::now() + patience;
         let permit =
