@@ -305,3 +305,35 @@ fn garbage_datagrams_are_rejected_without_panic() {
     }
     assert_eq!(sim.cores[0].members().count(), 0);
 }
+
+#[test]
+fn a_node_restarted_at_the_same_address_before_detection_replaces_the_old_one() {
+    let mut sim = Sim::new(5, 21);
+    sim.join_all_via(0);
+    sim.run_for(Duration::from_secs(5));
+    let old = sim.cores[3].local().clone();
+    // A new process at the same address, at once (no Down seen yet).
+    let mut id = old.clone();
+    id.id = NodeId(99);
+    id.generation = old.generation + 1;
+    sim.cores[3] = MembershipCore::new(id.clone(), foca_config(&lan()), 99);
+    let seed = sim.cores[0].local().addr;
+    sim.cores[3].hello(seed);
+    sim.drain(3);
+    sim.run_for(Duration::from_secs(10));
+    for i in [0, 1, 2, 4] {
+        let view: Vec<_> = sim.cores[i].members().map(|m| (m.id, m.state)).collect();
+        let state = |who: NodeId| {
+            sim.cores[i]
+                .members()
+                .find(|m| m.id == who)
+                .map(|m| m.state)
+        };
+        assert_eq!(state(id.id), Some(MemberState::Alive), "node {i}: {view:?}");
+        assert_ne!(
+            state(old.id),
+            Some(MemberState::Alive),
+            "node {i}: {view:?}"
+        );
+    }
+}

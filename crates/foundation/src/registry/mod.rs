@@ -3,8 +3,10 @@
 //! - [`RegistryState`] is the sans-IO core: each owner's entries with a
 //!   version, deltas, snapshots, digests, the merge rule and the conflict
 //!   rule ([`winner`]). Pure, table- and property-tested.
-//! - The sync task applies what peers send, runs anti-entropy and stops
-//!   local losers of name conflicts.
+//! - [`sync`] is the replication protocol, also sans-IO: deltas, acks,
+//!   digests and snapshots in, messages to send out.
+//! - The sync task is its tokio shell; it also stops local losers of name
+//!   conflicts.
 //! - [`Registry`] is the facade: `node.registry()`.
 
 mod api;
@@ -13,6 +15,7 @@ mod event;
 mod runtime;
 mod shared;
 mod state;
+pub mod sync;
 mod wire;
 
 #[cfg(test)]

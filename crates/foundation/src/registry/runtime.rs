@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::event::RegistryEvent;
 use super::shared::RegistryShared;
-use super::state::Applied;
+use super::sync;
 use super::wire::{RegistryMsg, KIND_MSG};
 use crate::id::NodeId;
 use crate::membership::MemberEvent;
@@ -76,58 +76,31 @@ impl SyncTask {
         self.shared.outbox.send(to, KIND_MSG, msg.encode());
     }
 
-    /// Tells `owner` which version of its set this node holds, if at least
-    /// `min`.
-    fn ack_owner(&self, owner: NodeId, min: u64) {
-        let version = self.shared.state().version_of(owner);
-        if version >= min {
-            self.send(owner, &RegistryMsg::Ack { owner, version });
+    fn send_all(&self, msgs: Vec<(NodeId, RegistryMsg)>) {
+        for (to, msg) in msgs {
+            self.send(to, &msg);
         }
     }
 
     /// Sends this node's digest to one peer per round, in turn.
     fn anti_entropy(&self, round: usize) {
-        let mut peers = self.shared.messenger.peers();
-        if peers.is_empty() {
-            return;
+        let peers = self.shared.messenger.peers();
+        let msg = sync::anti_entropy(&self.shared.state(), peers, round);
+        if let Some((to, msg)) = msg {
+            self.send(to, &msg);
         }
-        peers.sort();
-        let to = peers[round % peers.len()];
-        let digest = self.shared.state().digest();
-        self.send(
-            to,
-            &RegistryMsg::Digest {
-                digest,
-                reply: false,
-            },
-        );
     }
 
     fn member(&self, ev: MemberEvent, dead: &mut HashMap<NodeId, Instant>) {
         match ev {
             MemberEvent::Up(m) => {
                 dead.remove(&m.id);
-                let (snap, digest) = {
-                    let mut st = self.shared.state();
-                    st.owner_up(m.id);
-                    (st.snapshot(st.local()), st.digest())
-                };
-                // A new member gets this node's set at once, and our digest
-                // so that it sends back what we miss.
-                if let Some(s) = snap {
-                    self.send(m.id, &RegistryMsg::Snapshot(s));
-                }
-                self.send(
-                    m.id,
-                    &RegistryMsg::Digest {
-                        digest,
-                        reply: false,
-                    },
-                );
+                let send = sync::on_member_up(&mut self.shared.state(), m.id);
+                self.send_all(send);
             }
             MemberEvent::Down(m) | MemberEvent::Left(m) => {
                 dead.insert(m.id, Instant::now());
-                if self.shared.state().owner_down(m.id) {
+                if sync::on_member_gone(&mut self.shared.state(), m.id) {
                     tracing::debug!(owner = %m.id, "dropped the entries of a member that is gone");
                     self.shared.bump();
                 }
@@ -149,109 +122,23 @@ impl SyncTask {
                 return false;
             }
         };
-        match msg {
-            RegistryMsg::Delta { delta, ack } => {
-                let outcome = self.shared.state().apply_delta(&delta);
-                let changed = outcome == Applied::Applied;
-                if delta.owner == from && matches!(outcome, Applied::Applied | Applied::Duplicate) {
-                    self.shared.heard_from(from);
-                }
-                match outcome {
-                    Applied::Applied | Applied::Duplicate => {}
-                    Applied::Gap { have } => {
-                        tracing::debug!(owner = %delta.owner, have, base = delta.base, "registry gap: asking for a snapshot");
-                        let digest = self.shared.state().digest();
-                        self.send(
-                            from,
-                            &RegistryMsg::Digest {
-                                digest,
-                                reply: false,
-                            },
-                        );
-                    }
-                    Applied::Refused(why) => {
-                        tracing::debug!(peer = %from, owner = %delta.owner, why, "registry delta refused");
-                        metrics::counter!("foundation_registry_refused_total").increment(1);
-                    }
-                }
-                if ack && delta.owner == from {
-                    self.ack_owner(from, delta.version);
-                }
-                if changed {
-                    self.shared.bump();
-                }
-                changed
-            }
-            RegistryMsg::Ack { owner, version } => {
-                if owner == self.shared.messenger.id() {
-                    self.shared.acked(from, version);
-                }
-                false
-            }
-            RegistryMsg::Digest { digest, reply } => {
-                let (diff, snaps) = {
-                    let st = self.shared.state();
-                    let theirs = digest
-                        .iter()
-                        .find(|(o, _)| *o == from)
-                        .map_or(0, |(_, v)| *v);
-                    if st.version_of(from) >= theirs {
-                        self.shared.heard_from(from);
-                    }
-                    let diff = st.compare(from, &digest);
-                    let snaps: Vec<_> = diff.send.iter().filter_map(|o| st.snapshot(*o)).collect();
-                    (diff, snaps)
-                };
-                for s in snaps {
-                    self.send(from, &RegistryMsg::Snapshot(s));
-                }
-                if diff.behind && !reply {
-                    let digest = self.shared.state().digest();
-                    self.send(
-                        from,
-                        &RegistryMsg::Digest {
-                            digest,
-                            reply: true,
-                        },
-                    );
-                }
-                false
-            }
-            RegistryMsg::Snapshot(snap) => {
-                // A relayed set is taken only for a current member: entries
-                // of a node that died before this one knew it would
-                // otherwise never be dropped (no Down event comes for it).
-                if snap.owner != from
-                    && !self
-                        .shared
-                        .messenger
-                        .membership
-                        .member(snap.owner)
-                        .is_some_and(|m| m.state.is_active())
-                {
-                    tracing::debug!(owner = %snap.owner, peer = %from, "relayed set of a non-member ignored");
-                    return false;
-                }
-                let merged = self.shared.state().merge_snapshot(&snap);
-                match merged {
-                    Ok(changed) => {
-                        if snap.owner == from {
-                            self.shared.heard_from(from);
-                            self.ack_owner(from, 0);
-                        }
-                        if changed {
-                            self.shared.bump();
-                        }
-                        changed
-                    }
-                    Err(why) => {
-                        tracing::warn!(peer = %from, owner = %snap.owner, why, "registry snapshot refused");
-                        metrics::counter!("foundation_registry_refused_total").increment(1);
-                        false
-                    }
-                }
-            }
+        let membership = &self.shared.messenger.membership;
+        let is_member = |id| membership.member(id).is_some_and(|m| m.state.is_active());
+        let r = sync::on_message(&mut self.shared.state(), from, msg, is_member);
+        if let Some(peer) = r.heard_from {
+            self.shared.heard_from(peer);
         }
+        if let Some(version) = r.acked {
+            self.shared.acked(from, version);
+        }
+        if r.refused.is_some() {
+            metrics::counter!("foundation_registry_refused_total").increment(1);
+        }
+        self.send_all(r.send);
+        if r.changed {
+            self.shared.bump();
+        }
+        r.changed
     }
 
     /// Stops local services whose unique name lost a conflict.

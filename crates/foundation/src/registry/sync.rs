@@ -1,0 +1,168 @@
+//! The registry's replication protocol, sans-IO: a decoded message or a
+//! membership change goes in with the state, and what to send comes out.
+//! [`SyncTask`](super::SyncTask) is its tokio shell; the simulator in
+//! `foundation-testkit` drives the same functions over a simulated network.
+
+use super::state::{Applied, RegistryState};
+use super::wire::RegistryMsg;
+use crate::id::NodeId;
+
+/// What one input asks of the shell.
+#[derive(Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Reaction {
+    /// Messages to send, in order.
+    pub send: Vec<(NodeId, RegistryMsg)>,
+    /// The state changed (wake waiters, check name conflicts).
+    pub changed: bool,
+    /// This node now holds the sender's own set.
+    pub heard_from: Option<NodeId>,
+    /// The sender holds this node's set at this version or newer.
+    pub acked: Option<u64>,
+    /// A delta or snapshot was refused, and why.
+    pub refused: Option<&'static str>,
+}
+
+/// Handles message `msg` from peer `from`. `is_member` says whether a node
+/// is an active member: a set relayed by a third node is taken only for a
+/// current member, or the entries of a node that died before this one knew
+/// it would never be dropped (no Down event comes for it).
+pub fn on_message(
+    state: &mut RegistryState,
+    from: NodeId,
+    msg: RegistryMsg,
+    is_member: impl Fn(NodeId) -> bool,
+) -> Reaction {
+    let mut r = Reaction::default();
+    match msg {
+        RegistryMsg::Delta { delta, ack } => {
+            let outcome = state.apply_delta(&delta);
+            r.changed = outcome == Applied::Applied;
+            if delta.owner == from && matches!(outcome, Applied::Applied | Applied::Duplicate) {
+                r.heard_from = Some(from);
+            }
+            match outcome {
+                Applied::Applied | Applied::Duplicate => {}
+                Applied::Gap { have } => {
+                    tracing::debug!(owner = %delta.owner, have, base = delta.base, "registry gap: asking for a snapshot");
+                    let digest = state.digest();
+                    r.send.push((
+                        from,
+                        RegistryMsg::Digest {
+                            digest,
+                            reply: false,
+                        },
+                    ));
+                }
+                Applied::Refused(why) => {
+                    tracing::debug!(peer = %from, owner = %delta.owner, why, "registry delta refused");
+                    r.refused = Some(why);
+                }
+            }
+            if ack && delta.owner == from {
+                ack_owner(state, from, delta.version, &mut r);
+            }
+        }
+        RegistryMsg::Ack { owner, version } => {
+            if owner == state.local() {
+                r.acked = Some(version);
+            }
+        }
+        RegistryMsg::Digest { digest, reply } => {
+            let theirs = digest
+                .iter()
+                .find(|(o, _)| *o == from)
+                .map_or(0, |(_, v)| *v);
+            if state.version_of(from) >= theirs {
+                r.heard_from = Some(from);
+            }
+            let diff = state.compare(from, &digest);
+            for o in &diff.send {
+                if let Some(s) = state.snapshot(*o) {
+                    r.send.push((from, RegistryMsg::Snapshot(s)));
+                }
+            }
+            if diff.behind && !reply {
+                r.send.push((
+                    from,
+                    RegistryMsg::Digest {
+                        digest: state.digest(),
+                        reply: true,
+                    },
+                ));
+            }
+        }
+        RegistryMsg::Snapshot(snap) => {
+            if snap.owner != from && !is_member(snap.owner) {
+                tracing::debug!(owner = %snap.owner, peer = %from, "relayed set of a non-member ignored");
+                return r;
+            }
+            match state.merge_snapshot(&snap) {
+                Ok(changed) => {
+                    r.changed = changed;
+                    if snap.owner == from {
+                        r.heard_from = Some(from);
+                        ack_owner(state, from, 0, &mut r);
+                    }
+                }
+                Err(why) => {
+                    tracing::warn!(peer = %from, owner = %snap.owner, why, "registry snapshot refused");
+                    r.refused = Some(why);
+                }
+            }
+        }
+    }
+    r
+}
+
+/// Tells `owner` which version of its set this node holds, if at least
+/// `min`.
+fn ack_owner(state: &RegistryState, owner: NodeId, min: u64, r: &mut Reaction) {
+    let version = state.version_of(owner);
+    if version >= min {
+        r.send.push((owner, RegistryMsg::Ack { owner, version }));
+    }
+}
+
+/// Member `id` came up: it gets this node's set at once, and this node's
+/// digest so that it sends back what this node misses.
+pub fn on_member_up(state: &mut RegistryState, id: NodeId) -> Vec<(NodeId, RegistryMsg)> {
+    state.owner_up(id);
+    let mut send = Vec::with_capacity(2);
+    if let Some(s) = state.snapshot(state.local()) {
+        send.push((id, RegistryMsg::Snapshot(s)));
+    }
+    send.push((
+        id,
+        RegistryMsg::Digest {
+            digest: state.digest(),
+            reply: false,
+        },
+    ));
+    send
+}
+
+/// Member `id` went down or left: its entries go. Whether any did.
+pub fn on_member_gone(state: &mut RegistryState, id: NodeId) -> bool {
+    state.owner_down(id)
+}
+
+/// One anti-entropy round: this node's digest to one peer, in turn.
+pub fn anti_entropy(
+    state: &RegistryState,
+    mut peers: Vec<NodeId>,
+    round: usize,
+) -> Option<(NodeId, RegistryMsg)> {
+    if peers.is_empty() {
+        return None;
+    }
+    peers.sort();
+    let to = peers[round % peers.len()];
+    Some((
+        to,
+        RegistryMsg::Digest {
+            digest: state.digest(),
+            reply: false,
+        },
+    ))
+}
