@@ -32,6 +32,8 @@ enum Command {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Chaos scenarios under deterministic simulation, over a seed sweep.
+    Sim(cmd::sim::SimCmd),
 }
 
 fn main() -> std::process::ExitCode {
@@ -54,6 +56,7 @@ fn main() -> std::process::ExitCode {
             Command::Doctor(c) => c.run().await,
             Command::Config(c) => c.run(),
             Command::Bench(c) => c.run().await,
+            Command::Sim(c) => c.run(),
         }
     });
     match result {

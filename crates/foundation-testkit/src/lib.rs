@@ -4,8 +4,11 @@
 //!   transport-level partitions; [`assert_eventually`].
 //! - [`netns::Lab`]: hosts in Linux network namespaces joined by a bridge,
 //!   for running `foundation node` processes across real network stacks.
+//! - [`sim`]: deterministic simulation of the sans-IO cores at up to
+//!   thousands of nodes, with invariant checkers and chaos scenarios.
 
 pub mod cluster;
 pub mod netns;
+pub mod sim;
 
 pub use cluster::{assert_eventually, assert_eventually_async, builder, init_tracing, Cluster};

@@ -5,7 +5,7 @@ mod discovery;
 mod failover;
 mod hol;
 mod registry;
-mod stats;
+pub(crate) mod stats;
 mod throughput;
 pub(crate) mod transport;
 

@@ -6,4 +6,5 @@ pub(crate) mod doctor;
 pub(crate) mod http_get;
 pub(crate) mod node;
 pub(crate) mod procs;
+pub(crate) mod sim;
 pub(crate) mod status;

@@ -102,6 +102,16 @@ pub fn foca_config(c: &MembershipConfig) -> foca::Config {
     if let Some(g) = f.periodic_gossip.as_mut() {
         g.frequency = c.gossip_period;
     }
+    // Announce to one random member every few seconds (memberlist's
+    // push-pull, in foca's terms): the answer is a sample of its members,
+    // and our announcement makes us known to it again. Gossip alone loses
+    // the tail of a mass join: an update is sent a bounded number of times,
+    // and in the simulation a fifth of a 100-node cluster that started at
+    // once stayed unknown to part of it until foca's default 30 s announce.
+    f.periodic_announce = Some(foca::PeriodicParams {
+        frequency: Duration::from_secs(2),
+        num_members: NonZeroUsize::MIN,
+    });
     // Re-announce to members believed down every few seconds, so both sides
     // of a healed partition find each other quickly.
     if let Some(a) = f.periodic_announce_to_down_members.as_mut() {

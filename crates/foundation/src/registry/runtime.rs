@@ -39,6 +39,7 @@ impl SyncTask {
         let mut round = 0usize;
         let mut dead: HashMap<NodeId, Instant> = HashMap::new();
         let mut stopping: BTreeSet<u64> = BTreeSet::new();
+        let mut strays = HashMap::new();
         loop {
             tokio::select! {
                 _ = self.cancel.cancelled() => return,
@@ -58,6 +59,13 @@ impl SyncTask {
                 _ = tick.tick() => {
                     round = round.wrapping_add(1);
                     self.anti_entropy(round);
+                    let membership = &self.shared.messenger.membership;
+                    let is_member = |id| membership.member(id).is_some_and(|m| m.state.is_active());
+                    let dropped = sync::prune_strays(&mut self.shared.state(), is_member, &mut strays, std::time::Instant::now());
+                    if !dropped.is_empty() {
+                        tracing::debug!(owners = ?dropped, "dropped the sets of owners that are not members");
+                        self.shared.bump();
+                    }
                     let now = Instant::now();
                     dead.retain(|id, since| {
                         let keep = now.duration_since(*since) < DEAD_MEMORY;

@@ -166,3 +166,44 @@ pub fn anti_entropy(
         },
     ))
 }
+
+/// How long a set whose owner is not an active member is kept: a member's
+/// first snapshot may arrive before this node sees it come up.
+pub const STRAY_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Drops the sets of owners that have not been active members for
+/// [`STRAY_GRACE`]; `strays` remembers since when each was seen as one.
+/// Returns the owners dropped.
+///
+/// Down and Left events drop a set at once; this catches what they cannot:
+/// a set sent by a node just before it crashed that arrives after its Down,
+/// or the set of a node this one never saw as a member. The simulation's
+/// rolling restart left such sets in place for good before this.
+pub fn prune_strays(
+    state: &mut RegistryState,
+    is_member: impl Fn(NodeId) -> bool,
+    strays: &mut std::collections::HashMap<NodeId, std::time::Instant>,
+    now: std::time::Instant,
+) -> Vec<NodeId> {
+    let local = state.local();
+    let owners: Vec<NodeId> = state
+        .owners()
+        .iter()
+        .filter(|(o, set)| **o != local && !set.entries.is_empty())
+        .map(|(o, _)| *o)
+        .collect();
+    strays.retain(|o, _| owners.contains(o) && !is_member(*o));
+    let mut dropped = Vec::new();
+    for o in owners {
+        if is_member(o) {
+            continue;
+        }
+        let since = *strays.entry(o).or_insert(now);
+        if now.saturating_duration_since(since) >= STRAY_GRACE {
+            state.owner_down(o);
+            strays.remove(&o);
+            dropped.push(o);
+        }
+    }
+    dropped
+}

@@ -348,3 +348,38 @@ proptest! {
         prop_assert_eq!(entries(&s), entries(&owner));
     }
 }
+
+#[test]
+fn a_set_sent_by_a_node_that_is_no_member_is_dropped_after_the_grace() {
+    // Node 2 sends its set directly, then crashes; the snapshot lands after
+    // node 1 saw it go (or node 1 never saw it as a member).
+    let mut other = RegistryState::new(NodeId(2));
+    other.register(entry(2, 7, "orphan", 5)).expect("register");
+    let snap = other.snapshot(NodeId(2)).expect("own set");
+    let mut st = RegistryState::new(NodeId(1));
+    let r = sync::on_message(&mut st, NodeId(2), RegistryMsg::Snapshot(snap), |_| false);
+    assert!(r.changed, "a direct snapshot is taken at once");
+    assert!(st.lookup("orphan").is_some());
+
+    let t0 = std::time::Instant::now();
+    let mut strays = std::collections::HashMap::new();
+    assert!(sync::prune_strays(&mut st, |_| false, &mut strays, t0).is_empty());
+    let before = t0 + sync::STRAY_GRACE - std::time::Duration::from_millis(1);
+    assert!(sync::prune_strays(&mut st, |_| false, &mut strays, before).is_empty());
+    assert!(st.lookup("orphan").is_some(), "kept within the grace");
+    // A member's set is never dropped, however long.
+    let later = t0 + 3 * sync::STRAY_GRACE;
+    let mut member_strays = std::collections::HashMap::new();
+    assert!(sync::prune_strays(
+        &mut st.clone(),
+        |id| id == NodeId(2),
+        &mut member_strays,
+        later
+    )
+    .is_empty());
+    assert_eq!(
+        sync::prune_strays(&mut st, |_| false, &mut strays, t0 + sync::STRAY_GRACE),
+        vec![NodeId(2)]
+    );
+    assert!(st.lookup("orphan").is_none());
+}

@@ -1,0 +1,518 @@
+//! The discrete-event loop: virtual time, a queue of events, and the
+//! shell rules that connect the cores of each node to the network.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use foca::Timer;
+use foundation::config::defaults as d;
+use foundation::config::MembershipConfig;
+use foundation::membership::seal::DatagramKind;
+use foundation::membership::{MemberId, Output};
+use foundation::registry::{sync, Delta, RegistryMsg};
+use foundation::{MemberEvent, NodeId};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
+use super::net::{Net, NetConfig};
+use super::node::SimNode;
+
+/// How often each node runs registry anti-entropy, its join loop and the
+/// process manager's reconcile (the node's `registry.sync_interval`).
+pub const TICK: Duration = Duration::from_millis(d::REGISTRY_SYNC_INTERVAL_MS);
+/// A node that found nobody for this long starts alone (`ALONE_AFTER`).
+pub(crate) const ALONE_AFTER: Duration = Duration::from_secs(3);
+
+#[derive(Debug)]
+pub(crate) enum Ev {
+    Datagram {
+        to: usize,
+        kind: DatagramKind,
+        body: Vec<u8>,
+    },
+    Timer {
+        node: usize,
+        inc: u64,
+        timer: Timer<MemberId>,
+    },
+    Registry {
+        from: NodeId,
+        to: usize,
+        inc: u64,
+        bytes: Bytes,
+    },
+    Message {
+        from: NodeId,
+        to: usize,
+        inc: u64,
+        topic: String,
+        seq: u64,
+    },
+    Tick {
+        node: usize,
+        inc: u64,
+    },
+    Handoff {
+        to: usize,
+        inc: u64,
+        name: String,
+    },
+}
+
+/// A simulated cluster. Same seed, same calls: same trace.
+#[derive(Debug)]
+pub struct Sim {
+    /// The nodes, by index (a restarted node keeps its index).
+    pub nodes: Vec<SimNode>,
+    /// The seed everything random derives from.
+    pub seed: u64,
+    pub(crate) membership: MembershipConfig,
+    pub(crate) base: Instant,
+    pub(crate) now: Duration,
+    queue: BinaryHeap<Reverse<(Duration, u64)>>,
+    events: HashMap<u64, Ev>,
+    seq: u64,
+    pub(crate) net: Net,
+    pub(crate) rng: SmallRng,
+    by_addr: HashMap<SocketAddr, usize>,
+    by_id: HashMap<NodeId, usize>,
+    next_id: u64,
+    /// Indexes of the nodes others join through.
+    seeds: Vec<usize>,
+    /// Names of the singletons every node's process manager places.
+    pub singletons: Vec<String>,
+    /// Events held for paused nodes, replayed when they resume.
+    held: Vec<Ev>,
+    pub(crate) next_pub: HashMap<usize, u64>,
+    /// Invariant violations seen while running (duplicate deliveries).
+    pub violations: Vec<String>,
+    /// Messages handed to the network by `publish` (one per subscriber
+    /// node; local deliveries not counted).
+    pub sent: u64,
+    /// Deliveries `publish` should have made: for each message, the
+    /// subscribers running at that moment, the publisher's own included.
+    pub expected: u64,
+    /// Deliveries made (each subscription at most once per message).
+    pub delivered: u64,
+    /// Events processed.
+    pub steps: u64,
+}
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from((
+        [
+            10,
+            (i / 62_500) as u8,
+            ((i / 250) % 250) as u8,
+            (i % 250) as u8 + 1,
+        ],
+        7946,
+    ))
+}
+
+/// The membership settings of a default node.
+pub fn default_membership() -> MembershipConfig {
+    MembershipConfig {
+        port: d::MEMBERSHIP_PORT,
+        probe_period: Duration::from_millis(d::PROBE_PERIOD_MS),
+        probe_rtt: Duration::from_millis(d::PROBE_RTT_MS),
+        suspect_to_down: Duration::from_millis(d::SUSPECT_TO_DOWN_MS),
+        indirect_probes: d::INDIRECT_PROBES,
+        max_packet_size: d::MAX_PACKET_SIZE,
+        gossip_period: Duration::from_millis(d::GOSSIP_PERIOD_MS),
+    }
+}
+
+impl Sim {
+    /// `n` nodes with default settings on `net`, none started yet; node 0
+    /// is the seed the others join through.
+    pub fn new(n: usize, seed: u64, net: NetConfig) -> Sim {
+        let mut sim = Sim {
+            nodes: Vec::with_capacity(n),
+            seed,
+            membership: default_membership(),
+            base: Instant::now(),
+            now: Duration::ZERO,
+            queue: BinaryHeap::new(),
+            events: HashMap::new(),
+            seq: 0,
+            net: Net::new(net, seed),
+            rng: SmallRng::seed_from_u64(seed),
+            by_addr: HashMap::new(),
+            by_id: HashMap::new(),
+            next_id: 1,
+            seeds: vec![0],
+            singletons: Vec::new(),
+            held: Vec::new(),
+            next_pub: HashMap::new(),
+            violations: Vec::new(),
+            sent: 0,
+            expected: 0,
+            delivered: 0,
+            steps: 0,
+        };
+        for i in 0..n {
+            let node = sim.fresh(i, 1);
+            sim.by_addr.insert(node.addr, i);
+            sim.nodes.push(node);
+            sim.nodes[i].alive = false;
+        }
+        sim
+    }
+
+    fn fresh(&mut self, i: usize, generation: u64) -> SimNode {
+        let id = NodeId(self.next_id);
+        self.next_id += 1;
+        self.by_id.insert(id, i);
+        let seed = self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ id.0;
+        SimNode::new(id, addr(i), generation, &self.membership, seed)
+    }
+
+    /// Virtual time since the start.
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// Changes the links' latency and loss from now on.
+    pub fn set_net(&mut self, net: NetConfig) {
+        self.net.config = net;
+    }
+
+    /// Starts node `i` (it joins through the seeds).
+    pub fn start(&mut self, i: usize) {
+        self.nodes[i].alive = true;
+        self.nodes[i].started = self.now;
+        let phase = Duration::from_micros(self.rng.random_range(0..TICK.as_micros() as u64));
+        let inc = self.nodes[i].incarnation;
+        self.push(self.now + phase, Ev::Tick { node: i, inc });
+        self.hello_seeds(i);
+    }
+
+    /// Starts every node at once.
+    pub fn start_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.start(i);
+        }
+    }
+
+    /// SIGKILL: node `i` stops at once; what it had in flight is lost.
+    pub fn crash(&mut self, i: usize) {
+        self.nodes[i].alive = false;
+        self.net.reset(i);
+    }
+
+    /// Starts a new process in place of node `i` (new id, next
+    /// generation, same address).
+    pub fn restart(&mut self, i: usize) {
+        self.crash(i);
+        let generation = self.nodes[i].incarnation + 1;
+        let node = self.fresh(i, generation);
+        self.nodes[i] = node;
+        self.start(i);
+    }
+
+    /// SIGSTOP: node `i` handles nothing until [`Sim::resume`].
+    pub fn pause(&mut self, i: usize) {
+        self.nodes[i].paused = true;
+    }
+
+    /// SIGCONT: node `i` handles what waited for it.
+    pub fn resume(&mut self, i: usize) {
+        self.nodes[i].paused = false;
+        let (mine, rest): (Vec<Ev>, Vec<Ev>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|ev| target(ev) == i);
+        self.held = rest;
+        for ev in mine {
+            self.push(self.now, ev);
+        }
+    }
+
+    /// Cuts nodes `a` from nodes `b`, both ways.
+    pub fn partition(&mut self, a: &[usize], b: &[usize]) {
+        self.net.cut(a, b);
+    }
+
+    /// Cuts `from → to` only.
+    pub fn partition_one_way(&mut self, from: &[usize], to: &[usize]) {
+        self.net.cut_one_way(from, to);
+    }
+
+    /// Removes every partition.
+    pub fn heal(&mut self) {
+        self.net.heal();
+    }
+
+    /// Runs the simulation for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        while let Some(Reverse((at, seq))) = self.queue.peek().copied() {
+            if at > until {
+                break;
+            }
+            self.queue.pop();
+            self.now = at;
+            let Some(ev) = self.events.remove(&seq) else {
+                continue;
+            };
+            self.steps += 1;
+            self.handle(ev);
+        }
+        self.now = until;
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        // Wall-clock stamps for `registered_at`, from a fixed origin.
+        1_700_000_000_000 + self.now.as_millis() as u64
+    }
+
+    pub(crate) fn instant(&self) -> Instant {
+        self.base + self.now
+    }
+
+    pub(crate) fn push(&mut self, at: Duration, ev: Ev) {
+        self.seq += 1;
+        self.events.insert(self.seq, ev);
+        self.queue.push(Reverse((at, self.seq)));
+    }
+
+    /// The index of the node currently running as `id`.
+    pub fn index_of_id(&self, id: NodeId) -> Option<usize> {
+        self.by_id
+            .get(&id)
+            .copied()
+            .filter(|&i| self.nodes[i].id == id)
+    }
+
+    pub(crate) fn handle(&mut self, ev: Ev) {
+        let i = target(&ev);
+        if !self.nodes[i].alive {
+            return;
+        }
+        if self.nodes[i].paused {
+            self.held.push(ev);
+            return;
+        }
+        let now = self.instant();
+        match ev {
+            Ev::Datagram { to, kind, body } => {
+                let _ = self.nodes[to].core.handle_datagram(kind, &body, now);
+                self.drain(to);
+            }
+            Ev::Timer { node, inc, timer } => {
+                if inc == self.nodes[node].incarnation {
+                    self.nodes[node].core.handle_timer(timer, now);
+                    self.drain(node);
+                }
+            }
+            Ev::Registry {
+                from,
+                to,
+                inc,
+                bytes,
+            } => {
+                if inc == self.nodes[to].incarnation {
+                    self.registry_message(to, from, &bytes);
+                }
+            }
+            Ev::Message {
+                from,
+                to,
+                inc,
+                topic,
+                seq,
+            } => {
+                if inc == self.nodes[to].incarnation {
+                    self.deliver(to, from, &topic, seq);
+                }
+            }
+            Ev::Handoff { to, inc, name } => {
+                if inc == self.nodes[to].incarnation {
+                    self.nodes[to].handoffs.insert(name);
+                    self.reconcile(to);
+                }
+            }
+            Ev::Tick { node, inc } => {
+                if inc == self.nodes[node].incarnation {
+                    self.tick(node);
+                    self.push(self.now + TICK, Ev::Tick { node, inc });
+                }
+            }
+        }
+    }
+
+    pub(crate) fn drain(&mut self, i: usize) {
+        let mut changed = false;
+        while let Some(out) = self.nodes[i].core.poll_output() {
+            match out {
+                Output::Send { to, kind, body } => {
+                    let Some(&j) = self.by_addr.get(&to) else {
+                        continue;
+                    };
+                    if let Some(at) = self.net.datagram(i, j, self.now) {
+                        self.push(at, Ev::Datagram { to: j, kind, body });
+                    }
+                }
+                Output::Schedule { after, timer } => {
+                    let inc = self.nodes[i].incarnation;
+                    self.push(
+                        self.now + after,
+                        Ev::Timer {
+                            node: i,
+                            inc,
+                            timer,
+                        },
+                    );
+                }
+                Output::Event(ev) => {
+                    self.member_event(i, ev);
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.reconcile(i);
+        }
+    }
+
+    pub(crate) fn member_event(&mut self, i: usize, ev: MemberEvent) {
+        match ev {
+            MemberEvent::Up(m) => {
+                let send = sync::on_member_up(&mut self.nodes[i].registry, m.id);
+                self.send_registry(i, send);
+            }
+            MemberEvent::Down(m) | MemberEvent::Left(m) => {
+                let node = &mut self.nodes[i];
+                sync::on_member_gone(&mut node.registry, m.id);
+                node.heard.remove(&m.id);
+                if m.state == foundation::MemberState::Left {
+                    node.quorum.left(m.id);
+                    node.left.insert(m.id);
+                }
+            }
+            MemberEvent::Suspect(_) => {}
+        }
+    }
+
+    pub(crate) fn send_registry(&mut self, i: usize, msgs: Vec<(NodeId, RegistryMsg)>) {
+        let from = self.nodes[i].id;
+        for (to, msg) in msgs {
+            let Some(j) = self.index_of_id(to) else {
+                continue;
+            };
+            if let Some(at) = self.net.stream(i, j, self.now) {
+                let inc = self.nodes[j].incarnation;
+                self.push(
+                    at,
+                    Ev::Registry {
+                        from,
+                        to: j,
+                        inc,
+                        bytes: msg.encode(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// The registry's fast path: a local change goes to every active member.
+    pub(crate) fn publish_delta(&mut self, i: usize, delta: Delta) {
+        let me = self.nodes[i].id;
+        let msgs: Vec<_> = self.nodes[i]
+            .active()
+            .into_iter()
+            .filter(|p| *p != me)
+            .map(|p| {
+                (
+                    p,
+                    RegistryMsg::Delta {
+                        delta: delta.clone(),
+                        ack: false,
+                    },
+                )
+            })
+            .collect();
+        self.send_registry(i, msgs);
+    }
+
+    pub(crate) fn registry_message(&mut self, i: usize, from: NodeId, bytes: &[u8]) {
+        let Ok(msg) = RegistryMsg::decode(bytes) else {
+            self.violations
+                .push(format!("node {i}: a registry message did not decode"));
+            return;
+        };
+        let node = &mut self.nodes[i];
+        let members: BTreeSet<NodeId> = node.active();
+        let r = sync::on_message(&mut node.registry, from, msg, |id| members.contains(&id));
+        if let Some(p) = r.heard_from {
+            node.heard.insert(p);
+        }
+        let changed = r.changed || r.heard_from.is_some();
+        self.send_registry(i, r.send);
+        if r.changed {
+            self.conflicts(i);
+        }
+        if changed {
+            self.reconcile(i);
+        }
+    }
+
+    pub(crate) fn tick(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.round = node.round.wrapping_add(1);
+        let round = node.round;
+        let me = node.id;
+        let peers: Vec<NodeId> = node.active().into_iter().filter(|p| *p != me).collect();
+        let alone = peers.is_empty();
+        if let Some(m) = sync::anti_entropy(&node.registry, peers, round) {
+            self.send_registry(i, vec![m]);
+        }
+        let now = self.instant();
+        let node = &mut self.nodes[i];
+        let members = node.active();
+        let dropped = sync::prune_strays(
+            &mut node.registry,
+            |id| members.contains(&id),
+            &mut node.strays,
+            now,
+        );
+        if !dropped.is_empty() {
+            self.conflicts(i);
+        }
+        // The join loop: every 0.5 s while alone, every 3 s otherwise.
+        if alone || round.is_multiple_of(6) {
+            self.hello_seeds(i);
+        }
+        self.reconcile(i);
+    }
+
+    pub(crate) fn hello_seeds(&mut self, i: usize) {
+        let known: BTreeSet<SocketAddr> = self.nodes[i]
+            .core
+            .members()
+            .filter(|m| m.state.is_active())
+            .map(|m| m.addr)
+            .collect();
+        let seeds: Vec<usize> = self.seeds.clone();
+        for s in seeds {
+            let a = self.nodes[s].addr;
+            if s != i && !known.contains(&a) {
+                self.nodes[i].core.hello(a);
+            }
+        }
+        self.drain(i);
+    }
+}
+
+fn target(ev: &Ev) -> usize {
+    match ev {
+        Ev::Datagram { to, .. }
+        | Ev::Registry { to, .. }
+        | Ev::Message { to, .. }
+        | Ev::Handoff { to, .. } => *to,
+        Ev::Timer { node, .. } | Ev::Tick { node, .. } => *node,
+    }
+}
