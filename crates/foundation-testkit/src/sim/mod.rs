@@ -42,4 +42,4 @@ mod world;
 pub use net::NetConfig;
 pub use node::SimNode;
 pub use scenario::{Outcome, Scenario};
-pub use world::{default_membership, Sim, TICK};
+pub use world::{Sim, TICK};

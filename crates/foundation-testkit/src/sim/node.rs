@@ -23,7 +23,7 @@ pub struct SimNode {
     pub addr: SocketAddr,
     /// Counts restarts; events for an older incarnation are dropped.
     pub(crate) incarnation: u64,
-    /// Whether the process runs.
+    /// Whether the process runs (false until `Sim::start`).
     pub alive: bool,
     /// Paused (SIGSTOP): timers and messages wait until it resumes.
     pub(crate) paused: bool,
@@ -80,7 +80,7 @@ impl SimNode {
             id,
             addr,
             incarnation: generation,
-            alive: true,
+            alive: false,
             paused: false,
             core: MembershipCore::new(local, foca_config(membership), seed),
             registry: RegistryState::new(id),

@@ -113,19 +113,6 @@ fn addr(i: usize) -> SocketAddr {
     ))
 }
 
-/// The membership settings of a default node.
-pub fn default_membership() -> MembershipConfig {
-    MembershipConfig {
-        port: d::MEMBERSHIP_PORT,
-        probe_period: Duration::from_millis(d::PROBE_PERIOD_MS),
-        probe_rtt: Duration::from_millis(d::PROBE_RTT_MS),
-        suspect_to_down: Duration::from_millis(d::SUSPECT_TO_DOWN_MS),
-        indirect_probes: d::INDIRECT_PROBES,
-        max_packet_size: d::MAX_PACKET_SIZE,
-        gossip_period: Duration::from_millis(d::GOSSIP_PERIOD_MS),
-    }
-}
-
 impl Sim {
     /// `n` nodes with default settings on `net`, none started yet; node 0
     /// is the seed the others join through.
@@ -133,7 +120,7 @@ impl Sim {
         let mut sim = Sim {
             nodes: Vec::with_capacity(n),
             seed,
-            membership: default_membership(),
+            membership: MembershipConfig::default(),
             base: Instant::now(),
             now: Duration::ZERO,
             queue: BinaryHeap::new(),
@@ -158,7 +145,6 @@ impl Sim {
             let node = sim.fresh(i, 1);
             sim.by_addr.insert(node.addr, i);
             sim.nodes.push(node);
-            sim.nodes[i].alive = false;
         }
         sim
     }

@@ -297,6 +297,21 @@ pub struct MembershipConfig {
     pub gossip_period: Duration,
 }
 
+impl Default for MembershipConfig {
+    /// The defaults of [`defaults`] (what a node uses when nothing is set).
+    fn default() -> Self {
+        MembershipConfig {
+            port: defaults::MEMBERSHIP_PORT,
+            probe_period: Duration::from_millis(defaults::PROBE_PERIOD_MS),
+            probe_rtt: Duration::from_millis(defaults::PROBE_RTT_MS),
+            suspect_to_down: Duration::from_millis(defaults::SUSPECT_TO_DOWN_MS),
+            indirect_probes: defaults::INDIRECT_PROBES,
+            max_packet_size: defaults::MAX_PACKET_SIZE,
+            gossip_period: Duration::from_millis(defaults::GOSSIP_PERIOD_MS),
+        }
+    }
+}
+
 /// TLS files for Wizard mode. When all three are set they replace the
 /// certificates derived from the cluster secret.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -145,7 +145,7 @@ impl MembershipCore {
     /// configured value. With a fixed count tuned for 16 nodes, a join in a
     /// 1,000-node cluster reached only part of it (the simulation showed
     /// it); the count must grow with the cluster.
-    pub fn transmissions_for(&self, members: usize) -> std::num::NonZeroU8 {
+    fn transmissions_for(&self, members: usize) -> std::num::NonZeroU8 {
         let n = u32::try_from(members.saturating_add(1)).unwrap_or(u32::MAX);
         let scaled =
             foca::Config::new_lan(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)).max_transmissions;

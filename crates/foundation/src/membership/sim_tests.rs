@@ -47,15 +47,7 @@ fn addr(i: usize, port: u16) -> SocketAddr {
 }
 
 fn lan() -> MembershipConfig {
-    MembershipConfig {
-        port: d::MEMBERSHIP_PORT,
-        probe_period: Duration::from_millis(d::PROBE_PERIOD_MS),
-        probe_rtt: Duration::from_millis(d::PROBE_RTT_MS),
-        suspect_to_down: Duration::from_millis(d::SUSPECT_TO_DOWN_MS),
-        indirect_probes: d::INDIRECT_PROBES,
-        max_packet_size: d::MAX_PACKET_SIZE,
-        gossip_period: Duration::from_millis(d::GOSSIP_PERIOD_MS),
-    }
+    MembershipConfig::default()
 }
 
 impl Sim {

@@ -59,13 +59,7 @@ impl SyncTask {
                 _ = tick.tick() => {
                     round = round.wrapping_add(1);
                     self.anti_entropy(round);
-                    let membership = &self.shared.messenger.membership;
-                    let is_member = |id| membership.member(id).is_some_and(|m| m.state.is_active());
-                    let dropped = sync::prune_strays(&mut self.shared.state(), is_member, &mut strays, std::time::Instant::now());
-                    if !dropped.is_empty() {
-                        tracing::debug!(owners = ?dropped, "dropped the sets of owners that are not members");
-                        self.shared.bump();
-                    }
+                    self.prune_strays(&mut strays);
                     let now = Instant::now();
                     dead.retain(|id, since| {
                         let keep = now.duration_since(*since) < DEAD_MEMORY;
@@ -77,6 +71,26 @@ impl SyncTask {
                     stopping.retain(|l| self.host.is_running(*l));
                 }
             }
+        }
+    }
+
+    fn is_member(&self, id: NodeId) -> bool {
+        let membership = &self.shared.messenger.membership;
+        membership.member(id).is_some_and(|m| m.state.is_active())
+    }
+
+    /// Drops the sets of owners that stayed non-members past the grace.
+    fn prune_strays(&self, strays: &mut HashMap<NodeId, std::time::Instant>) {
+        let now = std::time::Instant::now();
+        let dropped = sync::prune_strays(
+            &mut self.shared.state(),
+            |id| self.is_member(id),
+            strays,
+            now,
+        );
+        if !dropped.is_empty() {
+            tracing::debug!(owners = ?dropped, "dropped the sets of owners that are not members");
+            self.shared.bump();
         }
     }
 
@@ -130,9 +144,7 @@ impl SyncTask {
                 return false;
             }
         };
-        let membership = &self.shared.messenger.membership;
-        let is_member = |id| membership.member(id).is_some_and(|m| m.state.is_active());
-        let r = sync::on_message(&mut self.shared.state(), from, msg, is_member);
+        let r = sync::on_message(&mut self.shared.state(), from, msg, |id| self.is_member(id));
         if let Some(peer) = r.heard_from {
             self.shared.heard_from(peer);
         }
