@@ -40,10 +40,12 @@ fuzz_target!(|data: &[u8]| {
     let mut copy = data.to_vec();
     let _ = sealer.open(&mut copy);
     let Some((&selector, body)) = data.split_first() else { return };
-    let kind = match selector % 3 {
+    let kind = match selector % 5 {
         0 => DatagramKind::Swim,
         1 => DatagramKind::Leave,
-        _ => DatagramKind::Hello,
+        2 => DatagramKind::Hello,
+        3 => DatagramKind::Pull,
+        _ => DatagramKind::State,
     };
     let mut core = core();
     let _ = core.handle_datagram(kind, body, Instant::now());

@@ -482,13 +482,14 @@ impl Sim {
             .filter(|m| m.state.is_active())
             .map(|m| m.addr)
             .collect();
-        let seeds: Vec<usize> = self.seeds.clone();
-        for s in seeds {
-            let a = self.nodes[s].addr;
-            if s != i && !known.contains(&a) {
-                self.nodes[i].core.hello(a);
-            }
-        }
+        let targets: Vec<SocketAddr> = self
+            .seeds
+            .iter()
+            .filter(|s| **s != i)
+            .map(|s| self.nodes[*s].addr)
+            .filter(|a| !known.contains(a))
+            .collect();
+        self.nodes[i].core.join(&targets);
         self.drain(i);
     }
 }

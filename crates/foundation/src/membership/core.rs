@@ -76,6 +76,10 @@ pub struct MembershipCore {
     config: foca::Config,
     /// `max_transmissions` as configured: the floor.
     min_transmissions: std::num::NonZeroU8,
+    /// Join rounds so far (which candidate is pulled next).
+    join_round: usize,
+    /// Stale suspects asked directly (see `expire_suspects`).
+    asked: std::collections::HashSet<NodeId>,
 }
 
 impl std::fmt::Debug for MembershipCore {
@@ -112,11 +116,17 @@ pub fn foca_config(c: &MembershipConfig) -> foca::Config {
         frequency: Duration::from_secs(2),
         num_members: NonZeroUsize::MIN,
     });
-    // Re-announce to members believed down every few seconds, so both sides
-    // of a healed partition find each other quickly.
+    // Re-announce to members believed down every second, so both sides of
+    // a healed partition find each other quickly: each side declared the
+    // other down, and every node must hear of it (foca's TurnUndead answer)
+    // and rejoin under a new generation. At 5 s, a healed 40|60 partition
+    // of 100 simulated nodes took 13 s to settle.
     if let Some(a) = f.periodic_announce_to_down_members.as_mut() {
-        a.frequency = Duration::from_secs(5);
+        a.frequency = Duration::from_secs(1);
     }
+    // foca forgets down members with our view (the default is a day): the
+    // announces to them stop, and memory stays bounded under churn.
+    f.remove_down_after = Some(FORGET_AFTER);
     f
 }
 
@@ -137,6 +147,8 @@ impl MembershipCore {
             outputs: VecDeque::new(),
             leaving: false,
             dirty: false,
+            join_round: 0,
+            asked: Default::default(),
         }
     }
 
@@ -194,16 +206,11 @@ impl MembershipCore {
         self.outputs.pop_front()
     }
 
-    /// A Hello asking the node at `to` to announce us into its cluster.
+    /// A Hello asking the node at `to` to announce us into its cluster
+    /// (see [`MembershipCore::join`] for a round that also pulls the
+    /// member list).
     pub fn hello(&mut self, to: SocketAddr) {
-        match postcard::to_allocvec(self.foca.identity()) {
-            Ok(body) => self.outputs.push_back(Output::Send {
-                to,
-                kind: DatagramKind::Hello,
-                body,
-            }),
-            Err(e) => tracing::warn!(error = %e, "cannot encode hello"),
-        }
+        self.greet(to, DatagramKind::Hello);
     }
 
     /// Handles an opened datagram.
@@ -233,6 +240,11 @@ impl MembershipCore {
                     .map_err(|e| Rejected(e.to_string())),
                 Err(e) => Err(Rejected(format!("hello: {e}"))),
             },
+            DatagramKind::Pull => match postcard::from_bytes::<MemberId>(body) {
+                Ok(id) => self.answer_pull(id),
+                Err(e) => Err(Rejected(format!("pull: {e}"))),
+            },
+            DatagramKind::State => self.apply_state(body),
         };
         self.collect(now);
         result
@@ -244,6 +256,7 @@ impl MembershipCore {
             tracing::debug!(error = %e, "foca timer");
         }
         self.collect(now);
+        self.expire_suspects(now);
         self.prune(now);
     }
 
@@ -460,6 +473,82 @@ impl MembershipCore {
         }
     }
 
+    /// Settles suspicions that outlived their timeout. foca runs the
+    /// suspicion timer only on the member that suspected (after a failed
+    /// probe); the others wait for its Down notice or for the suspect's
+    /// refutation. A node that misses both (gossip sends each update a
+    /// bounded number of times) keeps the member Suspect, counted as
+    /// active, until it next talks to it: up to one probe round, over half
+    /// a minute in a 100-node cluster. The simulation showed it: in a
+    /// 40|60 partition a minority node kept ten majority members Suspect
+    /// for 8 s, counted half the base and ran a singleton next to the
+    /// majority's.
+    ///
+    /// After twice the timeout we ask the suspect directly (an announce:
+    /// its answer carries its current incarnation, so a refutation we
+    /// missed lands). After four times, it has not answered or has not
+    /// refuted, and the suspecter's timer has long fired: declared down,
+    /// as the cluster did. memberlist runs the timer on every node that
+    /// learns a suspicion; this is the same rule with the suspecter given a
+    /// head start.
+    fn expire_suspects(&mut self, now: Instant) {
+        let timeout = self.config.suspect_to_down_after;
+        let mut ask = Vec::new();
+        let mut stale = Vec::new();
+        for (id, e) in &self.members {
+            if e.member.state != MemberState::Suspect {
+                continue;
+            }
+            let age = now.saturating_duration_since(e.since);
+            if age >= timeout.saturating_mul(4) {
+                stale.push(*id);
+            } else if age >= timeout.saturating_mul(2) && !self.asked.contains(id) {
+                ask.push(*id);
+            }
+        }
+        let members = &self.members;
+        self.asked.retain(|id| {
+            members
+                .get(id)
+                .is_some_and(|e| e.member.state == MemberState::Suspect)
+        });
+        if ask.is_empty() && stale.is_empty() {
+            return;
+        }
+        let suspects: Vec<foca::Member<MemberId>> = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.state() == State::Suspect)
+            .filter(|m| ask.contains(&m.id().id) || stale.contains(&m.id().id))
+            .cloned()
+            .collect();
+        let mut down = Vec::new();
+        for m in suspects {
+            if stale.contains(&m.id().id) {
+                down.push(foca::Member::new(
+                    m.id().clone(),
+                    m.incarnation(),
+                    State::Down,
+                ));
+            } else {
+                self.asked.insert(m.id().id);
+                if let Err(e) = self.foca.announce(m.id().clone(), &mut self.rt) {
+                    tracing::debug!(error = %e, "foca announce to a suspect");
+                }
+            }
+        }
+        if !down.is_empty() {
+            tracing::debug!(
+                members = down.len(),
+                "suspicions outlived their timeout: declared down"
+            );
+            if let Err(e) = self.foca.apply_many(down.into_iter(), true, &mut self.rt) {
+                tracing::debug!(error = %e, "foca apply down");
+            }
+        }
+        self.collect(now);
+    }
+
     fn prune(&mut self, now: Instant) {
         let before = self.members.len();
         self.members.retain(|_, e| {
@@ -485,6 +574,9 @@ impl MembershipCore {
         self.dirty |= self.members.len() != before;
     }
 }
+
+#[path = "state_sync.rs"]
+mod state_sync;
 
 #[cfg(test)]
 #[path = "sim_tests.rs"]

@@ -211,11 +211,7 @@ impl Shell {
                     }
                 }
                 cmd = self.rx.recv() => match cmd {
-                    Some(Command::Hello(addrs)) => {
-                        for a in addrs {
-                            self.core.hello(a);
-                        }
-                    }
+                    Some(Command::Hello(addrs)) => self.core.join(&addrs),
                     Some(Command::Leave(done)) => {
                         self.core.leave(Instant::now());
                         self.flush().await;

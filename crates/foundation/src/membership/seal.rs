@@ -27,6 +27,11 @@ pub enum DatagramKind {
     Leave = 1,
     /// "Please let me join": postcard `MemberId` of the sender.
     Hello = 2,
+    /// A Hello that also asks for the full member list: postcard
+    /// `MemberId` of the sender, answered with [`DatagramKind::State`].
+    Pull = 3,
+    /// Part of a member list: postcard `Vec<foca::Member<MemberId>>`.
+    State = 4,
 }
 
 impl DatagramKind {
@@ -35,6 +40,8 @@ impl DatagramKind {
             0 => Some(DatagramKind::Swim),
             1 => Some(DatagramKind::Leave),
             2 => Some(DatagramKind::Hello),
+            3 => Some(DatagramKind::Pull),
+            4 => Some(DatagramKind::State),
             _ => None,
         }
     }

@@ -290,7 +290,13 @@ fn same_seed_same_trace() {
 fn garbage_datagrams_are_rejected_without_panic() {
     let mut sim = Sim::new(1, 1);
     let now = sim.base;
-    for kind in [DatagramKind::Swim, DatagramKind::Leave, DatagramKind::Hello] {
+    for kind in [
+        DatagramKind::Swim,
+        DatagramKind::Leave,
+        DatagramKind::Hello,
+        DatagramKind::Pull,
+        DatagramKind::State,
+    ] {
         for body in [&b""[..], b"\\xff\\xff\\xff", &[0u8; 64]] {
             let _ = sim.cores[0].handle_datagram(kind, body, now);
         }
@@ -328,4 +334,30 @@ fn a_node_restarted_at_the_same_address_before_detection_replaces_the_old_one() 
             "node {i}: {view:?}"
         );
     }
+}
+
+/// A node joining a formed cluster learns every member from the one it
+/// pulled, within one round trip, instead of one announce sample (about
+/// twenty members) every two seconds.
+#[test]
+fn a_join_pulls_the_whole_member_list() {
+    let n = 80;
+    let mut sim = Sim::new(n + 1, 5);
+    let seed = sim.cores[0].local().addr;
+    for i in 1..n {
+        sim.cores[i].join(&[seed]);
+        sim.drain(i);
+    }
+    sim.run_for(Duration::from_secs(30));
+    assert!((0..n).all(|i| sim.alive_view(i) == n - 1), "cluster formed");
+    sim.cores[n].join(&[seed]);
+    sim.drain(n);
+    sim.run_for(Duration::from_millis(300));
+    assert_eq!(sim.alive_view(n), n, "the joiner knows every member");
+    // And gossip makes it known to every member.
+    sim.run_for(Duration::from_secs(2));
+    let unaware: Vec<usize> = (0..n)
+        .filter(|i| sim.state(*i, n) != Some(MemberState::Alive))
+        .collect();
+    assert!(unaware.is_empty(), "the joiner is unknown to {unaware:?}");
 }
