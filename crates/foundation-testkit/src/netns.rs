@@ -20,8 +20,8 @@ pub enum LabError {
     /// Not running as root.
     #[error("network namespaces need root (ip netns); run as root, as CI does")]
     NotRoot,
-    /// An `ip` command failed.
-    #[error("`ip {args}` failed: {message}")]
+    /// An `ip`, `nft` or `kill` command failed.
+    #[error("`{args}` failed: {message}")]
     Ip {
         /// The arguments.
         args: String,
@@ -31,14 +31,18 @@ pub enum LabError {
 }
 
 fn ip(args: &[&str]) -> Result<(), LabError> {
+    tool("ip", args)
+}
+
+fn tool(program: &str, args: &[&str]) -> Result<(), LabError> {
     let fail = |message: String| LabError::Ip {
-        args: args.join(" "),
+        args: format!("{program} {}", args.join(" ")),
         message,
     };
-    let out = Command::new("ip")
+    let out = Command::new(program)
         .args(args)
         .output()
-        .map_err(|e| fail(format!("cannot run `ip`: {e}")))?;
+        .map_err(|e| fail(format!("cannot run `{program}`: {e}")))?;
     if out.status.success() {
         Ok(())
     } else {
@@ -206,6 +210,61 @@ impl Lab {
                 }
             }
         }
+    }
+
+    /// Drops `percent`% of the datagrams and segments host `i` sends to
+    /// the other hosts (loopback is spared), at random (an nftables rule in the host's namespace; the kernel here
+    /// has no `netem` qdisc, so no added latency). Replaces an earlier
+    /// rule.
+    pub fn lossy(&self, i: usize, percent: u8) -> Result<(), LabError> {
+        self.clear_loss(i);
+        let ns = &self.hosts[i];
+        let nft = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", ns.as_str(), "nft"];
+            all.extend_from_slice(args);
+            tool("ip", &all)
+        };
+        nft(&["add", "table", "inet", "chaos"])?;
+        nft(&[
+            "add",
+            "chain",
+            "inet",
+            "chaos",
+            "out",
+            "{ type filter hook output priority 0; }",
+        ])?;
+        let below = percent.min(100).to_string();
+        nft(&[
+            "add", "rule", "inet", "chaos", "out", "oifname", "eth0", "numgen", "random", "mod",
+            "100", "<", &below, "drop",
+        ])
+    }
+
+    /// Removes host `i`'s loss rule, if any.
+    pub fn clear_loss(&self, i: usize) {
+        let _ = tool(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &self.hosts[i],
+                "nft",
+                "delete",
+                "table",
+                "inet",
+                "chaos",
+            ],
+        );
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `KILL`, ...) to the processes the
+    /// lab started in host `i` (`ip netns exec` runs them in place, so the
+    /// pid is the program's).
+    pub fn signal(&self, i: usize, signal: &str) -> Result<(), LabError> {
+        for (_, child) in self.children.iter().filter(|(h, _)| *h == i) {
+            tool("kill", &[&format!("-{signal}"), &child.id().to_string()])?;
+        }
+        Ok(())
     }
 
     /// Runs `program args` in host `i` and waits for its output.
