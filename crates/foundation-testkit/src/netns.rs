@@ -213,48 +213,43 @@ impl Lab {
     }
 
     /// Drops `percent`% of the datagrams and segments host `i` sends to
-    /// the other hosts (loopback is spared), at random (an nftables rule in the host's namespace; the kernel here
-    /// has no `netem` qdisc, so no added latency). Replaces an earlier
-    /// rule.
+    /// the other hosts (loopback is spared), at random: an nftables rule in
+    /// the host's namespace. The kernel here has no `netem` qdisc, so there
+    /// is no added latency. Replaces an earlier rule.
     pub fn lossy(&self, i: usize, percent: u8) -> Result<(), LabError> {
         self.clear_loss(i);
-        let ns = &self.hosts[i];
-        let nft = |args: &[&str]| {
-            let mut all = vec!["netns", "exec", ns.as_str(), "nft"];
-            all.extend_from_slice(args);
-            tool("ip", &all)
-        };
-        nft(&["add", "table", "inet", "chaos"])?;
-        nft(&[
-            "add",
-            "chain",
-            "inet",
-            "chaos",
-            "out",
-            "{ type filter hook output priority 0; }",
-        ])?;
+        self.nft(i, &["add", "table", "inet", "chaos"])?;
+        self.nft(
+            i,
+            &[
+                "add",
+                "chain",
+                "inet",
+                "chaos",
+                "out",
+                "{ type filter hook output priority 0; }",
+            ],
+        )?;
         let below = percent.min(100).to_string();
-        nft(&[
-            "add", "rule", "inet", "chaos", "out", "oifname", "eth0", "numgen", "random", "mod",
-            "100", "<", &below, "drop",
-        ])
+        self.nft(
+            i,
+            &[
+                "add", "rule", "inet", "chaos", "out", "oifname", "eth0", "numgen", "random",
+                "mod", "100", "<", &below, "drop",
+            ],
+        )
     }
 
     /// Removes host `i`'s loss rule, if any.
     pub fn clear_loss(&self, i: usize) {
-        let _ = tool(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &self.hosts[i],
-                "nft",
-                "delete",
-                "table",
-                "inet",
-                "chaos",
-            ],
-        );
+        let _ = self.nft(i, &["delete", "table", "inet", "chaos"]);
+    }
+
+    /// Runs `nft args` in host `i`'s namespace.
+    fn nft(&self, i: usize, args: &[&str]) -> Result<(), LabError> {
+        let mut all = vec!["netns", "exec", self.hosts[i].as_str(), "nft"];
+        all.extend_from_slice(args);
+        tool("ip", &all)
     }
 
     /// Sends `signal` (`STOP`, `CONT`, `KILL`, ...) to the processes the

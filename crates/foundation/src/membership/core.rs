@@ -233,11 +233,7 @@ impl MembershipCore {
                 Err(e) => Err(Rejected(format!("leave notice: {e}"))),
             },
             DatagramKind::Hello => match postcard::from_bytes::<MemberId>(body) {
-                Ok(id) if id.id == self.foca.identity().id => Ok(()),
-                Ok(id) => self
-                    .foca
-                    .announce(id, &mut self.rt)
-                    .map_err(|e| Rejected(e.to_string())),
+                Ok(id) => self.welcome(id).map(|_| ()),
                 Err(e) => Err(Rejected(format!("hello: {e}"))),
             },
             DatagramKind::Pull => match postcard::from_bytes::<MemberId>(body) {

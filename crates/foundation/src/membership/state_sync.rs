@@ -48,15 +48,25 @@ impl MembershipCore {
         }
     }
 
-    /// A Pull from `joiner`: announce it (as for a Hello), then send it
-    /// every active member we know, ourselves included.
-    pub(super) fn answer_pull(&mut self, joiner: MemberId) -> Result<(), Rejected> {
+    /// A Hello from `joiner`: foca announces us to it, which lets it in.
+    /// Returns whether it was someone else (our own Hello, looped back
+    /// through a seed list naming us, is ignored).
+    pub(super) fn welcome(&mut self, joiner: MemberId) -> Result<bool, Rejected> {
         if joiner.id == self.foca.identity().id {
-            return Ok(());
+            return Ok(false);
         }
         self.foca
-            .announce(joiner.clone(), &mut self.rt)
+            .announce(joiner, &mut self.rt)
             .map_err(|e| Rejected(e.to_string()))?;
+        Ok(true)
+    }
+
+    /// A Pull from `joiner`: welcome it as for a Hello, then send it every
+    /// Alive member we know, ourselves included.
+    pub(super) fn answer_pull(&mut self, joiner: MemberId) -> Result<(), Rejected> {
+        if !self.welcome(joiner.clone())? {
+            return Ok(());
+        }
         let budget = self.config.max_packet_size.get().saturating_sub(PREFIX);
         let mut chunk: Vec<&foca::Member<MemberId>> = Vec::new();
         let mut size = 0;

@@ -155,27 +155,23 @@ impl Quorum {
     /// With quorum but no stable view: members active for `stable_after`
     /// enter the base, members gone for as long leave it.
     fn follow_members(&mut self, now: Instant) {
-        let aged = |since: &Instant| now.saturating_duration_since(*since) >= self.stable_after;
-        let joined: Vec<NodeId> = self
-            .arrived
-            .iter()
-            .filter(|(_, t)| aged(t))
-            .map(|(id, _)| *id)
-            .collect();
-        let gone: Vec<NodeId> = self
-            .departed
-            .iter()
-            .filter(|(_, t)| aged(t))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in joined {
-            self.arrived.remove(&id);
-            self.base.insert(id);
-        }
-        for id in gone {
-            self.departed.remove(&id);
-            self.base.remove(&id);
-        }
+        let after = self.stable_after;
+        let aged = |since: &Instant| now.saturating_duration_since(*since) >= after;
+        let base = &mut self.base;
+        self.arrived.retain(|id, since| {
+            let enters = aged(since);
+            if enters {
+                base.insert(*id);
+            }
+            !enters
+        });
+        self.departed.retain(|id, since| {
+            let leaves = aged(since);
+            if leaves {
+                base.remove(id);
+            }
+            !leaves
+        });
     }
 
     /// The membership keep-majority counts against.
