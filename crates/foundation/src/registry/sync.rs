@@ -92,6 +92,13 @@ pub fn on_message(
                 ));
             }
         }
+        RegistryMsg::Holding { version } => {
+            if version < state.local_version() {
+                if let Some(s) = state.snapshot(state.local()) {
+                    r.send.push((from, RegistryMsg::Snapshot(s)));
+                }
+            }
+        }
         RegistryMsg::Snapshot(snap) => {
             if snap.owner != from && !is_member(snap.owner) {
                 tracing::debug!(owner = %snap.owner, peer = %from, "relayed set of a non-member ignored");
@@ -124,8 +131,16 @@ fn ack_owner(state: &RegistryState, owner: NodeId, min: u64, r: &mut Reaction) {
     }
 }
 
-/// Member `id` came up: it gets this node's set at once, and this node's
-/// digest so that it sends back what this node misses.
+/// Member `id` came up: it gets this node's set at once, and is told
+/// which version of its own set this node holds (it answers with its set
+/// if that is stale).
+///
+/// Every owner does the same when it sees `id` come up, so sets travel
+/// owner to holder; periodic [`anti_entropy`] covers what is lost on the
+/// way. This once sent a digest instead of the version, which made every
+/// pair of members that met exchange third-party sets: in a mass join each
+/// node meets every other, and a 400-node simulated join moved 22 million
+/// registry messages in 4 s (cubic in the cluster's size).
 pub fn on_member_up(state: &mut RegistryState, id: NodeId) -> Vec<(NodeId, RegistryMsg)> {
     state.owner_up(id);
     let mut send = Vec::with_capacity(2);
@@ -134,9 +149,8 @@ pub fn on_member_up(state: &mut RegistryState, id: NodeId) -> Vec<(NodeId, Regis
     }
     send.push((
         id,
-        RegistryMsg::Digest {
-            digest: state.digest(),
-            reply: false,
+        RegistryMsg::Holding {
+            version: state.version_of(id),
         },
     ));
     send

@@ -230,7 +230,54 @@ fn wire_messages_round_trip_and_garbage_is_an_error() {
         ack: true,
     };
     assert_eq!(RegistryMsg::decode(&msg.encode()).expect("decode"), msg);
+    let holding = RegistryMsg::Holding { version: 7 };
+    assert_eq!(
+        RegistryMsg::decode(&holding.encode()).expect("decode"),
+        holding
+    );
     assert!(RegistryMsg::decode(&[0xff, 0xff, 0xff]).is_err());
+}
+
+#[test]
+fn a_member_that_holds_a_stale_set_gets_the_owner_snapshot_and_a_current_one_nothing() {
+    let mut owner = RegistryState::new(NodeId(1));
+    owner.register(entry(1, 1, "a", 1)).expect("register");
+    owner.register(entry(1, 2, "b", 2)).expect("register");
+    let v = owner.local_version();
+    let stale = sync::on_message(
+        &mut owner,
+        NodeId(2),
+        RegistryMsg::Holding { version: v - 1 },
+        |_| true,
+    );
+    match stale.send.as_slice() {
+        [(to, RegistryMsg::Snapshot(s))] => {
+            assert_eq!(*to, NodeId(2));
+            assert_eq!((s.owner, s.version, s.entries.len()), (NodeId(1), v, 2));
+        }
+        other => panic!("expected one snapshot, got {other:?}"),
+    }
+    let current = sync::on_message(
+        &mut owner,
+        NodeId(2),
+        RegistryMsg::Holding { version: v },
+        |_| true,
+    );
+    assert!(current.send.is_empty());
+}
+
+#[test]
+fn member_up_sends_the_own_set_and_the_version_held_not_a_digest() {
+    let mut st = RegistryState::new(NodeId(1));
+    st.register(entry(1, 1, "a", 1)).expect("register");
+    // Sets of many third parties: none of them is sent on member up.
+    for o in 3..50 {
+        st.merge_snapshot(&snapshot_of(o, 5)).expect("valid");
+    }
+    let send = sync::on_member_up(&mut st, NodeId(2));
+    assert_eq!(send.len(), 2);
+    assert!(matches!(&send[0], (NodeId(2), RegistryMsg::Snapshot(s)) if s.owner == NodeId(1)));
+    assert_eq!(send[1], (NodeId(2), RegistryMsg::Holding { version: 0 }));
 }
 
 /// Every owner's history: version i holds a deterministic set of entries.
@@ -266,6 +313,15 @@ fn snaps() -> impl Strategy<Value = Vec<Snapshot>> {
 }
 
 proptest! {
+    /// Arbitrary bytes decode to a message or an error, never a panic; a
+    /// message that decodes encodes back to bytes that decode to it.
+    #[test]
+    fn registry_decoder_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        if let Ok(msg) = RegistryMsg::decode(&bytes) {
+            prop_assert_eq!(RegistryMsg::decode(&msg.encode()).ok(), Some(msg));
+        }
+    }
+
     /// Merge is commutative and associative: any order of the same
     /// snapshots gives the same state.
     #[test]

@@ -40,6 +40,14 @@ pub enum RegistryMsg {
     },
     /// An owner's whole set.
     Snapshot(Snapshot),
+    /// The sender holds the receiver's own set at `version` (0: not at
+    /// all); a receiver whose set is newer answers with its snapshot. Sent
+    /// when a member comes up: it also reaches a member that never saw the
+    /// sender go (a paused process, resumed), which pushes nothing itself.
+    Holding {
+        /// The version of the receiver's set the sender holds.
+        version: u64,
+    },
 }
 
 impl RegistryMsg {
