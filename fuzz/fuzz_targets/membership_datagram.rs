@@ -40,12 +40,13 @@ fuzz_target!(|data: &[u8]| {
     let mut copy = data.to_vec();
     let _ = sealer.open(&mut copy);
     let Some((&selector, body)) = data.split_first() else { return };
-    let kind = match selector % 5 {
+    let kind = match selector % 6 {
         0 => DatagramKind::Swim,
         1 => DatagramKind::Leave,
         2 => DatagramKind::Hello,
         3 => DatagramKind::Pull,
-        _ => DatagramKind::State,
+        4 => DatagramKind::State,
+        _ => DatagramKind::Digest,
     };
     let mut core = core();
     let _ = core.handle_datagram(kind, body, Instant::now());

@@ -26,8 +26,8 @@ pub fn same_members(sim: &Sim) -> Result<(), String> {
             continue;
         }
         let seen = n.active();
-        if seen != want {
-            let missing: Vec<_> = want.difference(&seen).take(5).collect();
+        if *seen != want {
+            let missing: Vec<_> = want.difference(seen).take(5).collect();
             let extra: Vec<_> = seen.difference(&want).take(5).collect();
             return Err(format!(
                 "node {i} sees {} active members, {} run (missing e.g. {missing:?}, extra e.g. {extra:?})",

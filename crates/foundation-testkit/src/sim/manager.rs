@@ -2,10 +2,15 @@
 //! by the rule of `process/reconcile.rs` ([`decide`]), handoffs, and the
 //! stop of local losers of name conflicts.
 
+use std::time::Duration;
+
 use foundation::registry::EntryKind;
 
 use super::node::{decide, Decision};
 use super::world::{Ev, Sim, ALONE_AFTER};
+
+/// How long changes gather before the manager reconciles.
+const COALESCE: Duration = Duration::from_millis(5);
 
 impl Sim {
     /// Stops local losers of unique-name conflicts (as the sync task does).
@@ -24,13 +29,25 @@ impl Sim {
         }
     }
 
+    /// Runs [`Sim::reconcile`] on node `i` shortly, once for every change
+    /// that arrives meanwhile: the manager's task wakes on a watch of the
+    /// membership and registry, which coalesces changes the same way.
+    /// (Reconciling on every message made a 1,000-node run cubic.)
+    pub(crate) fn reconcile_soon(&mut self, i: usize) {
+        if !self.nodes[i].reconcile_pending {
+            self.nodes[i].reconcile_pending = true;
+            let inc = self.nodes[i].incarnation;
+            self.push(self.now + COALESCE, Ev::Reconcile { node: i, inc });
+        }
+    }
+
     /// The process manager's reconcile for the singletons.
     pub(crate) fn reconcile(&mut self, i: usize) {
         let now = self.instant();
         let at = self.now_ms();
         let t = self.now;
         let node = &mut self.nodes[i];
-        let active = node.active();
+        let active = node.active().clone();
         let has_quorum = node.quorum.update(&active, now);
         let ready = active.len() > 1 || t >= node.started + ALONE_AFTER;
         let names = self.singletons.clone();

@@ -1,7 +1,6 @@
 //! The discrete-event loop: virtual time, a queue of events, and the
 //! shell rules that connect the cores of each node to the network.
 
-use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -10,6 +9,7 @@ use bytes::Bytes;
 use foca::Timer;
 use foundation::config::defaults as d;
 use foundation::config::MembershipConfig;
+use foundation::membership::core::SYNC_INTERVAL;
 use foundation::membership::seal::DatagramKind;
 use foundation::membership::{MemberId, Output};
 use foundation::registry::{sync, Delta, RegistryMsg};
@@ -60,6 +60,41 @@ pub(crate) enum Ev {
         inc: u64,
         name: String,
     },
+    Reconcile {
+        node: usize,
+        inc: u64,
+    },
+}
+
+/// An event in the queue. The heap pops the earliest first, and of events
+/// due at the same time the one pushed first (so a run is deterministic).
+#[derive(Debug)]
+struct Queued {
+    at: Duration,
+    seq: u64,
+    // Boxed: the heap moves entries as it sifts, and an `Ev` is large.
+    ev: Box<Ev>,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Queued {}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Queued {
+    // Reversed: `BinaryHeap` is a max-heap.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
 }
 
 /// A simulated cluster. Same seed, same calls: same trace.
@@ -72,8 +107,7 @@ pub struct Sim {
     pub(crate) membership: MembershipConfig,
     pub(crate) base: Instant,
     pub(crate) now: Duration,
-    queue: BinaryHeap<Reverse<(Duration, u64)>>,
-    events: HashMap<u64, Ev>,
+    queue: BinaryHeap<Queued>,
     seq: u64,
     pub(crate) net: Net,
     pub(crate) rng: SmallRng,
@@ -124,7 +158,6 @@ impl Sim {
             base: Instant::now(),
             now: Duration::ZERO,
             queue: BinaryHeap::new(),
-            events: HashMap::new(),
             seq: 0,
             net: Net::new(net, seed),
             rng: SmallRng::seed_from_u64(seed),
@@ -235,17 +268,13 @@ impl Sim {
     /// Runs the simulation for `d` of virtual time.
     pub fn run_for(&mut self, d: Duration) {
         let until = self.now + d;
-        while let Some(Reverse((at, seq))) = self.queue.peek().copied() {
-            if at > until {
+        while self.queue.peek().is_some_and(|q| q.at <= until) {
+            let Some(Queued { at, ev, .. }) = self.queue.pop() else {
                 break;
-            }
-            self.queue.pop();
-            self.now = at;
-            let Some(ev) = self.events.remove(&seq) else {
-                continue;
             };
+            self.now = at;
             self.steps += 1;
-            self.handle(ev);
+            self.handle(*ev);
         }
         self.now = until;
     }
@@ -261,8 +290,11 @@ impl Sim {
 
     pub(crate) fn push(&mut self, at: Duration, ev: Ev) {
         self.seq += 1;
-        self.events.insert(self.seq, ev);
-        self.queue.push(Reverse((at, self.seq)));
+        self.queue.push(Queued {
+            at,
+            seq: self.seq,
+            ev: Box::new(ev),
+        });
     }
 
     /// The index of the node currently running as `id`.
@@ -318,7 +350,13 @@ impl Sim {
             Ev::Handoff { to, inc, name } => {
                 if inc == self.nodes[to].incarnation {
                     self.nodes[to].handoffs.insert(name);
-                    self.reconcile(to);
+                    self.reconcile_soon(to);
+                }
+            }
+            Ev::Reconcile { node, inc } => {
+                if inc == self.nodes[node].incarnation {
+                    self.nodes[node].reconcile_pending = false;
+                    self.reconcile(node);
                 }
             }
             Ev::Tick { node, inc } => {
@@ -331,6 +369,7 @@ impl Sim {
     }
 
     pub(crate) fn drain(&mut self, i: usize) {
+        self.nodes[i].refresh_view();
         let mut changed = false;
         while let Some(out) = self.nodes[i].core.poll_output() {
             match out {
@@ -360,7 +399,7 @@ impl Sim {
             }
         }
         if changed {
-            self.reconcile(i);
+            self.reconcile_soon(i);
         }
     }
 
@@ -409,7 +448,8 @@ impl Sim {
         let me = self.nodes[i].id;
         let msgs: Vec<_> = self.nodes[i]
             .active()
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|p| *p != me)
             .map(|p| {
                 (
@@ -431,7 +471,7 @@ impl Sim {
             return;
         };
         let node = &mut self.nodes[i];
-        let members: BTreeSet<NodeId> = node.active();
+        let members = &node.view;
         let r = sync::on_message(&mut node.registry, from, msg, |id| members.contains(&id));
         if let Some(p) = r.heard_from {
             node.heard.insert(p);
@@ -442,7 +482,7 @@ impl Sim {
             self.conflicts(i);
         }
         if changed {
-            self.reconcile(i);
+            self.reconcile_soon(i);
         }
     }
 
@@ -451,14 +491,14 @@ impl Sim {
         node.round = node.round.wrapping_add(1);
         let round = node.round;
         let me = node.id;
-        let peers: Vec<NodeId> = node.active().into_iter().filter(|p| *p != me).collect();
+        let peers: Vec<NodeId> = node.active().iter().copied().filter(|p| *p != me).collect();
         let alone = peers.is_empty();
         if let Some(m) = sync::anti_entropy(&node.registry, peers, round) {
             self.send_registry(i, vec![m]);
         }
         let now = self.instant();
         let node = &mut self.nodes[i];
-        let members = node.active();
+        let members = &node.view;
         let dropped = sync::prune_strays(
             &mut node.registry,
             |id| members.contains(&id),
@@ -471,6 +511,12 @@ impl Sim {
         // The join loop: every 0.5 s while alone, every 3 s otherwise.
         if alone || round.is_multiple_of(6) {
             self.hello_seeds(i);
+        }
+        // The membership shell's anti-entropy round.
+        let every = (SYNC_INTERVAL.as_millis() / TICK.as_millis()).max(1) as usize;
+        if round.is_multiple_of(every) {
+            self.nodes[i].core.sync_round();
+            self.drain(i);
         }
         self.reconcile(i);
     }
@@ -500,6 +546,6 @@ fn target(ev: &Ev) -> usize {
         | Ev::Registry { to, .. }
         | Ev::Message { to, .. }
         | Ev::Handoff { to, .. } => *to,
-        Ev::Timer { node, .. } | Ev::Tick { node, .. } => *node,
+        Ev::Timer { node, .. } | Ev::Tick { node, .. } | Ev::Reconcile { node, .. } => *node,
     }
 }

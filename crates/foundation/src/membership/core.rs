@@ -78,6 +78,8 @@ pub struct MembershipCore {
     min_transmissions: std::num::NonZeroU8,
     /// Join rounds so far (which candidate is pulled next).
     join_round: usize,
+    /// Anti-entropy rounds so far (which member gets our digest next).
+    sync_round: usize,
     /// Stale suspects asked directly (see `expire_suspects`).
     asked: std::collections::HashSet<NodeId>,
 }
@@ -148,6 +150,7 @@ impl MembershipCore {
             leaving: false,
             dirty: false,
             join_round: 0,
+            sync_round: 0,
             asked: Default::default(),
         }
     }
@@ -241,6 +244,7 @@ impl MembershipCore {
                 Err(e) => Err(Rejected(format!("pull: {e}"))),
             },
             DatagramKind::State => self.apply_state(body),
+            DatagramKind::Digest => self.answer_digest(body),
         };
         self.collect(now);
         result
@@ -573,6 +577,7 @@ impl MembershipCore {
 
 #[path = "state_sync.rs"]
 mod state_sync;
+pub use state_sync::SYNC_INTERVAL;
 
 #[cfg(test)]
 #[path = "sim_tests.rs"]

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::canary::Canaries;
-use super::core::{MembershipCore, Output};
+use super::core::{MembershipCore, Output, SYNC_INTERVAL};
 use super::identity::MemberId;
 use super::member::{Member, MemberEvent, MemberState};
 use super::seal::{OpenError, Sealer};
@@ -195,6 +195,8 @@ impl Shell {
         let mut buf = vec![0u8; 65_536];
         let mut nudge = tokio::time::interval(NUDGE_EVERY);
         nudge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sync = tokio::time::interval(SYNC_INTERVAL);
+        sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = self.timers.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
@@ -205,6 +207,7 @@ impl Shell {
                 },
                 _ = sleep_until(next) => self.fire_timers(),
                 _ = nudge.tick() => self.nudge().await,
+                _ = sync.tick() => self.core.sync_round(),
                 Some(addr) = self.unreachable.recv() => {
                     if self.core.unreachable(addr, Instant::now()) {
                         tracing::info!(peer = %addr, "member's port unreachable (its process is gone): declared down");

@@ -32,6 +32,9 @@ pub enum DatagramKind {
     Pull = 3,
     /// Part of a member list: postcard `Vec<foca::Member<MemberId>>`.
     State = 4,
+    /// A summary of the sender's member view, answered with
+    /// [`DatagramKind::State`] or another digest when views differ.
+    Digest = 5,
 }
 
 impl DatagramKind {
@@ -42,6 +45,7 @@ impl DatagramKind {
             2 => Some(DatagramKind::Hello),
             3 => Some(DatagramKind::Pull),
             4 => Some(DatagramKind::State),
+            5 => Some(DatagramKind::Digest),
             _ => None,
         }
     }

@@ -296,6 +296,7 @@ fn garbage_datagrams_are_rejected_without_panic() {
         DatagramKind::Hello,
         DatagramKind::Pull,
         DatagramKind::State,
+        DatagramKind::Digest,
     ] {
         for body in [&b""[..], b"\\xff\\xff\\xff", &[0u8; 64]] {
             let _ = sim.cores[0].handle_datagram(kind, body, now);
@@ -360,4 +361,73 @@ fn a_join_pulls_the_whole_member_list() {
         .filter(|i| sim.state(*i, n) != Some(MemberState::Alive))
         .collect();
     assert!(unaware.is_empty(), "the joiner is unknown to {unaware:?}");
+}
+
+/// The datagrams `core` wants sent, as (to, kind, body).
+fn sends(core: &mut MembershipCore) -> Vec<(SocketAddr, DatagramKind, Vec<u8>)> {
+    std::iter::from_fn(|| core.poll_output())
+        .filter_map(|o| match o {
+            Output::Send { to, kind, body } => Some((to, kind, body)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Anti-entropy: a digest of a matching view gets no answer (one small
+/// datagram per node per round in a settled cluster); a node that holds
+/// fewer members asks back, and gets the whole list.
+#[test]
+fn digests_answer_only_views_that_differ() {
+    let n = 30;
+    let mut sim = Sim::new(n + 1, 9);
+    let seed = sim.cores[0].local().addr;
+    for i in 1..n {
+        sim.cores[i].join(&[seed]);
+        sim.drain(i);
+    }
+    sim.run_for(Duration::from_secs(30));
+    assert!((0..n).all(|i| sim.alive_view(i) == n - 1), "cluster formed");
+    let now = sim.base + sim.now;
+
+    // A settled view: the digest is answered with nothing.
+    sim.cores[1].sync_round();
+    let out = sends(&mut sim.cores[1]);
+    let [(to, DatagramKind::Digest, body)] = out.as_slice() else {
+        panic!("one digest expected, got {out:?}");
+    };
+    let j = (0..n)
+        .find(|j| sim.cores[*j].local().addr == *to)
+        .expect("a member");
+    sends(&mut sim.cores[j]);
+    sim.cores[j]
+        .handle_datagram(DatagramKind::Digest, body, now)
+        .expect("valid digest");
+    assert_eq!(sends(&mut sim.cores[j]), vec![], "equal views: no answer");
+
+    // A node that knows nobody gets node 1's digest: it asks back, and
+    // node 1 answers with every member.
+    let fresh = n;
+    sim.cores[fresh]
+        .handle_datagram(DatagramKind::Digest, body, now)
+        .expect("valid digest");
+    let ask = sends(&mut sim.cores[fresh]);
+    let [(back, DatagramKind::Digest, reply)] = ask.as_slice() else {
+        panic!("a reply digest expected, got {ask:?}");
+    };
+    assert_eq!(*back, sim.cores[1].local().addr);
+    sim.cores[1]
+        .handle_datagram(DatagramKind::Digest, reply, now)
+        .expect("valid digest");
+    let lists = sends(&mut sim.cores[1]);
+    assert!(!lists.is_empty());
+    for (to, kind, body) in lists {
+        assert_eq!(
+            (to, kind),
+            (sim.cores[fresh].local().addr, DatagramKind::State)
+        );
+        sim.cores[fresh]
+            .handle_datagram(kind, &body, now)
+            .expect("valid list");
+    }
+    assert_eq!(sim.alive_view(fresh), n, "the list names every member");
 }

@@ -1,4 +1,5 @@
-//! Full-state exchange on join (memberlist's push-pull, over datagrams).
+//! Full-state exchange (memberlist's push-pull, over datagrams): on join,
+//! and every [`SYNC_INTERVAL`] with one member when the views differ.
 //!
 //! foca answers an announce with one packet of members: about twenty. A
 //! node joining a cluster of hundreds then learns the rest from gossip and
@@ -9,8 +10,23 @@
 //! active member list, in as many [`DatagramKind::State`] datagrams as it
 //! takes. The joiner applies them without re-gossiping (the cluster knows
 //! them already).
+//!
+//! Gossip sends each update a bounded number of times, so a member can
+//! miss one for good (the 400-node simulation: a handful of early nodes
+//! each missed one early joiner, and periodic announces, one sample of
+//! about twenty members every two seconds, took up to 70 s to fill the
+//! gap). So every [`SYNC_INTERVAL`] each node sends one member a
+//! [`DatagramKind::Digest`]: the count and a hash of the members it holds.
+//! Equal hashes end the exchange there (one small datagram per node per
+//! interval in a settled cluster). Otherwise the side that holds at least
+//! as many members sends its list, and the side that holds fewer asks for
+//! the other's with a reply digest: equal counts with different sets
+//! exchange both lists.
 
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use super::{MembershipCore, Output, Rejected};
 use crate::membership::identity::MemberId;
@@ -18,6 +34,31 @@ use crate::membership::seal::DatagramKind;
 
 /// Bytes reserved for the list's length prefix (a postcard varint).
 const PREFIX: usize = 5;
+
+/// How often the shell calls [`MembershipCore::sync_round`].
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A summary of the members a node holds (every member not down, itself
+/// included), sent to compare views.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Digest {
+    /// Where to send the answer.
+    from: SocketAddr,
+    /// How many members.
+    count: u32,
+    /// XOR of a mix of each member's id and generation.
+    hash: u64,
+    /// An answer to a digest (never answered with another digest).
+    reply: bool,
+}
+
+/// splitmix64's finalizer: spreads one member's identity over 64 bits.
+fn mix(id: &MemberId) -> u64 {
+    let mut z = id.id.0 ^ id.generation.rotate_left(32);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
 
 impl MembershipCore {
     /// Asks the nodes at `targets` to let us join: a Hello to each, and a
@@ -64,9 +105,80 @@ impl MembershipCore {
     /// A Pull from `joiner`: welcome it as for a Hello, then send it every
     /// Alive member we know, ourselves included.
     pub(super) fn answer_pull(&mut self, joiner: MemberId) -> Result<(), Rejected> {
-        if !self.welcome(joiner.clone())? {
+        if self.welcome(joiner.clone())? {
+            self.send_state(joiner.addr, Some(joiner.id));
+        }
+        Ok(())
+    }
+
+    /// One anti-entropy round: a digest of our view to the next active
+    /// member in turn. The shell calls it every [`SYNC_INTERVAL`].
+    pub fn sync_round(&mut self) {
+        let peers: Vec<SocketAddr> = self
+            .foca
+            .iter_members()
+            .filter(|m| m.state() != foca::State::Down)
+            .map(|m| m.id().addr)
+            .collect();
+        if peers.is_empty() {
+            return;
+        }
+        let to = peers[self.sync_round % peers.len()];
+        self.sync_round = self.sync_round.wrapping_add(1);
+        self.send_digest(to, false);
+    }
+
+    /// The digest of our view.
+    fn digest(&self, reply: bool) -> Digest {
+        let me = self.foca.identity();
+        let (count, hash) = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.state() != foca::State::Down && m.id().id != me.id)
+            .fold((1u32, mix(me)), |(c, h), m| {
+                (c.saturating_add(1), h ^ mix(m.id()))
+            });
+        Digest {
+            from: me.addr,
+            count,
+            hash,
+            reply,
+        }
+    }
+
+    fn send_digest(&mut self, to: SocketAddr, reply: bool) {
+        match postcard::to_allocvec(&self.digest(reply)) {
+            Ok(body) => self.outputs.push_back(Output::Send {
+                to,
+                kind: DatagramKind::Digest,
+                body,
+            }),
+            Err(e) => tracing::warn!(error = %e, "cannot encode digest"),
+        }
+    }
+
+    /// A peer's digest: nothing if the views match; else our list if we
+    /// hold at least as many members, and a reply digest (asking for its
+    /// list) if we hold at most as many.
+    pub(super) fn answer_digest(&mut self, body: &[u8]) -> Result<(), Rejected> {
+        let theirs: Digest =
+            postcard::from_bytes(body).map_err(|e| Rejected(format!("digest: {e}")))?;
+        let mine = self.digest(true);
+        if theirs.from == mine.from || theirs.hash == mine.hash {
             return Ok(());
         }
+        if mine.count >= theirs.count {
+            self.send_state(theirs.from, None);
+        }
+        if mine.count <= theirs.count && !theirs.reply {
+            self.send_digest(theirs.from, true);
+        }
+        Ok(())
+    }
+
+    /// Sends every Alive member we know, ourselves included and `except`
+    /// left out, to `to` in as many State datagrams as it takes.
+    fn send_state(&mut self, to: SocketAddr, except: Option<crate::id::NodeId>) {
         let budget = self.config.max_packet_size.get().saturating_sub(PREFIX);
         let mut chunk: Vec<&foca::Member<MemberId>> = Vec::new();
         let mut size = 0;
@@ -75,7 +187,7 @@ impl MembershipCore {
         let members = self
             .foca
             .iter_membership_state()
-            .filter(|m| m.state() == foca::State::Alive && m.id().id != joiner.id);
+            .filter(|m| m.state() == foca::State::Alive && Some(m.id().id) != except);
         for m in std::iter::once(&me).chain(members) {
             let Ok(len) = postcard::to_allocvec(m).map(|b| b.len()) else {
                 continue;
@@ -98,14 +210,13 @@ impl MembershipCore {
         for body in bodies {
             match body {
                 Ok(body) => self.outputs.push_back(Output::Send {
-                    to: joiner.addr,
+                    to,
                     kind: DatagramKind::State,
                     body,
                 }),
                 Err(e) => tracing::warn!(error = %e, "cannot encode member list"),
             }
         }
-        Ok(())
     }
 
     /// Part of a member list from the node we pulled: applied as known
