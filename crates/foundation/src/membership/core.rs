@@ -404,19 +404,31 @@ impl MembershipCore {
             // MemberDown for the old: the old node is gone (Down), the new
             // one is up. Found by the simulation's rolling restart; before
             // this, the old id stayed Alive and the new one was never seen.
+            //
+            // The old one may already be Left here (its leave notice came
+            // first) while foca still held it alive: then too no MemberUp
+            // follows, so whether foca holds `new` active decides.
             OwnedNotification::Rename(old, new) => {
-                let was_active = self
+                if let Some(e) = self
                     .members
-                    .get(&old.id)
-                    .is_some_and(|e| e.member.state.is_active());
-                if !was_active {
-                    return; // a MemberUp for `new` follows, if it is active
-                }
-                if let Some(e) = self.members.get_mut(&old.id) {
+                    .get_mut(&old.id)
+                    .filter(|e| e.member.state.is_active())
+                {
                     e.member.state = MemberState::Down;
                     e.since = now;
                     self.outputs
                         .push_back(Output::Event(MemberEvent::Down(e.member.clone())));
+                }
+                let new_active = self
+                    .foca
+                    .iter_membership_state()
+                    .any(|m| m.id() == &new && m.state() != State::Down);
+                let known = self
+                    .members
+                    .get(&new.id)
+                    .is_some_and(|e| e.member.state.is_active());
+                if !new_active || known {
+                    return; // a MemberUp for `new` follows, if it becomes active
                 }
                 let incarnation = self.incarnation_of(&new);
                 let member = Member::from_identity(&new, MemberState::Alive, incarnation);

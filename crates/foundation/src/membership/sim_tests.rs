@@ -337,6 +337,44 @@ fn a_node_restarted_at_the_same_address_before_detection_replaces_the_old_one() 
     }
 }
 
+/// A graceful leave, then a new process at the same address before the
+/// old one's foca Down: the others had marked the old id Left, while foca
+/// still held it alive, so foca renamed it in place and sent no MemberUp
+/// for the new id. A real 5-process rolling restart showed it: one member
+/// never saw the restarted node, placed a singleton without it, and
+/// handed its state to a node that was not the owner.
+#[test]
+fn a_node_restarted_at_the_same_address_right_after_leaving_is_seen_up() {
+    let mut sim = Sim::new(5, 23);
+    sim.join_all_via(0);
+    sim.run_for(Duration::from_secs(5));
+    let old = sim.cores[3].local().clone();
+    let now = sim.base + sim.now;
+    sim.cores[3].leave(now);
+    sim.drain(3);
+    sim.run_for(Duration::from_millis(20));
+    for i in [0, 1, 2, 4] {
+        assert_eq!(sim.state(i, 3), Some(MemberState::Left), "node {i}");
+    }
+    // The new process, before the old one's foca Down went out.
+    let mut id = old.clone();
+    id.id = NodeId(77);
+    id.generation = old.generation + 1;
+    sim.cores[3] = MembershipCore::new(id.clone(), foca_config(&lan()), 77);
+    let seed = sim.cores[0].local().addr;
+    sim.cores[3].join(&[seed]);
+    sim.drain(3);
+    sim.run_for(Duration::from_secs(5));
+    for i in [0, 1, 2, 4] {
+        let view: Vec<_> = sim.cores[i].members().map(|m| (m.id, m.state)).collect();
+        assert_eq!(
+            sim.state(i, 3),
+            Some(MemberState::Alive),
+            "node {i}: {view:?}"
+        );
+    }
+}
+
 /// A node joining a formed cluster learns every member from the one it
 /// pulled, within one round trip, instead of one announce sample (about
 /// twenty members) every two seconds.
