@@ -3,6 +3,7 @@
 mod bench;
 mod cmd;
 mod demo;
+mod load;
 mod logging;
 mod table;
 

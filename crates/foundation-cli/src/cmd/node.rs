@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
@@ -84,6 +85,28 @@ pub(crate) struct NodeCmd {
     /// Leave and exit when standard input closes (used by `foundation dev`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
+    /// Test load: broadcast (node id, sequence number) on this topic.
+    #[arg(long, help_heading = "Test load")]
+    publish: Option<String>,
+    /// Test load: milliseconds between broadcasts.
+    #[arg(long, default_value_t = 10, help_heading = "Test load")]
+    publish_every_ms: u64,
+    /// Test load: count what arrives on this topic, per publisher.
+    #[arg(long, help_heading = "Test load")]
+    subscribe: Option<String>,
+    /// Test load: add 1 to the demo counter singleton of this name.
+    #[arg(long, help_heading = "Test load")]
+    call_singleton: Option<String>,
+    /// Test load: milliseconds between calls.
+    #[arg(long, default_value_t = 20, help_heading = "Test load")]
+    call_every_ms: u64,
+    /// Test load: call only while this file exists.
+    #[arg(long, help_heading = "Test load")]
+    call_while: Option<PathBuf>,
+    /// Test load: write what was sent, received and acknowledged to this
+    /// JSON file (every 250 ms and on exit).
+    #[arg(long, help_heading = "Test load")]
+    report: Option<PathBuf>,
 }
 
 impl NodeCmd {
@@ -102,7 +125,24 @@ impl NodeCmd {
                 .start_singleton(name, crate::demo::KIND, &())
                 .with_context(|| format!("cannot start singleton {name}"))?;
         }
+        let load = crate::load::Load {
+            publish: self.publish,
+            publish_every: Duration::from_millis(self.publish_every_ms),
+            subscribe: self.subscribe,
+            call_singleton: self.call_singleton,
+            call_every: Duration::from_millis(self.call_every_ms),
+            call_while: self.call_while,
+            report: self.report,
+        };
+        let load = if load.is_empty() && load.report.is_none() {
+            None
+        } else {
+            Some(load.start(&node).context("cannot start the test load")?)
+        };
         wait_for_stop(self.stop_on_stdin_eof).await;
+        if let Some(load) = load {
+            load.finish();
+        }
         node.shutdown().await;
         Ok(())
     }
