@@ -113,6 +113,45 @@ impl Transport {
         local: NodeId,
         stats: Arc<Stats>,
     ) -> Result<Transport, TransportError> {
+        let socket = std::net::UdpSocket::bind(settings.bind).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                TransportError::PortInUse {
+                    addr: settings.bind,
+                }
+            } else {
+                TransportError::Bind {
+                    addr: settings.bind,
+                    message: e.to_string(),
+                }
+            }
+        })?;
+        let runtime = quinn::default_runtime().ok_or_else(|| TransportError::Bind {
+            addr: settings.bind,
+            message: "no async runtime (call from within tokio)".into(),
+        })?;
+        let socket = runtime
+            .wrap_udp_socket(socket)
+            .map_err(|e| TransportError::Bind {
+                addr: settings.bind,
+                message: e.to_string(),
+            })?;
+        Self::with_socket(settings, tls, local, stats, socket, runtime, None)
+    }
+
+    /// Starts the transport on a socket the caller provides: a simulated
+    /// network's (foundation-testkit runs it under turmoil this way) or any
+    /// other [`quinn::AsyncUdpSocket`]. `rng_seed` seeds quinn's own
+    /// randomness (connection ids, tokens) for reproducible simulations;
+    /// `settings.bind` is only used in error messages.
+    pub fn with_socket(
+        settings: TransportSettings,
+        tls: &TlsIdentity,
+        local: NodeId,
+        stats: Arc<Stats>,
+        socket: Arc<dyn quinn::AsyncUdpSocket>,
+        runtime: Arc<dyn quinn::Runtime>,
+        rng_seed: Option<[u8; 32]>,
+    ) -> Result<Transport, TransportError> {
         let mut transport = quinn::TransportConfig::default();
         transport
             .max_idle_timeout(quinn::IdleTimeout::try_from(settings.idle_timeout).ok())
@@ -133,32 +172,14 @@ impl Transport {
         let mut client = tls.quic_client(alpn)?;
         client.transport_config(transport);
 
-        let socket = std::net::UdpSocket::bind(settings.bind).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AddrInUse {
-                TransportError::PortInUse {
-                    addr: settings.bind,
-                }
-            } else {
-                TransportError::Bind {
+        let mut config = quinn::EndpointConfig::default();
+        config.rng_seed(rng_seed);
+        let mut endpoint =
+            quinn::Endpoint::new_with_abstract_socket(config, Some(server), socket, runtime)
+                .map_err(|e| TransportError::Bind {
                     addr: settings.bind,
                     message: e.to_string(),
-                }
-            }
-        })?;
-        let runtime = quinn::default_runtime().ok_or_else(|| TransportError::Bind {
-            addr: settings.bind,
-            message: "no async runtime (call from within tokio)".into(),
-        })?;
-        let mut endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(server),
-            socket,
-            runtime,
-        )
-        .map_err(|e| TransportError::Bind {
-            addr: settings.bind,
-            message: e.to_string(),
-        })?;
+                })?;
         endpoint.set_default_client_config(client);
 
         let inner = Arc::new(Inner {
@@ -376,7 +397,14 @@ impl Inner {
             let me = self.clone();
             self.tasks.spawn(async move {
                 let addr = incoming.remote_address();
-                let handshake = tokio::time::timeout(me.settings.connect_timeout, async {
+                // Bounded by the idle timeout, not the connect timeout: the
+                // client may already count the connection as up (it wrote
+                // frames) while our side still waits for its last
+                // handshake packet. Dropping the handshake here at the
+                // connect timeout closed such connections and lost what
+                // the client had written: under turmoil with 5% loss, a
+                // whole batch of messages from one node to another.
+                let handshake = tokio::time::timeout(me.settings.idle_timeout, async {
                     incoming.accept().map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())
                 });
                 match handshake.await {
