@@ -6,9 +6,13 @@
 //!   for running `foundation node` processes across real network stacks.
 //! - [`sim`]: deterministic simulation of the sans-IO cores at up to
 //!   thousands of nodes, with invariant checkers and chaos scenarios.
+//! - [`turmoil_udp`]: the real transport (quinn, TLS, frames) on turmoil's
+//!   simulated network, for a few dozen nodes with seeded loss, latency
+//!   and partitions (`tests/turmoil_transport.rs`).
 
 pub mod cluster;
 pub mod netns;
 pub mod sim;
+pub mod turmoil_udp;
 
 pub use cluster::{assert_eventually, assert_eventually_async, builder, init_tracing, Cluster};
