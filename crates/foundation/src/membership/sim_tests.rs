@@ -375,20 +375,28 @@ fn a_node_restarted_at_the_same_address_right_after_leaving_is_seen_up() {
     }
 }
 
+/// `n` nodes that joined through node 0 and settled, and node `n` not
+/// started.
+fn formed_plus_one(n: usize, seed: u64) -> Sim {
+    let mut sim = Sim::new(n + 1, seed);
+    let first = sim.cores[0].local().addr;
+    for i in 1..n {
+        sim.cores[i].join(&[first]);
+        sim.drain(i);
+    }
+    sim.run_for(Duration::from_secs(30));
+    assert!((0..n).all(|i| sim.alive_view(i) == n - 1), "cluster formed");
+    sim
+}
+
 /// A node joining a formed cluster learns every member from the one it
 /// pulled, within one round trip, instead of one announce sample (about
 /// twenty members) every two seconds.
 #[test]
 fn a_join_pulls_the_whole_member_list() {
     let n = 80;
-    let mut sim = Sim::new(n + 1, 5);
+    let mut sim = formed_plus_one(n, 5);
     let seed = sim.cores[0].local().addr;
-    for i in 1..n {
-        sim.cores[i].join(&[seed]);
-        sim.drain(i);
-    }
-    sim.run_for(Duration::from_secs(30));
-    assert!((0..n).all(|i| sim.alive_view(i) == n - 1), "cluster formed");
     sim.cores[n].join(&[seed]);
     sim.drain(n);
     sim.run_for(Duration::from_millis(300));
@@ -417,14 +425,7 @@ fn sends(core: &mut MembershipCore) -> Vec<(SocketAddr, DatagramKind, Vec<u8>)> 
 #[test]
 fn digests_answer_only_views_that_differ() {
     let n = 30;
-    let mut sim = Sim::new(n + 1, 9);
-    let seed = sim.cores[0].local().addr;
-    for i in 1..n {
-        sim.cores[i].join(&[seed]);
-        sim.drain(i);
-    }
-    sim.run_for(Duration::from_secs(30));
-    assert!((0..n).all(|i| sim.alive_view(i) == n - 1), "cluster formed");
+    let mut sim = formed_plus_one(n, 9);
     let now = sim.base + sim.now;
 
     // A settled view: the digest is answered with nothing.

@@ -83,10 +83,8 @@ impl MembershipCore {
 
     /// Queues a Hello or a Pull carrying our identity to `to`.
     pub(super) fn greet(&mut self, to: SocketAddr, kind: DatagramKind) {
-        match postcard::to_allocvec(self.foca.identity()) {
-            Ok(body) => self.outputs.push_back(Output::Send { to, kind, body }),
-            Err(e) => tracing::warn!(error = %e, "cannot encode hello"),
-        }
+        let body = postcard::to_allocvec(self.foca.identity());
+        self.send_encoded(to, kind, body);
     }
 
     /// A Hello from `joiner`: foca announces us to it, which lets it in.
@@ -147,13 +145,21 @@ impl MembershipCore {
     }
 
     fn send_digest(&mut self, to: SocketAddr, reply: bool) {
-        match postcard::to_allocvec(&self.digest(reply)) {
-            Ok(body) => self.outputs.push_back(Output::Send {
-                to,
-                kind: DatagramKind::Digest,
-                body,
-            }),
-            Err(e) => tracing::warn!(error = %e, "cannot encode digest"),
+        let body = postcard::to_allocvec(&self.digest(reply));
+        self.send_encoded(to, DatagramKind::Digest, body);
+    }
+
+    /// Queues `body` as a `kind` datagram to `to`, or logs why it could not
+    /// be encoded.
+    fn send_encoded(
+        &mut self,
+        to: SocketAddr,
+        kind: DatagramKind,
+        body: Result<Vec<u8>, postcard::Error>,
+    ) {
+        match body {
+            Ok(body) => self.outputs.push_back(Output::Send { to, kind, body }),
+            Err(e) => tracing::warn!(error = %e, ?kind, "cannot encode a membership datagram"),
         }
     }
 
@@ -208,14 +214,7 @@ impl MembershipCore {
             bodies.push(postcard::to_allocvec(&chunk));
         }
         for body in bodies {
-            match body {
-                Ok(body) => self.outputs.push_back(Output::Send {
-                    to,
-                    kind: DatagramKind::State,
-                    body,
-                }),
-                Err(e) => tracing::warn!(error = %e, "cannot encode member list"),
-            }
+            self.send_encoded(to, DatagramKind::State, body);
         }
     }
 
