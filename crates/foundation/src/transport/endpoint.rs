@@ -459,6 +459,33 @@ impl Inner {
         }
     }
 
+    /// A handshake that outlived the connect timeout keeps going, up to the
+    /// idle timeout, instead of being closed: the peer may already count
+    /// the connection as up (its side of the handshake completed) and be
+    /// writing on it. Closing it lost those frames (turmoil, 10% loss: a
+    /// node's whole batch to another). If it completes, its streams are
+    /// read, and it carries our sends if we have no other connection.
+    fn finish_handshake_later(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        connecting: std::pin::Pin<Box<quinn::Connecting>>,
+    ) {
+        let me = self.clone();
+        self.tasks.spawn(async move {
+            let late = tokio::select! {
+                _ = me.cancel.cancelled() => return,
+                r = tokio::time::timeout(me.settings.idle_timeout, connecting) => r,
+            };
+            if let Ok(Ok(conn)) = late {
+                me.stats.connection_opened();
+                tracing::debug!(%addr, "connected after the connect timeout");
+                let peer = Arc::new(Peer::new(conn, me.settings.single_stream));
+                me.adopt(addr, &peer).await;
+                me.drive(peer, addr).await;
+            }
+        });
+    }
+
     async fn connect(self: &Arc<Self>, addr: SocketAddr) -> Result<Arc<Peer>, SendFailure> {
         let slot = self.lock_slots().entry(addr).or_default().clone();
         let mut st = slot.lock().await;
@@ -474,18 +501,23 @@ impl Inner {
                 return Err(SendFailure::Backoff { retry_in: at - now });
             }
         }
-        let attempt = async {
-            self.endpoint
-                .connect(addr, &self.server_name)
-                .map_err(|e| e.to_string())?
-                .await
-                .map_err(|e| e.to_string())
+        let result = match self.endpoint.connect(addr, &self.server_name) {
+            Err(e) => Err(e.to_string()),
+            Ok(connecting) => {
+                let mut connecting = Box::pin(connecting);
+                let waited = tokio::select! {
+                    _ = self.cancel.cancelled() => return Err(SendFailure::ShuttingDown),
+                    r = tokio::time::timeout(self.settings.connect_timeout, &mut connecting) => r,
+                };
+                match waited {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => {
+                        self.finish_handshake_later(addr, connecting);
+                        Err("handshake timed out".to_owned())
+                    }
+                }
+            }
         };
-        let result = tokio::select! {
-            _ = self.cancel.cancelled() => return Err(SendFailure::ShuttingDown),
-            r = tokio::time::timeout(self.settings.connect_timeout, attempt) => r,
-        };
-        let result = result.unwrap_or_else(|_| Err("handshake timed out".to_owned()));
         match result {
             Ok(conn) => {
                 self.stats.connection_opened();
