@@ -551,9 +551,21 @@ impl Node {
         hand_off_all(self, &self.inner.manager).await;
         self.inner.host.stop_all(StopReason::Shutdown).await;
         // Messages already broadcast go out before the node leaves.
-        let flush = tokio::time::Instant::now() + Duration::from_secs(2);
-        if !self.inner.pubsub.sender.flush(flush).await {
-            tracing::warn!("pub/sub queues not flushed within 2 s: some messages are lost");
+        let within = self.inner.resolved.config.pubsub.shutdown_flush;
+        if !self
+            .inner
+            .pubsub
+            .sender
+            .flush(tokio::time::Instant::now() + within)
+            .await
+        {
+            tracing::warn!(?within, "pub/sub queues not flushed in time (pubsub.shutdown_flush_ms): some messages are lost");
+        }
+        if !self.inner.transport.drain(within).await {
+            tracing::warn!(
+                ?within,
+                "peers did not acknowledge everything in time: some messages may be lost"
+            );
         }
         self.inner.membership.leave().await;
         self.stop_tasks().await;

@@ -425,9 +425,14 @@ async fn messaging_sends_to_a_service_a_name_or_a_topic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_shutdown_sends_what_was_broadcast_before_it() {
-    let mut c = Cluster::start_with(2, |b, _| b.set("pubsub.buffer", "8192"))
-        .await
-        .expect("cluster");
+    // The flush is bounded (2 s by default); a loaded test machine may
+    // need longer for 5 MB, and the bound is not what this test is about.
+    let mut c = Cluster::start_with(2, |b, _| {
+        b.set("pubsub.buffer", "8192")
+            .set("pubsub.shutdown_flush_ms", "30000")
+    })
+    .await
+    .expect("cluster");
     let mut sub = c
         .node(1)
         .pubsub()

@@ -79,6 +79,8 @@ pub const PUBSUB_BUFFER: usize = 1024;
 pub const PUBSUB_QUEUE_BYTES: usize = 64 << 20;
 /// Longest a broadcast waits for queue room (ms).
 pub const PUBSUB_PUBLISH_TIMEOUT_MS: u64 = 1000;
+/// Longest a graceful shutdown waits for queued messages (ms).
+pub const PUBSUB_SHUTDOWN_FLUSH_MS: u64 = 2000;
 
 /// HTTP port (health, ready, metrics) when the HTTP endpoint is on.
 pub const HTTP_PORT: u16 = 9090;

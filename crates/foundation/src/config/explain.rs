@@ -112,6 +112,7 @@ impl Resolved {
             ("pubsub.buffer", c.pubsub.buffer.to_string()),
             ("pubsub.queue_bytes", c.pubsub.queue_bytes.to_string()),
             ("pubsub.publish_timeout_ms", ms(c.pubsub.publish_timeout)),
+            ("pubsub.shutdown_flush_ms", ms(c.pubsub.shutdown_flush)),
             ("registry.sync_interval_ms", ms(c.registry.sync_interval)),
             (
                 "process.split_brain",

@@ -372,6 +372,13 @@ pub const KEYS: &[KeySpec] = &[
         "longest a broadcast waits for room in a peer's queue before dropping for that peer (default: 1000)"
     ),
     key!(
+        "pubsub.shutdown_flush_ms",
+        None,
+        MS,
+        false,
+        "longest a graceful shutdown waits for queued messages to go out, then again for peers to acknowledge them (default: 2000)"
+    ),
+    key!(
         "registry.sync_interval_ms",
         None,
         MS,

@@ -319,6 +319,7 @@ impl Resolver {
                 buffer: m.int("pubsub.buffer", d::PUBSUB_BUFFER as u64) as usize,
                 queue_bytes: m.int("pubsub.queue_bytes", d::PUBSUB_QUEUE_BYTES as u64) as usize,
                 publish_timeout: m.ms("pubsub.publish_timeout_ms", d::PUBSUB_PUBLISH_TIMEOUT_MS),
+                shutdown_flush: m.ms("pubsub.shutdown_flush_ms", d::PUBSUB_SHUTDOWN_FLUSH_MS),
             },
             gossip: GossipConfig {
                 group: match m.ip("gossip.group", || (ip(d::GOSSIP_GROUP), None)) {

@@ -370,6 +370,9 @@ pub struct PubSubConfig {
     /// Longest a broadcast waits for room in a peer's queue before the
     /// message is dropped for that peer (and counted).
     pub publish_timeout: Duration,
+    /// Longest a graceful shutdown waits for queued messages to be sent;
+    /// what is still queued then is lost (and logged).
+    pub shutdown_flush: Duration,
 }
 
 /// Registry settings.

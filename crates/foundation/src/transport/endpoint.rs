@@ -342,6 +342,24 @@ impl Transport {
         Ok(self.inner.connect(addr).await?.conn.clone())
     }
 
+    /// Waits, at most `within`, until every peer has acknowledged what was
+    /// written to it. A graceful shutdown calls it before leaving: closing
+    /// the endpoint (or the peer closing its side on our leave notice)
+    /// discards data still in flight, which lost the tail of 5,000
+    /// just-broadcast messages in about one run in six under test load.
+    /// Returns whether everything was acknowledged in time.
+    pub async fn drain(&self, within: Duration) -> bool {
+        let slots: Vec<Slot> = self.inner.lock_slots().values().cloned().collect();
+        let mut peers = Vec::new();
+        for slot in slots {
+            if let Some(p) = slot.lock().await.peer.clone().filter(|p| p.is_alive()) {
+                peers.push(p);
+            }
+        }
+        let all = futures_util::future::join_all(peers.iter().map(|p| p.drain()));
+        tokio::time::timeout(within, all).await.is_ok()
+    }
+
     /// Closes every connection and stops every task.
     pub async fn shutdown(&self) {
         let bound = self.local_addr();

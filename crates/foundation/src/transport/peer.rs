@@ -58,6 +58,19 @@ impl Peer {
         self.conn.close_reason().is_none()
     }
 
+    /// Finishes every open stream and waits until the peer has acknowledged
+    /// all of its data (later sends open new streams).
+    pub(crate) async fn drain(&self) {
+        for slot in &self.streams {
+            let taken = slot.lock().await.take();
+            if let Some(mut stream) = taken {
+                if stream.finish().is_ok() {
+                    let _ = stream.stopped().await;
+                }
+            }
+        }
+    }
+
     /// Writes one encoded frame on the stream of `channel` (and `lane`),
     /// opening it (with the channel's priority) on first use. Frames on
     /// one stream are written whole and in order.
