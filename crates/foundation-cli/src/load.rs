@@ -113,7 +113,7 @@ impl Load {
             tasks.push(tokio::spawn(async move {
                 while let Some(m) = sub.recv().await {
                     let (from, seq) = *m;
-                    let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut r = lock(&report);
                     r.received.entry(from.to_string()).or_default().add(seq);
                 }
             }));
@@ -128,7 +128,7 @@ impl Load {
                     tick.tick().await;
                     match node.pubsub().broadcast(&topic, (me, seq)).await {
                         Ok(p) => {
-                            let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
+                            let mut r = lock(&report);
                             r.published = seq;
                             r.queued_nodes += p.nodes as u64;
                             r.dropped_nodes += p.dropped.len() as u64;
@@ -175,16 +175,12 @@ impl Load {
 }
 
 async fn call_once(node: &Node, name: &str, report: &Mutex<Report>) {
-    report
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .calls
-        .attempted += 1;
+    lock(report).calls.attempted += 1;
     let result = match node.registry().lookup::<Counter>(name) {
         Ok(Some(counter)) => counter.call(1, CALL_TIMEOUT).await.ok(),
         Ok(None) | Err(_) => None,
     };
-    let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
+    let mut r = lock(report);
     match result {
         Some(total) => {
             r.calls.acked += 1;
@@ -194,11 +190,16 @@ async fn call_once(node: &Node, name: &str, report: &Mutex<Report>) {
     }
 }
 
+/// The report, even if a task panicked while holding it (counters only).
+fn lock(report: &Mutex<Report>) -> std::sync::MutexGuard<'_, Report> {
+    report.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Writes `report` to `path` through a temporary file, so a reader never
 /// sees half a report.
 fn write(path: &Path, report: &Mutex<Report>) {
     let json = {
-        let r = report.lock().unwrap_or_else(|e| e.into_inner());
+        let r = lock(report);
         serde_json::to_vec_pretty(&*r)
     };
     let Ok(json) = json else { return };

@@ -109,6 +109,16 @@ impl Sim {
         }
     }
 
+    /// Replaces node `i` by a new process at the same address: id `id`,
+    /// the next generation. Returns its identity.
+    fn replace_process(&mut self, i: usize, id: u64) -> MemberId {
+        let mut new = self.cores[i].local().clone();
+        new.id = NodeId(id);
+        new.generation += 1;
+        self.cores[i] = MembershipCore::new(new.clone(), foca_config(&lan()), id);
+        new
+    }
+
     fn join_all_via(&mut self, seed: usize) {
         let to = self.cores[seed].local().addr;
         for i in 0..self.cores.len() {
@@ -312,10 +322,7 @@ fn a_node_restarted_at_the_same_address_before_detection_replaces_the_old_one() 
     sim.run_for(Duration::from_secs(5));
     let old = sim.cores[3].local().clone();
     // A new process at the same address, at once (no Down seen yet).
-    let mut id = old.clone();
-    id.id = NodeId(99);
-    id.generation = old.generation + 1;
-    sim.cores[3] = MembershipCore::new(id.clone(), foca_config(&lan()), 99);
+    let id = sim.replace_process(3, 99);
     let seed = sim.cores[0].local().addr;
     sim.cores[3].hello(seed);
     sim.drain(3);
@@ -348,7 +355,6 @@ fn a_node_restarted_at_the_same_address_right_after_leaving_is_seen_up() {
     let mut sim = Sim::new(5, 23);
     sim.join_all_via(0);
     sim.run_for(Duration::from_secs(5));
-    let old = sim.cores[3].local().clone();
     let now = sim.base + sim.now;
     sim.cores[3].leave(now);
     sim.drain(3);
@@ -357,10 +363,7 @@ fn a_node_restarted_at_the_same_address_right_after_leaving_is_seen_up() {
         assert_eq!(sim.state(i, 3), Some(MemberState::Left), "node {i}");
     }
     // The new process, before the old one's foca Down went out.
-    let mut id = old.clone();
-    id.id = NodeId(77);
-    id.generation = old.generation + 1;
-    sim.cores[3] = MembershipCore::new(id.clone(), foca_config(&lan()), 77);
+    sim.replace_process(3, 77);
     let seed = sim.cores[0].local().addr;
     sim.cores[3].join(&[seed]);
     sim.drain(3);

@@ -427,11 +427,8 @@ impl Inner {
                 });
                 match handshake.await {
                     Ok(Ok(conn)) => {
-                        me.stats.connection_opened();
                         tracing::debug!(%addr, "accepted connection");
-                        let peer = Arc::new(Peer::new(conn, me.settings.single_stream));
-                        me.adopt(addr, &peer).await;
-                        me.drive(peer, addr).await;
+                        me.serve(addr, conn).await;
                     }
                     Ok(Err(e)) => {
                         tracing::warn!(%addr, error = %e, "refused connection (TLS or QUIC handshake failed)")
@@ -440,6 +437,16 @@ impl Inner {
                 }
             });
         }
+    }
+
+    /// Serves a connection we did not open ourselves in `connect` (accepted,
+    /// or completed after the connect timeout): reads its streams until it
+    /// ends, and uses it for our own sends if we have no other.
+    async fn serve(self: &Arc<Self>, addr: SocketAddr, conn: quinn::Connection) {
+        self.stats.connection_opened();
+        let peer = Arc::new(Peer::new(conn, self.settings.single_stream));
+        self.adopt(addr, &peer).await;
+        self.drive(peer, addr).await;
     }
 
     /// Uses an accepted connection for our own sends if we have none.
@@ -495,11 +502,8 @@ impl Inner {
                 r = tokio::time::timeout(me.settings.idle_timeout, connecting) => r,
             };
             if let Ok(Ok(conn)) = late {
-                me.stats.connection_opened();
                 tracing::debug!(%addr, "connected after the connect timeout");
-                let peer = Arc::new(Peer::new(conn, me.settings.single_stream));
-                me.adopt(addr, &peer).await;
-                me.drive(peer, addr).await;
+                me.serve(addr, conn).await;
             }
         });
     }
