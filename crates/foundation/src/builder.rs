@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use crate::config::{ConfigError, DiscoveryKind, Layer, Profile, Resolved, Resolver, Value};
 use crate::discovery::{Dns, Gossip, Mdns, StaticSeeds, Strategy};
 use crate::error::StartError;
-use crate::node::Node;
+use crate::node::{Node, Sockets};
 
 /// Starts a node from the environment, `./foundation.toml` and defaults.
 ///
@@ -21,6 +21,7 @@ pub struct NodeBuilder {
     resolver: Resolver,
     error: Option<ConfigError>,
     strategy: Option<Box<dyn DebugStrategy>>,
+    sockets: Option<Sockets>,
 }
 
 /// A [`Strategy`] that is also `Debug` (blanket-implemented).
@@ -40,6 +41,7 @@ impl NodeBuilder {
             resolver: Resolver::from_process_env(),
             error: None,
             strategy: None,
+            sockets: None,
         }
     }
 
@@ -50,6 +52,7 @@ impl NodeBuilder {
             resolver: Resolver::new().no_file_detection(),
             error: None,
             strategy: None,
+            sockets: None,
         }
     }
 
@@ -59,6 +62,7 @@ impl NodeBuilder {
             resolver,
             error: None,
             strategy: None,
+            sockets: None,
         }
     }
 
@@ -159,6 +163,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Uses these UDP sockets instead of binding the configured ports (a
+    /// simulated network; see [`Sockets`]).
+    pub fn sockets(mut self, sockets: Sockets) -> Self {
+        self.sockets = Some(sockets);
+        self
+    }
+
     /// Resolves the configuration without starting (what `config explain` shows).
     pub fn resolve(&self) -> Result<Resolved, ConfigError> {
         if let Some(e) = &self.error {
@@ -187,6 +198,6 @@ impl NodeBuilder {
                 _ => Box::new(StaticSeeds::new(resolved.config.cluster.seeds.clone())),
             },
         };
-        Node::start(resolved, strategy).await
+        Node::start(resolved, strategy, self.sockets).await
     }
 }

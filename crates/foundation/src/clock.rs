@@ -6,7 +6,9 @@
 //! trip as the error bound. `foundation doctor --http` reports them.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};

@@ -212,7 +212,7 @@ pub use error::StartError;
 pub use id::NodeId;
 pub use membership::{Member, MemberEvent, MemberState};
 pub use messaging::{Messaging, MessagingError};
-pub use node::{Events, Node, Raw};
+pub use node::{Events, Node, Raw, Sockets};
 pub use process::{Service, ServiceRef};
 pub use pubsub::{PubSub, Subscription};
 pub use registry::Registry;

@@ -1,6 +1,9 @@
 //! The node: builder, handle, lifecycle.
 
 mod background;
+mod sockets;
+
+pub use sockets::Sockets;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +30,7 @@ use crate::process::{
 use crate::registry::{Registry, RegistryShared, SyncTask};
 use crate::security::{derive_key, KeyPurpose, TlsIdentity};
 use crate::telemetry::Stats;
-use crate::transport::{Channel, Inbox, InboxFilter, SendError, Transport, TransportSettings};
+use crate::transport::{Channel, Inbox, InboxFilter, SendError, Transport};
 
 /// Interval of join attempts while this node has no active member.
 const JOIN_INTERVAL_ALONE: Duration = Duration::from_millis(500);
@@ -104,6 +107,7 @@ impl Node {
     pub(crate) async fn start(
         resolved: Resolved,
         strategy: Box<dyn Strategy>,
+        given: Option<Sockets>,
     ) -> Result<Node, StartError> {
         let config = resolved.config.clone();
         let id = NodeId::random();
@@ -111,41 +115,11 @@ impl Node {
         let faults = crate::faults::Faults::default();
         let tls = TlsIdentity::from_config(&config)?;
 
-        // Membership socket first: its port is the node's address.
-        let m_addr = SocketAddr::new(config.transport.bind, config.membership.port);
-        let m_socket = bind_udp(m_addr)?;
-        let m_local = m_socket.local_addr().map_err(|e| StartError::Bind {
-            what: "membership socket",
-            addr: m_addr,
-            message: e.to_string(),
-        })?;
-        let t_port = config
-            .transport
-            .port
-            .unwrap_or(match config.membership.port {
-                0 => 0,
-                p => p + 1,
-            });
-        let transport = Transport::bind(
-            TransportSettings {
-                bind: SocketAddr::new(config.transport.bind, t_port),
-                max_frame_size: config.transport.max_frame_size as usize,
-                stream_window: config.transport.stream_window,
-                idle_timeout: config.transport.idle_timeout,
-                keep_alive: config.transport.keep_alive,
-                connect_timeout: config.transport.connect_timeout,
-                reconnect_min: config.transport.reconnect_min,
-                reconnect_max: config.transport.reconnect_max,
-                inbox_capacity: config.channels.inbox_capacity,
-                faults: faults.clone(),
-                compression: config.channels.compression,
-                compress_above: config.channels.compress_above,
-                single_stream: config.channels.single_stream,
-            },
-            &tls,
-            id,
-            stats.clone(),
-        )?;
+        let sockets::Bound {
+            membership: m_socket,
+            membership_addr: m_local,
+            transport,
+        } = sockets::bind(&config, &tls, id, &stats, &faults, given)?;
         let advertise = config.transport.advertise.unwrap_or(m_local.ip());
         let local = MemberId {
             id,
@@ -180,15 +154,10 @@ impl Node {
             foca_config(&config.membership),
             rand::random(),
         );
-        let socket = tokio::net::UdpSocket::from_std(m_socket).map_err(|e| StartError::Bind {
-            what: "membership socket",
-            addr: m_addr,
-            message: e.to_string(),
-        })?;
         // A leave notice gets one expected round trip to arrive before foca's own
         // down notice (see `MembershipCore::leave`).
         let (membership, m_task) = Membership::start(
-            socket,
+            m_socket,
             core,
             Sealer::new(&key),
             stats.clone(),
@@ -611,26 +580,6 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-}
-
-fn bind_udp(addr: SocketAddr) -> Result<std::net::UdpSocket, StartError> {
-    let s = std::net::UdpSocket::bind(addr).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AddrInUse {
-            StartError::MembershipPortInUse { addr }
-        } else {
-            StartError::Bind {
-                what: "membership socket",
-                addr,
-                message: e.to_string(),
-            }
-        }
-    })?;
-    s.set_nonblocking(true).map_err(|e| StartError::Bind {
-        what: "membership socket",
-        addr,
-        message: e.to_string(),
-    })?;
-    Ok(s)
 }
 
 /// A stream of membership events.

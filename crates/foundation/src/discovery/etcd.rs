@@ -180,7 +180,7 @@ impl Strategy for Etcd {
             };
             let mut backoff = Backoff::new();
             loop {
-                let started = std::time::Instant::now();
+                let started = tokio::time::Instant::now();
                 let result = session(&client, &ctx, &sink, &cancel).await;
                 // A session that ran for a while was a success: retry fast.
                 if started.elapsed() > ctx.etcd.ttl {

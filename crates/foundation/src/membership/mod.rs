@@ -11,6 +11,7 @@ mod identity;
 mod member;
 pub(crate) mod runtime;
 pub mod seal;
+pub(crate) mod socket;
 
 pub use self::core::{MembershipCore, Output};
 pub use identity::MemberId;

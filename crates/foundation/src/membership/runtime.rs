@@ -4,10 +4,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
 
 use foca::Timer;
-use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +15,7 @@ use super::core::{MembershipCore, Output, SYNC_INTERVAL};
 use super::identity::MemberId;
 use super::member::{Member, MemberEvent, MemberState};
 use super::seal::{OpenError, Sealer};
+use super::socket::MembershipSocket;
 use crate::id::NodeId;
 use crate::telemetry::{DropReason, Stats};
 
@@ -59,9 +58,10 @@ impl std::fmt::Debug for Membership {
 }
 
 impl Membership {
-    /// Starts the protocol on `socket`.
+    /// Starts the protocol on `socket`. Crash detection through "port
+    /// unreachable" (canary sockets) runs only on a kernel socket.
     pub(crate) fn start(
-        socket: UdpSocket,
+        socket: MembershipSocket,
         core: MembershipCore,
         sealer: Sealer,
         stats: Arc<Stats>,
@@ -77,10 +77,16 @@ impl Membership {
             events: events.clone(),
             cancel: CancellationToken::new(),
         };
-        let bind = socket
-            .local_addr()
-            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-        let (canaries, unreachable) = Canaries::new(bind, handle.cancel.clone());
+        let (canaries, unreachable) = if socket.is_kernel() {
+            let bind = socket
+                .local_addr()
+                .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+            let (canaries, rx) = Canaries::new(bind, handle.cancel.clone());
+            (Some(canaries), rx)
+        } else {
+            // No canaries: the sender is dropped, the branch stays idle.
+            (None, mpsc::channel(1).1)
+        };
         let shell = Shell {
             canaries,
             unreachable,
@@ -169,7 +175,7 @@ impl Membership {
 }
 
 struct Shell {
-    socket: UdpSocket,
+    socket: MembershipSocket,
     core: MembershipCore,
     sealer: Sealer,
     stats: Arc<Stats>,
@@ -182,7 +188,8 @@ struct Shell {
     seq: u64,
     leave_grace: std::time::Duration,
     faults: crate::faults::Faults,
-    canaries: Canaries,
+    /// Canary sockets (kernel sockets only).
+    canaries: Option<Canaries>,
     unreachable: mpsc::Receiver<SocketAddr>,
     /// Membership addresses of active members (datagrams to them go out
     /// on their canary socket).
@@ -201,25 +208,29 @@ impl Shell {
             let next = self.timers.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
                 _ = self.cancel.cancelled() => return,
-                r = self.socket.recv_from(&mut buf) => match r {
-                    Ok((n, from)) => self.datagram(&mut buf[..n], from),
+                r = self.socket.recv(&mut buf) => match r {
+                    Ok(got) => {
+                        for datagram in buf[..got.len].chunks_mut(got.stride) {
+                            self.datagram(datagram, got.from);
+                        }
+                    }
                     Err(e) => tracing::debug!(error = %e, "membership recv"),
                 },
                 _ = sleep_until(next) => self.fire_timers(),
                 _ = nudge.tick() => self.nudge().await,
                 _ = sync.tick() => self.core.sync_round(),
                 Some(addr) = self.unreachable.recv() => {
-                    if self.core.unreachable(addr, Instant::now()) {
+                    if self.core.unreachable(addr, now()) {
                         tracing::info!(peer = %addr, "member's port unreachable (its process is gone): declared down");
                     }
                 }
                 cmd = self.rx.recv() => match cmd {
                     Some(Command::Hello(addrs)) => self.core.join(&addrs),
                     Some(Command::Leave(done)) => {
-                        self.core.leave(Instant::now());
+                        self.core.leave(now());
                         self.flush().await;
                         tokio::time::sleep(self.leave_grace).await;
-                        self.core.finish_leave(Instant::now());
+                        self.core.finish_leave(now());
                         self.flush().await;
                         let _ = done.send(());
                         return;
@@ -250,7 +261,7 @@ impl Shell {
                 return;
             }
         };
-        if let Err(e) = self.core.handle_datagram(kind, body, Instant::now()) {
+        if let Err(e) = self.core.handle_datagram(kind, body, now()) {
             self.stats.datagram_dropped(DropReason::Malformed);
             tracing::debug!(%from, error = %e, "membership datagram dropped");
         }
@@ -262,6 +273,9 @@ impl Shell {
     /// [`NUDGE_PEERS`] per round, in turn: bounded whatever the size of the
     /// cluster.
     async fn nudge(&mut self) {
+        let Some(canaries) = self.canaries.as_mut() else {
+            return;
+        };
         if self.active.is_empty() {
             return;
         }
@@ -273,10 +287,10 @@ impl Shell {
             if self.faults.drops_to(to) {
                 continue;
             }
-            if let Some(c) = self.canaries.socket(to) {
+            if let Some(c) = canaries.socket(to) {
                 if let Err(e) = c.send(&[]).await {
                     if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                        self.canaries.refused(to);
+                        canaries.refused(to);
                     }
                 }
             }
@@ -285,14 +299,14 @@ impl Shell {
     }
 
     fn fire_timers(&mut self) {
-        let now = tokio::time::Instant::now();
+        let due = tokio::time::Instant::now();
         while let Some(Reverse((at, seq))) = self.timers.peek().copied() {
-            if at > now {
+            if at > due {
                 break;
             }
             self.timers.pop();
             if let Some(timer) = self.pending.remove(&seq) {
-                self.core.handle_timer(timer, Instant::now());
+                self.core.handle_timer(timer, now());
             }
         }
     }
@@ -307,21 +321,22 @@ impl Shell {
                 Output::Send { to, .. } if self.faults.drops_to(to) => {}
                 Output::Send { to, kind, body } => {
                     let sealed = self.sealer.seal(kind, &body, rand::random());
-                    let canary = if self.active.contains(&to) {
-                        self.canaries.socket(to)
-                    } else {
-                        None
+                    let canary = match self.canaries.as_mut() {
+                        Some(c) if self.active.contains(&to) => c.socket(to),
+                        _ => None,
                     };
                     let sent = match &canary {
                         Some(c) => c.send(&sealed).await.map(|_| ()),
-                        None => self.socket.send_to(&sealed, to).await.map(|_| ()),
+                        None => self.socket.send_to(&sealed, to).await,
                     };
                     match sent {
                         Err(e)
                             if canary.is_some()
                                 && e.kind() == std::io::ErrorKind::ConnectionRefused =>
                         {
-                            self.canaries.refused(to);
+                            if let Some(c) = self.canaries.as_mut() {
+                                c.refused(to);
+                            }
                         }
                         Err(e) => tracing::debug!(%to, error = %e, "membership send"),
                         Ok(()) => {}
@@ -346,13 +361,21 @@ impl Shell {
             .filter(|m| m.state.is_active())
             .map(|m| m.addr)
             .collect();
-        self.canaries.retain(&self.active);
+        if let Some(c) = self.canaries.as_mut() {
+            c.retain(&self.active);
+        }
         *self.view.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
         for ev in events {
             log_event(&ev);
             let _ = self.events.send(ev);
         }
     }
+}
+
+/// The cores' clock: tokio's, so that paused or simulated time (tokio's
+/// test-util, turmoil) moves it as it moves the timers.
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

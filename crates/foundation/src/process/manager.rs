@@ -79,7 +79,7 @@ pub(crate) struct ManagerShared {
     kinds: Mutex<HashMap<String, KindEntry>>,
     pub(crate) running: Mutex<BTreeMap<String, Running>>,
     /// Handoffs received, by instance, with when they arrived.
-    pub(crate) handoffs: Mutex<HashMap<String, (Option<Bytes>, std::time::Instant)>>,
+    pub(crate) handoffs: Mutex<HashMap<String, (Option<Bytes>, tokio::time::Instant)>>,
     pub(crate) wake: Notify,
     /// Handoffs sent and not yet acknowledged, by instance.
     pub(crate) handoff_acks: Mutex<HashMap<String, tokio::sync::oneshot::Sender<()>>>,

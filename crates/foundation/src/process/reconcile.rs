@@ -173,7 +173,7 @@ impl ManagerTask {
                 let mut handoffs = lock(&self.shared.handoffs);
                 if handoffs.len() < MAX_SPECS || handoffs.contains_key(&instance) {
                     tracing::debug!(%instance, peer = %from, bytes = state.as_ref().map_or(0, |s| s.len()), leaving, "handoff received");
-                    handoffs.insert(instance.clone(), (state, std::time::Instant::now()));
+                    handoffs.insert(instance.clone(), (state, Instant::now()));
                 } else {
                     tracing::warn!(%instance, peer = %from, "too many pending handoffs: dropped");
                 }
@@ -201,7 +201,7 @@ impl ManagerTask {
             .filter(|m| m.state.is_active())
             .collect();
         let active: BTreeSet<NodeId> = members.iter().map(|m| m.id).collect();
-        let has_quorum = self.quorum.update(&active, std::time::Instant::now());
+        let has_quorum = self.quorum.update(&active, Instant::now().into_std());
         *lock(&self.shared.quorum_base) = if self.quorum.is_confirmed() {
             self.quorum.base().iter().copied().collect()
         } else {

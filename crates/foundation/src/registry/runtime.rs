@@ -81,7 +81,7 @@ impl SyncTask {
 
     /// Drops the sets of owners that stayed non-members past the grace.
     fn prune_strays(&self, strays: &mut HashMap<NodeId, std::time::Instant>) {
-        let now = std::time::Instant::now();
+        let now = Instant::now().into_std();
         let dropped = sync::prune_strays(
             &mut self.shared.state(),
             |id| self.is_member(id),
