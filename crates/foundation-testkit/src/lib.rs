@@ -9,10 +9,13 @@
 //! - [`turmoil_udp`]: the real transport (quinn, TLS, frames) on turmoil's
 //!   simulated network, for a few dozen nodes with seeded loss, latency
 //!   and partitions (`tests/turmoil_transport.rs`).
+//! - [`turmoil_node`]: whole nodes on turmoil's network and time
+//!   (`tests/turmoil_cluster.rs`).
 
 pub mod cluster;
 pub mod netns;
 pub mod sim;
+pub mod turmoil_node;
 pub mod turmoil_udp;
 
 pub use cluster::{assert_eventually, assert_eventually_async, builder, init_tracing, Cluster};

@@ -1,0 +1,81 @@
+//! Whole nodes (membership, registry, process manager, pub/sub over the
+//! real transport) on turmoil's simulated network and time.
+//!
+//! Inside a turmoil host, [`builder`] binds the node's two sockets on
+//! turmoil's network ([`TurmoilUdp`]) and returns a [`NodeBuilder`] that
+//! uses them, with `static` discovery towards the named seed hosts. The
+//! node's timers, SWIM's clock and every timeout run on the host's paused
+//! tokio clock, which turmoil advances.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use foundation_testkit::turmoil_node;
+//!
+//! let mut sim = turmoil::Builder::new().rng_seed(1).build();
+//! for name in ["n0", "n1", "n2"] {
+//!     sim.host(name, move || async move {
+//!         let node = turmoil_node::builder(name, &["n0"], 1)
+//!             .await?
+//!             .start()
+//!             .await?;
+//!         std::future::pending::<()>().await;
+//!         drop(node);
+//!         Ok(())
+//!     });
+//! }
+//! sim.run().ok();
+//! ```
+//!
+//! What turmoil does not simulate: crash detection through "port
+//! unreachable" (it needs kernel sockets; SWIM's probes detect crashes
+//! here), and the scheduling inside a node. The network's faults follow
+//! turmoil's seed, but tokio's `select!` and hash maps inside the nodes
+//! draw from unseeded randomness, so a whole-node run is checked by its
+//! invariants over several seeds rather than replayed exactly. Exact
+//! replay is what the transport-only turmoil test and [`crate::sim`] give.
+
+use std::io;
+use std::net::SocketAddr;
+
+use foundation::{NodeBuilder, Sockets};
+
+use crate::cluster::SECRET;
+use crate::turmoil_udp::TurmoilUdp;
+
+/// Every simulated node's membership port.
+pub const MEMBERSHIP_PORT: u16 = 7946;
+/// Every simulated node's transport port.
+pub const TRANSPORT_PORT: u16 = 7947;
+
+/// A builder for the node of the current turmoil host `name`: its sockets
+/// bound on turmoil's network, `static` discovery towards the hosts named
+/// in `seeds`, the test kit's secret, HTTP off. `seed` seeds quinn's
+/// randomness (mixed with the host's address).
+pub async fn builder(name: &str, seeds: &[&str], seed: u64) -> io::Result<NodeBuilder> {
+    let ip = turmoil::lookup(name);
+    let any = |port| SocketAddr::from(([0, 0, 0, 0], port));
+    let membership = TurmoilUdp::bind(any(MEMBERSHIP_PORT)).await?;
+    let transport = TurmoilUdp::bind(any(TRANSPORT_PORT)).await?;
+    let mut quic_seed = [0u8; 32];
+    quic_seed[..8].copy_from_slice(&seed.to_le_bytes());
+    if let std::net::IpAddr::V4(v4) = ip {
+        quic_seed[8..12].copy_from_slice(&v4.octets());
+    }
+    let seeds: Vec<String> = seeds
+        .iter()
+        .map(|s| SocketAddr::new(turmoil::lookup(*s), MEMBERSHIP_PORT).to_string())
+        .collect();
+    Ok(NodeBuilder::isolated()
+        .cluster("static")
+        .seeds(seeds)
+        .name(name)
+        .secret(SECRET)
+        .http(false)
+        .port(MEMBERSHIP_PORT)
+        .set("transport.advertise", &ip.to_string())
+        .sockets(Sockets {
+            membership,
+            transport,
+            quic_seed: Some(quic_seed),
+        }))
+}
