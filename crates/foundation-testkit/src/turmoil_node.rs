@@ -40,7 +40,7 @@ use std::net::SocketAddr;
 use foundation::{NodeBuilder, Sockets};
 
 use crate::cluster::SECRET;
-use crate::turmoil_udp::TurmoilUdp;
+use crate::turmoil_udp::{Loss, TurmoilUdp};
 
 /// Every simulated node's membership port.
 pub const MEMBERSHIP_PORT: u16 = 7946;
@@ -52,15 +52,37 @@ pub const TRANSPORT_PORT: u16 = 7947;
 /// in `seeds`, the test kit's secret, HTTP off. `seed` seeds quinn's
 /// randomness (mixed with the host's address).
 pub async fn builder(name: &str, seeds: &[&str], seed: u64) -> io::Result<NodeBuilder> {
+    builder_with_loss(name, seeds, seed, Loss::default()).await
+}
+
+/// Like [`builder`], with both sockets losing each datagram they send
+/// with the probability `loss` holds (independent losses; see [`Loss`]).
+pub async fn builder_with_loss(
+    name: &str,
+    seeds: &[&str],
+    seed: u64,
+    loss: Loss,
+) -> io::Result<NodeBuilder> {
     let ip = turmoil::lookup(name);
+    let host = match ip {
+        std::net::IpAddr::V4(v4) => u32::from(v4),
+        std::net::IpAddr::V6(v6) => v6.octets()[12..]
+            .iter()
+            .fold(0, |a, b| a << 8 | u32::from(*b)),
+    };
     let any = |port| SocketAddr::from(([0, 0, 0, 0], port));
-    let membership = TurmoilUdp::bind(any(MEMBERSHIP_PORT)).await?;
-    let transport = TurmoilUdp::bind(any(TRANSPORT_PORT)).await?;
+    let socket_seed = |port: u16| seed ^ u64::from(host) << 16 ^ u64::from(port);
+    let membership = TurmoilUdp::bind_with_loss(
+        any(MEMBERSHIP_PORT),
+        loss.clone(),
+        socket_seed(MEMBERSHIP_PORT),
+    )
+    .await?;
+    let transport =
+        TurmoilUdp::bind_with_loss(any(TRANSPORT_PORT), loss, socket_seed(TRANSPORT_PORT)).await?;
     let mut quic_seed = [0u8; 32];
     quic_seed[..8].copy_from_slice(&seed.to_le_bytes());
-    if let std::net::IpAddr::V4(v4) = ip {
-        quic_seed[8..12].copy_from_slice(&v4.octets());
-    }
+    quic_seed[8..12].copy_from_slice(&host.to_le_bytes());
     let seeds: Vec<String> = seeds
         .iter()
         .map(|s| SocketAddr::new(turmoil::lookup(*s), MEMBERSHIP_PORT).to_string())

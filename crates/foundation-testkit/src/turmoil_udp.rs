@@ -12,15 +12,40 @@ use std::fmt;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use quinn::udp::{RecvMeta, Transmit};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
 use tokio::sync::mpsc;
 
 /// Datagrams received and not yet read by quinn, per socket. Beyond this
 /// the reader waits, and turmoil's own socket queue holds the rest.
 const QUEUE: usize = 1024;
+
+/// Independent loss of each datagram sent, shared by the sockets given
+/// it and changed at any time (clones share the rate).
+///
+/// turmoil's own `fail_rate` is not that: a link that fails also drops
+/// every message in flight on it, both ways, so on a busy link with tens
+/// of milliseconds of latency it loses far more than its rate (bursts).
+#[derive(Clone, Debug, Default)]
+pub struct Loss(Arc<AtomicU32>);
+
+impl Loss {
+    /// Sets the probability (0.0 to 1.0) that a datagram is lost.
+    pub fn set(&self, p: f64) {
+        self.0
+            .store((p.clamp(0.0, 1.0) * 1e6) as u32, Ordering::Relaxed);
+    }
+
+    /// The probability that a datagram is lost.
+    pub fn get(&self) -> f64 {
+        f64::from(self.0.load(Ordering::Relaxed)) / 1e6
+    }
+}
 
 /// A turmoil UDP socket that quinn can drive. Create it inside a turmoil
 /// host with [`TurmoilUdp::bind`].
@@ -28,6 +53,8 @@ pub struct TurmoilUdp {
     socket: Arc<turmoil::net::UdpSocket>,
     rx: Mutex<mpsc::Receiver<(Vec<u8>, SocketAddr)>>,
     reader: tokio::task::JoinHandle<()>,
+    loss: Loss,
+    rng: Mutex<SmallRng>,
 }
 
 impl fmt::Debug for TurmoilUdp {
@@ -42,6 +69,16 @@ impl TurmoilUdp {
     /// Binds a turmoil socket at `addr` (0.0.0.0:port) in the current host
     /// and starts the task that reads it.
     pub async fn bind(addr: SocketAddr) -> io::Result<Arc<TurmoilUdp>> {
+        Self::bind_with_loss(addr, Loss::default(), 0).await
+    }
+
+    /// Like [`TurmoilUdp::bind`], losing each datagram it sends with the
+    /// probability `loss` holds, drawn from an RNG seeded with `seed`.
+    pub async fn bind_with_loss(
+        addr: SocketAddr,
+        loss: Loss,
+        seed: u64,
+    ) -> io::Result<Arc<TurmoilUdp>> {
         let socket = Arc::new(turmoil::net::UdpSocket::bind(addr).await?);
         let (tx, rx) = mpsc::channel(QUEUE);
         let reading = socket.clone();
@@ -57,6 +94,8 @@ impl TurmoilUdp {
             socket,
             rx: Mutex::new(rx),
             reader,
+            loss,
+            rng: Mutex::new(SmallRng::seed_from_u64(seed)),
         }))
     }
 }
@@ -83,6 +122,13 @@ impl quinn::AsyncUdpSocket for TurmoilUdp {
     }
 
     fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
+        let p = self.loss.get();
+        if p > 0.0 {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            if rng.random_bool(p) {
+                return Ok(());
+            }
+        }
         // One datagram per transmit (`max_transmit_segments` is 1).
         self.socket
             .try_send_to(transmit.contents, transmit.destination)

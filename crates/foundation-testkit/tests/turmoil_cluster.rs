@@ -18,8 +18,11 @@ use std::time::Duration;
 
 use foundation::process::{Context, Instance, Service, ServiceError, ServiceOptions, StopReason};
 use foundation::telemetry::DropReason;
-use foundation::{Node, NodeId};
+use foundation::{MemberState, Node, NodeBuilder, NodeId};
 use foundation_testkit::turmoil_node;
+use foundation_testkit::turmoil_udp::Loss;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::FormatTime;
 
 const NODES: usize = 7;
 const SEEDS: [&str; 3] = ["n0", "n1", "n2"];
@@ -72,6 +75,8 @@ struct Shared {
     /// crashed: its sockets must be dropped inside the simulation, where
     /// turmoil releases their ports.
     forget: Mutex<Option<usize>>,
+    /// Loss of every datagram any node sends.
+    loss: Loss,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -111,13 +116,22 @@ fn name(i: usize) -> String {
 
 type HostResult = Result<(), Box<dyn std::error::Error>>;
 
+/// Settings applied to every node's builder.
+type Configure = fn(NodeBuilder) -> NodeBuilder;
+
+/// The defaults.
+fn defaults(b: NodeBuilder) -> NodeBuilder {
+    b
+}
+
 /// Node `i`: registers `svc-i`, subscribes to the topic; node 0 starts the
 /// singleton, the publisher publishes when told.
-async fn node_main(i: usize, seed: u64, shared: Arc<Shared>) -> HostResult {
-    let node = turmoil_node::builder(&name(i), &SEEDS, seed)
-        .await?
-        .start()
-        .await?;
+async fn node_main(i: usize, seed: u64, configure: Configure, shared: Arc<Shared>) -> HostResult {
+    let node = configure(
+        turmoil_node::builder_with_loss(&name(i), &SEEDS, seed, shared.loss.clone()).await?,
+    )
+    .start()
+    .await?;
     node.processes()
         .define("tally", |_: &(), _: &Instance| Tally { total: 0 });
     let svc = node
@@ -180,6 +194,26 @@ async fn intruder_main(seed: u64, shared: Arc<Shared>) -> HostResult {
     Ok(())
 }
 
+/// Logs (filtered by `RUST_LOG`) stamped with the simulated time.
+fn log_in_simulated_time() {
+    struct SimTime;
+    impl FormatTime for SimTime {
+        fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
+            match turmoil::sim_elapsed() {
+                Some(t) => write!(w, "{:>10.3}s", t.as_secs_f64()),
+                None => write!(w, "{:>11}", "-"),
+            }
+        }
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_timer(SimTime)
+        .with_test_writer()
+        .try_init();
+}
+
 struct Run {
     sim: turmoil::Sim<'static>,
     shared: Arc<Shared>,
@@ -188,18 +222,22 @@ struct Run {
 
 impl Run {
     fn new(test: &'static str, seed: u64, loss: f64) -> Run {
+        Run::with(test, seed, loss, defaults)
+    }
+
+    fn with(test: &'static str, seed: u64, loss: f64, configure: Configure) -> Run {
+        log_in_simulated_time();
         let mut sim = turmoil::Builder::new()
             .rng_seed(seed)
             .simulation_duration(Duration::from_secs(600))
             .min_message_latency(Duration::from_millis(1))
             .max_message_latency(Duration::from_millis(10))
-            .fail_rate(loss)
-            .repair_rate(1.0)
             .build();
         let shared = Arc::new(Shared::default());
+        shared.loss.set(loss);
         for i in 0..NODES {
             let s = shared.clone();
-            sim.host(name(i), move || node_main(i, seed, s.clone()));
+            sim.host(name(i), move || node_main(i, seed, configure, s.clone()));
         }
         let s = shared.clone();
         sim.host("intruder", move || intruder_main(seed, s.clone()));
@@ -462,6 +500,130 @@ fn the_singleton_host_crashes_and_restarts_at_the_same_address() {
         eprintln!(
             "crash of the singleton's host (node {h}), seed {seed}: one view, one registry, one new holder \
              {failover:?} after the crash; after its restart at the same address, settled again in {rejoin:?}"
+        );
+    }
+}
+
+/// SWIM timings for a 100 ms round trip: the direct probe's wait above
+/// the round trip, room for the indirect probes (two round trips) within
+/// the period, and seconds for a suspect to refute.
+fn wan(b: NodeBuilder) -> NodeBuilder {
+    b.set("membership.probe_period_ms", "1000")
+        .set("membership.probe_rtt_ms", "400")
+        .set("membership.suspect_to_down_ms", "3000")
+}
+
+/// What 30 s of 10% loss and 50 ms latency (each way) did.
+struct Faulted {
+    /// Per node, how many of the messages published under the faults
+    /// arrived.
+    received: Vec<usize>,
+    /// Members declared down (by anyone) under the faults.
+    downs: u64,
+    settled: Duration,
+    /// The seed and how to run it again.
+    seed_text: String,
+}
+
+/// Forms the cluster, then publishes for 30 s under 10% loss and 50 ms
+/// latency; once settled after the faults, publishes 100 more, which
+/// every node must receive.
+fn loss_and_latency(test: &'static str, seed: u64, configure: Configure) -> Faulted {
+    let count = 3_000;
+    let mut r = Run::with(test, seed, 0.0, configure);
+    r.form();
+    let all: Vec<String> = (0..NODES).map(name).collect();
+    let set_latency = |r: &Run, d: Duration| {
+        for a in &all {
+            for b in all.iter().filter(|b| a < *b) {
+                r.sim.set_link_latency(a.as_str(), b.as_str(), d);
+            }
+        }
+    };
+    let downs = |r: &Run| -> u64 {
+        r.nodes()
+            .values()
+            .map(|n| {
+                n.members()
+                    .iter()
+                    .filter(|m| m.state == MemberState::Down)
+                    .count() as u64
+            })
+            .sum()
+    };
+    set_latency(&r, Duration::from_millis(50));
+    r.shared.loss.set(0.10);
+    r.shared.publish.store(count, Ordering::Relaxed);
+    let mut seen_down = 0;
+    r.until(Duration::from_secs(30), |r| {
+        seen_down = seen_down.max(downs(r));
+        false
+    });
+    r.shared.loss.set(0.0);
+    set_latency(&r, Duration::from_millis(5));
+    let settled = r
+        .until(Duration::from_secs(60), |r| r.settled(NODES))
+        .unwrap_or_else(|| panic!("{}: not settled 60 s after the faults ended", r.seed));
+    let published = r.shared.published.load(Ordering::Relaxed);
+    let more = published.max(count) + 100;
+    r.shared.publish.store(more, Ordering::Relaxed);
+    let after = r.until(Duration::from_secs(30), |r| {
+        (0..NODES).all(|i| r.arrivals(i).last() == Some(&more))
+    });
+    assert!(
+        after.is_some(),
+        "{}: messages published after the faults did not reach every node",
+        r.seed
+    );
+    // Streams are ordered: once the last message arrived, whatever of the
+    // earlier ones was still being retransmitted has arrived too.
+    let received = (0..NODES)
+        .map(|i| r.arrivals(i).iter().filter(|s| **s <= count).count())
+        .collect();
+    r.assert_intruder_refused();
+    Faulted {
+        received,
+        downs: seen_down,
+        settled,
+        seed_text: r.seed.to_string(),
+    }
+}
+
+#[test]
+fn ten_percent_loss_and_50_ms_latency_for_30_s_under_pubsub() {
+    for seed in seeds() {
+        let f = loss_and_latency(
+            "ten_percent_loss_and_50_ms_latency_for_30_s",
+            seed,
+            defaults,
+        );
+        eprintln!(
+            "10% loss + 50 ms latency for 30 s, default timings, seed {seed}: {} members seen down at most; \
+             settled {:?} after the faults; of 3000 messages received per node {:?}",
+            f.downs, f.settled, f.received
+        );
+    }
+}
+
+#[test]
+fn with_timings_for_the_round_trip_loss_and_latency_lose_no_message() {
+    for seed in seeds() {
+        let f = loss_and_latency("with_timings_for_the_round_trip", seed, wan);
+        eprintln!(
+            "10% loss + 50 ms latency for 30 s, probe 1 s / rtt 400 ms / suspect 3 s, seed {seed}: \
+             {} members seen down at most; settled {:?} after the faults; received per node {:?}",
+            f.downs, f.settled, f.received
+        );
+        assert_eq!(
+            f.downs, 0,
+            "{}: a live member was declared down",
+            f.seed_text
+        );
+        assert!(
+            f.received.iter().all(|n| *n == 3_000),
+            "{}: lost messages: {:?}",
+            f.seed_text,
+            f.received
         );
     }
 }
