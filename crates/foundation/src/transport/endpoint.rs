@@ -74,6 +74,10 @@ struct Inner {
     stats: Arc<Stats>,
     cancel: CancellationToken,
     tasks: TaskTracker,
+    /// Whether the endpoint runs on a kernel socket this transport bound
+    /// (`bind`), whose port shutdown must release; a socket handed to
+    /// `with_socket` belongs to the caller.
+    kernel_socket: std::sync::atomic::AtomicBool,
 }
 
 /// The QUIC transport. Cheap to clone.
@@ -135,7 +139,12 @@ impl Transport {
                 addr: settings.bind,
                 message: e.to_string(),
             })?;
-        Self::with_socket(settings, tls, local, stats, socket, runtime, None)
+        let transport = Self::with_socket(settings, tls, local, stats, socket, runtime, None)?;
+        transport
+            .inner
+            .kernel_socket
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(transport)
     }
 
     /// Starts the transport on a socket the caller provides: a simulated
@@ -195,6 +204,7 @@ impl Transport {
             stats,
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            kernel_socket: std::sync::atomic::AtomicBool::new(false),
         });
         let accept = inner.clone();
         inner.tasks.spawn(async move { accept.accept_loop().await });
@@ -371,6 +381,13 @@ impl Transport {
         // Connection handles keep a reference to the socket: drop them.
         self.inner.lock_slots().clear();
         self.inner.router.close();
+        if !self
+            .inner
+            .kernel_socket
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
         // quinn keeps its UDP socket until every `Endpoint` handle is dropped,
         // and handles to this one live on in `Node` clones. Moving the closed
         // endpoint to a throwaway socket frees the configured port, so a node
