@@ -78,8 +78,8 @@ pub(crate) struct ManagerShared {
     specs: Mutex<SpecMap>,
     kinds: Mutex<HashMap<String, KindEntry>>,
     pub(crate) running: Mutex<BTreeMap<String, Running>>,
-    /// Handoffs received, by instance, with when they arrived.
-    pub(crate) handoffs: Mutex<HashMap<String, (Option<Bytes>, tokio::time::Instant)>>,
+    /// Handoffs received and not used yet.
+    pub(crate) handoffs: Mutex<super::handoffs::Handoffs>,
     pub(crate) wake: Notify,
     /// Handoffs sent and not yet acknowledged, by instance.
     pub(crate) handoff_acks: Mutex<HashMap<String, tokio::sync::oneshot::Sender<()>>>,
@@ -111,7 +111,7 @@ impl ManagerShared {
             specs: Mutex::default(),
             kinds: Mutex::default(),
             running: Mutex::default(),
-            handoffs: Mutex::default(),
+            handoffs: Mutex::new(super::handoffs::Handoffs::new(super::spec::MAX_SPECS)),
             wake: Notify::new(),
             handoff_acks: Mutex::default(),
             outbox,

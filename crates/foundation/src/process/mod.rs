@@ -12,6 +12,7 @@
 
 mod api;
 mod event;
+mod handoffs;
 mod host;
 mod instance;
 mod manager;

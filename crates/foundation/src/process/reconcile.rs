@@ -25,8 +25,6 @@ use crate::Node;
 /// How long a new owner waits for the handoff of an instance whose
 /// previous holder is still a member, before starting without it.
 pub(crate) const HANDOFF_WAIT: Duration = Duration::from_secs(2);
-/// How long a handoff for an instance this node does not place is kept.
-const HANDOFF_KEEP: Duration = Duration::from_secs(30);
 /// How long a node that announced its shutdown stays out of placement.
 const DEPARTING_FOR: Duration = Duration::from_secs(30);
 
@@ -170,14 +168,12 @@ impl ManagerTask {
             } => {
                 // Kept even for a spec not known yet: the spec may arrive
                 // right behind it (another task of the sender queues it).
-                let mut handoffs = lock(&self.shared.handoffs);
-                if handoffs.len() < MAX_SPECS || handoffs.contains_key(&instance) {
-                    tracing::debug!(%instance, peer = %from, bytes = state.as_ref().map_or(0, |s| s.len()), leaving, "handoff received");
-                    handoffs.insert(instance.clone(), (state, Instant::now()));
+                let bytes = state.as_ref().map_or(0, |s| s.len());
+                if lock(&self.shared.handoffs).receive(&instance, state, from, Instant::now()) {
+                    tracing::debug!(%instance, peer = %from, bytes, leaving, "handoff received");
                 } else {
                     tracing::warn!(%instance, peer = %from, "too many pending handoffs: dropped");
                 }
-                drop(handoffs);
                 self.send(from, &ManagerMsg::HandoffAck { instance });
                 self.shared.wake.notify_one();
                 if leaving {
@@ -292,6 +288,17 @@ impl ManagerTask {
         }
         let registry = node.registry();
         let now = Instant::now();
+        // Before anything starts from a handoff: drop those that another
+        // holder has made stale, and old ones this node does not place.
+        let stale = lock(&self.shared.handoffs).prune(
+            me,
+            now,
+            |inst| registry.whereis(inst).map(|e| e.service.node),
+            |inst| owner_of.get(inst).copied(),
+        );
+        if !stale.is_empty() {
+            tracing::debug!(instances = ?stale, "dropped stale handoffs");
+        }
         for (inst, (spec, shard)) in &desired {
             if lock(&self.shared.running).contains_key(inst) || lock(&w.stopping).contains(inst) {
                 continue;
@@ -323,7 +330,7 @@ impl ManagerTask {
                     }
                 }
             }
-            let have_handoff = lock(&self.shared.handoffs).contains_key(inst);
+            let have_handoff = lock(&self.shared.handoffs).has(inst);
             if let Some((holder, since)) = w.awaiting.get(inst) {
                 // A holder that is still a member, or that left gracefully,
                 // sends a handoff (its leave notice may overtake it); one
@@ -341,9 +348,7 @@ impl ManagerTask {
                 }
                 continue;
             };
-            let handoff = lock(&self.shared.handoffs)
-                .remove(inst)
-                .and_then(|(state, _)| state);
+            let handoff = lock(&self.shared.handoffs).take(inst);
             let instance = Instance {
                 spec: spec.id.clone(),
                 name: inst.clone(),
@@ -366,10 +371,6 @@ impl ManagerTask {
             }
         }
         w.awaiting.retain(|inst, _| desired.contains_key(inst));
-        // A handoff nobody here claims is kept a while (its spec may still
-        // be on the way), then dropped.
-        lock(&self.shared.handoffs)
-            .retain(|inst, (_, at)| owner_of.contains_key(inst) || at.elapsed() < HANDOFF_KEEP);
     }
 }
 
