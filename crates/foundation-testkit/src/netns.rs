@@ -130,8 +130,13 @@ impl Lab {
     }
 
     /// Starts `program args` in host `i` with only `PATH` and `env` set;
-    /// output is discarded, standard input is a pipe the lab holds (see
-    /// [`Lab::stop`]). The lab kills it on drop.
+    /// standard input is a pipe the lab holds (see [`Lab::stop`]). The lab
+    /// kills it on drop.
+    ///
+    /// Output is discarded, unless `FOUNDATION_LAB_LOGS` names a
+    /// directory: then each process's standard error goes to
+    /// `{lab}-host{i}-{n}.log` there (n counts the processes of the lab), and
+    /// `RUST_LOG` is passed on.
     pub fn spawn(&mut self, i: usize, program: &str, args: &[&str], env: &[(&str, &str)]) {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.hosts[i], program])
@@ -141,6 +146,19 @@ impl Lab {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if let Some(dir) = std::env::var_os("FOUNDATION_LAB_LOGS") {
+            let path = std::path::Path::new(&dir).join(format!(
+                "{}-host{i}-{}.log",
+                self.hub,
+                self.children.len()
+            ));
+            if let Ok(file) = std::fs::File::create(&path) {
+                cmd.stderr(file);
+            }
+            if let Ok(filter) = std::env::var("RUST_LOG") {
+                cmd.env("RUST_LOG", filter);
+            }
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -77,6 +77,36 @@ struct Shared {
     forget: Mutex<Option<usize>>,
     /// Loss of every datagram any node sends.
     loss: Loss,
+    /// Whether nodes add 1 to the singleton every [`CALL_EVERY`].
+    calling: AtomicBool,
+    /// Additions attempted, and acknowledged, over every node's life.
+    attempted: AtomicU64,
+    acked: AtomicU64,
+    /// The highest total any acknowledgement carried.
+    highest: AtomicU64,
+    /// A node asked to stop gracefully (its host then ends).
+    stop: Mutex<Option<usize>>,
+}
+
+/// Period of each node's additions to the singleton.
+const CALL_EVERY: Duration = Duration::from_millis(20);
+
+/// Adds 1 to the singleton every [`CALL_EVERY`] while `calling` is set.
+async fn call_singleton(node: Node, shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(CALL_EVERY).await;
+        if !shared.calling.load(Ordering::Relaxed) {
+            continue;
+        }
+        let Ok(Some(leader)) = node.processes().lookup_singleton::<Tally>("leader") else {
+            continue;
+        };
+        shared.attempted.fetch_add(1, Ordering::Relaxed);
+        if let Ok(total) = leader.call(1, Duration::from_secs(1)).await {
+            shared.acked.fetch_add(1, Ordering::Relaxed);
+            shared.highest.fetch_max(total, Ordering::Relaxed);
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -146,22 +176,32 @@ async fn node_main(i: usize, seed: u64, configure: Configure, shared: Arc<Shared
     if i == PUBLISHER {
         tokio::spawn(publish(node.clone(), shared.clone()));
     }
-    lock(&shared.nodes).insert(i, node);
-    let s = shared.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            if *lock(&s.forget) == Some(i) {
-                lock(&s.nodes).remove(&i);
-                *lock(&s.forget) = None;
-                return;
+    lock(&shared.nodes).insert(i, node.clone());
+    tokio::spawn(call_singleton(node.clone(), shared.clone()));
+    // Requests from the test: let go of the handle (before a crash: the
+    // sockets must drop inside the simulation, where turmoil releases
+    // their ports), or stop gracefully.
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    loop {
+        tokio::select! {
+            seq = sub.recv() => match seq {
+                Some(seq) => lock(&shared.arrivals).entry(i).or_default().push(*seq),
+                None => return Ok(()),
+            },
+            _ = tick.tick() => {
+                if *lock(&shared.forget) == Some(i) {
+                    lock(&shared.nodes).remove(&i);
+                    *lock(&shared.forget) = None;
+                }
+                if *lock(&shared.stop) == Some(i) {
+                    lock(&shared.nodes).remove(&i);
+                    node.shutdown().await;
+                    *lock(&shared.stop) = None;
+                    return Ok(());
+                }
             }
         }
-    });
-    while let Some(seq) = sub.recv().await {
-        lock(&shared.arrivals).entry(i).or_default().push(*seq);
     }
-    Ok(())
 }
 
 /// Publishes 1, 2, ... every [`PUBLISH_EVERY`] once `publish` is set, up
@@ -624,6 +664,55 @@ fn with_timings_for_the_round_trip_loss_and_latency_lose_no_message() {
             "{}: lost messages: {:?}",
             f.seed_text,
             f.received
+        );
+    }
+}
+
+#[test]
+fn a_rolling_restart_while_every_node_adds_to_the_singleton_loses_no_acknowledged_addition() {
+    for seed in seeds() {
+        let mut r = Run::new("a_rolling_restart_while_every_node_adds", seed, 0.0);
+        r.form();
+        r.shared.calling.store(true, Ordering::Relaxed);
+        r.run_for(Duration::from_secs(1));
+        let mut back = Vec::new();
+        for i in 0..NODES {
+            *lock(&r.shared.stop) = Some(i);
+            r.until(Duration::from_secs(10), |r| lock(&r.shared.stop).is_none())
+                .unwrap_or_else(|| panic!("{}: node {i} did not stop within 10 s", r.seed));
+            r.sim.bounce(name(i));
+            back.push(
+                r.until(Duration::from_secs(30), |r| r.settled(NODES))
+                    .unwrap_or_else(|| {
+                        panic!("{}: not settled 30 s after restarting node {i}", r.seed)
+                    }),
+            );
+            r.run_for(Duration::from_secs(1));
+        }
+        r.shared.calling.store(false, Ordering::Relaxed);
+        r.run_for(Duration::from_secs(2));
+        let (acked, attempted, total) = (
+            r.shared.acked.load(Ordering::Relaxed),
+            r.shared.attempted.load(Ordering::Relaxed),
+            r.shared.highest.load(Ordering::Relaxed),
+        );
+        eprintln!(
+            "rolling restart of {NODES} nodes, seed {seed}: counter {total}, {acked} acknowledged, {attempted} attempted; settled after each restart in {back:?}"
+        );
+        assert!(
+            acked > 1000,
+            "{}: the load ran: {acked} acknowledged",
+            r.seed
+        );
+        assert!(
+            total >= acked,
+            "{}: state lost: the counter ended at {total}, {acked} additions were acknowledged",
+            r.seed
+        );
+        assert!(
+            total <= attempted,
+            "{}: applied twice: the counter ended at {total}, {attempted} attempted",
+            r.seed
         );
     }
 }
