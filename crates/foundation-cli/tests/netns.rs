@@ -13,6 +13,20 @@ use foundation::{Member, MemberState};
 use foundation_testkit::netns::Lab;
 
 const BIN: &str = env!("CARGO_BIN_EXE_foundation");
+/// The delay line standing in for `tc netem delay` (no netem here).
+const NETDELAY: &str = env!("CARGO_BIN_EXE_foundation-netdelay");
+
+/// Whether the tools for loss and latency are installed; says what is
+/// missing otherwise.
+fn loss_and_latency_tools() -> bool {
+    for (tool, arg) in [("nft", "--version"), ("iptables-legacy", "--version")] {
+        if std::process::Command::new(tool).arg(arg).output().is_err() {
+            eprintln!("SKIPPED: {tool} is not installed; .ci/run installs it");
+            return false;
+        }
+    }
+    true
+}
 
 fn lab_or_skip(hosts: usize) -> Option<Lab> {
     match Lab::new(hosts) {
@@ -360,16 +374,12 @@ fn a_singleton_host_stopped_5_s_then_continued_leaves_one_holder_and_no_outsider
 }
 
 #[test]
-fn ten_percent_loss_for_30_s_under_pubsub_keeps_order_one_holder_and_reconverges() {
+fn ten_percent_loss_and_50_ms_latency_for_30_s_under_pubsub_keeps_order_one_holder_and_reconverges()
+{
     let Some(mut lab) = lab_or_skip(6) else {
         return;
     };
-    if std::process::Command::new("nft")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: nftables (nft) is not installed; .ci/run installs it");
+    if !loss_and_latency_tools() {
         return;
     }
     let n = 5;
@@ -391,6 +401,8 @@ fn ten_percent_loss_for_30_s_under_pubsub_keeps_order_one_holder_and_reconverges
     let before_loss = published(&report(1));
     for i in 0..n {
         lab.lossy(i, 10).expect("nftables loss rule");
+        lab.delayed(i, NETDELAY, Duration::from_millis(50))
+            .expect("delay line");
     }
     let started = Instant::now();
     let (mut polls, mut split_views, mut two_holders) = (0u32, 0u32, 0u32);
@@ -408,6 +420,7 @@ fn ten_percent_loss_for_30_s_under_pubsub_keeps_order_one_holder_and_reconverges
     }
     for i in 0..n {
         lab.clear_loss(i);
+        lab.clear_delay(i);
     }
     let settled = wait_until(
         "one view and one holder once the loss ends",
@@ -443,7 +456,7 @@ fn ten_percent_loss_for_30_s_under_pubsub_keeps_order_one_holder_and_reconverges
         got += count;
         due += last - first + 1;
     }
-    eprintln!("10% loss on every host for 30 s: {split_views}/{polls} polls saw a host without all five alive, {two_holders}/{polls} saw two holders named; one view and one holder {settled:?} after the loss ended; pub/sub (host 1 every 10 ms to 4 other hosts): {got}/{due} delivered = {:.4}, 0 out of order or twice", got as f64 / due as f64);
+    eprintln!("10% loss and 50 ms latency on every host for 30 s: {split_views}/{polls} polls saw a host without all five alive, {two_holders}/{polls} saw two holders named; one view and one holder {settled:?} after the loss ended; pub/sub (host 1 every 10 ms to 4 other hosts): {got}/{due} delivered = {:.4}, 0 out of order or twice", got as f64 / due as f64);
 }
 
 fn read_report(path: &std::path::Path) -> serde_json::Value {
@@ -530,4 +543,65 @@ fn a_rolling_restart_of_every_process_loses_no_singleton_state() {
         "additions applied twice: the counter ended at {total}, {attempted} were attempted"
     );
     eprintln!("rolling restart of 5 processes: back in every view with one holder after {back:?} ms; counter {total}, acknowledged {acked}, attempted {attempted}, failed {failed}");
+}
+
+/// The delay line adds what it is told to: a UDP round trip between two
+/// hosts that both delay by 50 ms takes at least 100 ms (a lower bound:
+/// nothing can arrive early), and the rule's removal takes it away.
+#[test]
+fn the_delay_line_delays_every_packet_a_host_sends() {
+    let Some(mut lab) = lab_or_skip(2) else {
+        return;
+    };
+    if !loss_and_latency_tools() {
+        return;
+    }
+    let echo = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',9999))\nwhile True:\n d,a=s.recvfrom(64)\n s.sendto(d,a)";
+    lab.spawn(0, "python3", &["-c", echo], &[]);
+    let probe = format!(
+        "import socket,time\nc=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nc.settimeout(2)\nr=[]\nfor i in range(10):\n t=time.monotonic()\n c.sendto(b'x',('{}',9999))\n c.recvfrom(64)\n r.append((time.monotonic()-t)*1000)\nprint(min(r),sorted(r)[5])",
+        Lab::addr(0)
+    );
+    let rtt = |lab: &Lab| -> (f64, f64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = lab.run(1, "python3", &["-c", &probe]).expect("python3");
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let v: Vec<f64> = text
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            if let [min, median] = v[..] {
+                return (min, median);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no echo: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let before = rtt(&lab);
+    for i in 0..2 {
+        lab.delayed(i, NETDELAY, Duration::from_millis(50))
+            .expect("delay line");
+    }
+    // The rule passes packets undelayed until the program has bound the
+    // queue: wait until it has.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut during = rtt(&lab);
+    while during.0 < 100.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        during = rtt(&lab);
+    }
+    assert!(
+        during.0 >= 100.0,
+        "round trip with 50 ms each way: {during:?} ms"
+    );
+    for i in 0..2 {
+        lab.clear_delay(i);
+    }
+    let after = rtt(&lab);
+    eprintln!("UDP round trip between two hosts (min, median of 10): {before:?} ms; with 50 ms delay on both: {during:?} ms; after removing it: {after:?} ms");
 }

@@ -3,7 +3,8 @@
 //! - [`Cluster`]: in-process nodes on loopback, with kill, restart and
 //!   transport-level partitions; [`assert_eventually`].
 //! - [`netns::Lab`]: hosts in Linux network namespaces joined by a bridge,
-//!   for running `foundation node` processes across real network stacks.
+//!   for running `foundation node` processes across real network stacks;
+//!   [`netdelay`] adds latency there where the kernel has no `netem`.
 //! - [`sim`]: deterministic simulation of the sans-IO cores at up to
 //!   thousands of nodes, with invariant checkers and chaos scenarios.
 //! - [`turmoil_udp`]: the real transport (quinn, TLS, frames) on turmoil's
@@ -13,6 +14,7 @@
 //!   (`tests/turmoil_cluster.rs`).
 
 pub mod cluster;
+pub mod netdelay;
 pub mod netns;
 pub mod sim;
 pub mod turmoil_node;

@@ -20,7 +20,8 @@ pub enum LabError {
     /// Not running as root.
     #[error("network namespaces need root (ip netns); run as root, as CI does")]
     NotRoot,
-    /// An `ip`, `nft` or `kill` command failed.
+    /// An `ip`, `nft`, `iptables-legacy` or `kill` command (or a program
+    /// the lab starts) failed.
     #[error("`{args}` failed: {message}")]
     Ip {
         /// The arguments.
@@ -65,6 +66,8 @@ pub struct Lab {
     hosts: Vec<String>,
     /// (host, process) for every process the lab started.
     children: Vec<(usize, Child)>,
+    /// (host, delay line) for the hosts made slow by [`Lab::delayed`].
+    delayers: Vec<(usize, Child)>,
 }
 
 impl Lab {
@@ -82,6 +85,7 @@ impl Lab {
             hub: hub.clone(),
             hosts: Vec::new(),
             children: Vec::new(),
+            delayers: Vec::new(),
         };
         ip(&["netns", "add", &hub])?;
         ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
@@ -258,6 +262,62 @@ impl Lab {
         )
     }
 
+    /// Delays every packet host `i` sends to the other hosts by `delay`
+    /// (loopback is spared), as `tc netem delay` would: an iptables
+    /// (legacy) NFQUEUE rule in the host's namespace hands the packets to
+    /// `program` (the `foundation-netdelay` binary) running there, which
+    /// holds each for `delay`. This kernel has no netem qdisc. If the
+    /// program is not running, packets pass undelayed (`--queue-bypass`).
+    /// Replaces an earlier delay.
+    pub fn delayed(
+        &mut self,
+        i: usize,
+        program: &str,
+        delay: std::time::Duration,
+    ) -> Result<(), LabError> {
+        self.clear_delay(i);
+        let mut all = vec![
+            "netns",
+            "exec",
+            self.hosts[i].as_str(),
+            "iptables-legacy",
+            "-A",
+        ];
+        all.extend_from_slice(&NFQUEUE_RULE);
+        tool("ip", &all)?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.hosts[i], program])
+            .args(["--queue", "0", "--delay-ms", &delay.as_millis().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| LabError::Ip {
+                args: program.to_owned(),
+                message: e.to_string(),
+            })?;
+        self.delayers.push((i, child));
+        Ok(())
+    }
+
+    /// Removes host `i`'s delay, if any.
+    pub fn clear_delay(&mut self, i: usize) {
+        let mut all = vec![
+            "netns",
+            "exec",
+            self.hosts[i].as_str(),
+            "iptables-legacy",
+            "-D",
+        ];
+        all.extend_from_slice(&NFQUEUE_RULE);
+        let _ = tool("ip", &all);
+        for (_, c) in self.delayers.iter_mut().filter(|(h, _)| *h == i) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.delayers.retain(|(h, _)| *h != i);
+    }
+
     /// Removes host `i`'s loss rule, if any.
     pub fn clear_loss(&self, i: usize) {
         let _ = self.nft(i, &["delete", "table", "inet", "chaos"]);
@@ -289,9 +349,21 @@ impl Lab {
     }
 }
 
+/// The chain and match of [`Lab::delayed`]'s rule (after `-A` or `-D`).
+const NFQUEUE_RULE: [&str; 8] = [
+    "OUTPUT",
+    "-o",
+    "eth0",
+    "-j",
+    "NFQUEUE",
+    "--queue-num",
+    "0",
+    "--queue-bypass",
+];
+
 impl Drop for Lab {
     fn drop(&mut self) {
-        for (_, c) in &mut self.children {
+        for (_, c) in self.children.iter_mut().chain(self.delayers.iter_mut()) {
             let _ = c.kill();
             let _ = c.wait();
         }
