@@ -401,7 +401,7 @@ fn ten_percent_loss_and_50_ms_latency_for_30_s_under_pubsub_keeps_order_one_hold
     let before_loss = published(&report(1));
     for i in 0..n {
         lab.lossy(i, 10).expect("nftables loss rule");
-        lab.delayed(i, NETDELAY, Duration::from_millis(50))
+        lab.delayed(i, NETDELAY, Duration::from_millis(50), Duration::ZERO)
             .expect("delay line");
     }
     let started = Instant::now();
@@ -584,7 +584,7 @@ fn the_delay_line_delays_every_packet_a_host_sends() {
     };
     let before = rtt(&lab);
     for i in 0..2 {
-        lab.delayed(i, NETDELAY, Duration::from_millis(50))
+        lab.delayed(i, NETDELAY, Duration::from_millis(50), Duration::ZERO)
             .expect("delay line");
     }
     // The rule passes packets undelayed until the program has bound the
@@ -603,5 +603,43 @@ fn the_delay_line_delays_every_packet_a_host_sends() {
         lab.clear_delay(i);
     }
     let after = rtt(&lab);
-    eprintln!("UDP round trip between two hosts (min, median of 10): {before:?} ms; with 50 ms delay on both: {during:?} ms; after removing it: {after:?} ms");
+    // Jitter reorders: host 1 sends 200 numbered datagrams at once with
+    // 1 ms + up to 20 ms of delay; the echoes come back in another order,
+    // all of them.
+    lab.delayed(
+        1,
+        NETDELAY,
+        Duration::from_millis(1),
+        Duration::from_millis(20),
+    )
+    .expect("delay line");
+    let burst = format!(
+        "import socket\nc=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nc.settimeout(3)\nfor i in range(200):\n c.sendto(str(i).encode(),('{}',9999))\ng=[]\ntry:\n while len(g)<200:\n  d,_=c.recvfrom(64)\n  g.append(int(d))\nexcept socket.timeout:\n pass\nprint(len(g),sum(1 for a,b in zip(g,g[1:]) if a>b))",
+        Lab::addr(0)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (got, inversions) = loop {
+        let out = lab.run(1, "python3", &["-c", &burst]).expect("python3");
+        let v: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if let [got, inversions] = v[..] {
+            if inversions > 0 || Instant::now() >= deadline {
+                break (got, inversions);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no burst result: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(got, 200, "jitter loses nothing");
+    assert!(
+        inversions > 0,
+        "200 datagrams with 20 ms of jitter kept their order"
+    );
+    eprintln!("UDP round trip between two hosts (min, median of 10): {before:?} ms; with 50 ms delay on both: {during:?} ms; after removing it: {after:?} ms; 200 datagrams with 1 ms + 0-20 ms jitter: {got} back, {inversions} adjacent pairs out of order");
 }

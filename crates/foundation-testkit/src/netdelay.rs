@@ -3,12 +3,15 @@
 //!
 //! An `iptables` NFQUEUE rule hands each packet a host sends to this
 //! program ([`run_nfqueue`], the `foundation-netdelay` binary), which
-//! holds it for a fixed delay, or drops it with a given probability, then
-//! gives the kernel its verdict. [`DelayLine`] is the sans-IO part: what
-//! to hold, what to lose, what is due. A constant delay keeps the order.
-//! [`crate::netns::Lab::delayed`] sets it up in a lab host.
+//! holds it for a delay (fixed, plus a uniform random jitter), or drops it
+//! with a given probability, then gives the kernel its verdict.
+//! [`DelayLine`] is the sans-IO part: what to hold, what to lose, what is
+//! due. A constant delay keeps the order; jitter reorders, as netem's
+//! `delay D J` does. [`crate::netns::Lab::delayed`] sets it up in a lab
+//! host.
 
-use std::collections::VecDeque;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
@@ -18,13 +21,43 @@ use rand::{RngExt, SeedableRng};
 /// kernel's own queue limit, set to the same, does likewise).
 pub const MAX_HELD: usize = 8192;
 
-/// Holds packets for a fixed delay and loses some at random.
+/// Holds packets for a delay and loses some at random.
 #[derive(Debug)]
 pub struct DelayLine<T> {
     delay: Duration,
+    jitter: Duration,
     loss: f64,
     rng: SmallRng,
-    held: VecDeque<(Instant, T)>,
+    held: BinaryHeap<Reverse<Held<T>>>,
+    seq: u64,
+}
+
+/// A held packet, ordered by when it is due, then by arrival.
+#[derive(Debug)]
+struct Held<T> {
+    at: Instant,
+    seq: u64,
+    packet: T,
+}
+
+impl<T> PartialEq for Held<T> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl<T> Eq for Held<T> {}
+
+impl<T> PartialOrd for Held<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<T> Ord for Held<T> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
 }
 
 /// What to do with a packet that arrived.
@@ -44,10 +77,19 @@ impl<T> DelayLine<T> {
     pub fn new(delay: Duration, loss: f64, seed: u64) -> Self {
         DelayLine {
             delay,
+            jitter: Duration::ZERO,
             loss: loss.clamp(0.0, 1.0),
             rng: SmallRng::seed_from_u64(seed),
-            held: VecDeque::new(),
+            held: BinaryHeap::new(),
+            seq: 0,
         }
+    }
+
+    /// Adds to each packet's delay a uniform random share of `jitter`:
+    /// packets then overtake each other.
+    pub fn with_jitter(mut self, jitter: Duration) -> Self {
+        self.jitter = jitter;
+        self
     }
 
     /// Takes a packet that arrived at `now`.
@@ -58,14 +100,25 @@ impl<T> DelayLine<T> {
         if self.held.len() >= MAX_HELD {
             return Arrival::Overflow(packet);
         }
-        self.held.push_back((now + self.delay, packet));
+        let extra = if self.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            self.jitter.mul_f64(self.rng.random::<f64>())
+        };
+        self.seq += 1;
+        self.held.push(Reverse(Held {
+            at: now + self.delay + extra,
+            seq: self.seq,
+            packet,
+        }));
         Arrival::Held
     }
 
-    /// The next packet whose delay has passed at `now`, oldest first.
+    /// The next packet whose delay has passed at `now`, the earliest due
+    /// first (arrival order among equals).
     pub fn due(&mut self, now: Instant) -> Option<T> {
-        if self.held.front().is_some_and(|(at, _)| *at <= now) {
-            self.held.pop_front().map(|(_, p)| p)
+        if self.held.peek().is_some_and(|h| h.0.at <= now) {
+            self.held.pop().map(|h| h.0.packet)
         } else {
             None
         }
@@ -73,7 +126,7 @@ impl<T> DelayLine<T> {
 
     /// When the next held packet is due.
     pub fn next_due(&self) -> Option<Instant> {
-        self.held.front().map(|(at, _)| *at)
+        self.held.peek().map(|h| h.0.at)
     }
 
     /// Packets held now.
@@ -85,7 +138,13 @@ impl<T> DelayLine<T> {
 /// Serves netfilter queue `queue` with a [`DelayLine`] until an error
 /// (Linux, as root, in the namespace whose rule feeds the queue).
 #[cfg(target_os = "linux")]
-pub fn run_nfqueue(queue: u16, delay: Duration, loss: f64, seed: u64) -> std::io::Result<()> {
+pub fn run_nfqueue(
+    queue: u16,
+    delay: Duration,
+    jitter: Duration,
+    loss: f64,
+    seed: u64,
+) -> std::io::Result<()> {
     use nfq::Verdict;
     let mut q = nfq::Queue::open()?;
     q.bind(queue)?;
@@ -95,7 +154,7 @@ pub fn run_nfqueue(queue: u16, delay: Duration, loss: f64, seed: u64) -> std::io
     // A full kernel queue passes packets on rather than dropping them.
     q.set_fail_open(queue, true)?;
     q.set_nonblocking(true);
-    let mut line = DelayLine::new(delay, loss, seed);
+    let mut line = DelayLine::new(delay, loss, seed).with_jitter(jitter);
     loop {
         loop {
             let mut msg = match q.recv() {
@@ -154,6 +213,26 @@ mod tests {
         assert!((800..1200).contains(&lost), "lost {lost} of 10,000 at 10%");
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));
+    }
+
+    #[test]
+    fn jitter_reorders_within_its_bound() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut line = DelayLine::new(ms(50), 0.0, 3).with_jitter(ms(20));
+        for i in 0..100u32 {
+            assert_eq!(line.arrive(t0, i), Arrival::Held);
+        }
+        assert_eq!(line.due(t0 + ms(49)), None, "nothing before the delay");
+        let mut out = Vec::new();
+        while let Some(p) = line.due(t0 + ms(70)) {
+            out.push(p);
+        }
+        assert_eq!(out.len(), 100, "everything by delay + jitter");
+        assert!(out.windows(2).any(|w| w[0] > w[1]), "reordered: {out:?}");
+        let mut sorted = out.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
     }
 
     #[test]

@@ -263,7 +263,8 @@ impl Lab {
     }
 
     /// Delays every packet host `i` sends to the other hosts by `delay`
-    /// (loopback is spared), as `tc netem delay` would: an iptables
+    /// plus a uniform random share of `jitter` (which reorders them;
+    /// loopback is spared), as `tc netem delay D J` would: an iptables
     /// (legacy) NFQUEUE rule in the host's namespace hands the packets to
     /// `program` (the `foundation-netdelay` binary) running there, which
     /// holds each for `delay`. This kernel has no netem qdisc. If the
@@ -274,6 +275,7 @@ impl Lab {
         i: usize,
         program: &str,
         delay: std::time::Duration,
+        jitter: std::time::Duration,
     ) -> Result<(), LabError> {
         self.clear_delay(i);
         let mut all = vec![
@@ -288,6 +290,7 @@ impl Lab {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.hosts[i], program])
             .args(["--queue", "0", "--delay-ms", &delay.as_millis().to_string()])
+            .args(["--jitter-ms", &jitter.as_millis().to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

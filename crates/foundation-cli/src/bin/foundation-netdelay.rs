@@ -1,5 +1,6 @@
-//! `foundation-netdelay`: delays (and optionally loses) the packets an
-//! iptables NFQUEUE rule hands it, as `tc netem delay/loss` would, for
+//! `foundation-netdelay`: delays (with optional jitter) and optionally
+//! loses the packets an iptables NFQUEUE rule hands it, as `tc netem
+//! delay/loss` would, for
 //! kernels without the netem qdisc. The network-namespace tests run it in
 //! each lab host (`foundation_testkit::netns::Lab::delayed`); it runs as
 //! root in the namespace whose rule feeds the queue.
@@ -18,6 +19,10 @@ struct Args {
     /// Delay added to each packet, in milliseconds.
     #[arg(long)]
     delay_ms: u64,
+    /// Random extra delay, uniform between 0 and this, in milliseconds
+    /// (packets then overtake each other).
+    #[arg(long, default_value_t = 0)]
+    jitter_ms: u64,
     /// Probability (0.0 to 1.0) that a packet is dropped instead.
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
@@ -32,6 +37,7 @@ fn main() -> anyhow::Result<()> {
     foundation_testkit::netdelay::run_nfqueue(
         a.queue,
         Duration::from_millis(a.delay_ms),
+        Duration::from_millis(a.jitter_ms),
         a.loss,
         a.seed,
     )
