@@ -25,6 +25,13 @@ use crate::Node;
 /// How long a new owner waits for the handoff of an instance whose
 /// previous holder is still a member, before starting without it.
 pub(crate) const HANDOFF_WAIT: Duration = Duration::from_secs(2);
+/// How long the member set must hold still before this node starts an
+/// instance nobody was seen holding (a first start). Nodes that boot
+/// together have partial views for a moment (about 100 ms on a LAN), and
+/// each would otherwise start its own instance; conflict resolution then
+/// stops all but one, and what the others acknowledged is lost. Failover
+/// (a holder was seen) does not wait.
+pub(crate) const FIRST_START_SETTLE: Duration = Duration::from_millis(500);
 /// How long a node that announced its shutdown stays out of placement.
 const DEPARTING_FOR: Duration = Duration::from_secs(30);
 
@@ -46,6 +53,11 @@ struct Work {
     last_holder: HashMap<String, NodeId>,
     stopping: Arc<Mutex<HashSet<String>>>,
     warned: HashSet<String>,
+    /// The active members at the last pass, and since when.
+    view: BTreeSet<NodeId>,
+    view_since: Instant,
+    /// When a first start held back by [`FIRST_START_SETTLE`] is due.
+    recheck: Option<Instant>,
 }
 
 impl ManagerTask {
@@ -59,6 +71,9 @@ impl ManagerTask {
             last_holder: HashMap::new(),
             stopping: Arc::default(),
             warned: HashSet::new(),
+            view: BTreeSet::new(),
+            view_since: Instant::now(),
+            recheck: None,
         };
         loop {
             tokio::select! {
@@ -75,6 +90,7 @@ impl ManagerTask {
                 },
                 r = self.changes.changed() => if r.is_err() { return },
                 _ = self.shared.wake.notified() => {}
+                _ = sleep_until(w.recheck) => w.recheck = None,
                 _ = tick.tick() => {
                     round = round.wrapping_add(1);
                     self.anti_entropy(round);
@@ -197,6 +213,10 @@ impl ManagerTask {
             .filter(|m| m.state.is_active())
             .collect();
         let active: BTreeSet<NodeId> = members.iter().map(|m| m.id).collect();
+        if active != w.view {
+            w.view = active.clone();
+            w.view_since = Instant::now();
+        }
         let has_quorum = self.quorum.update(&active, Instant::now().into_std());
         *lock(&self.shared.quorum_base) = if self.quorum.is_confirmed() {
             self.quorum.base().iter().copied().collect()
@@ -327,6 +347,11 @@ impl ManagerTask {
                     // did not crash, its handoff is coming.
                     if let Some(prev) = w.last_holder.get(inst) {
                         w.awaiting.entry(inst.clone()).or_insert((*prev, now));
+                    } else if now.duration_since(w.view_since) < FIRST_START_SETTLE {
+                        // A first start: wait until the view holds still.
+                        let due = w.view_since + FIRST_START_SETTLE;
+                        w.recheck = Some(w.recheck.map_or(due, |r| r.min(due)));
+                        continue;
                     }
                 }
             }
@@ -448,4 +473,12 @@ async fn hand_off(
         }
     }
     lock(&shared.handoff_acks).remove(instance);
+}
+
+/// Sleeps until `at`; forever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
