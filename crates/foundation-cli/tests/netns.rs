@@ -567,26 +567,7 @@ fn the_delay_line_delays_every_packet_a_host_sends() {
         "import socket,time\nc=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nc.settimeout(2)\nr=[]\nfor i in range(10):\n t=time.monotonic()\n c.sendto(b'x',('{}',9999))\n c.recvfrom(64)\n r.append((time.monotonic()-t)*1000)\nprint(min(r),sorted(r)[5])",
         Lab::addr(0)
     );
-    let rtt = |lab: &Lab| -> (f64, f64) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let out = lab.run(1, "python3", &["-c", &probe]).expect("python3");
-            let text = String::from_utf8_lossy(&out.stdout).to_string();
-            let v: Vec<f64> = text
-                .split_whitespace()
-                .filter_map(|x| x.parse().ok())
-                .collect();
-            if let [min, median] = v[..] {
-                return (min, median);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no echo: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
+    let rtt = |lab: &Lab| two_numbers(lab, 1, &probe);
     let before = rtt(&lab);
     for i in 0..2 {
         lab.delayed(i, NETDELAY, Duration::from_millis(50), Duration::ZERO)
@@ -624,21 +605,10 @@ fn the_delay_line_delays_every_packet_a_host_sends() {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     let (got, inversions) = loop {
-        let out = lab.run(1, "python3", &["-c", &burst]).expect("python3");
-        let v: Vec<u64> = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        if let [got, inversions] = v[..] {
-            if inversions > 0 || Instant::now() >= deadline {
-                break (got, inversions);
-            }
+        let (got, inversions) = two_numbers(&lab, 1, &burst);
+        if inversions > 0.0 || Instant::now() >= deadline {
+            break (got as u64, inversions as u64);
         }
-        assert!(
-            Instant::now() < deadline,
-            "no burst result: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(got, 200, "jitter loses nothing");
@@ -647,4 +617,27 @@ fn the_delay_line_delays_every_packet_a_host_sends() {
         "200 datagrams with 20 ms of jitter kept their order"
     );
     eprintln!("UDP round trip between two hosts (min, median of 10): {before:?} ms; with 50 ms delay on both: {during:?} ms; after removing it: {after:?} ms; 200 datagrams with 1 ms + 0-20 ms jitter: {got} back, {inversions} adjacent pairs out of order");
+}
+
+/// Runs the Python `script` in host `i` until it prints two numbers (the
+/// delay line may not serve its queue yet, an echo may be lost); panics
+/// after 10 s.
+fn two_numbers(lab: &Lab, i: usize, script: &str) -> (f64, f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = lab.run(i, "python3", &["-c", script]).expect("python3");
+        let v: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if let [a, b] = v[..] {
+            return (a, b);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no result from the probe: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -278,15 +278,7 @@ impl Lab {
         jitter: std::time::Duration,
     ) -> Result<(), LabError> {
         self.clear_delay(i);
-        let mut all = vec![
-            "netns",
-            "exec",
-            self.hosts[i].as_str(),
-            "iptables-legacy",
-            "-A",
-        ];
-        all.extend_from_slice(&NFQUEUE_RULE);
-        tool("ip", &all)?;
+        self.nfqueue_rule(i, "-A")?;
         let child = Command::new("ip")
             .args(["netns", "exec", &self.hosts[i], program])
             .args(["--queue", "0", "--delay-ms", &delay.as_millis().to_string()])
@@ -305,15 +297,7 @@ impl Lab {
 
     /// Removes host `i`'s delay, if any.
     pub fn clear_delay(&mut self, i: usize) {
-        let mut all = vec![
-            "netns",
-            "exec",
-            self.hosts[i].as_str(),
-            "iptables-legacy",
-            "-D",
-        ];
-        all.extend_from_slice(&NFQUEUE_RULE);
-        let _ = tool("ip", &all);
+        let _ = self.nfqueue_rule(i, "-D");
         for (_, c) in self.delayers.iter_mut().filter(|(h, _)| *h == i) {
             let _ = c.kill();
             let _ = c.wait();
@@ -328,7 +312,19 @@ impl Lab {
 
     /// Runs `nft args` in host `i`'s namespace.
     fn nft(&self, i: usize, args: &[&str]) -> Result<(), LabError> {
-        let mut all = vec!["netns", "exec", self.hosts[i].as_str(), "nft"];
+        self.host_tool(i, "nft", args)
+    }
+
+    /// Adds (`-A`) or deletes (`-D`) host `i`'s NFQUEUE rule.
+    fn nfqueue_rule(&self, i: usize, op: &str) -> Result<(), LabError> {
+        let mut args = vec![op];
+        args.extend_from_slice(&NFQUEUE_RULE);
+        self.host_tool(i, "iptables-legacy", &args)
+    }
+
+    /// Runs `program args` in host `i`'s namespace; an error if it fails.
+    fn host_tool(&self, i: usize, program: &str, args: &[&str]) -> Result<(), LabError> {
+        let mut all = vec!["netns", "exec", self.hosts[i].as_str(), program];
         all.extend_from_slice(args);
         tool("ip", &all)
     }

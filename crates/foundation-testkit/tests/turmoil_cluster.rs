@@ -75,7 +75,6 @@ struct Shared {
     publish: AtomicU64,
     /// Messages published (accepted by `broadcast`).
     published: AtomicU64,
-    started_publishing: AtomicBool,
     /// A node asked to let go of its handle in `nodes` before its host is
     /// crashed: its sockets must be dropped inside the simulation, where
     /// turmoil releases their ports.
@@ -238,7 +237,6 @@ async fn publish(node: Node, shared: Arc<Shared>) {
         if seq >= shared.publish.load(Ordering::Relaxed) {
             continue;
         }
-        shared.started_publishing.store(true, Ordering::Relaxed);
         seq += 1;
         if node.pubsub().broadcast(TOPIC, seq).await.is_ok() {
             shared.published.store(seq, Ordering::Relaxed);

@@ -202,6 +202,7 @@ pub mod process;
 pub mod pubsub;
 pub mod registry;
 pub mod security;
+mod shell_time;
 pub mod telemetry;
 pub mod transport;
 

@@ -17,6 +17,7 @@ use super::member::{Member, MemberEvent, MemberState};
 use super::seal::{OpenError, Sealer};
 use super::socket::MembershipSocket;
 use crate::id::NodeId;
+use crate::shell_time::{now, sleep_until};
 use crate::telemetry::{DropReason, Stats};
 
 /// Events buffered per subscriber; a subscriber that falls further behind
@@ -369,19 +370,6 @@ impl Shell {
             log_event(&ev);
             let _ = self.events.send(ev);
         }
-    }
-}
-
-/// The cores' clock: tokio's, so that paused or simulated time (tokio's
-/// test-util, turmoil) moves it as it moves the timers.
-fn now() -> std::time::Instant {
-    tokio::time::Instant::now().into_std()
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

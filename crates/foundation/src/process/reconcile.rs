@@ -19,6 +19,7 @@ use super::service::StopReason;
 use super::spec::{ChildSpec, Strategy, MAX_SPECS};
 use crate::id::NodeId;
 use crate::membership::MemberEvent;
+use crate::shell_time::sleep_until;
 use crate::transport::{Inbox, Incoming};
 use crate::Node;
 
@@ -217,7 +218,7 @@ impl ManagerTask {
             w.view = active.clone();
             w.view_since = Instant::now();
         }
-        let has_quorum = self.quorum.update(&active, Instant::now().into_std());
+        let has_quorum = self.quorum.update(&active, crate::shell_time::now());
         *lock(&self.shared.quorum_base) = if self.quorum.is_confirmed() {
             self.quorum.base().iter().copied().collect()
         } else {
@@ -473,12 +474,4 @@ async fn hand_off(
         }
     }
     lock(&shared.handoff_acks).remove(instance);
-}
-
-/// Sleeps until `at`; forever without one.
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }

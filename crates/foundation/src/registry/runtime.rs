@@ -81,7 +81,7 @@ impl SyncTask {
 
     /// Drops the sets of owners that stayed non-members past the grace.
     fn prune_strays(&self, strays: &mut HashMap<NodeId, std::time::Instant>) {
-        let now = Instant::now().into_std();
+        let now = crate::shell_time::now();
         let dropped = sync::prune_strays(
             &mut self.shared.state(),
             |id| self.is_member(id),
