@@ -34,8 +34,6 @@ use crate::transport::{Channel, Inbox, InboxFilter, SendError, Transport};
 
 /// Interval of join attempts while this node has no active member.
 const JOIN_INTERVAL_ALONE: Duration = Duration::from_millis(500);
-/// A node whose discovery finds no candidate for this long is ready alone.
-const ALONE_AFTER: Duration = Duration::from_secs(3);
 /// Interval of join attempts to candidates that are not members yet.
 const JOIN_INTERVAL: Duration = Duration::from_secs(3);
 
@@ -271,12 +269,14 @@ impl Node {
                 changes: registry_changes,
                 interval: config.registry.sync_interval,
                 cancel: node.inner.cancel.child_token(),
-                quorum: crate::process::quorum::Quorum::new(
+                planner: foundation_proto::process::planner::Planner::new(
+                    id,
                     config.process.split_brain,
-                    // Longer than the spread between the detections of
-                    // the members of one partition.
-                    2 * (config.membership.probe_period + config.membership.suspect_to_down)
-                        + config.membership.probe_rtt,
+                    foundation_proto::process::quorum::stable_window(
+                        config.membership.probe_period,
+                        config.membership.suspect_to_down,
+                        config.membership.probe_rtt,
+                    ),
                 ),
             }
             .run(),

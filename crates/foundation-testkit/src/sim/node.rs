@@ -1,6 +1,7 @@
 //! One simulated node: the real sans-IO cores (membership, registry state
-//! and its sync protocol, quorum, placement) plus the few rules of the
-//! tokio shells that the simulation needs, written down here.
+//! and its sync protocol, and the process planner with its quorum,
+//! placement and handoffs) plus the few rules of the tokio shells that the
+//! simulation needs, written down here.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -8,11 +9,11 @@ use std::time::Duration;
 
 use foundation::membership::core::foca_config;
 use foundation::membership::{MemberId, MembershipCore};
-use foundation::process::placement::rendezvous;
-use foundation::process::quorum::Quorum;
-use foundation::process::SplitBrain;
 use foundation::registry::{Entry, EntryKind, RegistryState, ServiceAddr};
 use foundation::{config::MembershipConfig, NodeId};
+use foundation_proto::process::planner::{self, Facts, Planner, Presence};
+use foundation_proto::process::quorum::stable_window;
+use foundation_proto::process::SplitBrain;
 
 /// A node of the simulation.
 #[derive(Debug)]
@@ -33,13 +34,18 @@ pub struct SimNode {
     pub registry: RegistryState,
     /// Peers whose own registry set this node holds.
     pub(crate) heard: HashSet<NodeId>,
-    pub(crate) quorum: Quorum,
+    /// The process manager's planner (the node's own).
+    pub(crate) planner: Planner,
     /// Singleton instances running here, by name, with their local id.
     pub running: BTreeMap<String, u64>,
     pub(crate) next_local: u64,
     pub(crate) round: usize,
     /// Active members, itself included (see [`SimNode::active`]).
     pub(crate) view: BTreeSet<NodeId>,
+    /// Every member as the planner sees it, itself included.
+    pub(crate) members: Vec<planner::Member>,
+    /// When the planner asked for its next pass.
+    pub(crate) recheck: Option<Duration>,
     /// A reconcile is scheduled (see `Sim::reconcile_soon`).
     pub(crate) reconcile_pending: bool,
     /// Topics this node subscribes to.
@@ -48,15 +54,6 @@ pub struct SimNode {
     pub(crate) last_seq: HashMap<(NodeId, String), u64>,
     /// Messages delivered to this node's subscriptions.
     pub delivered: u64,
-    /// Per singleton, the other node last seen holding it.
-    pub(crate) last_holder: HashMap<String, NodeId>,
-    /// Singletons this node should start, waiting for a holder's handoff
-    /// since the given time.
-    pub(crate) awaiting: HashMap<String, (NodeId, Duration)>,
-    /// Handoffs received and not yet used.
-    pub(crate) handoffs: HashSet<String>,
-    /// Members that left gracefully.
-    pub(crate) left: HashSet<NodeId>,
     /// When the process started.
     pub(crate) started: Duration,
     /// Registry owners seen as non-members, since when.
@@ -89,19 +86,29 @@ impl SimNode {
             core: MembershipCore::new(local, foca_config(membership), seed),
             registry: RegistryState::new(id),
             heard: HashSet::new(),
-            quorum: Quorum::new(SplitBrain::KeepMajority, stable_after(membership)),
+            planner: Planner::new(
+                id,
+                SplitBrain::KeepMajority,
+                stable_window(
+                    membership.probe_period,
+                    membership.suspect_to_down,
+                    membership.probe_rtt,
+                ),
+            ),
             running: BTreeMap::new(),
             next_local: 1,
             round: 0,
             view: BTreeSet::from([id]),
+            members: vec![planner::Member {
+                id,
+                roles: vec![],
+                presence: Presence::Active,
+            }],
+            recheck: None,
             reconcile_pending: false,
             subscribed: BTreeSet::new(),
             last_seq: HashMap::new(),
             delivered: 0,
-            last_holder: HashMap::new(),
-            awaiting: HashMap::new(),
-            handoffs: HashSet::new(),
-            left: HashSet::new(),
             started: Duration::ZERO,
             strays: HashMap::new(),
         }
@@ -124,6 +131,17 @@ impl SimNode {
                 .filter(|m| m.state.is_active())
                 .map(|m| m.id)
                 .chain([self.id])
+                .collect();
+            let me = planner::Member {
+                id: self.id,
+                roles: vec![],
+                presence: Presence::Active,
+            };
+            self.members = self
+                .core
+                .members()
+                .map(planner::Member::from)
+                .chain([me])
                 .collect();
         }
     }
@@ -149,85 +167,27 @@ impl SimNode {
     }
 }
 
-/// What the process manager does with one singleton on one node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Decision {
-    Keep,
-    Start,
-    /// Stop, and hand off to this owner if there is one.
-    Stop(Option<NodeId>),
+/// A simulated node's registry and running singletons, as the planner
+/// asks them.
+pub(crate) struct SimFacts<'a> {
+    pub(crate) registry: &'a RegistryState,
+    pub(crate) heard: &'a HashSet<NodeId>,
+    pub(crate) running: &'a BTreeMap<String, u64>,
 }
 
-/// Decides for singleton `name` on `node` at `now`: the rule of
-/// `process/reconcile.rs` (placement by rendezvous over the active
-/// members, quorum, registry synced with every member, and a wait of up to
-/// [`HANDOFF_WAIT`] for the previous holder's handoff), on the real
-/// placement, quorum and registry state.
-pub(crate) fn decide(
-    node: &mut SimNode,
-    name: &str,
-    active: &BTreeSet<NodeId>,
-    quorum: bool,
-    now: Duration,
-) -> Decision {
-    let owner = rendezvous(name, active.iter().copied());
-    let mine = quorum && owner == Some(node.id);
-    if let Some(e) = node
-        .registry
-        .lookup(name)
-        .filter(|e| e.service.node != node.id)
-    {
-        node.last_holder.insert(name.to_owned(), e.service.node);
+impl Facts for SimFacts<'_> {
+    fn holder(&self, instance: &str) -> Option<(NodeId, u64)> {
+        self.registry
+            .lookup(instance)
+            .map(|e| (e.service.node, e.service.local))
     }
-    if node.running.contains_key(name) {
-        return if mine {
-            Decision::Keep
-        } else {
-            Decision::Stop(owner.filter(|o| *o != node.id))
-        };
+    fn heard(&self, peer: NodeId) -> bool {
+        self.heard.contains(&peer)
     }
-    if !mine {
-        node.awaiting.remove(name);
-        return Decision::Keep;
+    fn is_running(&self, local: u64) -> bool {
+        self.running.values().any(|l| *l == local)
     }
-    // Start only once this node holds every member's set.
-    if !active
-        .iter()
-        .all(|p| *p == node.id || node.heard.contains(p))
-    {
-        return Decision::Keep;
+    fn can_run(&self, _kind: &str) -> bool {
+        true
     }
-    match node.registry.lookup(name).map(|e| e.service.node) {
-        Some(other) if other != node.id => {
-            // The holder stops and hands off once it sees the same
-            // membership; conflict resolution backs this up.
-            node.awaiting.entry(name.to_owned()).or_insert((other, now));
-            return Decision::Keep;
-        }
-        _ => {
-            if let Some(prev) = node.last_holder.get(name).copied() {
-                node.awaiting.entry(name.to_owned()).or_insert((prev, now));
-            }
-        }
-    }
-    if let Some((holder, since)) = node.awaiting.get(name).copied() {
-        let handing_off = active.contains(&holder) || node.left.contains(&holder);
-        if !node.handoffs.contains(name) && handing_off && now.saturating_sub(since) < HANDOFF_WAIT
-        {
-            return Decision::Keep; // its handoff is on the way
-        }
-    }
-    node.awaiting.remove(name);
-    node.last_holder.remove(name);
-    node.handoffs.remove(name);
-    Decision::Start
-}
-
-/// How long a new owner waits for the previous holder's handoff
-/// (`process/reconcile.rs`).
-pub(crate) const HANDOFF_WAIT: Duration = Duration::from_secs(2);
-
-/// The quorum's stability window, as the node computes it.
-pub(crate) fn stable_after(m: &MembershipConfig) -> Duration {
-    2 * (m.probe_period + m.suspect_to_down) + m.probe_rtt
 }

@@ -23,8 +23,6 @@ use super::node::SimNode;
 /// How often each node runs registry anti-entropy, its join loop and the
 /// process manager's reconcile (the node's `registry.sync_interval`).
 pub const TICK: Duration = Duration::from_millis(d::REGISTRY_SYNC_INTERVAL_MS);
-/// A node that found nobody for this long starts alone (`ALONE_AFTER`).
-pub(crate) const ALONE_AFTER: Duration = Duration::from_secs(3);
 
 #[derive(Debug)]
 pub(crate) enum Ev {
@@ -58,6 +56,7 @@ pub(crate) enum Ev {
     Handoff {
         to: usize,
         inc: u64,
+        from: NodeId,
         name: String,
     },
     Reconcile {
@@ -347,9 +346,15 @@ impl Sim {
                     self.deliver(to, from, &topic, seq);
                 }
             }
-            Ev::Handoff { to, inc, name } => {
+            Ev::Handoff {
+                to,
+                inc,
+                from,
+                name,
+            } => {
                 if inc == self.nodes[to].incarnation {
-                    self.nodes[to].handoffs.insert(name);
+                    let node = &mut self.nodes[to];
+                    node.planner.handoff_received(&name, None, from, false, now);
                     self.reconcile_soon(to);
                 }
             }
@@ -414,8 +419,7 @@ impl Sim {
                 sync::on_member_gone(&mut node.registry, m.id);
                 node.heard.remove(&m.id);
                 if m.state == foundation::MemberState::Left {
-                    node.quorum.left(m.id);
-                    node.left.insert(m.id);
+                    node.planner.member_left(m.id);
                 }
             }
             MemberEvent::Suspect(_) => {}
@@ -519,6 +523,12 @@ impl Sim {
             self.drain(i);
         }
         self.reconcile(i);
+    }
+
+    /// Whether node `i` has a seed to join other than itself (its
+    /// discovery's candidates).
+    pub(crate) fn has_seeds_besides(&self, i: usize) -> bool {
+        self.seeds.iter().any(|s| *s != i)
     }
 
     pub(crate) fn hello_seeds(&mut self, i: usize) {

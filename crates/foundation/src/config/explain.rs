@@ -117,15 +117,17 @@ impl Resolved {
             (
                 "process.split_brain",
                 match c.process.split_brain {
-                    crate::process::SplitBrain::KeepMajority => "keep-majority".into(),
-                    crate::process::SplitBrain::KeepAll => "keep-all".into(),
-                    crate::process::SplitBrain::StaticQuorum(_) => "static-quorum".into(),
+                    foundation_proto::process::SplitBrain::KeepMajority => "keep-majority".into(),
+                    foundation_proto::process::SplitBrain::KeepAll => "keep-all".into(),
+                    foundation_proto::process::SplitBrain::StaticQuorum(_) => {
+                        "static-quorum".into()
+                    }
                 },
             ),
             (
                 "process.quorum",
                 match c.process.split_brain {
-                    crate::process::SplitBrain::StaticQuorum(n) => n.to_string(),
+                    foundation_proto::process::SplitBrain::StaticQuorum(n) => n.to_string(),
                     _ => "(unset)".into(),
                 },
             ),

@@ -298,11 +298,11 @@ impl Resolver {
                     .text("process.split_brain", || (d_text("keep-majority"), None))
                     .as_str()
                 {
-                    "keep-all" => crate::process::SplitBrain::KeepAll,
-                    "static-quorum" => {
-                        crate::process::SplitBrain::StaticQuorum(m.int("process.quorum", 1) as usize)
-                    }
-                    _ => crate::process::SplitBrain::KeepMajority,
+                    "keep-all" => foundation_proto::process::SplitBrain::KeepAll,
+                    "static-quorum" => foundation_proto::process::SplitBrain::StaticQuorum(
+                        m.int("process.quorum", 1) as usize,
+                    ),
+                    _ => foundation_proto::process::SplitBrain::KeepMajority,
                 },
             },
             registry: RegistryConfig {

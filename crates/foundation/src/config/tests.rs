@@ -400,14 +400,14 @@ fn static_quorum_needs_its_size_and_keep_all_is_a_word() {
     let r = env(&[]).file(f.path()).resolve().expect("resolves");
     assert_eq!(
         r.config.process.split_brain,
-        crate::process::SplitBrain::StaticQuorum(2)
+        foundation_proto::process::SplitBrain::StaticQuorum(2)
     );
     let r = env(&[("FOUNDATION_SPLIT_BRAIN", "keep-all")])
         .resolve()
         .expect("resolves");
     assert_eq!(
         r.config.process.split_brain,
-        crate::process::SplitBrain::KeepAll
+        foundation_proto::process::SplitBrain::KeepAll
     );
     assert!(env(&[("FOUNDATION_SPLIT_BRAIN", "keep-most")])
         .resolve()

@@ -387,7 +387,7 @@ pub struct RegistryConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessConfig {
     /// The split-brain policy.
-    pub split_brain: crate::process::SplitBrain,
+    pub split_brain: foundation_proto::process::SplitBrain,
 }
 
 /// Settings of the `gossip` strategy (UDP multicast beacons).

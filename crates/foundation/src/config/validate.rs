@@ -109,7 +109,7 @@ pub(super) fn validate(
     }
     if matches!(
         c.process.split_brain,
-        crate::process::SplitBrain::StaticQuorum(_)
+        foundation_proto::process::SplitBrain::StaticQuorum(_)
     ) && matches!(sources.get("process.quorum"), None | Some(Source::Default))
     {
         return Err(ConfigError::InvalidValue(Box::new(InvalidValue {

@@ -100,3 +100,20 @@ impl MemberEvent {
         }
     }
 }
+
+impl From<&Member> for foundation_proto::process::planner::Member {
+    /// The member as the process planner sees it: active (alive or
+    /// suspect), left gracefully, or down.
+    fn from(m: &Member) -> Self {
+        use foundation_proto::process::planner::Presence;
+        foundation_proto::process::planner::Member {
+            id: m.id,
+            roles: m.roles.clone(),
+            presence: match m.state {
+                MemberState::Alive | MemberState::Suspect => Presence::Active,
+                MemberState::Left => Presence::Left,
+                MemberState::Down => Presence::Down,
+            },
+        }
+    }
+}

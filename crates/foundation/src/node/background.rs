@@ -6,9 +6,10 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::broadcast;
 
-use super::{Node, ALONE_AFTER, JOIN_INTERVAL, JOIN_INTERVAL_ALONE};
+use super::{Node, JOIN_INTERVAL, JOIN_INTERVAL_ALONE};
 use crate::membership::MemberEvent;
 use crate::transport::Inbox;
+use foundation_proto::readiness::ready_alone;
 
 impl Node {
     /// Delivers service messages and fails calls to members that are gone.
@@ -36,7 +37,7 @@ impl Node {
         let started = tokio::time::Instant::now();
         loop {
             // Nothing discovered for a while: this node is legitimately alone.
-            if started.elapsed() >= ALONE_AFTER && candidates.borrow().is_empty() {
+            if ready_alone(started.elapsed(), candidates.borrow().is_empty()) {
                 self.inner.ready.store(true, Ordering::Relaxed);
             }
             let alone = !self

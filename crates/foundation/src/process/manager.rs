@@ -66,20 +66,13 @@ pub enum ProcessError {
 pub(crate) type Starter =
     Arc<dyn Fn(&Node, &ChildSpec, &Instance, Option<Bytes>) -> Result<u64, String> + Send + Sync>;
 
-/// A managed instance running on this node.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Running {
-    pub(crate) spec: String,
-    pub(crate) local: u64,
-}
+pub(crate) use super::planner::Running;
 
 #[derive(Debug)]
 pub(crate) struct ManagerShared {
     specs: Mutex<SpecMap>,
     kinds: Mutex<HashMap<String, KindEntry>>,
     pub(crate) running: Mutex<BTreeMap<String, Running>>,
-    /// Handoffs received and not used yet.
-    pub(crate) handoffs: Mutex<super::handoffs::Handoffs>,
     pub(crate) wake: Notify,
     /// Handoffs sent and not yet acknowledged, by instance.
     pub(crate) handoff_acks: Mutex<HashMap<String, tokio::sync::oneshot::Sender<()>>>,
@@ -111,7 +104,6 @@ impl ManagerShared {
             specs: Mutex::default(),
             kinds: Mutex::default(),
             running: Mutex::default(),
-            handoffs: Mutex::new(super::handoffs::Handoffs::new(super::spec::MAX_SPECS)),
             wake: Notify::new(),
             handoff_acks: Mutex::default(),
             outbox,

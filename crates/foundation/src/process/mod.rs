@@ -12,31 +12,28 @@
 
 mod api;
 mod event;
-mod handoffs;
 mod host;
 mod instance;
 mod manager;
 mod manager_wire;
 mod options;
-pub mod placement;
-pub mod quorum;
 mod reconcile;
 mod service;
 mod service_ref;
-pub mod spec;
 mod wire;
 #[cfg(test)]
 mod wire_tests;
 
+use foundation_proto::process::{placement, planner, quorum, spec};
+
 pub use api::Services;
 pub use event::ServiceEvent;
+pub use foundation_proto::process::{ChildSpec, SplitBrain, Strategy};
 pub use manager::{Instance, ProcessError, ProcessManager, MAX_ARGS};
 pub use manager_wire::{ManagerMsg, KINDS as MANAGER_KINDS, KIND_MSG as MANAGER_KIND_MSG};
 pub use options::{Intensity, Restart, ServiceOptions};
-pub use quorum::SplitBrain;
 pub use service::{Context, Service, ServiceError, StopReason};
 pub use service_ref::{CallError, ServiceRef};
-pub use spec::{ChildSpec, Strategy};
 pub use wire::{RemoteFailure, ServiceMsg, KINDS, KIND_MSG};
 
 pub(crate) use host::Host;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::id::NodeId;
+use crate::NodeId;
 
 /// How many instances of a spec run, and where.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -132,7 +132,7 @@ impl SpecMap {
 #[cfg(test)]
 mod tests {
     use super::{ChildSpec, SpecEntry, SpecMap, Stamp, Strategy as Placing};
-    use crate::id::NodeId;
+    use crate::NodeId;
     use bytes::Bytes;
     use proptest::prelude::*;
 

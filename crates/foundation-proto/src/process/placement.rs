@@ -3,7 +3,7 @@
 //! Every node with the same member list computes the same owner, and a
 //! membership change moves only the instances whose owner came or went.
 
-use crate::id::NodeId;
+use crate::NodeId;
 
 use super::spec::{ChildSpec, Strategy};
 

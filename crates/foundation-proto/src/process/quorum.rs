@@ -28,7 +28,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use crate::id::NodeId;
+use crate::NodeId;
 
 /// The configured policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -57,6 +57,18 @@ pub struct Quorum {
     arrived: HashMap<NodeId, Instant>,
     /// Base members not active, and since when.
     departed: HashMap<NodeId, Instant>,
+}
+
+/// The stability window keep-majority waits before the base follows the
+/// view: longer than the spread between the detections of the members of
+/// one partition (two SWIM rounds of probe and suspicion, plus a round
+/// trip), from the membership timings.
+pub fn stable_window(
+    probe_period: Duration,
+    suspect_to_down: Duration,
+    probe_rtt: Duration,
+) -> Duration {
+    2 * (probe_period + suspect_to_down) + probe_rtt
 }
 
 impl Quorum {

@@ -15,14 +15,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::time::Instant;
+use std::time::Instant;
 
-use crate::id::NodeId;
+use crate::NodeId;
 
 /// How long a handoff for an instance this node does not place is kept
 /// (its spec, or the membership change that makes this node the owner,
 /// may still be on the way).
-pub(crate) const KEEP: Duration = Duration::from_secs(30);
+pub const KEEP: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 struct Handoff {
@@ -33,13 +33,14 @@ struct Handoff {
 
 /// Handoffs by instance name, at most `limit`.
 #[derive(Debug)]
-pub(crate) struct Handoffs {
+pub struct Handoffs {
     by_instance: HashMap<String, Handoff>,
     limit: usize,
 }
 
 impl Handoffs {
-    pub(crate) fn new(limit: usize) -> Self {
+    /// At most `limit` pending handoffs.
+    pub fn new(limit: usize) -> Self {
         Handoffs {
             by_instance: HashMap::new(),
             limit,
@@ -48,7 +49,7 @@ impl Handoffs {
 
     /// Keeps `state` for `instance`, replacing an earlier one; false (and
     /// nothing kept) when `limit` handoffs are pending already.
-    pub(crate) fn receive(
+    pub fn receive(
         &mut self,
         instance: &str,
         state: Option<Bytes>,
@@ -70,12 +71,12 @@ impl Handoffs {
     }
 
     /// Whether a handoff for `instance` is pending.
-    pub(crate) fn has(&self, instance: &str) -> bool {
+    pub fn has(&self, instance: &str) -> bool {
         self.by_instance.contains_key(instance)
     }
 
     /// Takes the state handed off for `instance`, if any.
-    pub(crate) fn take(&mut self, instance: &str) -> Option<Bytes> {
+    pub fn take(&mut self, instance: &str) -> Option<Bytes> {
         self.by_instance.remove(instance).and_then(|h| h.state)
     }
 
@@ -83,7 +84,7 @@ impl Handoffs {
     /// `me` and the sender is registered (`holder`), or this node does not
     /// place the instance (`owner`) and the handoff is older than [`KEEP`].
     /// Returns the instances dropped.
-    pub(crate) fn prune(
+    pub fn prune(
         &mut self,
         me: NodeId,
         now: Instant,
@@ -103,9 +104,13 @@ impl Handoffs {
     }
 
     /// Pending handoffs.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.by_instance.len()
+    }
+
+    /// Whether no handoff is pending.
+    pub fn is_empty(&self) -> bool {
+        self.by_instance.is_empty()
     }
 }
 

@@ -1,0 +1,56 @@
+//! Foundation's sans-IO protocol cores.
+//!
+//! Nothing here does IO, reads a clock or spawns a task: each core is
+//! told `now` and its inputs and returns what to do, as quinn-proto and
+//! openraft's engine do. The `foundation` crate runs these cores in its
+//! tokio shells; the test kit's simulator drives the very same cores for
+//! hundreds to thousands of nodes, so what the simulation proves is what
+//! ships.
+//!
+//! - [`NodeId`]: a node's identity.
+//! - [`process`]: child specs and their replicated map, placement by
+//!   rendezvous hashing, the split-brain quorum, handoffs, and the
+//!   [`Planner`](process::planner::Planner) that decides what a node
+//!   starts and stops.
+//! - [`readiness`]: when a node that found nobody counts as ready alone.
+//!
+//! ```
+//! use std::collections::{BTreeMap, HashSet};
+//! use std::time::{Duration, Instant};
+//! use foundation_proto::NodeId;
+//! use foundation_proto::process::planner::{Command, Facts, Input, Member, Planner, Presence};
+//! use foundation_proto::process::{ChildSpec, SplitBrain, Strategy};
+//!
+//! // What this node's registry and service host would answer.
+//! struct Alone;
+//! impl Facts for Alone {
+//!     fn holder(&self, _: &str) -> Option<(NodeId, u64)> { None }
+//!     fn heard(&self, _: NodeId) -> bool { true }
+//!     fn is_running(&self, _: u64) -> bool { false }
+//!     fn can_run(&self, _: &str) -> bool { true }
+//! }
+//!
+//! let me = NodeId(1);
+//! let mut planner = Planner::new(me, SplitBrain::KeepAll, Duration::from_secs(3));
+//! let members = [Member { id: me, roles: vec![], presence: Presence::Active }];
+//! let specs = [ChildSpec {
+//!     id: "leader".into(), kind: "counter".into(), args: Default::default(),
+//!     strategy: Strategy::Singleton, role: None,
+//! }];
+//! let (running, stopping) = (BTreeMap::new(), HashSet::new());
+//! let input = Input { members: &members, specs: &specs, running: &running, stopping: &stopping, ready: true };
+//!
+//! // A first start waits until the member set has held still.
+//! let t0 = Instant::now();
+//! let plan = planner.plan(t0, input, &Alone);
+//! assert!(plan.commands.is_empty());
+//! let later = plan.recheck_at.expect("a recheck is due");
+//! let plan = planner.plan(later, input, &Alone);
+//! assert!(matches!(&plan.commands[..], [Command::Start { instance, .. }] if instance == "leader"));
+//! ```
+
+mod id;
+pub mod process;
+pub mod readiness;
+
+pub use id::NodeId;
