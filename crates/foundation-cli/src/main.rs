@@ -33,7 +33,9 @@ enum Command {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
-    /// Chaos scenarios under deterministic simulation, over a seed sweep.
+    /// Chaos scenarios under deterministic simulation, over a seed sweep
+    /// (built with the `lab` feature).
+    #[cfg(feature = "lab")]
     Sim(cmd::sim::SimCmd),
 }
 
@@ -57,6 +59,7 @@ fn main() -> std::process::ExitCode {
             Command::Doctor(c) => c.run().await,
             Command::Config(c) => c.run(),
             Command::Bench(c) => c.run().await,
+            #[cfg(feature = "lab")]
             Command::Sim(c) => c.run(),
         }
     });

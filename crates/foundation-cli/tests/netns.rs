@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use foundation::{Member, MemberState};
 use foundation_testkit::netns::Lab;
+use foundation_testkit::skip::skip;
 
 const BIN: &str = env!("CARGO_BIN_EXE_foundation");
 /// The delay line standing in for `tc netem delay` (no netem here).
@@ -21,7 +22,7 @@ const NETDELAY: &str = env!("CARGO_BIN_EXE_foundation-netdelay");
 fn loss_and_latency_tools() -> bool {
     for (tool, arg) in [("nft", "--version"), ("iptables-legacy", "--version")] {
         if std::process::Command::new(tool).arg(arg).output().is_err() {
-            eprintln!("SKIPPED: {tool} is not installed; .ci/run installs it");
+            skip(&format!("{tool} is not installed; .ci/run installs it"));
             return false;
         }
     }
@@ -32,7 +33,7 @@ fn lab_or_skip(hosts: usize) -> Option<Lab> {
     match Lab::new(hosts) {
         Ok(lab) => Some(lab),
         Err(e) => {
-            eprintln!("SKIPPED: {e}");
+            skip(&e.to_string());
             None
         }
     }
@@ -147,7 +148,7 @@ fn gossip_beacons_form_a_cluster_and_a_foreign_secret_is_dropped_and_counted() {
 #[test]
 fn bench_discovery_runs_and_reports_json() {
     if Lab::new(0).is_err() {
-        eprintln!("SKIPPED: the discovery bench needs root (network namespaces)");
+        skip("the discovery bench needs root (network namespaces)");
         return;
     }
     let out = std::process::Command::new(BIN)

@@ -7,7 +7,8 @@
 //! hundreds to thousands of nodes, so what the simulation proves is what
 //! ships.
 //!
-//! - [`NodeId`]: a node's identity.
+//! - [`NodeId`]: a node's identity; [`Channel`]: the four prioritized
+//!   channels; [`PROTOCOL_VERSION`].
 //! - [`process`]: child specs and their replicated map, placement by
 //!   rendezvous hashing, the split-brain quorum, handoffs, and the
 //!   [`Planner`](process::planner::Planner) that decides what a node
@@ -49,8 +50,14 @@
 //! assert!(matches!(&plan.commands[..], [Command::Start { instance, .. }] if instance == "leader"));
 //! ```
 
+mod channel;
 mod id;
 pub mod process;
 pub mod readiness;
 
+pub use channel::Channel;
 pub use id::NodeId;
+
+/// Version of the wire formats: frames, discovery beacons and records. A
+/// peer speaking another version is rejected.
+pub const PROTOCOL_VERSION: u8 = 2;

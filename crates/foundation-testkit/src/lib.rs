@@ -10,6 +10,8 @@
 //! - [`turmoil_udp`]: the real transport (quinn, TLS, frames) on turmoil's
 //!   simulated network, for a few dozen nodes with seeded loss, latency
 //!   and partitions (`tests/turmoil_transport.rs`).
+//! - [`skip`]: a test whose tool is missing says so, and fails under
+//!   `CI=true`.
 //! - [`turmoil_node`]: whole nodes on turmoil's network and time
 //!   (`tests/turmoil_cluster.rs`).
 
@@ -17,6 +19,7 @@ pub mod cluster;
 pub mod netdelay;
 pub mod netns;
 pub mod sim;
+pub mod skip;
 pub mod turmoil_node;
 pub mod turmoil_udp;
 

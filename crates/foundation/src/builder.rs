@@ -198,6 +198,18 @@ impl NodeBuilder {
                 _ => Box::new(StaticSeeds::new(resolved.config.cluster.seeds.clone())),
             },
         };
-        Node::start(resolved, strategy, self.sockets).await
+        let http = resolved.config.http.clone();
+        let node = Node::start(resolved, strategy, self.sockets).await?;
+        if http.enabled {
+            let addr = std::net::SocketAddr::new(http.bind, http.port);
+            match crate::http::serve(node.clone(), addr, node.cancel_token()).await {
+                Ok((bound, task)) => node.attach_http(bound, task),
+                Err(e) => {
+                    node.shutdown().await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(node)
     }
 }

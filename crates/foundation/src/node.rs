@@ -285,17 +285,6 @@ impl Node {
         node.spawn(node.clone().join_loop());
         node.spawn(node.clone().forget_loop());
         node.spawn(crate::clock::responder(node.clone()));
-        if config.http.enabled {
-            let addr = SocketAddr::new(config.http.bind, config.http.port);
-            let (bound, task) =
-                crate::http::serve(node.clone(), addr, node.inner.cancel.child_token()).await?;
-            *node
-                .inner
-                .http_addr
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(bound);
-            node.push_task(task);
-        }
         tracing::info!(
             node = %id,
             name = %node.inner.local.name,
@@ -310,6 +299,22 @@ impl Node {
 
     fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
         self.push_task(tokio::spawn(fut));
+    }
+
+    /// Serves the HTTP endpoint's task as one of the node's own: shutdown
+    /// stops and joins it.
+    pub(crate) fn attach_http(&self, bound: SocketAddr, task: JoinHandle<()>) {
+        *self
+            .inner
+            .http_addr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(bound);
+        self.push_task(task);
+    }
+
+    /// A token cancelled when the node stops.
+    pub(crate) fn cancel_token(&self) -> CancellationToken {
+        self.inner.cancel.child_token()
     }
 
     fn push_task(&self, task: JoinHandle<()>) {

@@ -33,7 +33,9 @@ fn free_port() -> u16 {
 
 async fn etcd() -> Option<EtcdServer> {
     if Command::new("etcd").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: etcd is not installed (apt-get install etcd-server); CI installs it");
+        foundation_testkit::skip::skip(
+            "etcd is not installed (apt-get install etcd-server); .ci/run installs it",
+        );
         return None;
     }
     let dir = tempfile::tempdir().expect("dir");

@@ -1,6 +1,7 @@
 //! `foundation bench ...`: benchmarks that print figures (and assert nothing).
 
 mod detect;
+#[cfg(feature = "lab")]
 mod discovery;
 mod failover;
 mod hol;
@@ -18,7 +19,9 @@ pub(crate) enum BenchCmd {
     Transport(transport::TransportBench),
     /// Time from SIGKILL of a node process to Down on every survivor.
     Detect(detect::DetectBench),
-    /// Time for N unconfigured nodes in network namespaces to see each other (root).
+    /// Time for N unconfigured nodes in network namespaces to see each other
+    /// (root; built with the `lab` feature).
+    #[cfg(feature = "lab")]
     Discovery(discovery::DiscoveryBench),
     /// Singleton failover after SIGKILL or SIGSTOP of its host (3 processes).
     Failover(failover::FailoverBench),
@@ -63,6 +66,7 @@ impl BenchCmd {
         match self {
             BenchCmd::Transport(b) => b.run().await,
             BenchCmd::Detect(b) => b.run().await,
+            #[cfg(feature = "lab")]
             BenchCmd::Discovery(b) => b.run().await,
             BenchCmd::Registry(b) => b.run().await,
             BenchCmd::Failover(b) => b.run().await,

@@ -6,5 +6,6 @@ pub(crate) mod doctor;
 pub(crate) mod http_get;
 pub(crate) mod node;
 pub(crate) mod procs;
+#[cfg(feature = "lab")]
 pub(crate) mod sim;
 pub(crate) mod status;

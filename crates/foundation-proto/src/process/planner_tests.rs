@@ -173,7 +173,8 @@ fn a_first_start_waits_until_the_view_holds_still() {
     let mut b = Node::new(B, SplitBrain::KeepAll, vec![singleton(&name)]);
     b.t0 = a.t0;
     // (view at A, view at B, ms, A starts, B starts)
-    let table: &[(&[NodeId], &[NodeId], u64, bool, bool)] = &[
+    type Row<'a> = (&'a [NodeId], &'a [NodeId], u64, bool, bool);
+    let table: &[Row] = &[
         (&[A], &[B], 0, false, false),
         (&[A], &[A, B], 100, false, false),
         (&[A], &[A, B], 499, false, false),

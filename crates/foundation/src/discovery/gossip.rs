@@ -30,7 +30,7 @@ use super::context::cluster_hash;
 use super::sink::{CandidateSink, Candidates, DiscoveryError};
 use super::{DiscoveryContext, Strategy, StrategyTask};
 use crate::id::NodeId;
-use crate::transport::PROTOCOL_VERSION;
+use foundation_proto::PROTOCOL_VERSION;
 
 const MAGIC: &[u8; 4] = b"FNDB";
 const VERSION: u8 = 1;

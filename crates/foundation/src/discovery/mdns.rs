@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::sink::{CandidateSink, Candidates, DiscoveryError};
 use super::{DiscoveryContext, Gossip, Strategy, StrategyTask};
-use crate::transport::PROTOCOL_VERSION;
+use foundation_proto::PROTOCOL_VERSION;
 
 /// The service type every node advertises and browses.
 pub const SERVICE_TYPE: &str = "_foundation._udp.local.";

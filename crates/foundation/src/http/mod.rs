@@ -4,6 +4,7 @@
 //! Off by default in library use, on in the CLI (`http.enabled`).
 
 mod health;
+mod metrics;
 
 use std::net::SocketAddr;
 
@@ -109,8 +110,8 @@ async fn metrics_handler(State(node): State<Node>) -> impl IntoResponse {
     .collect();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], {
         let pubsub = node.pubsub();
-        let mut text = crate::telemetry::render(node.raw().stats(), &counts);
-        text.push_str(&crate::telemetry::render_pubsub(
+        let mut text = metrics::render(node.raw().stats(), &counts);
+        text.push_str(&metrics::render_pubsub(
             &pubsub.stats(),
             &pubsub.lag(),
             pubsub.rejected_frames(),

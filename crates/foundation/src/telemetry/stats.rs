@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::transport::Channel;
+use foundation_proto::Channel;
 
 /// Why a membership datagram was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

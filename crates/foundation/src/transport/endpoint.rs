@@ -10,7 +10,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::channel::Channel;
 use super::error::{SendError, SendFailure, TransportError};
 use super::frame::{self, FrameDecoder, FrameError};
 use super::inbox::{Inbox, InboxFilter, Router};
@@ -20,6 +19,7 @@ use super::reader::read_stream;
 use crate::id::NodeId;
 use crate::security::TlsIdentity;
 use crate::telemetry::Stats;
+use foundation_proto::Channel;
 
 /// Settings the transport needs (from [`crate::config::TransportConfig`]).
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::channel::Channel;
+use foundation_proto::Channel;
 
 /// The transport could not start.
 #[derive(Debug, thiserror::Error)]

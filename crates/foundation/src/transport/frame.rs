@@ -21,11 +21,10 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
-use super::channel::Channel;
 use crate::id::NodeId;
+use foundation_proto::Channel;
 
-/// Version of the frame format. A frame of another version is rejected.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub use foundation_proto::PROTOCOL_VERSION;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX: usize = 4;

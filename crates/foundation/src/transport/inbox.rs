@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use super::channel::Channel;
 use super::frame::Envelope;
 use crate::id::NodeId;
+use foundation_proto::Channel;
 
 /// A message received from a peer.
 #[derive(Debug)]

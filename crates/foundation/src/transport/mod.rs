@@ -8,7 +8,6 @@
 //! `compress_above` on it are LZ4-compressed when both ends offered it in
 //! the TLS handshake (ALPN `foundation/2+lz4`).
 
-mod channel;
 mod endpoint;
 mod error;
 pub mod frame;
@@ -17,9 +16,9 @@ mod payload;
 mod peer;
 mod reader;
 
-pub use channel::Channel;
 pub use endpoint::{Transport, TransportSettings};
 pub use error::{SendError, SendFailure, TransportError};
+pub use foundation_proto::Channel;
 pub use frame::{Envelope, FrameDecoder, FrameError, PROTOCOL_VERSION};
 pub use inbox::{Inbox, InboxFilter, Incoming, RESERVED_KINDS};
 pub(crate) use payload::Payload;

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use tokio::sync::Mutex;
 
-use super::channel::Channel;
+use foundation_proto::Channel;
 
 /// Streams of the data channel. A data message names a lane (pub/sub uses
 /// its topic's hash), frames on one lane stay in order, and QUIC

@@ -4,11 +4,11 @@ use std::net::SocketAddr;
 
 use bytes::BytesMut;
 
-use super::channel::Channel;
 use super::endpoint::TransportSettings;
 use super::frame::{FrameDecoder, FrameError, LENGTH_PREFIX};
 use super::inbox::Router;
 use crate::telemetry::Stats;
+use foundation_proto::Channel;
 
 /// Application error code sent when a stream is stopped for a bad frame.
 pub(crate) const BAD_FRAME: u32 = 1;

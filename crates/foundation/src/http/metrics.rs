@@ -2,10 +2,10 @@
 
 use std::fmt::Write as _;
 
-use super::stats::{DropReason, Stats};
 use crate::membership::MemberState;
 use crate::pubsub::TopicStats;
-use crate::transport::Channel;
+use crate::telemetry::{DropReason, Stats};
+use foundation_proto::Channel;
 
 type PerChannel = fn(&Stats, Channel) -> u64;
 
@@ -14,7 +14,7 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// Renders the counters and the member counts by state.
-pub fn render(stats: &Stats, members: &[(MemberState, usize)]) -> String {
+pub(crate) fn render(stats: &Stats, members: &[(MemberState, usize)]) -> String {
     let mut out = String::new();
     header(
         &mut out,
@@ -118,7 +118,7 @@ type PerTopic = fn(&TopicStats) -> u64;
 
 /// Renders the pub/sub counters per topic, the subscriber lag per topic
 /// and the rejected frames.
-pub fn render_pubsub(
+pub(crate) fn render_pubsub(
     topics: &[(String, TopicStats)],
     lag: &[(String, usize)],
     rejected: u64,
