@@ -20,7 +20,7 @@ use std::time::Duration;
 use foundation::{Node, NodeId};
 use serde::Serialize;
 
-use crate::demo::Counter;
+use foundation_demo::Counter;
 
 /// Per publisher, what a subscriber received.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -177,7 +177,7 @@ impl Load {
 async fn call_once(node: &Node, name: &str, report: &Mutex<Report>) {
     lock(report).calls.attempted += 1;
     let result = match node.registry().lookup::<Counter>(name) {
-        Ok(Some(counter)) => counter.call(1, CALL_TIMEOUT).await.ok(),
+        Ok(Some(counter)) => counter.call(1, CALL_TIMEOUT).await.ok().map(|c| c.total),
         Ok(None) | Err(_) => None,
     };
     let mut r = lock(report);

@@ -2,7 +2,6 @@
 
 mod bench;
 mod cmd;
-mod demo;
 mod load;
 mod logging;
 mod table;

@@ -16,9 +16,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use foundation::process::{Context, Instance, Service, ServiceError, ServiceOptions, StopReason};
+use foundation::process::ServiceOptions;
 use foundation::telemetry::DropReason;
 use foundation::{MemberEvent, Node, NodeBuilder, NodeId};
+use foundation_demo::{Counted, Counter};
 use foundation_testkit::turmoil_node;
 use foundation_testkit::turmoil_udp::Loss;
 use tracing_subscriber::fmt::format::Writer;
@@ -32,36 +33,6 @@ const PUBLISHER: usize = 1;
 const PUBLISH_EVERY: Duration = Duration::from_millis(10);
 /// How often the invariants are checked (simulated).
 const CHECK_EVERY: Duration = Duration::from_millis(10);
-
-/// A counter whose total is handed over when it moves.
-struct Tally {
-    total: u64,
-    /// Counts the instances that started without a handoff.
-    fresh: Arc<AtomicU64>,
-}
-
-impl Service for Tally {
-    type Request = u64;
-    type Reply = u64;
-    type State = u64;
-
-    async fn started(&mut self, _: &mut Context, handoff: Option<u64>) -> Result<(), ServiceError> {
-        if handoff.is_none() {
-            self.fresh.fetch_add(1, Ordering::Relaxed);
-        }
-        self.total = handoff.unwrap_or(0);
-        Ok(())
-    }
-
-    async fn handle(&mut self, _: &mut Context, add: u64) -> Result<u64, ServiceError> {
-        self.total += add;
-        Ok(self.total)
-    }
-
-    async fn stopping(&mut self, _: &mut Context, _: &StopReason) -> Option<u64> {
-        Some(self.total)
-    }
-}
 
 /// What the hosts share with the test.
 #[derive(Default)]
@@ -106,11 +77,11 @@ async fn call_singleton(node: Node, shared: Arc<Shared>) {
         if !shared.calling.load(Ordering::Relaxed) {
             continue;
         }
-        let Ok(Some(leader)) = node.processes().lookup_singleton::<Tally>("leader") else {
+        let Ok(Some(leader)) = node.processes().lookup_singleton::<Counter>("leader") else {
             continue;
         };
         shared.attempted.fetch_add(1, Ordering::Relaxed);
-        if let Ok(total) = leader.call(1, Duration::from_secs(1)).await {
+        if let Ok(Counted { total, .. }) = leader.call(1, Duration::from_secs(1)).await {
             shared.acked.fetch_add(1, Ordering::Relaxed);
             shared.highest.fetch_max(total, Ordering::Relaxed);
         }
@@ -170,20 +141,10 @@ async fn node_main(i: usize, seed: u64, configure: Configure, shared: Arc<Shared
     )
     .start()
     .await?;
-    let fresh = shared.fresh_starts.clone();
-    node.processes()
-        .define("tally", move |_: &(), _: &Instance| Tally {
-            total: 0,
-            fresh: fresh.clone(),
-        });
-    let unused = Arc::new(AtomicU64::new(0));
-    let svc = node.services().spawn(
-        move || Tally {
-            total: 0,
-            fresh: unused.clone(),
-        },
-        ServiceOptions::default(),
-    );
+    foundation_demo::define_counting(&node, "tally", shared.fresh_starts.clone());
+    let svc = node
+        .services()
+        .spawn(Counter::new, ServiceOptions::default());
     node.registry().register(&format!("svc-{i}"), &svc)?;
     let mut sub = node.pubsub().subscribe::<u64>(TOPIC)?;
     // Every node names the singleton at boot, as replicas running the

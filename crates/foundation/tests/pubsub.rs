@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use foundation::messaging::{MessagingError, Name, Topic};
-use foundation::process::{Context, Service, ServiceError, ServiceOptions};
+use foundation::process::ServiceOptions;
 use foundation::pubsub::{lane_of, Publish};
 use foundation::{Channel, Node};
+use foundation_demo::Counter;
 use foundation_testkit::{assert_eventually, Cluster};
 
 const T: Duration = Duration::from_secs(10);
@@ -361,27 +362,13 @@ async fn malformed_pubsub_frames_are_rejected_without_harm() {
     c.shutdown().await;
 }
 
-/// Counts what it is sent.
-struct Counter(u64);
-
-impl Service for Counter {
-    type Request = u64;
-    type Reply = u64;
-    type State = ();
-
-    async fn handle(&mut self, _: &mut Context, add: u64) -> Result<u64, ServiceError> {
-        self.0 += add;
-        Ok(self.0)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messaging_sends_to_a_service_a_name_or_a_topic() {
     let mut c = Cluster::start(2).await.expect("cluster");
     let counter = c
         .node(0)
         .services()
-        .spawn(|| Counter(0), ServiceOptions::default());
+        .spawn(Counter::new, ServiceOptions::default());
     c.node(0)
         .registry()
         .register_sync("counter", &counter, T)
@@ -398,7 +385,7 @@ async fn messaging_sends_to_a_service_a_name_or_a_topic() {
     m.send(&Name::<Counter>::new("counter"), 3)
         .await
         .expect("to a name");
-    assert_eq!(remote.call(0, T).await.expect("call"), 5);
+    assert_eq!(remote.call(0, T).await.expect("call").total, 5);
 
     let err = m
         .send(&Name::<Counter>::new("nobody"), 1)

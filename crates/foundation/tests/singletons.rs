@@ -4,41 +4,17 @@
 
 use std::time::Duration;
 
-use foundation::process::{Context, Instance, Service, ServiceError, StopReason};
+use foundation::process::Instance;
 use foundation::{Node, NodeId};
+use foundation_demo::Counter;
 use foundation_testkit::{assert_eventually, Cluster};
 
 const T: Duration = Duration::from_secs(5);
 const SETTLE: Duration = Duration::from_secs(20);
 
-/// A counter whose total survives handoff.
-struct Tally {
-    total: u64,
-}
-
-impl Service for Tally {
-    type Request = u64;
-    type Reply = (u64, NodeId);
-    type State = u64;
-
-    async fn started(&mut self, _: &mut Context, handoff: Option<u64>) -> Result<(), ServiceError> {
-        self.total = handoff.unwrap_or(0);
-        Ok(())
-    }
-
-    async fn handle(&mut self, ctx: &mut Context, add: u64) -> Result<(u64, NodeId), ServiceError> {
-        self.total += add;
-        Ok((self.total, ctx.node().id()))
-    }
-
-    async fn stopping(&mut self, _: &mut Context, _: &StopReason) -> Option<u64> {
-        Some(self.total)
-    }
-}
-
 fn define(node: &Node) {
     node.processes()
-        .define("tally", |_: &(), _: &Instance| Tally { total: 0 });
+        .define("tally", |_: &(), _: &Instance| Counter::new());
 }
 
 async fn cluster(n: usize) -> Cluster {
@@ -96,10 +72,10 @@ async fn a_singleton_runs_once_and_restarts_elsewhere_when_its_node_crashes() {
     for n in c.running() {
         let r = n
             .processes()
-            .lookup_singleton::<Tally>("leader")
+            .lookup_singleton::<Counter>("leader")
             .expect("typed")
             .expect("found");
-        assert_eq!(r.call(1, T).await.expect("call").1, holder);
+        assert_eq!(r.call(1, T).await.expect("call").node, holder);
     }
     let h = index_of(&c, holder);
     c.kill(h).await;
@@ -110,10 +86,10 @@ async fn a_singleton_runs_once_and_restarts_elsewhere_when_its_node_crashes() {
         assert_eq!(n.processes().children().len(), 1);
         let r = n
             .processes()
-            .lookup_singleton::<Tally>("leader")
+            .lookup_singleton::<Counter>("leader")
             .expect("typed")
             .expect("found");
-        assert_eq!(r.call(0, T).await.expect("call").1, next);
+        assert_eq!(r.call(0, T).await.expect("call").node, next);
     }
     c.shutdown().await;
 }
@@ -130,11 +106,11 @@ async fn a_rolling_restart_of_every_node_loses_no_singleton_state() {
     for round in 0..3 {
         for i in 0..3 {
             // Add something wherever it runs now.
-            let (total, _) = {
+            let foundation_demo::Counted { total, .. } = {
                 let n = c.node((i + 1) % 3);
                 let r = n
                     .processes()
-                    .lookup_singleton::<Tally>("acc")
+                    .lookup_singleton::<Counter>("acc")
                     .expect("typed")
                     .expect("found");
                 r.call(10, T).await.expect("call")
@@ -150,10 +126,10 @@ async fn a_rolling_restart_of_every_node_loses_no_singleton_state() {
     let n = c.node(0);
     let r = n
         .processes()
-        .lookup_singleton::<Tally>("acc")
+        .lookup_singleton::<Counter>("acc")
         .expect("typed")
         .expect("found");
-    assert_eq!(r.call(0, T).await.expect("call").0, expected);
+    assert_eq!(r.call(0, T).await.expect("call").total, expected);
     c.shutdown().await;
 }
 
@@ -172,7 +148,7 @@ async fn shards_that_move_to_a_new_node_bring_their_state() {
     .await;
     for s in 0..shards {
         let r = reg
-            .lookup::<Tally>(&format!("cells#{s}"))
+            .lookup::<Counter>(&format!("cells#{s}"))
             .expect("typed")
             .expect("found");
         r.call(u64::from(s) + 100, T).await.expect("call");
@@ -197,9 +173,9 @@ async fn shards_that_move_to_a_new_node_bring_their_state() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     for s in 0..shards {
         let name = format!("cells#{s}");
-        let r = reg.lookup::<Tally>(&name).expect("typed").expect("found");
+        let r = reg.lookup::<Counter>(&name).expect("typed").expect("found");
         assert_eq!(
-            r.call(0, T).await.expect("call").0,
+            r.call(0, T).await.expect("call").total,
             u64::from(s) + 100,
             "{name} lost its state"
         );
@@ -208,7 +184,7 @@ async fn shards_that_move_to_a_new_node_bring_their_state() {
     let r = c
         .node(1)
         .processes()
-        .lookup_shard::<Tally>("cells", "user-42")
+        .lookup_shard::<Counter>("cells", "user-42")
         .expect("typed");
     assert!(r.is_some());
     c.shutdown().await;

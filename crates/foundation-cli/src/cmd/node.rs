@@ -119,10 +119,10 @@ impl NodeCmd {
         if let Some(addr) = node.http_addr() {
             tracing::info!("health: http://{addr}/health");
         }
-        crate::demo::define(&node);
+        foundation_demo::define(&node);
         for name in &self.singleton {
             node.processes()
-                .start_singleton(name, crate::demo::KIND, &())
+                .start_singleton(name, foundation_demo::KIND, &())
                 .with_context(|| format!("cannot start singleton {name}"))?;
         }
         let load = crate::load::Load {
