@@ -16,6 +16,41 @@ pub async fn start() -> Result<Node, StartError> {
 
 /// Builds a [`Node`]. Builder settings have the highest precedence
 /// (builder > env > file > detection > defaults).
+///
+/// ```
+/// use std::time::Duration;
+/// use foundation::{NodeBuilder, Profile};
+///
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // The Apprentice tier: one word names the discovery strategy; any key
+/// // of `foundation config explain` can be set by name.
+/// let seed = NodeBuilder::isolated()
+///     .cluster("static")
+///     .name("seed")
+///     .profile(Profile::Production)
+///     .secret("a-long-random-secret-from-your-vault")
+///     .bind("127.0.0.1".parse()?)
+///     .port(0)
+///     .set("membership.probe_period_ms", "300")
+///     .start()
+///     .await?;
+/// let other = NodeBuilder::isolated()
+///     .cluster("static")
+///     .name("other")
+///     .profile(Profile::Production)
+///     .secret("a-long-random-secret-from-your-vault")
+///     .bind("127.0.0.1".parse()?)
+///     .port(0)
+///     .seeds([seed.membership_addr().to_string()])
+///     .start()
+///     .await?;
+/// other.wait_for_members(2, Duration::from_secs(10)).await.map_err(|_| "no join")?;
+/// other.shutdown().await;
+/// seed.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct NodeBuilder {
     resolver: Resolver,

@@ -1,10 +1,20 @@
 //! Foundation: distributed Rust applications as easy as single-node ones.
 //!
-//! A [`Node`] discovers its peers, joins a cluster with SWIM membership
-//! ([`membership`], through foca), and talks to the other members over QUIC
-//! with mutual TLS ([`transport`], through quinn and rustls) on four
-//! prioritized [`Channel`]s: control, events, telemetry, data. Configuration
-//! comes in three tiers resolved by one [`config::Resolver`].
+//! A [`Node`] discovers its peers ([`discovery`]: static seeds, mDNS,
+//! multicast gossip, DNS, Kubernetes, Consul, etcd), joins a cluster with
+//! SWIM membership ([`membership`], through foca), and talks to the other
+//! members over QUIC with mutual TLS ([`transport`], through quinn and
+//! rustls) on four prioritized [`Channel`]s: control, events, telemetry,
+//! data. On top of that it keeps a cluster-wide [`Registry`] of named
+//! services, runs supervised [`Service`]s reachable from any node through a
+//! [`ServiceRef`], places singletons, replicated and partitioned children
+//! across the cluster with failover and state handoff
+//! ([`process::ProcessManager`]), and publishes and subscribes across nodes
+//! ([`PubSub`]). Configuration comes in three tiers resolved by one
+//! [`config::Resolver`].
+//!
+//! The decisions of the process manager are made by a sans-IO planner in
+//! the `foundation-proto` crate, which the test kit's simulator drives too.
 //!
 //! # Walkthrough: two nodes in one process
 //!
@@ -174,7 +184,7 @@
 //! - [`config`]: tiers, keys, the resolver, `config explain` text.
 //! - [`transport`]: QUIC endpoint, channels, frames, inboxes.
 //! - [`membership`]: the sans-IO SWIM core and its tokio shell.
-//! - [`discovery`]: the strategy trait and the `static` strategy.
+//! - [`discovery`]: the strategy trait and the seven built-in strategies.
 //! - [`security`]: keys and certificates derived from the cluster secret.
 //! - [`http`]: `/health`, `/ready`, `/metrics`, `/members`, `/registry` (axum).
 //! - [`registry`]: the cluster-wide registry: sans-IO state, sync task, facade.
@@ -183,7 +193,7 @@
 //! - [`pubsub`]: topics, typed subscriptions, broadcasts (ADR 010).
 //! - [`messaging`]: one `send` to a service, a registered name or a topic.
 //! - [`faults`]: transport-level fault injection for tests.
-//! - [`telemetry`]: per-node counters and their Prometheus rendering.
+//! - [`telemetry`]: per-node counters ([`http`] renders them for Prometheus).
 
 mod builder;
 mod clock;

@@ -159,6 +159,41 @@ impl<M: Serialize + Send + Sync + 'static> Target<M> for Topic<M> {
 }
 
 /// The messaging facade: `node.messaging()`.
+///
+/// ```
+/// use foundation::messaging::{Name, Topic};
+/// use foundation::process::{Context, Service, ServiceError, ServiceOptions};
+///
+/// struct Log;
+/// impl Service for Log {
+///     type Request = String;
+///     type Reply = ();
+///     type State = ();
+///     async fn handle(&mut self, _: &mut Context, _: String) -> Result<(), ServiceError> {
+///         Ok(())
+///     }
+/// }
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let node = foundation::NodeBuilder::isolated()
+///     .cluster("static")
+///     .secret("doc-example-secret-0123456789")
+///     .bind("127.0.0.1".parse()?)
+///     .port(0)
+///     .start()
+///     .await?;
+/// let log = node.services().spawn(|| Log, ServiceOptions::default());
+/// node.registry().register("log", &log)?;
+/// let m = node.messaging();
+/// // One `send` for a service ref, a registered name or a topic.
+/// m.send(&log, "to the ref".to_owned()).await?;
+/// m.send(&Name::<Log>::new("log"), "to the name".to_owned()).await?;
+/// let published = m.send(&Topic::<String>::new("news"), "to a topic".to_owned()).await?;
+/// assert_eq!(published.nodes, 0);
+/// node.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Messaging {
     pub(crate) node: Node,

@@ -46,6 +46,58 @@ pub use static_seeds::StaticSeeds;
 pub type StrategyTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// A discovery strategy.
+///
+/// A custom one is a type with a name and a task that publishes candidate
+/// sets; hand it to [`NodeBuilder::discovery`](crate::NodeBuilder::discovery).
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use std::time::Duration;
+/// use foundation::discovery::{CandidateSink, Candidates, DiscoveryContext, Strategy, StrategyTask};
+/// use foundation::NodeBuilder;
+/// use tokio_util::sync::CancellationToken;
+///
+/// /// Reads peers from wherever you keep them (here: a fixed list).
+/// #[derive(Debug)]
+/// struct Inventory(Vec<SocketAddr>);
+///
+/// impl Strategy for Inventory {
+///     fn name(&self) -> &'static str {
+///         "inventory"
+///     }
+///     fn run(self: Box<Self>, _ctx: DiscoveryContext, sink: CandidateSink, cancel: CancellationToken) -> StrategyTask {
+///         Box::pin(async move {
+///             // Publish, then refresh until the node stops. A failure
+///             // would be `sink.fail(..)`: the last good set stays.
+///             loop {
+///                 sink.publish(self.0.iter().copied().collect::<Candidates>());
+///                 tokio::select! {
+///                     _ = cancel.cancelled() => return,
+///                     _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+///                 }
+///             }
+///         })
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let node = |name: &str| {
+///     NodeBuilder::isolated()
+///         .name(name)
+///         .secret("doc-example-secret-0123456789")
+///         .bind("127.0.0.1".parse().expect("ip"))
+///         .port(0)
+/// };
+/// let a = node("a").cluster("static").start().await?;
+/// let b = node("b").discovery(Inventory(vec![a.membership_addr()])).start().await?;
+/// b.wait_for_members(2, Duration::from_secs(10)).await.map_err(|_| "no join")?;
+/// assert_eq!(b.discovery().0, "inventory");
+/// b.shutdown().await;
+/// a.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 pub trait Strategy: Send + 'static {
     /// Its name, as in `FOUNDATION_CLUSTER`.
     fn name(&self) -> &'static str;

@@ -13,6 +13,40 @@ use crate::registry::ServiceAddr;
 use crate::Node;
 
 /// Starts and stops this node's services.
+///
+/// ```
+/// use std::time::Duration;
+/// use foundation::process::{Context, Restart, Service, ServiceError, ServiceOptions};
+///
+/// /// Sums what it is sent; restarted from zero if it fails.
+/// struct Sum(u64);
+/// impl Service for Sum {
+///     type Request = u64;
+///     type Reply = u64;
+///     type State = ();
+///     async fn handle(&mut self, _: &mut Context, n: u64) -> Result<u64, ServiceError> {
+///         self.0 += n;
+///         Ok(self.0)
+///     }
+/// }
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let node = foundation::NodeBuilder::isolated()
+///     .cluster("static")
+///     .secret("doc-example-secret-0123456789")
+///     .bind("127.0.0.1".parse()?)
+///     .port(0)
+///     .start()
+///     .await?;
+/// let options = ServiceOptions { restart: Restart::Permanent, ..Default::default() };
+/// let sum = node.services().spawn(|| Sum(0), options);
+/// sum.call(2, Duration::from_secs(5)).await?;
+/// assert_eq!(sum.call(3, Duration::from_secs(5)).await?, 5);
+/// assert!(node.services().stop(sum.addr()).await);
+/// node.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Services {
     pub(crate) host: Arc<Host>,

@@ -164,6 +164,62 @@ impl ManagerShared {
 /// code); a child spec names a kind and its arguments, so any node can
 /// start it. Specs are replicated to every member, so none is forgotten
 /// when the node that started it dies.
+///
+/// ```
+/// use std::time::Duration;
+/// use foundation::process::{Context, Instance, Service, ServiceError, StopReason};
+///
+/// /// Counts, and hands its count to the next owner when it moves.
+/// struct Count(u64);
+/// impl Service for Count {
+///     type Request = u64;
+///     type Reply = u64;
+///     type State = u64;
+///     async fn started(&mut self, _: &mut Context, handoff: Option<u64>) -> Result<(), ServiceError> {
+///         self.0 = handoff.unwrap_or(0);
+///         Ok(())
+///     }
+///     async fn handle(&mut self, _: &mut Context, n: u64) -> Result<u64, ServiceError> {
+///         self.0 += n;
+///         Ok(self.0)
+///     }
+///     async fn stopping(&mut self, _: &mut Context, _: &StopReason) -> Option<u64> {
+///         Some(self.0) // handed to the next owner on migration or shutdown
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let node = foundation::NodeBuilder::isolated()
+///     .cluster("static")
+///     .secret("doc-example-secret-0123456789")
+///     .bind("127.0.0.1".parse()?)
+///     .port(0)
+///     .start()
+///     .await?;
+/// // Define on every node; start from any node, once.
+/// node.processes().define("count", |_: &(), _: &Instance| Count(0));
+/// node.processes().start_singleton("visits", "count", &())?;
+/// node.processes().start_partitioned("carts", "count", &(), 4)?;
+/// let visits = loop {
+///     match node.processes().lookup_singleton::<Count>("visits")? {
+///         Some(r) => break r,
+///         None => tokio::time::sleep(Duration::from_millis(20)).await,
+///     }
+/// };
+/// assert_eq!(visits.call(1, Duration::from_secs(5)).await?, 1);
+/// // A partitioned child: the shard that owns a key.
+/// let cart = loop {
+///     match node.processes().lookup_shard::<Count>("carts", "customer-7")? {
+///         Some(r) => break r,
+///         None => tokio::time::sleep(Duration::from_millis(20)).await,
+///     }
+/// };
+/// assert_eq!(cart.call(2, Duration::from_secs(5)).await?, 2);
+/// node.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct ProcessManager {
     pub(crate) shared: Arc<ManagerShared>,

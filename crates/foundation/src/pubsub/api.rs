@@ -143,6 +143,29 @@ impl Shared {
 /// the publisher (a round trip). Subscriptions on a node that joins later
 /// receive messages published after its interest arrived; nothing is
 /// replayed.
+///
+/// ```
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let node = foundation::NodeBuilder::isolated()
+///     .cluster("static")
+///     .secret("doc-example-secret-0123456789")
+///     .bind("127.0.0.1".parse()?)
+///     .port(0)
+///     .start()
+///     .await?;
+/// // Typed topics: any serde type. A broadcast reaches every subscriber
+/// // in the cluster, this node's included.
+/// let mut orders = node.pubsub().subscribe::<String>("orders")?;
+/// let sent = node.pubsub().broadcast("orders", "order-1".to_owned()).await?;
+/// assert_eq!(sent.nodes, 0); // no other node subscribes
+/// let got = tokio::time::timeout(Duration::from_secs(5), orders.recv()).await?;
+/// assert_eq!(got.as_deref().map(String::as_str), Some("order-1"));
+/// node.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct PubSub {
     pub(crate) shared: Arc<Shared>,

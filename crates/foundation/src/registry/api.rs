@@ -54,6 +54,43 @@ pub enum RegistryError {
 /// Entries are owned by the node hosting the service: they go away when
 /// the service stops or the node leaves or is declared down. Changes are
 /// pushed to every member at once and repaired by anti-entropy.
+///
+/// ```
+/// use std::time::Duration;
+/// use foundation::process::{Context, Service, ServiceError, ServiceOptions};
+///
+/// struct Echo;
+/// impl Service for Echo {
+///     type Request = String;
+///     type Reply = String;
+///     type State = ();
+///     async fn handle(&mut self, _: &mut Context, s: String) -> Result<String, ServiceError> {
+///         Ok(s)
+///     }
+/// }
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let node = foundation::NodeBuilder::isolated()
+///     .cluster("static")
+///     .secret("doc-example-secret-0123456789")
+///     .bind("127.0.0.1".parse()?)
+///     .port(0)
+///     .start()
+///     .await?;
+/// let echo = node.services().spawn(|| Echo, ServiceOptions::default());
+/// // Unique names: one service per name in the cluster. `register_sync`
+/// // returns once every member has applied it.
+/// node.registry().register_sync("echo", &echo, Duration::from_secs(5)).await?;
+/// // Any node looks it up by name and protocol, and calls it.
+/// let found = node.registry().lookup::<Echo>("echo")?.ok_or("not found")?;
+/// assert_eq!(found.call("hi".into(), Duration::from_secs(5)).await?, "hi");
+/// // Groups: many services under one name.
+/// node.registry().join("echoes", &echo)?;
+/// assert_eq!(node.registry().members_of::<Echo>("echoes").len(), 1);
+/// node.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Registry {
     pub(crate) shared: Arc<RegistryShared>,
