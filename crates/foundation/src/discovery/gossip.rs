@@ -55,6 +55,7 @@ pub struct Beacon {
 
 /// Why a beacon was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BeaconError {
     /// Too short, or not a Foundation beacon.
     #[error("not a beacon")]

@@ -53,6 +53,7 @@ impl DatagramKind {
 
 /// Why a datagram was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum OpenError {
     /// Shorter than the sealing overhead.
     #[error("datagram too short")]

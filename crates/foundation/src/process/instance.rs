@@ -227,7 +227,7 @@ async fn guard<T>(
 ) -> Result<T, StopReason> {
     match AssertUnwindSafe(fut).catch_unwind().await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(StopReason::Error(e.0)),
+        Ok(Err(e)) => Err(StopReason::Error(e.chain())),
         Err(p) => Err(StopReason::Panic(panic_message(p.as_ref()))),
     }
 }

@@ -40,6 +40,7 @@ pub struct Instance {
 
 /// Why a process manager call failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProcessError {
     /// No kind of that name was defined on this node.
     #[error(

@@ -86,20 +86,68 @@ pub trait Service: Send + Sized + 'static {
     }
 }
 
-/// A service's failure, as returned from its hooks.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[error("{0}")]
-pub struct ServiceError(pub String);
+/// A service's failure, as returned from its hooks: a message, and the
+/// error that caused it when there is one (its `source()`).
+///
+/// ```
+/// use foundation::process::ServiceError;
+///
+/// let io = std::io::Error::new(std::io::ErrorKind::NotFound, "ledger.db");
+/// let e = ServiceError::with_source("cannot open the ledger", io);
+/// assert_eq!(e.to_string(), "cannot open the ledger");
+/// assert_eq!(e.chain(), "cannot open the ledger: ledger.db");
+/// assert!(std::error::Error::source(&e).is_some());
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ServiceError {
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
 
 impl ServiceError {
     /// An error with this message.
     pub fn new(message: impl Into<String>) -> Self {
-        ServiceError(message.into())
+        ServiceError {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error with this message, caused by `source`.
+    pub fn with_source(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        ServiceError {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// The message, without its causes.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The message followed by each cause, `: `-separated (what a stop
+    /// reason and a remote caller see).
+    pub fn chain(&self) -> String {
+        let mut out = self.message.clone();
+        let mut next = std::error::Error::source(self);
+        while let Some(e) = next {
+            out.push_str(": ");
+            out.push_str(&e.to_string());
+            next = e.source();
+        }
+        out
     }
 }
 
 /// Why an instance stopped.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum StopReason {
     /// It asked to stop ([`Context::stop`]) or was stopped through its ref.
     Normal,

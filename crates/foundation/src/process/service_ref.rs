@@ -14,6 +14,7 @@ use crate::registry::ServiceAddr;
 
 /// Why a call or cast failed. Each names the target.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CallError {
     /// No reply within the timeout.
     #[error("no reply from service {addr} within {after:?}")]

@@ -15,6 +15,7 @@ use crate::process::{Host, Service, ServiceRef};
 
 /// Why a registry call failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RegistryError {
     /// The name is taken or invalid.
     #[error(transparent)]

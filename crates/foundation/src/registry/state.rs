@@ -82,6 +82,7 @@ pub enum Applied {
 
 /// Why a local registration was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RegisterError {
     /// The unique name is held by another service.
     #[error("the name {name:?} is already registered to {holder}")]
