@@ -2,7 +2,9 @@
 
 use std::net::IpAddr;
 
-use crate::config::{ConfigError, DiscoveryKind, Layer, Profile, Resolved, Resolver, Value};
+use crate::config::{
+    Config, ConfigError, DiscoveryKind, Layer, Profile, Resolved, Resolver, Value,
+};
 use crate::discovery::{Dns, Gossip, Mdns, StaticSeeds, Strategy};
 use crate::error::StartError;
 use crate::node::{Node, Sockets};
@@ -57,6 +59,16 @@ pub struct NodeBuilder {
     error: Option<ConfigError>,
     strategy: Option<Box<dyn DebugStrategy>>,
     sockets: Option<Sockets>,
+    adjust: Vec<Adjust>,
+}
+
+/// A Wizard's change to the resolved configuration ([`NodeBuilder::config`]).
+struct Adjust(Box<dyn Fn(&mut Config) + Send + Sync>);
+
+impl std::fmt::Debug for Adjust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Adjust")
+    }
 }
 
 /// A [`Strategy`] that is also `Debug` (blanket-implemented).
@@ -77,6 +89,7 @@ impl NodeBuilder {
             error: None,
             strategy: None,
             sockets: None,
+            adjust: Vec::new(),
         }
     }
 
@@ -88,6 +101,7 @@ impl NodeBuilder {
             error: None,
             strategy: None,
             sockets: None,
+            adjust: Vec::new(),
         }
     }
 
@@ -98,6 +112,7 @@ impl NodeBuilder {
             error: None,
             strategy: None,
             sockets: None,
+            adjust: Vec::new(),
         }
     }
 
@@ -210,7 +225,42 @@ impl NodeBuilder {
         if let Some(e) = &self.error {
             return Err(e.clone());
         }
-        self.resolver.resolve()
+        let mut resolved = self.resolver.resolve()?;
+        if !self.adjust.is_empty() {
+            for Adjust(f) in &self.adjust {
+                f(&mut resolved.config);
+            }
+            resolved.config.validate()?;
+        }
+        Ok(resolved)
+    }
+
+    /// The Wizard tier: changes the resolved [`Config`] directly (after
+    /// every layer has been merged), then validates it again. Start from a
+    /// preset with `*c = Config::wan()`, or change single fields.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use foundation::{Config, NodeBuilder};
+    ///
+    /// let resolved = NodeBuilder::isolated()
+    ///     .config(|c| {
+    ///         c.membership = Config::wan().membership; // ~100 ms round trips
+    ///         c.registry.sync_interval = Duration::from_secs(1);
+    ///     })
+    ///     .resolve()?;
+    /// assert_eq!(resolved.config.membership.probe_period, Duration::from_secs(1));
+    ///
+    /// // A contradiction is refused with the same errors as the resolver's.
+    /// let bad = NodeBuilder::isolated()
+    ///     .config(|c| c.membership.probe_rtt = c.membership.probe_period * 2)
+    ///     .resolve();
+    /// assert!(bad.is_err());
+    /// # Ok::<(), foundation::ConfigError>(())
+    /// ```
+    pub fn config(mut self, f: impl Fn(&mut Config) + Send + Sync + 'static) -> Self {
+        self.adjust.push(Adjust(Box::new(f)));
+        self
     }
 
     /// Starts the node: binds sockets, starts membership, discovery and
@@ -237,7 +287,8 @@ impl NodeBuilder {
         let node = Node::start(resolved, strategy, self.sockets).await?;
         if http.enabled {
             let addr = std::net::SocketAddr::new(http.bind, http.port);
-            match crate::http::serve(node.clone(), addr, node.cancel_token()).await {
+            let serve = crate::http::serve(node.clone(), addr, node.cancel_token());
+            match tracing::Instrument::instrument(serve, node.span().clone()).await {
                 Ok((bound, task)) => node.attach_http(bound, task),
                 Err(e) => {
                     node.shutdown().await;

@@ -213,6 +213,7 @@ pub mod pubsub;
 pub mod registry;
 pub mod security;
 mod shell_time;
+mod tasks;
 pub mod telemetry;
 pub mod transport;
 

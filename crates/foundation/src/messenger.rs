@@ -17,6 +17,8 @@ pub(crate) struct Messenger {
     pub(crate) transport: Transport,
     pub(crate) membership: Membership,
     pub(crate) local: MemberId,
+    /// The node's tasks: what the cluster services spawn goes here.
+    pub(crate) tasks: crate::tasks::Tasks,
 }
 
 impl Messenger {

@@ -29,9 +29,13 @@ use crate::process::{
 };
 use crate::registry::{Registry, RegistryShared, SyncTask};
 use crate::security::{derive_key, KeyPurpose, TlsIdentity};
+use crate::tasks::Tasks;
 use crate::telemetry::Stats;
 use crate::transport::{Channel, Inbox, InboxFilter, SendError, Transport};
+use tracing::Instrument as _;
 
+/// How long stopped tasks get to end before shutdown gives up on them.
+const TASKS_STOP_WITHIN: Duration = Duration::from_secs(5);
 /// Interval of join attempts while this node has no active member.
 const JOIN_INTERVAL_ALONE: Duration = Duration::from_millis(500);
 /// Interval of join attempts to candidates that are not members yet.
@@ -63,7 +67,10 @@ struct Inner {
     alone_by_config: bool,
     ready: AtomicBool,
     cancel: CancellationToken,
+    /// Tasks that spawn themselves (membership shell, HTTP server).
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Everything else the node runs.
+    spawned: Tasks,
     http_addr: Mutex<Option<SocketAddr>>,
     stopped: AtomicBool,
 }
@@ -107,8 +114,25 @@ impl Node {
         strategy: Box<dyn Strategy>,
         given: Option<Sockets>,
     ) -> Result<Node, StartError> {
-        let config = resolved.config.clone();
         let id = NodeId::random();
+        // Every event of this node, from any of its tasks, carries its id
+        // and name: several nodes in one process stay apart in the logs.
+        let span = tracing::info_span!("node", node = %id, name = %resolved.config.node.name);
+        Self::start_in(resolved, strategy, given, id, span.clone())
+            .instrument(span)
+            .await
+    }
+
+    async fn start_in(
+        resolved: Resolved,
+        strategy: Box<dyn Strategy>,
+        given: Option<Sockets>,
+        id: NodeId,
+        span: tracing::Span,
+    ) -> Result<Node, StartError> {
+        let config = resolved.config.clone();
+        let cancel = CancellationToken::new();
+        let tasks = Tasks::new(span, cancel.clone());
         let stats = Arc::new(Stats::default());
         let faults = crate::faults::Faults::default();
         let tls = TlsIdentity::from_config(&config)?;
@@ -161,10 +185,10 @@ impl Node {
             stats.clone(),
             config.membership.probe_rtt,
             faults.clone(),
+            tasks.clone(),
         );
 
         let (sink, candidates) = CandidateSink::new();
-        let cancel = CancellationToken::new();
         let strategy_name = strategy.name();
         let ctx = DiscoveryContext {
             node: id,
@@ -181,7 +205,7 @@ impl Node {
             kubernetes: config.kubernetes.clone(),
             stats: stats.clone(),
         };
-        let discovery_task = tokio::spawn(strategy.run(ctx, sink.clone(), cancel.child_token()));
+        tasks.spawn(strategy.run(ctx, sink.clone(), cancel.child_token()));
         let alone_by_config =
             config.cluster.discovery == DiscoveryKind::Static && config.cluster.seeds.is_empty();
 
@@ -189,6 +213,7 @@ impl Node {
             transport: transport.clone(),
             membership: membership.clone(),
             local: local.clone(),
+            tasks: tasks.clone(),
         };
         let registry = Arc::new(RegistryShared::new(
             messenger.clone(),
@@ -253,7 +278,8 @@ impl Node {
                 alone_by_config,
                 ready: AtomicBool::new(false),
                 cancel,
-                tasks: Mutex::new(vec![m_task, discovery_task]),
+                tasks: Mutex::new(vec![m_task]),
+                spawned: tasks,
                 http_addr: Mutex::new(None),
                 stopped: AtomicBool::new(false),
             }),
@@ -298,7 +324,7 @@ impl Node {
     }
 
     fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
-        self.push_task(tokio::spawn(fut));
+        self.inner.spawned.spawn(fut);
     }
 
     /// Serves the HTTP endpoint's task as one of the node's own: shutdown
@@ -310,6 +336,11 @@ impl Node {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(bound);
         self.push_task(task);
+    }
+
+    /// The node's span: its id and name, on every event of its tasks.
+    pub(crate) fn span(&self) -> &tracing::Span {
+        self.inner.spawned.span()
     }
 
     /// A token cancelled when the node stops.
@@ -516,6 +547,11 @@ impl Node {
     /// Leaves the cluster gracefully (the others see `Left`), then stops
     /// every task this node started and closes its sockets.
     pub async fn shutdown(&self) {
+        let span = self.inner.spawned.span().clone();
+        self.shutdown_in().instrument(span).await;
+    }
+
+    async fn shutdown_in(&self) {
         if self.inner.stopped.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -564,6 +600,10 @@ impl Node {
             std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for t in tasks {
             let _ = t.await;
+        }
+        let left = self.inner.spawned.join(TASKS_STOP_WITHIN).await;
+        if left > 0 {
+            tracing::warn!(tasks = left, "tasks still running after shutdown");
         }
     }
 

@@ -46,13 +46,17 @@ impl Outbox {
         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
         let tx = queues.entry(to).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
-            tokio::spawn(drain(
-                self.messenger.clone(),
-                to,
-                rx,
-                self.cancel.clone(),
-                self.what,
-            ));
+            let tasks = &self.messenger.tasks;
+            tasks.spawn_in(
+                tasks.peer_span(to, self.what),
+                drain(
+                    self.messenger.clone(),
+                    to,
+                    rx,
+                    self.cancel.clone(),
+                    self.what,
+                ),
+            );
             tx
         });
         match tx.try_send((kind, payload)) {

@@ -611,3 +611,40 @@ impl Merge<'_> {
         }
     }
 }
+
+impl Default for Config {
+    /// What a node resolves with nothing set: no environment, no file, the
+    /// development profile, this host's name ([`Resolver::new`]).
+    fn default() -> Self {
+        // Nothing here comes from input (no environment, no file): the
+        // defaults always resolve and validate, which a test checks.
+        #[allow(clippy::expect_used)]
+        Resolver::new()
+            .no_file_detection()
+            .resolve()
+            .expect("the defaults resolve and validate")
+            .config
+    }
+}
+
+impl Config {
+    /// For a LAN: the defaults.
+    pub fn lan() -> Self {
+        Config::default()
+    }
+
+    /// For round trips around 100 ms: the defaults with
+    /// [`MembershipConfig::wan`] timings.
+    pub fn wan() -> Self {
+        Config {
+            membership: super::MembershipConfig::wan(),
+            ..Config::default()
+        }
+    }
+
+    /// Checks that the values make sense together (what the resolver checks
+    /// after merging its layers); call it after changing fields by hand.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate::validate(self, &BTreeMap::new())
+    }
+}

@@ -413,3 +413,35 @@ fn static_quorum_needs_its_size_and_keep_all_is_a_word() {
         .resolve()
         .is_err());
 }
+
+#[test]
+fn the_default_config_is_what_an_empty_resolver_gives_and_validates() {
+    let resolved = Resolver::new()
+        .no_file_detection()
+        .resolve()
+        .expect("resolves");
+    let config = Config::default();
+    assert_eq!(config, resolved.config);
+    config.validate().expect("the defaults validate");
+    assert_eq!(Config::lan(), config);
+}
+
+#[test]
+fn the_wan_preset_has_round_trip_sized_timings_and_validates() {
+    let wan = Config::wan();
+    wan.validate().expect("wan validates");
+    assert_eq!(wan.membership.probe_period, Duration::from_millis(1_000));
+    assert_eq!(wan.membership.probe_rtt, Duration::from_millis(400));
+    assert_eq!(wan.membership.suspect_to_down, Duration::from_millis(3_000));
+    assert_eq!(wan.cluster, Config::default().cluster);
+}
+
+#[test]
+fn validate_refuses_a_hand_made_contradiction() {
+    let mut c = Config::default();
+    c.membership.probe_rtt = c.membership.probe_period * 2;
+    let e = c
+        .validate()
+        .expect_err("probe timeout longer than the period");
+    assert!(e.to_string().contains("probe"), "{e}");
+}

@@ -297,6 +297,25 @@ pub struct MembershipConfig {
     pub gossip_period: Duration,
 }
 
+impl MembershipConfig {
+    /// For a LAN (the defaults): a crash is declared Down everywhere within
+    /// about 1.5 s.
+    pub fn lan() -> Self {
+        MembershipConfig::default()
+    }
+
+    /// For round trips around 100 ms: probe 1 s, probe timeout 400 ms,
+    /// suspicion 3 s ([`defaults::WAN_PROBE_PERIOD_MS`] says why).
+    pub fn wan() -> Self {
+        MembershipConfig {
+            probe_period: Duration::from_millis(defaults::WAN_PROBE_PERIOD_MS),
+            probe_rtt: Duration::from_millis(defaults::WAN_PROBE_RTT_MS),
+            suspect_to_down: Duration::from_millis(defaults::WAN_SUSPECT_TO_DOWN_MS),
+            ..MembershipConfig::default()
+        }
+    }
+}
+
 impl Default for MembershipConfig {
     /// The defaults of [`defaults`] (what a node uses when nothing is set).
     fn default() -> Self {

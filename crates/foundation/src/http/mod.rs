@@ -52,15 +52,19 @@ pub(crate) async fn serve(
         }
     })?;
     let bound = listener.local_addr().unwrap_or(addr);
+    let span = node.span().clone();
     let app = router(node);
-    let task = tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "HTTP endpoint stopped");
-        }
-    });
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let result = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { cancel.cancelled().await })
+                .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "HTTP endpoint stopped");
+            }
+        },
+        span,
+    ));
     tracing::info!(%bound, "HTTP endpoint: /health /ready /metrics /members /registry");
     Ok((bound, task))
 }

@@ -32,6 +32,7 @@ pub(crate) struct Canaries {
     sockets: HashMap<SocketAddr, Canary>,
     tx: mpsc::Sender<SocketAddr>,
     cancel: CancellationToken,
+    tasks: crate::tasks::Tasks,
 }
 
 impl Canaries {
@@ -40,6 +41,7 @@ impl Canaries {
     pub(crate) fn new(
         bind: IpAddr,
         cancel: CancellationToken,
+        tasks: crate::tasks::Tasks,
     ) -> (Self, mpsc::Receiver<SocketAddr>) {
         let (tx, rx) = mpsc::channel(REPORTS);
         (
@@ -48,6 +50,7 @@ impl Canaries {
                 sockets: HashMap::new(),
                 tx,
                 cancel,
+                tasks,
             },
             rx,
         )
@@ -64,7 +67,8 @@ impl Canaries {
         std.connect(to).ok()?;
         let socket = Arc::new(UdpSocket::from_std(std).ok()?);
         let stop = self.cancel.child_token();
-        tokio::spawn(watch(socket.clone(), to, self.tx.clone(), stop.clone()));
+        self.tasks
+            .spawn(watch(socket.clone(), to, self.tx.clone(), stop.clone()));
         self.sockets.insert(
             to,
             Canary {
@@ -127,7 +131,8 @@ mod tests {
     #[tokio::test]
     async fn a_closed_port_is_reported_and_an_open_one_is_not() {
         let cancel = CancellationToken::new();
-        let (mut c, mut rx) = Canaries::new(IpAddr::from([127, 0, 0, 1]), cancel.clone());
+        let tasks = crate::tasks::Tasks::new(tracing::Span::none(), cancel.clone());
+        let (mut c, mut rx) = Canaries::new(IpAddr::from([127, 0, 0, 1]), cancel.clone(), tasks);
         let open = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         let open_addr = open.local_addr().expect("addr");
         let closed_addr = {

@@ -9,6 +9,7 @@ use foca::Timer;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::canary::Canaries;
 use super::core::{MembershipCore, Output, SYNC_INTERVAL};
@@ -68,6 +69,7 @@ impl Membership {
         stats: Arc<Stats>,
         leave_grace: std::time::Duration,
         faults: crate::faults::Faults,
+        tasks: crate::tasks::Tasks,
     ) -> (Membership, JoinHandle<()>) {
         let (commands, rx) = mpsc::channel(COMMAND_BUFFER);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
@@ -82,7 +84,7 @@ impl Membership {
             let bind = socket
                 .local_addr()
                 .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-            let (canaries, rx) = Canaries::new(bind, handle.cancel.clone());
+            let (canaries, rx) = Canaries::new(bind, handle.cancel.clone(), tasks.clone());
             (Some(canaries), rx)
         } else {
             // No canaries: the sender is dropped, the branch stays idle.
@@ -107,7 +109,7 @@ impl Membership {
             leave_grace,
             faults,
         };
-        let task = tokio::spawn(shell.run());
+        let task = tokio::spawn(shell.run().instrument(tasks.span().clone()));
         (handle, task)
     }
 

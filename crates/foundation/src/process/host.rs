@@ -81,6 +81,11 @@ impl Host {
         }
     }
 
+    /// The node's tasks.
+    pub(crate) fn tasks(&self) -> &crate::tasks::Tasks {
+        &self.messenger.tasks
+    }
+
     fn lock_slots(&self) -> MutexGuard<'_, HashMap<u64, Slot>> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -135,7 +140,7 @@ impl Host {
         let host = Arc::clone(self);
         let events = self.events.clone();
         let cancel = self.cancel.clone();
-        tokio::spawn(async move {
+        self.messenger.tasks.spawn(async move {
             let run = supervise(factory, mrx, ctx_rx, ctx, opts, handoff, |ev| {
                 let _ = events.send(ev);
             });
@@ -401,7 +406,7 @@ fn deliverer<S: Service>(
                 let (rtx, rrx) = oneshot::channel();
                 tx.try_send(Mail::Call(req, rtx)).map_err(full)?;
                 let messenger = messenger.clone();
-                tokio::spawn(async move {
+                messenger.tasks.clone().spawn(async move {
                     let result = match rrx.await {
                         Ok(Ok(reply)) => {
                             postcard::to_allocvec(&reply).map(Bytes::from).map_err(|e| {
@@ -421,7 +426,7 @@ fn deliverer<S: Service>(
 
 fn reply(messenger: &Messenger, to: NodeId, corr: u64, result: Result<Bytes, RemoteFailure>) {
     let messenger = messenger.clone();
-    tokio::spawn(async move {
+    messenger.tasks.clone().spawn(async move {
         let msg = ServiceMsg::Reply { corr, result };
         if let Err(e) = messenger.send_auto(to, KIND_MSG, msg.encode()).await {
             tracing::debug!(peer = %to, error = %e, "reply not sent");

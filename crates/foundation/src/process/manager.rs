@@ -259,7 +259,9 @@ impl ProcessManager {
                 Err(e) => {
                     let host = node.host().clone();
                     let local = r.addr().local;
-                    tokio::spawn(async move { host.stop(local, StopReason::Normal).await });
+                    host.clone().tasks().spawn(async move {
+                        host.stop(local, StopReason::Normal).await;
+                    });
                     Err(e.to_string())
                 }
             }

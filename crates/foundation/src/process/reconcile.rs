@@ -289,7 +289,7 @@ impl ManagerTask {
             self.node.host().clone(),
             stopping.clone(),
         );
-        tokio::spawn(async move {
+        self.shared.messenger.tasks.spawn(async move {
             let state = host.stop_for_handoff(local, reason).await;
             lock(&shared.running).remove(&instance);
             if let Some(to) = to {

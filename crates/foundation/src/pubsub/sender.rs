@@ -115,12 +115,11 @@ impl Sender {
             bytes: Arc::new(Semaphore::new(self.budget)),
         };
         queues.insert(route, q.clone());
-        tokio::spawn(drain(
-            self.messenger.clone(),
-            route,
-            rx,
-            self.cancel.clone(),
-        ));
+        let tasks = &self.messenger.tasks;
+        tasks.spawn_in(
+            tasks.peer_span(route.peer, "pubsub"),
+            drain(self.messenger.clone(), route, rx, self.cancel.clone()),
+        );
         q
     }
 

@@ -179,7 +179,7 @@ impl SyncTask {
             });
             let host = self.host.clone();
             let shared = self.shared.clone();
-            tokio::spawn(async move {
+            self.shared.messenger.tasks.spawn(async move {
                 let reason = StopReason::NameConflict {
                     name: loser.name.clone(),
                     winner: winner.service,

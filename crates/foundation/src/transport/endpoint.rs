@@ -74,6 +74,9 @@ struct Inner {
     stats: Arc<Stats>,
     cancel: CancellationToken,
     tasks: TaskTracker,
+    /// The span of the node this transport belongs to (current when it
+    /// was made): its tasks' events carry the node's id.
+    span: tracing::Span,
     /// Whether the endpoint runs on a kernel socket this transport bound
     /// (`bind`), whose port shutdown must release; a socket handed to
     /// `with_socket` belongs to the caller.
@@ -204,10 +207,11 @@ impl Transport {
             stats,
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            span: tracing::Span::current(),
             kernel_socket: std::sync::atomic::AtomicBool::new(false),
         });
         let accept = inner.clone();
-        inner.tasks.spawn(async move { accept.accept_loop().await });
+        inner.spawn(async move { accept.accept_loop().await });
         Ok(Transport { inner })
     }
 
@@ -416,6 +420,12 @@ impl Transport {
 }
 
 impl Inner {
+    /// Runs `fut` as one of the transport's tasks, in the node's span.
+    fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks
+            .spawn(tracing::Instrument::instrument(fut, self.span.clone()));
+    }
+
     fn lock_slots(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Slot>> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -430,7 +440,7 @@ impl Inner {
                 },
             };
             let me = self.clone();
-            self.tasks.spawn(async move {
+            self.spawn(async move {
                 let addr = incoming.remote_address();
                 // Bounded by the idle timeout, not the connect timeout: the
                 // client may already count the connection as up (it wrote
@@ -491,7 +501,7 @@ impl Inner {
                 },
             };
             let me = self.clone();
-            self.tasks.spawn(async move {
+            self.spawn(async move {
                 let decoder = FrameDecoder::new(me.settings.max_frame_size);
                 tokio::select! {
                     _ = me.cancel.cancelled() => {}
@@ -513,7 +523,7 @@ impl Inner {
         connecting: std::pin::Pin<Box<quinn::Connecting>>,
     ) {
         let me = self.clone();
-        self.tasks.spawn(async move {
+        self.spawn(async move {
             let late = tokio::select! {
                 _ = me.cancel.cancelled() => return,
                 r = tokio::time::timeout(me.settings.idle_timeout, connecting) => r,
@@ -567,8 +577,7 @@ impl Inner {
                 st.retry_at = None;
                 let me = self.clone();
                 let driven = peer.clone();
-                self.tasks
-                    .spawn(async move { me.drive(driven, addr).await });
+                self.spawn(async move { me.drive(driven, addr).await });
                 Ok(peer)
             }
             Err(why) => {
