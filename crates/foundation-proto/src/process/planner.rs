@@ -21,9 +21,10 @@
 //!    holder stops and hands off once it sees the same membership), or a
 //!    holder seen a moment ago is still a member or left gracefully and
 //!    its handoff may be on the way (up to [`HANDOFF_WAIT`]), or nobody
-//!    was ever seen holding it and the member set has not held still for
-//!    [`FIRST_START_SETTLE`] (nodes that boot together have partial
-//!    views for a moment, and each would start its own instance).
+//!    was ever seen holding it, no handoff is in hand, and the member set
+//!    has not held still for [`FIRST_START_SETTLE`] (nodes that boot
+//!    together have partial views for a moment, and each would start its
+//!    own instance).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -388,10 +389,13 @@ impl Planner {
                 }
                 _ => {
                     // Nobody holds it now. If someone did a moment ago and
-                    // did not crash, its handoff is coming.
+                    // did not crash, its handoff is coming. A handoff in
+                    // hand also says someone held it: not a first start.
                     if let Some(prev) = self.last_holder.get(inst) {
                         self.awaiting.entry(inst.clone()).or_insert((*prev, now));
-                    } else if now.saturating_duration_since(view_since) < FIRST_START_SETTLE {
+                    } else if !self.handoffs.has(inst)
+                        && now.saturating_duration_since(view_since) < FIRST_START_SETTLE
+                    {
                         // A first start: wait until the view holds still.
                         let due = view_since + FIRST_START_SETTLE;
                         plan.recheck_at = Some(plan.recheck_at.map_or(due, |r| r.min(due)));

@@ -452,3 +452,18 @@ fn an_undefined_kind_is_reported_once_and_a_registered_live_instance_is_adopted(
         }]
     );
 }
+
+#[test]
+fn a_handoff_in_hand_is_not_a_first_start_and_does_not_wait_for_the_settle() {
+    // The view just changed, this node never saw a holder registered (the
+    // registration had not reached it), but the holder handed the state
+    // over: start from it at once.
+    let name = name_owned_by(A, &[A, B]);
+    let mut a = Node::new(A, SplitBrain::KeepAll, vec![singleton(&name)]);
+    assert!(a
+        .planner
+        .handoff_received(&name, Some(Bytes::from_static(b"9")), B, false, a.at(0)));
+    let plan = a.plan(0, &active(&[A, B]));
+    assert_eq!(started(&plan), vec![(name, Some(Bytes::from_static(b"9")))]);
+    assert_eq!(plan.recheck_at, None);
+}
