@@ -6,7 +6,7 @@
 //!
 //! - under `CI=true` a missing tool is a failure: the test panics with the
 //!   reason (`.ci/run` installs every tool the tests need);
-//! - elsewhere it prints `SKIPPED: reason`, and when `FOUNDATION_SKIP_LOG`
+//! - elsewhere it prints `SKIPPED: reason`, and when `TESTKIT_SKIP_LOG`
 //!   names a file, appends `test name: reason` to it, so a run can report
 //!   how many tests skipped and why (`.ci/run` prints that list at its end).
 
@@ -30,7 +30,7 @@ pub fn skip(reason: &str) {
         "{test}: {reason} (under CI=true a missing tool is a failure, not a skip)"
     );
     eprintln!("SKIPPED: {reason}");
-    if let Ok(path) = std::env::var("FOUNDATION_SKIP_LOG") {
+    if let Ok(path) = std::env::var("TESTKIT_SKIP_LOG") {
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -51,7 +51,7 @@ mod tests {
         // in a child thread per case, restoring the variables after.
         let dir = std::env::temp_dir().join(format!("skip-log-{}", std::process::id()));
         let ci = std::env::var_os("CI");
-        std::env::set_var("FOUNDATION_SKIP_LOG", &dir);
+        std::env::set_var("TESTKIT_SKIP_LOG", &dir);
         std::env::remove_var("CI");
         skip("no etcd here");
         let logged = std::fs::read_to_string(&dir).unwrap_or_default();
@@ -63,7 +63,7 @@ mod tests {
             Some(v) => std::env::set_var("CI", v),
             None => std::env::remove_var("CI"),
         }
-        std::env::remove_var("FOUNDATION_SKIP_LOG");
+        std::env::remove_var("TESTKIT_SKIP_LOG");
         let _ = std::fs::remove_file(&dir);
     }
 }
