@@ -28,7 +28,7 @@ use crate::process::{
     hand_off_all, Host, ManagerShared, ManagerTask, ProcessManager, Services, StopReason,
 };
 use crate::registry::{Registry, RegistryShared, SyncTask};
-use crate::security::{derive_key, KeyPurpose, TlsIdentity};
+use crate::security::{ClusterKeys, TlsIdentity};
 use crate::tasks::Tasks;
 use crate::telemetry::Stats;
 use crate::transport::{Channel, Inbox, InboxFilter, SendError, Transport};
@@ -154,23 +154,10 @@ impl Node {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
         };
-        // Membership trust follows TLS trust: with TLS files, the CA
-        // certificate is mixed into the key, so a node holding a certificate
-        // from another CA can neither connect nor join.
-        let mut material: Vec<u8> = config
-            .cluster
-            .secret
-            .as_ref()
-            .map(|s| s.expose().to_vec())
-            .unwrap_or_default();
-        if config.tls.has_files() {
-            material.extend_from_slice(tls.ca_der().as_ref());
-            if config.cluster.secret.is_none() {
-                tracing::warn!("no cluster secret: membership datagrams are keyed from the CA certificate, which keeps other clusters out but is not secret; set FOUNDATION_SECRET");
-            }
+        if config.tls.has_files() && config.cluster.secret.is_none() {
+            tracing::warn!("no cluster secret: membership datagrams are keyed from the CA certificate, which keeps other clusters out but is not secret; set FOUNDATION_SECRET");
         }
-        let key = derive_key(&material, &config.cluster.name, KeyPurpose::Membership);
-        let discovery_key = derive_key(&material, &config.cluster.name, KeyPurpose::Discovery);
+        let keys = ClusterKeys::derive(&config, &tls);
         let core = MembershipCore::new(
             local.clone(),
             foca_config(&config.membership),
@@ -181,7 +168,7 @@ impl Node {
         let (membership, m_task) = Membership::start(
             m_socket,
             core,
-            Sealer::new(&key),
+            Sealer::new(&keys.membership),
             stats.clone(),
             config.membership.probe_rtt,
             faults.clone(),
@@ -197,7 +184,7 @@ impl Node {
             membership: local.addr,
             transport: local.transport,
             bind: config.transport.bind,
-            key: discovery_key,
+            key: keys.discovery,
             gossip: config.gossip.clone(),
             dns: config.dns.clone(),
             consul: config.consul.clone(),

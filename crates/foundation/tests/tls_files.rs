@@ -114,3 +114,45 @@ async fn nodes_with_certificates_from_one_ca_form_a_cluster_others_cannot_join()
         n.shutdown().await;
     }
 }
+
+/// Records the context a node hands its discovery strategy.
+#[derive(Debug)]
+struct Spy(std::sync::mpsc::Sender<foundation::discovery::DiscoveryContext>);
+
+impl foundation::discovery::Strategy for Spy {
+    fn name(&self) -> &'static str {
+        "spy"
+    }
+    fn run(
+        self: Box<Self>,
+        ctx: foundation::discovery::DiscoveryContext,
+        _sink: foundation::discovery::CandidateSink,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> foundation::discovery::StrategyTask {
+        let _ = self.0.send(ctx);
+        Box::pin(async move { cancel.cancelled().await })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_probes_with_the_discovery_key_the_node_uses() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("dir");
+    let ours = ca("our CA");
+    for with_files in [true, false] {
+        let builder = if with_files {
+            node_files(&ours, dir.path(), "spied")
+        } else {
+            builder("spied")
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let resolved = builder.resolve().expect("resolves");
+        let node = builder.discovery(Spy(tx)).start().await.expect("starts");
+        let given = rx.recv_timeout(Duration::from_secs(5)).expect("context");
+        // What `foundation doctor` derives from the same configuration.
+        let doctor = foundation::discovery::DiscoveryContext::for_config(&resolved.config)
+            .expect("doctor's context");
+        assert_eq!(doctor.key, given.key, "TLS files: {with_files}");
+        node.shutdown().await;
+    }
+}

@@ -87,7 +87,7 @@ impl DoctorCmd {
 
 fn ports(r: &mut Report, c: &Config) {
     let m = c.membership.port;
-    let t = c.transport.port.unwrap_or(if m == 0 { 0 } else { m + 1 });
+    let t = c.transport_port();
     for (what, key, port) in [
         ("membership port (UDP)", "membership.port", m),
         ("QUIC port (UDP)", "transport.port", t),
@@ -152,7 +152,17 @@ fn multicast(r: &mut Report, c: &Config) {
 }
 
 async fn discovery(r: &mut Report, c: &Config) {
-    let ctx = DiscoveryContext::for_config(c);
+    let ctx = match DiscoveryContext::for_config(c) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            r.fail(
+                "tls",
+                format!("cannot load the TLS files: {e}"),
+                "check tls.ca_file, tls.cert_file and tls.key_file",
+            );
+            return;
+        }
+    };
     match c.cluster.discovery {
         DiscoveryKind::Static if c.cluster.seeds.is_empty() => {
             r.note("discovery", "static with no seeds: this node starts alone")

@@ -181,10 +181,9 @@ impl Resolved {
 }
 
 fn transport_port(c: &Config) -> String {
-    match c.transport.port {
-        Some(p) => p.to_string(),
-        None if c.membership.port == 0 => "(any free port)".into(),
-        None => (u32::from(c.membership.port) + 1).to_string(),
+    match c.transport_port() {
+        0 => "(any free port)".into(),
+        p => p.to_string(),
     }
 }
 

@@ -445,3 +445,21 @@ fn validate_refuses_a_hand_made_contradiction() {
         .expect_err("probe timeout longer than the period");
     assert!(e.to_string().contains("probe"), "{e}");
 }
+
+#[test]
+fn the_transport_port_is_derived_in_one_place() {
+    let mut c = Config::default();
+    c.membership.port = 7946;
+    c.transport.port = None;
+    assert_eq!(c.transport_port(), 7947);
+    c.membership.port = 0;
+    assert_eq!(c.transport_port(), 0, "any free port");
+    c.membership.port = 65535;
+    assert_eq!(
+        c.transport_port(),
+        65535,
+        "saturates; validation refuses it"
+    );
+    c.transport.port = Some(9000);
+    assert_eq!(c.transport_port(), 9000);
+}

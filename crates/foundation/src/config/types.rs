@@ -297,6 +297,20 @@ pub struct MembershipConfig {
     pub gossip_period: Duration,
 }
 
+impl Config {
+    /// The QUIC port to bind: `transport.port`, or else the membership
+    /// port + 1 (any free port when the membership port is 0). Every user
+    /// of the transport port (the node, `config explain`, `doctor`, the
+    /// discovery context) asks here.
+    pub fn transport_port(&self) -> u16 {
+        match (self.transport.port, self.membership.port) {
+            (Some(p), _) => p,
+            (None, 0) => 0,
+            (None, m) => m.saturating_add(1),
+        }
+    }
+}
+
 impl MembershipConfig {
     /// For a LAN (the defaults): a crash is declared Down everywhere within
     /// about 1.5 s.

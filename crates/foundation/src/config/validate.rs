@@ -151,11 +151,8 @@ pub(super) fn validate(
         ("transport.reconnect_min_ms", t.reconnect_min),
         "the backoff ceiling cannot be below its first step",
     )?;
-    let transport_port = t.port.map(u32::from).unwrap_or_else(|| match m.port {
-        0 => 0,
-        p => u32::from(p) + 1,
-    });
-    if transport_port > u32::from(u16::MAX) {
+    // The default would be membership.port + 1, which does not exist.
+    if t.port.is_none() && m.port == u16::MAX {
         return Err(ConfigError::Contradiction(Box::new(Contradiction {
             key: "transport.port".into(),
             value: "membership.port + 1 = 65536".into(),
@@ -165,7 +162,8 @@ pub(super) fn validate(
             fix: "set transport.port explicitly or use a lower membership.port".into(),
         })));
     }
-    if m.port != 0 && transport_port == u32::from(m.port) {
+    let transport_port = c.transport_port();
+    if m.port != 0 && transport_port == m.port {
         return Err(ConfigError::Contradiction(Box::new(Contradiction {
             key: "transport.port".into(),
             value: transport_port.to_string(),

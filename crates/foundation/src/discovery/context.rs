@@ -60,35 +60,29 @@ impl DiscoveryContext {
     }
 
     /// A context for probing strategies from a configuration alone (no
-    /// running node): `foundation doctor` uses it.
-    pub fn for_config(config: &crate::config::Config) -> Self {
+    /// running node): `foundation doctor` uses it. The keys are the ones a
+    /// node of this configuration derives (with TLS files, from the CA
+    /// too), so a failure to read the files is an error here as well.
+    pub fn for_config(config: &crate::config::Config) -> Result<Self, crate::security::TlsError> {
         let ip = config.transport.advertise.unwrap_or(config.transport.bind);
         let port = config.membership.port;
-        let material = config
-            .cluster
-            .secret
-            .as_ref()
-            .map(|s| s.expose().to_vec())
-            .unwrap_or_default();
-        DiscoveryContext {
+        let tls = crate::security::TlsIdentity::from_config(config)?;
+        let keys = crate::security::ClusterKeys::derive(config, &tls);
+        Ok(DiscoveryContext {
             node: NodeId::random(),
             name: config.node.name.clone(),
             cluster: config.cluster.name.clone(),
             membership: SocketAddr::new(ip, port),
-            transport: SocketAddr::new(ip, port.saturating_add(1)),
+            transport: SocketAddr::new(ip, config.transport_port()),
             bind: config.transport.bind,
-            key: crate::security::derive_key(
-                &material,
-                &config.cluster.name,
-                crate::security::KeyPurpose::Discovery,
-            ),
+            key: keys.discovery,
             gossip: config.gossip.clone(),
             dns: config.dns.clone(),
             consul: config.consul.clone(),
             etcd: config.etcd.clone(),
             kubernetes: config.kubernetes.clone(),
             stats: Arc::new(Stats::default()),
-        }
+        })
     }
 
     /// A context for tests of strategies that ignore it.

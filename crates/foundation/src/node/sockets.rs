@@ -88,13 +88,7 @@ pub(super) fn bind(
     // Membership socket first: its port is the node's address.
     let m_socket = bind_udp(m_addr)?;
     let membership_addr = m_socket.local_addr().map_err(bind_error)?;
-    let t_port = config
-        .transport
-        .port
-        .unwrap_or(match config.membership.port {
-            0 => 0,
-            p => p + 1,
-        });
+    let t_port = config.transport_port();
     let transport = Transport::bind(
         settings(
             config,

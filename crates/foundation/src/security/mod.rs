@@ -3,8 +3,10 @@
 //! Nodes that share a secret derive the same cluster CA and the same
 //! membership sealing key, so they trust each other with no files.
 
+mod cluster_keys;
 mod keys;
 mod tls;
 
+pub use cluster_keys::ClusterKeys;
 pub use keys::{derive_key, KeyPurpose};
 pub use tls::{TlsError, TlsIdentity};
