@@ -25,7 +25,7 @@ LAYERS = [
     ["messenger", "outbox"],
     ["registry"],
     ["process", "pubsub"],
-    ["messaging", "clock"],
+    ["messaging"],
     ["node", "error"],
     ["http"],
     ["builder"],
@@ -43,8 +43,6 @@ SIDEWAYS = {
 # arrow not listed here, and on a listed one that is gone (so the list only
 # shrinks).
 KNOWN = {
-    ("clock", "node"),
-    ("messaging", "node"),
     ("process", "node"),
     ("registry", "process"),
 }

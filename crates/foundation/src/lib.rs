@@ -196,7 +196,6 @@
 //! - [`telemetry`]: per-node counters ([`http`] renders them for Prometheus).
 
 mod builder;
-mod clock;
 pub mod config;
 pub mod discovery;
 mod error;
@@ -218,13 +217,12 @@ pub mod telemetry;
 pub mod transport;
 
 pub use builder::{start, DebugStrategy, NodeBuilder};
-pub use clock::{ClockOffset, CLOCK_PING, CLOCK_PONG};
 pub use config::{Config, ConfigError, Profile};
 pub use error::StartError;
 pub use id::NodeId;
 pub use membership::{Member, MemberEvent, MemberState};
 pub use messaging::{Messaging, MessagingError};
-pub use node::{Events, Node, Raw, Sockets};
+pub use node::{ClockOffset, Events, Node, Raw, Sockets, CLOCK_PING, CLOCK_PONG};
 pub use process::{Service, ServiceRef};
 pub use pubsub::{PubSub, Subscription};
 pub use registry::Registry;

@@ -11,9 +11,8 @@ use std::marker::PhantomData;
 use serde::Serialize;
 
 use crate::process::{CallError, Service, ServiceRef};
-use crate::pubsub::{PubSubError, Published};
-use crate::registry::RegistryError;
-use crate::Node;
+use crate::pubsub::{PubSub, PubSubError, Published};
+use crate::registry::{Registry, RegistryError};
 
 /// Why a send failed.
 #[derive(Debug, thiserror::Error)]
@@ -56,10 +55,10 @@ pub trait Target<M>: fmt::Display {
     /// What a successful send reports.
     type Output;
 
-    /// Delivers `msg` through `node`.
+    /// Delivers `msg` through `via` (its registry and pub/sub).
     fn deliver(
         &self,
-        node: &Node,
+        via: &Messaging,
         msg: M,
     ) -> impl Future<Output = Result<Self::Output, MessagingError>> + Send;
 }
@@ -111,7 +110,7 @@ impl<M> fmt::Display for Topic<M> {
 impl<S: Service> Target<S::Request> for ServiceRef<S> {
     type Output = ();
 
-    async fn deliver(&self, _: &Node, msg: S::Request) -> Result<(), MessagingError> {
+    async fn deliver(&self, _: &Messaging, msg: S::Request) -> Result<(), MessagingError> {
         self.cast(msg)
             .await
             .map_err(|source| MessagingError::Service {
@@ -124,10 +123,10 @@ impl<S: Service> Target<S::Request> for ServiceRef<S> {
 impl<S: Service> Target<S::Request> for Name<S> {
     type Output = ();
 
-    async fn deliver(&self, node: &Node, msg: S::Request) -> Result<(), MessagingError> {
+    async fn deliver(&self, via: &Messaging, msg: S::Request) -> Result<(), MessagingError> {
         let target = || self.to_string();
-        let service = node
-            .registry()
+        let service = via
+            .registry
             .lookup::<S>(&self.name)
             .map_err(|source| MessagingError::Registry {
                 target: target(),
@@ -147,8 +146,8 @@ impl<S: Service> Target<S::Request> for Name<S> {
 impl<M: Serialize + Send + Sync + 'static> Target<M> for Topic<M> {
     type Output = Published;
 
-    async fn deliver(&self, node: &Node, msg: M) -> Result<Published, MessagingError> {
-        node.pubsub()
+    async fn deliver(&self, via: &Messaging, msg: M) -> Result<Published, MessagingError> {
+        via.pubsub
             .broadcast(&self.name, msg)
             .await
             .map_err(|source| MessagingError::Topic {
@@ -196,10 +195,21 @@ impl<M: Serialize + Send + Sync + 'static> Target<M> for Topic<M> {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Messaging {
-    pub(crate) node: Node,
+    pub(crate) registry: Registry,
+    pub(crate) pubsub: PubSub,
 }
 
 impl Messaging {
+    /// The registry names are looked up in.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The pub/sub topics are published through.
+    pub fn pubsub(&self) -> &PubSub {
+        &self.pubsub
+    }
+
     /// Sends `msg` to `target`: a [`ServiceRef`], a [`Name`] or a
     /// [`Topic`]. At most once; returns once the message is handed on
     /// (mailbox, QUIC, or the peers' queues), not once it is handled.
@@ -208,6 +218,6 @@ impl Messaging {
         target: &T,
         msg: M,
     ) -> Result<T::Output, MessagingError> {
-        target.deliver(&self.node, msg).await
+        target.deliver(self, msg).await
     }
 }

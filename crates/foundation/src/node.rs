@@ -1,8 +1,10 @@
 //! The node: builder, handle, lifecycle.
 
 mod background;
+mod clock;
 mod sockets;
 
+pub use clock::{ClockOffset, CLOCK_PING, CLOCK_PONG};
 pub use sockets::Sockets;
 
 use std::net::SocketAddr;
@@ -297,7 +299,7 @@ impl Node {
         node.spawn(node.clone().host_loop(host_inbox));
         node.spawn(node.clone().join_loop());
         node.spawn(node.clone().forget_loop());
-        node.spawn(crate::clock::responder(node.clone()));
+        node.spawn(clock::responder(node.clone()));
         tracing::info!(
             node = %id,
             name = %node.inner.local.name,
@@ -495,7 +497,10 @@ impl Node {
 
     /// Send to a service, a registered name or a topic through one call.
     pub fn messaging(&self) -> crate::Messaging {
-        crate::Messaging { node: self.clone() }
+        crate::Messaging {
+            registry: self.registry(),
+            pubsub: self.pubsub(),
+        }
     }
 
     /// Cluster-wide publish/subscribe.

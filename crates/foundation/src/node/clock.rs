@@ -13,9 +13,9 @@ use tokio::time::Instant;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::Node;
 use crate::id::NodeId;
 use crate::membership::MemberState;
-use crate::node::Node;
 use crate::transport::{Channel, InboxFilter};
 
 /// Message kind of a clock ping (the reserved range 0xFF00.. is Foundation's own).
