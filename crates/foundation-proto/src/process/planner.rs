@@ -294,16 +294,9 @@ impl Planner {
         plan.has_quorum = has_quorum;
 
         // 1. Placement.
-        let candidates: Vec<Candidate> = input
-            .members
-            .iter()
-            .filter(|m| m.presence == Presence::Active)
-            .filter(|m| m.id == me || !self.departing.contains_key(&m.id))
-            .map(|m| Candidate {
-                id: m.id,
-                roles: m.roles.clone(),
-            })
-            .collect();
+        let candidates = candidates(input.members, |id| {
+            id == me || !self.departing.contains_key(&id)
+        });
         let mut desired: BTreeMap<String, (&ChildSpec, Option<u32>)> = BTreeMap::new();
         let mut owner_of: HashMap<String, NodeId> = HashMap::new();
         for spec in input.specs {
@@ -441,16 +434,20 @@ pub fn successor(
     members: &[Member],
     me: NodeId,
 ) -> Option<NodeId> {
-    let candidates: Vec<Candidate> = members
+    place(spec, &candidates(members, |id| id != me))
+        .into_iter()
+        .find(|p| p.instance == instance)
+        .map(|p| p.owner)
+}
+
+/// The active members placement may use: those `keep` accepts.
+fn candidates(members: &[Member], keep: impl Fn(NodeId) -> bool) -> Vec<Candidate> {
+    members
         .iter()
-        .filter(|m| m.presence == Presence::Active && m.id != me)
+        .filter(|m| m.presence == Presence::Active && keep(m.id))
         .map(|m| Candidate {
             id: m.id,
             roles: m.roles.clone(),
         })
-        .collect();
-    place(spec, &candidates)
-        .into_iter()
-        .find(|p| p.instance == instance)
-        .map(|p| p.owner)
+        .collect()
 }
