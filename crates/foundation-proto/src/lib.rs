@@ -13,6 +13,8 @@
 //!   rendezvous hashing, the split-brain quorum, handoffs, and the
 //!   [`Planner`](process::planner::Planner) that decides what a node
 //!   starts and stops.
+//! - [`registry`]: the registry's state, merge and conflict rules, and its
+//!   replication protocol.
 //! - [`readiness`]: when a node that found nobody counts as ready alone.
 //!
 //! ```
@@ -54,6 +56,7 @@ mod channel;
 mod id;
 pub mod process;
 pub mod readiness;
+pub mod registry;
 
 pub use channel::Channel;
 pub use id::NodeId;

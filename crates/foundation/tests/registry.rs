@@ -294,7 +294,7 @@ async fn malformed_registry_service_and_manager_messages_are_dropped_without_har
         .expect("a");
     let to = c.node(0).id();
     for kind in [
-        foundation::registry::KIND_MSG,
+        foundation_proto::registry::KIND_MSG,
         foundation::process::KIND_MSG,
         foundation::process::MANAGER_KIND_MSG,
     ] {

@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use foundation::registry::EntryKind;
 use foundation::NodeId;
+use foundation_proto::registry::EntryKind;
 
 use super::world::Sim;
 

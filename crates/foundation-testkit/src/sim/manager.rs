@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
-use foundation::registry::EntryKind;
 use foundation_proto::process::planner::{Command, Input, Running, StopCause};
 use foundation_proto::process::{ChildSpec, Strategy};
 use foundation_proto::readiness::ready_alone;
+use foundation_proto::registry::EntryKind;
 
 use super::node::{SimFacts, SimNode};
 use super::world::{Ev, Sim};

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use foundation::membership::core::foca_config;
 use foundation::membership::{MemberId, MembershipCore};
-use foundation::registry::{Entry, EntryKind, RegistryState, ServiceAddr};
 use foundation::{config::MembershipConfig, NodeId};
 use foundation_proto::process::planner::{self, Facts, Planner, Presence};
 use foundation_proto::process::quorum::stable_window;
 use foundation_proto::process::SplitBrain;
+use foundation_proto::registry::{Entry, EntryKind, RegistryState, ServiceAddr};
 
 /// A node of the simulation.
 #[derive(Debug)]

@@ -2,8 +2,8 @@
 //! `node.pubsub().subscribe` does), routing by the publisher's registry
 //! view, and delivery checked for duplicates.
 
-use foundation::registry::EntryKind;
 use foundation::NodeId;
+use foundation_proto::registry::EntryKind;
 
 use super::world::{Ev, Sim};
 

@@ -12,8 +12,8 @@ use foundation::config::MembershipConfig;
 use foundation::membership::core::SYNC_INTERVAL;
 use foundation::membership::seal::DatagramKind;
 use foundation::membership::{MemberId, Output};
-use foundation::registry::{sync, Delta, RegistryMsg};
 use foundation::{MemberEvent, NodeId};
+use foundation_proto::registry::{sync, Delta, RegistryMsg};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 

@@ -6,10 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
-use super::entry::{Entry, EntryKind};
 use super::event::RegistryEvent;
 use super::shared::RegistryShared;
-use super::state::RegisterError;
+use super::RegisterError;
+use super::{Entry, EntryKind};
 use crate::id::NodeId;
 use crate::process::{Host, Service, ServiceRef};
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::entry::Entry;
+use super::Entry;
 
 /// Something the registry decided.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::event::RegistryEvent;
 use super::shared::RegistryShared;
 use super::sync;
-use super::wire::{RegistryMsg, KIND_MSG};
+use super::{RegistryMsg, KIND_MSG};
 use crate::id::NodeId;
 use crate::membership::MemberEvent;
 use crate::process::{Host, StopReason};

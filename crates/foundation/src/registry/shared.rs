@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, watch, Notify};
 
-use super::entry::{Entry, EntryKind, ServiceAddr};
 use super::event::RegistryEvent;
-use super::state::{Delta, RegisterError, RegistryState};
-use super::wire::{RegistryMsg, KIND_MSG};
+use super::{Delta, RegisterError, RegistryState};
+use super::{Entry, EntryKind, ServiceAddr};
+use super::{RegistryMsg, KIND_MSG};
 use crate::id::NodeId;
 use crate::messenger::Messenger;
 use crate::outbox::Outbox;

@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::id::NodeId;
+use crate::NodeId;
 
 fn entry(node: u64, local: u64, name: &str, at: u64) -> Entry {
     Entry {

@@ -5,7 +5,7 @@
 
 use super::state::{Applied, RegistryState};
 use super::wire::RegistryMsg;
-use crate::id::NodeId;
+use crate::NodeId;
 
 /// What one input asks of the shell.
 #[derive(Debug, Default, PartialEq)]

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::state::{Delta, Digest, Snapshot};
-use crate::id::NodeId;
+use crate::NodeId;
 
 /// Message kinds of the registry: `0xFE00..=0xFE0F`.
 pub const KINDS: std::ops::RangeInclusive<u16> = 0xFE00..=0xFE0F;

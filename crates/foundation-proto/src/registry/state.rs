@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::entry::{winner, Entry, EntryKey, EntryKind, ServiceAddr};
-use crate::id::NodeId;
+use crate::NodeId;
 
 /// Longest registered name, in bytes.
 pub const MAX_NAME_LEN: usize = 1024;
