@@ -15,6 +15,7 @@
 //!   starts and stops.
 //! - [`registry`]: the registry's state, merge and conflict rules, and its
 //!   replication protocol.
+//! - [`kinds`]: which subsystem owns which range of message kinds.
 //! - [`readiness`]: when a node that found nobody counts as ready alone.
 //!
 //! ```
@@ -54,6 +55,7 @@
 
 mod channel;
 mod id;
+pub mod kinds;
 pub mod process;
 pub mod readiness;
 pub mod registry;

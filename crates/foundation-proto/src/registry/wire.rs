@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 use super::state::{Delta, Digest, Snapshot};
 use crate::NodeId;
 
-/// Message kinds of the registry: `0xFE00..=0xFE0F`.
-pub const KINDS: std::ops::RangeInclusive<u16> = 0xFE00..=0xFE0F;
+/// Message kinds of the registry ([`crate::kinds::REGISTRY`]).
+pub const KINDS: std::ops::RangeInclusive<u16> = crate::kinds::REGISTRY;
 /// The one kind in use: a [`RegistryMsg`].
-pub const KIND_MSG: u16 = 0xFE00;
+pub const KIND_MSG: u16 = *KINDS.start();
 
 /// A registry message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,9 +19,9 @@ use crate::membership::MemberState;
 use crate::transport::{Channel, InboxFilter};
 
 /// Message kind of a clock ping (the reserved range 0xFF00.. is Foundation's own).
-pub const CLOCK_PING: u16 = 0xFF00;
+pub const CLOCK_PING: u16 = *foundation_proto::kinds::CLOCK.start();
 /// Message kind of a clock pong.
-pub const CLOCK_PONG: u16 = 0xFF01;
+pub const CLOCK_PONG: u16 = CLOCK_PING + 1;
 
 /// One peer's clock offset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,10 +5,11 @@ use serde::{Deserialize, Serialize};
 
 use super::spec::SpecEntry;
 
-/// Message kinds of the process manager: `0xFE20..=0xFE2F`.
-pub const KINDS: std::ops::RangeInclusive<u16> = 0xFE20..=0xFE2F;
+/// Message kinds of the process manager
+/// (`foundation_proto::kinds::PROCESS_MANAGER`).
+pub const KINDS: std::ops::RangeInclusive<u16> = foundation_proto::kinds::PROCESS_MANAGER;
 /// The one kind in use: a [`ManagerMsg`].
-pub const KIND_MSG: u16 = 0xFE20;
+pub const KIND_MSG: u16 = *KINDS.start();
 
 /// A process manager message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

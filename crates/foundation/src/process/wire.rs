@@ -3,10 +3,10 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-/// Message kinds of services: `0xFE10..=0xFE1F`.
-pub const KINDS: std::ops::RangeInclusive<u16> = 0xFE10..=0xFE1F;
+/// Message kinds of services (`foundation_proto::kinds::SERVICES`).
+pub const KINDS: std::ops::RangeInclusive<u16> = foundation_proto::kinds::SERVICES;
 /// The one kind in use: a [`ServiceMsg`].
-pub const KIND_MSG: u16 = 0xFE10;
+pub const KIND_MSG: u16 = *KINDS.start();
 
 /// Why a remote node could not deliver or answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

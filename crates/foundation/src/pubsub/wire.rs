@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::registry::MAX_NAME_LEN;
 
-/// Message kinds reserved for pub/sub (`0xFE30..=0xFE3F`).
-pub const KINDS: RangeInclusive<u16> = 0xFE30..=0xFE3F;
+/// Message kinds reserved for pub/sub (`foundation_proto::kinds::PUBSUB`).
+pub const KINDS: RangeInclusive<u16> = foundation_proto::kinds::PUBSUB;
 /// A batch of published items.
-pub(crate) const KIND_BATCH: u16 = 0xFE30;
+pub(crate) const KIND_BATCH: u16 = *KINDS.start();
 
 /// One published message as it travels.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]

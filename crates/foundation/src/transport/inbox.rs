@@ -34,10 +34,10 @@ pub struct Incoming {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
-/// Message kinds from this one up are Foundation's own (registry
-/// `0xFE00..`, services `0xFE10..`, process manager `0xFE20..`, pub/sub
-/// `0xFE30..`, clock `0xFF00..`); applications use kinds below it.
-pub const RESERVED_KINDS: u16 = 0xFE00;
+/// Message kinds from this one up are Foundation's own (the allocation
+/// table is `foundation_proto::kinds::TABLE`); applications use kinds
+/// below it.
+pub const RESERVED_KINDS: u16 = foundation_proto::kinds::RESERVED;
 
 /// Which messages an inbox receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
