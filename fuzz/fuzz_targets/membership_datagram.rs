@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use foundation::config::MembershipConfig;
-use foundation::membership::core::{foca_config, MembershipCore};
-use foundation::membership::seal::{DatagramKind, Sealer};
-use foundation::membership::MemberId;
+use foundation_proto::membership::core::{foca_config, MembershipCore};
+use foundation_proto::membership::seal::{DatagramKind, Sealer};
+use foundation_proto::membership::MemberId;
 use foundation::NodeId;
 use libfuzzer_sys::fuzz_target;
 

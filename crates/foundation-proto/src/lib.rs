@@ -15,6 +15,7 @@
 //!   starts and stops.
 //! - [`registry`]: the registry's state, merge and conflict rules, and its
 //!   replication protocol.
+//! - [`membership`]: the SWIM core (foca) and datagram sealing.
 //! - [`kinds`]: which subsystem owns which range of message kinds.
 //! - [`readiness`]: when a node that found nobody counts as ready alone.
 //!
@@ -56,6 +57,7 @@
 mod channel;
 mod id;
 pub mod kinds;
+pub mod membership;
 pub mod process;
 pub mod readiness;
 pub mod registry;

@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use foundation::membership::core::foca_config;
-use foundation::membership::{MemberId, MembershipCore};
 use foundation::{config::MembershipConfig, NodeId};
+use foundation_proto::membership::core::foca_config;
+use foundation_proto::membership::{MemberId, MembershipCore};
 use foundation_proto::process::planner::{self, Facts, Planner, Presence};
 use foundation_proto::process::quorum::stable_window;
 use foundation_proto::process::SplitBrain;

@@ -13,10 +13,9 @@ use tracing::Instrument as _;
 
 use super::canary::Canaries;
 use super::core::{MembershipCore, Output, SYNC_INTERVAL};
-use super::identity::MemberId;
-use super::member::{Member, MemberEvent, MemberState};
 use super::seal::{OpenError, Sealer};
 use super::socket::MembershipSocket;
+use super::{Member, MemberEvent, MemberId, MemberState};
 use crate::id::NodeId;
 use crate::shell_time::{now, sleep_until};
 use crate::telemetry::{DropReason, Stats};
@@ -258,6 +257,7 @@ impl Shell {
                     OpenError::Truncated => DropReason::Truncated,
                     OpenError::Unauthenticated => DropReason::Unauthenticated,
                     OpenError::UnknownKind => DropReason::Malformed,
+                    _ => DropReason::Malformed,
                 };
                 self.stats.datagram_dropped(reason);
                 tracing::debug!(%from, error = %e, "membership datagram dropped");

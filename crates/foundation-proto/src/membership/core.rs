@@ -15,11 +15,11 @@ use foca::{
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
+use super::config::MembershipConfig;
 use super::identity::MemberId;
 use super::member::{Member, MemberEvent, MemberState};
 use super::seal::{DatagramKind, OVERHEAD};
-use crate::config::MembershipConfig;
-use crate::id::NodeId;
+use crate::NodeId;
 
 /// How long Down and Left members stay in the view before being forgotten.
 pub const FORGET_AFTER: Duration = Duration::from_secs(300);

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use super::identity::MemberId;
-use crate::id::NodeId;
+use crate::NodeId;
 
 /// A member's state as this node sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -61,7 +61,8 @@ pub struct Member {
 }
 
 impl Member {
-    pub(crate) fn from_identity(id: &MemberId, state: MemberState, incarnation: u16) -> Self {
+    /// The member an identity describes, in `state` at `incarnation`.
+    pub fn from_identity(id: &MemberId, state: MemberState, incarnation: u16) -> Self {
         Member {
             id: id.id,
             name: id.name.clone(),
@@ -101,12 +102,12 @@ impl MemberEvent {
     }
 }
 
-impl From<&Member> for foundation_proto::process::planner::Member {
+impl From<&Member> for crate::process::planner::Member {
     /// The member as the process planner sees it: active (alive or
     /// suspect), left gracefully, or down.
     fn from(m: &Member) -> Self {
-        use foundation_proto::process::planner::Presence;
-        foundation_proto::process::planner::Member {
+        use crate::process::planner::Presence;
+        crate::process::planner::Member {
             id: m.id,
             roles: m.roles.clone(),
             presence: match m.state {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::id::NodeId;
+use crate::NodeId;
 
 /// A member's identity as gossiped by SWIM. It carries the metadata
 /// (name, addresses, roles, version), so every member learns it on join.

@@ -184,7 +184,7 @@ impl MembershipCore {
 
     /// Sends every Alive member we know, ourselves included and `except`
     /// left out, to `to` in as many State datagrams as it takes.
-    fn send_state(&mut self, to: SocketAddr, except: Option<crate::id::NodeId>) {
+    fn send_state(&mut self, to: SocketAddr, except: Option<crate::NodeId>) {
         let budget = self.config.max_packet_size.get().saturating_sub(PREFIX);
         let mut chunk: Vec<&foca::Member<MemberId>> = Vec::new();
         let mut size = 0;

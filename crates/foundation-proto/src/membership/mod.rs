@@ -1,0 +1,19 @@
+//! SWIM membership's sans-IO core, through foca (ADR 004).
+//!
+//! [`core::MembershipCore`] wraps foca: it takes datagrams, timer events
+//! and `now`, and returns datagrams to send, timers to schedule and
+//! [`MemberEvent`]s. [`seal`] seals and opens datagrams. The tokio shell
+//! (`foundation::membership::Membership`) owns the socket and the timers;
+//! the simulator drives the same core.
+
+mod config;
+pub mod core;
+pub mod defaults;
+mod identity;
+mod member;
+pub mod seal;
+
+pub use self::core::{MembershipCore, Output};
+pub use config::MembershipConfig;
+pub use identity::MemberId;
+pub use member::{Member, MemberEvent, MemberState};
