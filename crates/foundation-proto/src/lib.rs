@@ -16,6 +16,8 @@
 //! - [`registry`]: the registry's state, merge and conflict rules, and its
 //!   replication protocol.
 //! - [`membership`]: the SWIM core (foca) and datagram sealing.
+//! - [`frame`]: the versioned frame codec every node-to-node message
+//!   travels in (sans-IO decoder, bounded before it allocates).
 //! - [`kinds`]: which subsystem owns which range of message kinds.
 //! - [`readiness`]: when a node that found nobody counts as ready alone.
 //!
@@ -55,6 +57,7 @@
 //! ```
 
 mod channel;
+pub mod frame;
 mod id;
 pub mod kinds;
 pub mod membership;

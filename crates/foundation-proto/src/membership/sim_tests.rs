@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::membership::MembershipConfig;
-use crate::membership::defaults as d;
 use super::*;
+use crate::membership::defaults as d;
+use crate::membership::MembershipConfig;
 
 #[derive(Debug)]
 enum Ev {

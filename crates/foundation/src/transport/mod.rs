@@ -10,7 +10,6 @@
 
 mod endpoint;
 mod error;
-pub mod frame;
 mod inbox;
 mod payload;
 mod peer;
@@ -18,8 +17,9 @@ mod reader;
 
 pub use endpoint::{Transport, TransportSettings};
 pub use error::{SendError, SendFailure, TransportError};
+pub(crate) use foundation_proto::frame;
+pub use foundation_proto::frame::{Envelope, FrameDecoder, FrameError, PROTOCOL_VERSION};
 pub use foundation_proto::Channel;
-pub use frame::{Envelope, FrameDecoder, FrameError, PROTOCOL_VERSION};
 pub use inbox::{Inbox, InboxFilter, Incoming, RESERVED_KINDS};
 pub(crate) use payload::Payload;
 pub use peer::DATA_LANES;

@@ -45,7 +45,7 @@ mod tests {
         let p = Payload::new(Bytes::from(vec![7u8; 50_000]));
         let first = p.compressed().expect("compressible").as_ptr();
         assert_eq!(p.compressed().expect("memoized").as_ptr(), first);
-        let noise = crate::transport::frame::noise(50_000);
+        let noise = foundation_proto::frame::noise(50_000);
         assert!(Payload::new(Bytes::from(noise)).compressed().is_none());
     }
 }

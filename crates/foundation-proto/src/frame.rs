@@ -21,10 +21,9 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
-use crate::id::NodeId;
-use foundation_proto::Channel;
+use crate::{Channel, NodeId};
 
-pub use foundation_proto::PROTOCOL_VERSION;
+pub use crate::PROTOCOL_VERSION;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX: usize = 4;
@@ -277,8 +276,9 @@ impl FrameDecoder {
 }
 
 /// Incompressible test bytes (xorshift64).
-#[cfg(test)]
-pub(crate) fn noise(n: usize) -> Vec<u8> {
+/// Incompressible bytes (xorshift), for tests of compression.
+#[doc(hidden)]
+pub fn noise(n: usize) -> Vec<u8> {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     (0..n)
         .map(|_| {
@@ -333,7 +333,7 @@ mod tests {
         let mut buf = BytesMut::from(&[&head[..], &payload[..]].concat()[..]);
         assert_eq!(FrameDecoder::new(1 << 20).decode(&mut buf), Ok(Some(env)));
         // Random bytes do not compress: sent plain.
-        let noise = crate::transport::frame::noise(4096);
+        let noise = crate::frame::noise(4096);
         assert_eq!(compress(&noise), None);
     }
 
