@@ -295,8 +295,8 @@ async fn malformed_registry_service_and_manager_messages_are_dropped_without_har
     let to = c.node(0).id();
     for kind in [
         foundation_proto::registry::KIND_MSG,
-        foundation::process::KIND_MSG,
-        foundation::process::MANAGER_KIND_MSG,
+        *foundation_proto::kinds::SERVICES.start(),
+        *foundation_proto::kinds::PROCESS_MANAGER.start(),
     ] {
         for junk in [&b""[..], &b"\xff\xff\xff\xff"[..], &[7u8; 300][..]] {
             c.node(1)

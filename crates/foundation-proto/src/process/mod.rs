@@ -3,12 +3,16 @@
 //! turns them into commands.
 
 pub mod handoffs;
+pub mod manager_wire;
 pub mod placement;
 pub mod planner;
 #[cfg(test)]
 mod planner_tests;
 pub mod quorum;
+pub mod service_wire;
 pub mod spec;
+#[cfg(test)]
+mod wire_tests;
 
 pub use quorum::SplitBrain;
 pub use spec::{ChildSpec, Strategy};

@@ -15,26 +15,24 @@ mod event;
 mod host;
 mod instance;
 mod manager;
-mod manager_wire;
 mod options;
 mod reconcile;
 mod service;
 mod service_ref;
-mod wire;
-#[cfg(test)]
-mod wire_tests;
 
-use foundation_proto::process::{placement, planner, quorum, spec};
+use foundation_proto::process::{
+    manager_wire, placement, planner, quorum, service_wire as wire, spec,
+};
 
 pub use api::Services;
 pub use event::ServiceEvent;
 pub use foundation_proto::process::{ChildSpec, SplitBrain, Strategy};
 pub use manager::{Instance, ProcessError, ProcessManager, MAX_ARGS};
-pub use manager_wire::{ManagerMsg, KINDS as MANAGER_KINDS, KIND_MSG as MANAGER_KIND_MSG};
+pub(crate) use manager_wire::KINDS as MANAGER_KINDS;
 pub use options::{Intensity, Restart, ServiceOptions};
 pub use service::{Context, Service, ServiceError, StopReason};
 pub use service_ref::{CallError, ServiceRef};
-pub use wire::{RemoteFailure, ServiceMsg, KINDS, KIND_MSG};
+pub(crate) use wire::KINDS;
 
 pub(crate) use host::Host;
 pub(crate) use manager::ManagerShared;

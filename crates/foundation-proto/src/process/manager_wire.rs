@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::spec::SpecEntry;
 
 /// Message kinds of the process manager
-/// (`foundation_proto::kinds::PROCESS_MANAGER`).
-pub const KINDS: std::ops::RangeInclusive<u16> = foundation_proto::kinds::PROCESS_MANAGER;
+/// (`crate::kinds::PROCESS_MANAGER`).
+pub const KINDS: std::ops::RangeInclusive<u16> = crate::kinds::PROCESS_MANAGER;
 /// The one kind in use: a [`ManagerMsg`].
 pub const KIND_MSG: u16 = *KINDS.start();
 

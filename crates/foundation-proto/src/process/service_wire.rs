@@ -3,8 +3,8 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-/// Message kinds of services (`foundation_proto::kinds::SERVICES`).
-pub const KINDS: std::ops::RangeInclusive<u16> = foundation_proto::kinds::SERVICES;
+/// Message kinds of services (`crate::kinds::SERVICES`).
+pub const KINDS: std::ops::RangeInclusive<u16> = crate::kinds::SERVICES;
 /// The one kind in use: a [`ServiceMsg`].
 pub const KIND_MSG: u16 = *KINDS.start();
 

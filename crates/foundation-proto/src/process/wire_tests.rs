@@ -5,7 +5,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::manager_wire::ManagerMsg;
-use super::wire::{RemoteFailure, ServiceMsg};
+use super::service_wire::{RemoteFailure, ServiceMsg};
 use crate::registry::RegistryMsg;
 
 proptest! {
