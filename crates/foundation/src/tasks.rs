@@ -9,6 +9,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, Span};
 
+/// How long a task may go on after the node's token is cancelled before it
+/// is dropped.
+const CLEANUP_GRACE: Duration = Duration::from_secs(1);
+
 /// Spawns and tracks one node's tasks. Clone it freely.
 #[derive(Clone, Debug)]
 pub(crate) struct Tasks {
@@ -42,9 +46,17 @@ impl Tasks {
         let cancel = self.cancel.clone();
         self.tracker.spawn(
             async move {
+                tokio::pin!(fut);
+                // The task sees the token itself and finishes its own
+                // clean-up (pub/sub ends its subscriptions, for one); only
+                // one that is still running CLEANUP_GRACE later is dropped.
                 tokio::select! {
-                    _ = cancel.cancelled() => {}
-                    _ = fut => {}
+                    biased;
+                    _ = &mut fut => {}
+                    _ = async {
+                        cancel.cancelled().await;
+                        tokio::time::sleep(CLEANUP_GRACE).await;
+                    } => {}
                 }
             }
             .instrument(span),
@@ -81,6 +93,22 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn a_task_finishes_its_own_clean_up_when_the_node_stops() {
+        let cancel = CancellationToken::new();
+        let tasks = Tasks::new(tracing::info_span!("node"), cancel.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let token = cancel.clone();
+        tasks.spawn(async move {
+            token.cancelled().await;
+            tokio::task::yield_now().await; // clean-up that awaits
+            let _ = tx.send("cleaned up");
+        });
+        cancel.cancel();
+        assert_eq!(tasks.join(Duration::from_secs(5)).await, 0);
+        assert_eq!(rx.await, Ok("cleaned up"));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn tasks_end_when_the_node_stops_and_are_joined() {
         let cancel = CancellationToken::new();
         let tasks = Tasks::new(tracing::info_span!("node"), cancel.clone());
