@@ -19,6 +19,7 @@
 //! - [`frame`]: the versioned frame codec every node-to-node message
 //!   travels in (sans-IO decoder, bounded before it allocates).
 //! - [`kinds`]: which subsystem owns which range of message kinds.
+//! - [`pubsub`]: the batch codec of published items.
 //! - [`readiness`]: when a node that found nobody counts as ready alone.
 //!
 //! ```
@@ -62,6 +63,7 @@ mod id;
 pub mod kinds;
 pub mod membership;
 pub mod process;
+pub mod pubsub;
 pub mod readiness;
 pub mod registry;
 

@@ -332,7 +332,7 @@ async fn malformed_pubsub_frames_are_rejected_without_harm() {
     let mut sub = c.node(0).pubsub().subscribe::<String>("t").expect("sub");
     interest(c.node(1), "t", 1).await;
     let to = c.node(0).id();
-    let kind = *foundation::pubsub::KINDS.start();
+    let kind = *foundation_proto::kinds::PUBSUB.start();
     for junk in [
         &b"\xff\xff\xff\xff\xff"[..],
         &b"\x00\x00"[..],

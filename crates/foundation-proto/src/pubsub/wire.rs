@@ -13,25 +13,25 @@ use serde::{Deserialize, Serialize};
 
 use crate::registry::MAX_NAME_LEN;
 
-/// Message kinds reserved for pub/sub (`foundation_proto::kinds::PUBSUB`).
-pub const KINDS: RangeInclusive<u16> = foundation_proto::kinds::PUBSUB;
+/// Message kinds reserved for pub/sub (`crate::kinds::PUBSUB`).
+pub const KINDS: RangeInclusive<u16> = crate::kinds::PUBSUB;
 /// A batch of published items.
-pub(crate) const KIND_BATCH: u16 = *KINDS.start();
+pub const KIND_BATCH: u16 = *KINDS.start();
 
 /// One published message as it travels.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Item<'a> {
+pub struct Item<'a> {
     /// The topic.
     #[serde(borrow)]
-    pub(crate) topic: Cow<'a, str>,
+    pub topic: Cow<'a, str>,
     /// The message, postcard-encoded by the publisher.
     #[serde(borrow)]
-    pub(crate) body: Cow<'a, [u8]>,
+    pub body: Cow<'a, [u8]>,
 }
 
 /// Why a pub/sub frame was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum WireError {
+pub enum WireError {
     /// Not a sequence of items.
     #[error("malformed pub/sub item at byte {at}: {why}")]
     Malformed {
@@ -68,7 +68,7 @@ fn varint(n: usize, out: &mut [u8; 10]) -> usize {
 /// `postcard(Item)`, and where the body starts. One allocation: the body
 /// is serialized after room for its length, and the (short) topic header
 /// is moved up against it.
-pub(crate) fn encode_item_of<T: Serialize + ?Sized>(
+pub fn encode_item_of<T: Serialize + ?Sized>(
     topic: &str,
     msg: &T,
 ) -> Result<(Bytes, usize), postcard::Error> {
@@ -96,7 +96,7 @@ pub(crate) fn encode_item_of<T: Serialize + ?Sized>(
 
 /// Encodes one item from an already serialized body.
 #[cfg(test)]
-pub(crate) fn encode_item(topic: &str, body: &[u8]) -> Bytes {
+pub fn encode_item(topic: &str, body: &[u8]) -> Bytes {
     let item = Item {
         topic: Cow::Borrowed(topic),
         body: Cow::Borrowed(body),
@@ -106,7 +106,7 @@ pub(crate) fn encode_item(topic: &str, body: &[u8]) -> Bytes {
 
 /// Decodes every item of a batch, in order; stops at the first bad one
 /// (the items before it are returned).
-pub(crate) fn decode_batch(mut data: &[u8]) -> (Vec<Item<'_>>, Option<WireError>) {
+pub fn decode_batch(mut data: &[u8]) -> (Vec<Item<'_>>, Option<WireError>) {
     let total = data.len();
     let mut items = Vec::new();
     while !data.is_empty() {

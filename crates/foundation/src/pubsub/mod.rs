@@ -14,13 +14,13 @@ pub(crate) mod runtime;
 mod sender;
 mod stats;
 mod subscription;
-pub(crate) mod wire;
 
 pub(crate) use api::Shared;
 pub use api::{PubSub, PubSubError, Published};
+pub(crate) use foundation_proto::pubsub as wire;
+pub(crate) use foundation_proto::pubsub::KINDS;
 pub use local::SubscriptionId;
 pub use options::{lane_of, pick_channel, Priority, Publish};
 pub(crate) use sender::Sender;
 pub use stats::{TopicStats, MAX_TOPICS, OTHER_TOPIC};
 pub use subscription::Subscription;
-pub use wire::KINDS;
