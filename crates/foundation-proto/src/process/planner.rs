@@ -277,12 +277,7 @@ impl Planner {
     pub fn plan(&mut self, now: Instant, input: Input<'_>, facts: &dyn Facts) -> Plan {
         let me = self.me;
         let mut plan = Plan::default();
-        let active: BTreeSet<NodeId> = input
-            .members
-            .iter()
-            .filter(|m| m.presence == Presence::Active)
-            .map(|m| m.id)
-            .collect();
+        let active: BTreeSet<NodeId> = ids(input.members, Presence::Active).collect();
         if active != self.view || self.view_since.is_none() {
             self.view = active.clone();
             self.view_since = Some(now);
@@ -355,12 +350,7 @@ impl Planner {
         );
 
         // 5. Start what should run here.
-        let left: HashSet<NodeId> = input
-            .members
-            .iter()
-            .filter(|m| m.presence == Presence::Left)
-            .map(|m| m.id)
-            .collect();
+        let left: HashSet<NodeId> = ids(input.members, Presence::Left).collect();
         for (inst, (spec, shard)) in &desired {
             if input.running.contains_key(inst) || input.stopping.contains(inst) {
                 continue;
@@ -450,4 +440,12 @@ fn candidates(members: &[Member], keep: impl Fn(NodeId) -> bool) -> Vec<Candidat
             roles: m.roles.clone(),
         })
         .collect()
+}
+
+/// The ids of the members with `presence`.
+fn ids(members: &[Member], presence: Presence) -> impl Iterator<Item = NodeId> + '_ {
+    members
+        .iter()
+        .filter(move |m| m.presence == presence)
+        .map(|m| m.id)
 }
