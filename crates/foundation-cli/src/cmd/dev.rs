@@ -18,10 +18,10 @@ pub(crate) struct DevCmd {
     #[arg(long)]
     duration: Option<u64>,
     /// First membership port to try; nodes take the next free ones.
-    #[arg(long, default_value_t = 7946)]
+    #[arg(long, default_value_t = foundation::config::defaults::MEMBERSHIP_PORT)]
     base_port: u16,
     /// First HTTP port to try.
-    #[arg(long, default_value_t = 9090)]
+    #[arg(long, default_value_t = foundation::config::defaults::HTTP_PORT)]
     base_http_port: u16,
     /// Where children's logs go (default: a temporary directory).
     #[arg(long)]

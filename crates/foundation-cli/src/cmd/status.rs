@@ -13,7 +13,7 @@ use crate::table;
 #[derive(Debug, Args)]
 pub(crate) struct StatusCmd {
     /// The node's HTTP address (host:port).
-    #[arg(long, default_value = "127.0.0.1:9090")]
+    #[arg(long, default_value_t = local_http())]
     http: String,
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -57,4 +57,9 @@ pub(crate) fn member_table(members: &[Member]) -> String {
         &["NODE", "ADDRESS", "STATUS", "INCARNATION", "ID", "ROLES"],
         &rows,
     )
+}
+
+/// Loopback and the library's default HTTP port.
+fn local_http() -> String {
+    format!("127.0.0.1:{}", foundation::config::defaults::HTTP_PORT)
 }
