@@ -10,6 +10,7 @@
 //! With nothing blocked, the cost is one relaxed atomic load per
 //! datagram or frame.
 
+use crate::locks::RwLocked as _;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,36 +33,20 @@ struct Inner {
 impl Faults {
     /// Drops everything this node sends to `addrs`.
     pub fn block_to(&self, addrs: impl IntoIterator<Item = SocketAddr>) {
-        self.inner
-            .to
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(addrs);
+        self.inner.to.write_locked().extend(addrs);
         self.inner.active.store(true, Ordering::Release);
     }
 
     /// Drops everything this node receives from `addrs`.
     pub fn block_from(&self, addrs: impl IntoIterator<Item = SocketAddr>) {
-        self.inner
-            .from
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(addrs);
+        self.inner.from.write_locked().extend(addrs);
         self.inner.active.store(true, Ordering::Release);
     }
 
     /// Lifts every block.
     pub fn heal(&self) {
-        self.inner
-            .to
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        self.inner
-            .from
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.inner.to.write_locked().clear();
+        self.inner.from.write_locked().clear();
         self.inner.active.store(false, Ordering::Release);
     }
 
@@ -79,10 +64,7 @@ impl Faults {
         if !self.inner.active.load(Ordering::Acquire) {
             return false;
         }
-        let hit = set
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&addr);
+        let hit = set.read_locked().contains(&addr);
         if hit {
             self.inner.dropped.fetch_add(1, Ordering::Relaxed);
         }

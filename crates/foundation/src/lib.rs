@@ -202,6 +202,7 @@ mod error;
 pub mod faults;
 pub mod http;
 mod id;
+mod locks;
 pub mod membership;
 pub mod messaging;
 mod messenger;

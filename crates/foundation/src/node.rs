@@ -7,6 +7,7 @@ mod sockets;
 pub use clock::{ClockOffset, CLOCK_PING, CLOCK_PONG};
 pub use sockets::Sockets;
 
+use crate::locks::Locked as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -319,11 +320,7 @@ impl Node {
     /// Serves the HTTP endpoint's task as one of the node's own: shutdown
     /// stops and joins it.
     pub(crate) fn attach_http(&self, bound: SocketAddr, task: JoinHandle<()>) {
-        *self
-            .inner
-            .http_addr
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(bound);
+        *self.inner.http_addr.locked() = Some(bound);
         self.push_task(task);
     }
 
@@ -338,11 +335,7 @@ impl Node {
     }
 
     fn push_task(&self, task: JoinHandle<()>) {
-        self.inner
-            .tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(task);
+        self.inner.tasks.locked().push(task);
     }
 
     /// This node's id.
@@ -377,11 +370,7 @@ impl Node {
 
     /// The HTTP endpoint's address, when enabled.
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        *self
-            .inner
-            .http_addr
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        *self.inner.http_addr.locked()
     }
 
     /// This node as a member.
@@ -588,8 +577,7 @@ impl Node {
         self.inner.cancel.cancel();
         self.inner.membership.abort();
         self.inner.transport.shutdown().await;
-        let tasks: Vec<JoinHandle<()>> =
-            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.inner.tasks.locked());
         for t in tasks {
             let _ = t.await;
         }

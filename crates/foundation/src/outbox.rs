@@ -6,6 +6,7 @@
 //! traffic that anti-entropy repairs (registry deltas), or that is
 //! at-most-once by contract.
 
+use crate::locks::Locked as _;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -43,7 +44,7 @@ impl Outbox {
 
     /// Queues a message for `to`; false if its queue is full (dropped).
     pub(crate) fn send(&self, to: NodeId, kind: u16, payload: Bytes) -> bool {
-        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        let mut queues = self.queues.locked();
         let tx = queues.entry(to).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
             let tasks = &self.messenger.tasks;
@@ -74,10 +75,7 @@ impl Outbox {
 
     /// Drops the queue of a peer that left or went down.
     pub(crate) fn forget(&self, peer: NodeId) {
-        self.queues
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&peer);
+        self.queues.locked().remove(&peer);
     }
 }
 

@@ -1,5 +1,6 @@
 //! The tokio shell around [`MembershipCore`]: UDP socket, sealing, timers.
 
+use crate::locks::RwLocked as _;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -120,13 +121,13 @@ impl Membership {
     /// Other members as this node sees them (alive, suspect, recently down
     /// or left).
     pub fn members(&self) -> Vec<Member> {
-        let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        let view = self.view.read_locked();
         view.values().cloned().collect()
     }
 
     /// One member by id, if this node knows it.
     pub fn member(&self, id: NodeId) -> Option<Member> {
-        let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        let view = self.view.read_locked();
         view.get(&id).cloned()
     }
 
@@ -367,7 +368,7 @@ impl Shell {
         if let Some(c) = self.canaries.as_mut() {
             c.retain(&self.active);
         }
-        *self.view.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
+        *self.view.write_locked() = snapshot;
         for ev in events {
             log_event(&ev);
             let _ = self.events.send(ev);

@@ -1,6 +1,7 @@
 //! The service host of one node: its running services by id, the
 //! delivery of remote requests, and the pending remote calls.
 
+use crate::locks::Locked as _;
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,11 +88,11 @@ impl Host {
     }
 
     fn lock_slots(&self) -> MutexGuard<'_, HashMap<u64, Slot>> {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+        self.slots.locked()
     }
 
     fn lock_pending(&self) -> MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+        self.pending.locked()
     }
 
     pub(crate) fn events(&self) -> broadcast::Receiver<ServiceEvent> {
@@ -160,11 +161,7 @@ impl Host {
     fn exited(&self, local: u64, reason: &StopReason) {
         let slot = self.lock_slots().remove(&local);
         tracing::debug!(service = local, label = slot.as_ref().map(|s| s.label.as_str()), %reason, "service ended");
-        let deferred = self
-            .deferred
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&local);
+        let deferred = self.deferred.locked().remove(&local);
         if !deferred {
             self.registry.service_ended(local);
         }
@@ -175,20 +172,14 @@ impl Host {
     /// reaches the next owner before the withdrawal does (one ordered
     /// stream), so the next owner never mistakes the gap for a crash.
     pub(crate) async fn stop_for_handoff(&self, local: u64, reason: StopReason) -> Option<Bytes> {
-        self.deferred
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(local);
+        self.deferred.locked().insert(local);
         self.stop(local, reason).await
     }
 
     /// Withdraws the registrations of a service stopped by
     /// [`Host::stop_for_handoff`].
     pub(crate) fn withdraw(&self, local: u64) {
-        self.deferred
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&local);
+        self.deferred.locked().remove(&local);
         self.registry.service_ended(local);
     }
 

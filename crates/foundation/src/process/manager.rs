@@ -3,6 +3,7 @@
 //! owner when a node goes down, migrated with handoff when ownership
 //! changes, and stopped on the minority side of a partition.
 
+use crate::locks::Locked as _;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -95,10 +96,6 @@ impl std::fmt::Debug for KindEntry {
     }
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl ManagerShared {
     pub(crate) fn new(messenger: Messenger, outbox: Outbox, policy: SplitBrain) -> Self {
         ManagerShared {
@@ -117,11 +114,11 @@ impl ManagerShared {
     }
 
     pub(crate) fn specs(&self) -> MutexGuard<'_, SpecMap> {
-        lock(&self.specs)
+        self.specs.locked()
     }
 
     pub(crate) fn starter(&self, kind: &str) -> Option<Starter> {
-        lock(&self.kinds).get(kind).map(|k| k.0.clone())
+        self.kinds.locked().get(kind).map(|k| k.0.clone())
     }
 
     /// Merges entries; pushes them on when they changed the map.
@@ -266,7 +263,10 @@ impl ProcessManager {
                 }
             }
         });
-        lock(&self.shared.kinds).insert(kind.to_owned(), KindEntry(starter));
+        self.shared
+            .kinds
+            .locked()
+            .insert(kind.to_owned(), KindEntry(starter));
         self.shared.wake.notify_one();
     }
 
@@ -376,7 +376,9 @@ impl ProcessManager {
     /// Managed instances running on this node: (instance name, address).
     pub fn running(&self) -> Vec<(String, ServiceAddr)> {
         let me = self.node.id();
-        lock(&self.shared.running)
+        self.shared
+            .running
+            .locked()
             .iter()
             .map(|(name, r)| {
                 (
@@ -426,7 +428,7 @@ impl ProcessManager {
     /// ADR 008). Empty until a view has been stable once (the cluster is
     /// forming and every side keeps quorum) and under other policies.
     pub fn quorum_base(&self) -> Vec<crate::NodeId> {
-        lock(&self.shared.quorum_base).clone()
+        self.shared.quorum_base.locked().clone()
     }
 
     /// The split-brain policy.

@@ -3,6 +3,7 @@
 //! and adopt, and does it. The decisions are the planner's
 //! (`foundation_proto::process::planner`); this file only executes them.
 
+use crate::locks::Locked as _;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::manager::{lock, Instance, ManagerShared, Running};
+use super::manager::{Instance, ManagerShared, Running};
 use super::manager_wire::{ManagerMsg, KIND_MSG};
 use super::planner::{self, Command, Facts, Input, Planner, Presence, StopCause};
 use super::service::StopReason;
@@ -141,7 +142,7 @@ impl ManagerTask {
                 }
             }
             ManagerMsg::HandoffAck { instance } => {
-                if let Some(tx) = lock(&self.shared.handoff_acks).remove(&instance) {
+                if let Some(tx) = self.shared.handoff_acks.locked().remove(&instance) {
                     let _ = tx.send(());
                 }
             }
@@ -172,9 +173,12 @@ impl ManagerTask {
         let members = planner_members(&node);
         let specs: Vec<ChildSpec> = self.shared.specs().specs().cloned().collect();
         let host = node.host().clone();
-        lock(&self.shared.running).retain(|_, r| host.is_running(r.local));
-        let running: BTreeMap<String, Running> = lock(&self.shared.running).clone();
-        let stopping_now = lock(stopping).clone();
+        self.shared
+            .running
+            .locked()
+            .retain(|_, r| host.is_running(r.local));
+        let running: BTreeMap<String, Running> = self.shared.running.locked().clone();
+        let stopping_now = stopping.locked().clone();
         let input = Input {
             members: &members,
             specs: &specs,
@@ -192,7 +196,7 @@ impl ManagerTask {
         );
         self.shared.quorum.store(plan.has_quorum, Ordering::Relaxed);
         let quorum = self.planner.quorum();
-        *lock(&self.shared.quorum_base) = if quorum.is_confirmed() {
+        *self.shared.quorum_base.locked() = if quorum.is_confirmed() {
             quorum.base().iter().copied().collect()
         } else {
             Vec::new()
@@ -227,7 +231,10 @@ impl ManagerTask {
                     spec,
                     local,
                 } => {
-                    lock(&self.shared.running).insert(instance, Running { spec, local });
+                    self.shared
+                        .running
+                        .locked()
+                        .insert(instance, Running { spec, local });
                 }
                 Command::Start {
                     instance,
@@ -246,7 +253,7 @@ impl ManagerTask {
                     tracing::debug!(%instance, handoff = handoff.is_some(), "starting a managed instance");
                     match starter(&node, &spec, &inst, handoff) {
                         Ok(local) => {
-                            lock(&self.shared.running).insert(
+                            self.shared.running.locked().insert(
                                 instance,
                                 Running {
                                     spec: spec.id,
@@ -283,7 +290,7 @@ impl ManagerTask {
             StopCause::SpecRemoved => (StopReason::Normal, None),
         };
         tracing::debug!(%instance, %reason, "stopping a managed instance");
-        lock(stopping).insert(instance.clone());
+        stopping.locked().insert(instance.clone());
         let (shared, host, stopping) = (
             self.shared.clone(),
             self.node.host().clone(),
@@ -291,12 +298,12 @@ impl ManagerTask {
         );
         self.shared.messenger.tasks.spawn(async move {
             let state = host.stop_for_handoff(local, reason).await;
-            lock(&shared.running).remove(&instance);
+            shared.running.locked().remove(&instance);
             if let Some(to) = to {
                 hand_off(&shared, to, &instance, state, false).await;
             }
             host.withdraw(local);
-            lock(&stopping).remove(&instance);
+            stopping.locked().remove(&instance);
             shared.wake.notify_one();
         });
     }
@@ -337,7 +344,9 @@ pub(crate) async fn hand_off_all(node: &Node, shared: &ManagerShared) {
     shared.shutting_down.store(true, Ordering::Release);
     let me = node.id();
     let members = planner_members(node);
-    let running: Vec<(String, Running)> = lock(&shared.running)
+    let running: Vec<(String, Running)> = shared
+        .running
+        .locked()
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
@@ -350,7 +359,7 @@ pub(crate) async fn hand_off_all(node: &Node, shared: &ManagerShared) {
             .host()
             .stop_for_handoff(r.local, StopReason::Shutdown)
             .await;
-        lock(&shared.running).remove(&inst);
+        shared.running.locked().remove(&inst);
         if let Some(to) = target {
             hand_off(shared, to, &inst, state, true).await;
         }
@@ -374,7 +383,7 @@ async fn hand_off(
     leaving: bool,
 ) {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    lock(&shared.handoff_acks).insert(instance.to_owned(), tx);
+    shared.handoff_acks.locked().insert(instance.to_owned(), tx);
     let msg = ManagerMsg::Handoff {
         instance: instance.to_owned(),
         state,
@@ -390,5 +399,5 @@ async fn hand_off(
             tracing::warn!(%instance, peer = %to, error = %e, "handoff not sent: the next owner starts without state")
         }
     }
-    lock(&shared.handoff_acks).remove(instance);
+    shared.handoff_acks.locked().remove(instance);
 }

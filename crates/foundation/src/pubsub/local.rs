@@ -5,6 +5,7 @@
 //! copies nor serializes per subscriber. A subscription that falls more
 //! than the buffer behind loses the oldest messages and counts them.
 
+use crate::locks::Locked as _;
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -83,7 +84,7 @@ pub(crate) struct Delivered {
 
 impl Local {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Topic>> {
-        self.topics.lock().unwrap_or_else(|p| p.into_inner())
+        self.topics.locked()
     }
 
     /// Adds a subscription of type `T` to `topic`: its receiver, and

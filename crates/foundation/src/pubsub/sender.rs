@@ -10,6 +10,7 @@
 //! (up to [`BATCH_BYTES`]): batching adds no wait, it only packs what
 //! accumulated while the previous frame was written.
 
+use crate::locks::Locked as _;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -133,7 +134,7 @@ impl Sender {
         let cost = item.bytes().len().clamp(1, self.budget) as u32;
         // The common case, without waiting: under the lock, no clones.
         let (q, item) = {
-            let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+            let mut queues = self.queues.locked();
             let item = match queues.get(&route) {
                 Some(q) => match q.try_push(item, cost) {
                     Ok(()) => return Ok(()),
@@ -165,13 +166,7 @@ impl Sender {
     /// Waits until every queue is empty (written to QUIC), at most until
     /// `deadline`; whether they all emptied.
     pub(crate) async fn flush(&self, deadline: Instant) -> bool {
-        let queues: Vec<Queue> = self
-            .queues
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let queues: Vec<Queue> = self.queues.locked().values().cloned().collect();
         let all = self.budget as u32;
         for q in queues {
             // Every queued item holds permits: all of them free means empty.
@@ -185,10 +180,7 @@ impl Sender {
 
     /// Drops the queues of a peer that left or went down.
     pub(crate) fn forget(&self, peer: NodeId) {
-        self.queues
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|r, _| r.peer != peer);
+        self.queues.locked().retain(|r, _| r.peer != peer);
     }
 }
 

@@ -4,6 +4,7 @@
 //! the `_other` row, so a flood of topic names cannot grow memory or the
 //! metrics page without bound.
 
+use crate::locks::Locked as _;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -70,7 +71,7 @@ pub(crate) struct Counters {
 impl Counters {
     /// The counters of `topic` (or of `_other` past the cap).
     pub(crate) fn topic(&self, topic: &str) -> Arc<TopicCounters> {
-        let mut map = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.topics.locked();
         if let Some(c) = map.get(topic) {
             return c.clone();
         }
@@ -84,13 +85,13 @@ impl Counters {
 
     /// A copy of `topic`'s counters, if it has any.
     pub(crate) fn get(&self, topic: &str) -> Option<TopicStats> {
-        let map = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.topics.locked();
         map.get(topic).map(|c| c.load())
     }
 
     /// Every topic's counters, sorted by topic.
     pub(crate) fn all(&self) -> Vec<(String, TopicStats)> {
-        let map = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.topics.locked();
         let mut all: Vec<_> = map.iter().map(|(t, c)| (t.clone(), c.load())).collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all

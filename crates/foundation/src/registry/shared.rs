@@ -1,6 +1,7 @@
 //! The registry state shared by the API, the sync task and the service
 //! host, with the push of local changes and the acks of sync registration.
 
+use crate::locks::Locked as _;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -47,7 +48,7 @@ impl RegistryShared {
     }
 
     pub(crate) fn state(&self) -> MutexGuard<'_, RegistryState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.locked()
     }
 
     /// Marks the state changed (wakes waiters on `changed`).
@@ -108,7 +109,7 @@ impl RegistryShared {
 
     /// A peer holds this node's set at `version` or newer.
     pub(crate) fn acked(&self, peer: NodeId, version: u64) {
-        let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut acks = self.acks.locked();
         let v = acks.entry(peer).or_default();
         *v = (*v).max(version);
         drop(acks);
@@ -117,11 +118,7 @@ impl RegistryShared {
 
     /// This node holds `peer`'s own set.
     pub(crate) fn heard_from(&self, peer: NodeId) {
-        let new = self
-            .heard
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(peer);
+        let new = self.heard.locked().insert(peer);
         if new {
             self.bump();
         }
@@ -129,19 +126,13 @@ impl RegistryShared {
 
     /// Whether this node holds the sets of all `peers`.
     pub(crate) fn has_heard_all(&self, peers: &[NodeId]) -> bool {
-        let heard = self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        let heard = self.heard.locked();
         peers.iter().all(|p| heard.contains(p))
     }
 
     pub(crate) fn forget_peer(&self, peer: NodeId) {
-        self.heard
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&peer);
-        self.acks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&peer);
+        self.heard.locked().remove(&peer);
+        self.acks.locked().remove(&peer);
         self.acked.notify_waiters();
     }
 
@@ -158,7 +149,7 @@ impl RegistryShared {
             let notified = self.acked.notified();
             let active = self.messenger.peers();
             let missing: Vec<NodeId> = {
-                let acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+                let acks = self.acks.locked();
                 peers
                     .iter()
                     .copied()

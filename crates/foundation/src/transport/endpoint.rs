@@ -1,5 +1,6 @@
 //! The QUIC endpoint: accepting, connecting on demand, sending.
 
+use crate::locks::Locked as _;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -427,7 +428,7 @@ impl Inner {
     }
 
     fn lock_slots(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Slot>> {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+        self.slots.locked()
     }
 
     async fn accept_loop(self: Arc<Self>) {

@@ -5,6 +5,7 @@
 //! drops it). A full inbox makes the stream reader wait, and QUIC flow
 //! control then slows the sender: nothing is dropped, memory stays bounded.
 
+use crate::locks::Locked as _;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
@@ -133,7 +134,7 @@ impl Router {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Subscription>>> {
-        self.subs.lock().unwrap_or_else(|p| p.into_inner())
+        self.subs.locked()
     }
 
     /// Delivers to every matching inbox, waiting while one is full.
