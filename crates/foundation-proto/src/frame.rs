@@ -275,8 +275,7 @@ impl FrameDecoder {
     }
 }
 
-/// Incompressible test bytes (xorshift64).
-/// Incompressible bytes (xorshift), for tests of compression.
+/// Incompressible bytes (xorshift64), for tests of compression.
 #[doc(hidden)]
 pub fn noise(n: usize) -> Vec<u8> {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;

@@ -104,13 +104,9 @@ impl Handoffs {
     }
 
     /// Pending handoffs.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.by_instance.len()
-    }
-
-    /// Whether no handoff is pending.
-    pub fn is_empty(&self) -> bool {
-        self.by_instance.is_empty()
     }
 }
 
