@@ -331,7 +331,8 @@ fn doctor_reports_ok_and_names_what_to_fix() {
     let text = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{text}");
     assert!(
-        text.contains("ok    membership port (UDP)") && text.contains("ok    seed"),
+        text.contains("ok    membership port (UDP)")
+            && text.contains("ok    discovery: 1 seed(s) resolve"),
         "{text}"
     );
 

@@ -2,10 +2,8 @@
 
 use std::net::IpAddr;
 
-use crate::config::{
-    Config, ConfigError, DiscoveryKind, Layer, Profile, Resolved, Resolver, Value,
-};
-use crate::discovery::{Dns, Gossip, Mdns, StaticSeeds, Strategy};
+use crate::config::{Config, ConfigError, Layer, Profile, Resolved, Resolver, Value};
+use crate::discovery::{StaticSeeds, Strategy};
 use crate::error::StartError;
 use crate::node::{Node, Sockets};
 
@@ -227,9 +225,11 @@ impl NodeBuilder {
         }
         let mut resolved = self.resolver.resolve()?;
         if !self.adjust.is_empty() {
-            for Adjust(f) in &self.adjust {
-                f(&mut resolved.config);
-            }
+            resolved.change_in_code(|config| {
+                for Adjust(f) in &self.adjust {
+                    f(config);
+                }
+            });
             resolved.config.validate()?;
         }
         Ok(resolved)
@@ -241,6 +241,7 @@ impl NodeBuilder {
     ///
     /// ```
     /// use std::time::Duration;
+    /// use foundation::config::Source;
     /// use foundation::{Config, NodeBuilder};
     ///
     /// let resolved = NodeBuilder::isolated()
@@ -250,6 +251,9 @@ impl NodeBuilder {
     ///     })
     ///     .resolve()?;
     /// assert_eq!(resolved.config.membership.probe_period, Duration::from_secs(1));
+    /// // `config explain` says where each value came from.
+    /// assert_eq!(resolved.sources["registry.sync_interval_ms"], Source::Code);
+    /// assert_eq!(resolved.sources["http.port"], Source::Default);
     ///
     /// // A contradiction is refused with the same errors as the resolver's.
     /// let bad = NodeBuilder::isolated()
@@ -269,19 +273,11 @@ impl NodeBuilder {
         let resolved = self.resolve()?;
         let strategy: Box<dyn Strategy> = match self.strategy {
             Some(s) => s,
-            None => match resolved.config.cluster.discovery {
-                DiscoveryKind::Mdns => Box::new(Mdns::new()),
-                DiscoveryKind::Gossip => Box::new(Gossip::new()),
-                DiscoveryKind::Dns => Box::new(Dns::new()),
-                #[cfg(feature = "consul")]
-                DiscoveryKind::Consul => Box::new(crate::discovery::Consul::new()),
-                #[cfg(feature = "etcd")]
-                DiscoveryKind::Etcd => Box::new(crate::discovery::Etcd::new()),
-                #[cfg(feature = "kubernetes")]
-                DiscoveryKind::Kubernetes => Box::new(crate::discovery::Kubernetes::new()),
-                // The resolver only lets built-in strategies through.
-                _ => Box::new(StaticSeeds::new(resolved.config.cluster.seeds.clone())),
-            },
+            // The resolver only lets built-in words through; static seeds
+            // are the harmless answer should that ever change.
+            None => crate::discovery::built_in(&resolved.config).unwrap_or_else(|| {
+                Box::new(StaticSeeds::new(resolved.config.cluster.seeds.clone()))
+            }),
         };
         let http = resolved.config.http.clone();
         let node = Node::start(resolved, strategy, self.sockets).await?;

@@ -4,13 +4,7 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 
 use clap::Args;
 use foundation::config::{Config, DiscoveryKind};
-#[cfg(feature = "consul")]
-use foundation::discovery::Consul;
-#[cfg(feature = "etcd")]
-use foundation::discovery::Etcd;
-#[cfg(feature = "kubernetes")]
-use foundation::discovery::Kubernetes;
-use foundation::discovery::{DiscoveryContext, Dns, Gossip, Mdns};
+use foundation::discovery::{DiscoveryContext, Probe};
 
 use super::node::NodeArgs;
 
@@ -163,81 +157,18 @@ async fn discovery(r: &mut Report, c: &Config) {
             return;
         }
     };
-    match c.cluster.discovery {
-        DiscoveryKind::Static if c.cluster.seeds.is_empty() => {
-            r.note("discovery", "static with no seeds: this node starts alone")
-        }
-        DiscoveryKind::Static => {
-            for seed in &c.cluster.seeds {
-                let resolved = tokio::net::lookup_host((seed.host.as_str(), seed.port))
-                    .await
-                    .map(|mut addrs| addrs.next().is_some())
-                    .unwrap_or(false);
-                if resolved {
-                    r.ok("seed", format!("{seed} resolves"));
-                } else {
-                    r.fail(
-                        "seed",
-                        format!("{seed} does not resolve"),
-                        "check the name, or use an IP address",
-                    );
-                }
-            }
-        }
-        DiscoveryKind::Mdns => match Mdns::probe() {
-            Ok(()) => r.ok("discovery", "mDNS daemon starts"),
-            Err(e) => r.fail(
-                "discovery",
-                e,
-                "use FOUNDATION_CLUSTER=gossip or static seeds",
-            ),
-        },
-        DiscoveryKind::Gossip => match Gossip::probe(&ctx) {
-            Ok(()) => r.ok(
-                "discovery",
-                format!(
-                    "joined multicast group {}:{}",
-                    c.gossip.group, c.gossip.port
-                ),
-            ),
-            Err(e) => r.fail(
-                "discovery",
-                e,
-                "use static seeds or dns where multicast is not routable",
-            ),
-        },
-        DiscoveryKind::Dns => match Dns::probe(&ctx).await {
-            Ok(set) if !set.is_empty() => r.ok(
-                "discovery",
-                format!("DNS answers with {} address(es)", set.len()),
-            ),
-            Ok(_) => r.fail(
-                "discovery",
-                "DNS answers with no address",
-                "check dns.query and that the service has ready endpoints",
-            ),
-            Err(e) => r.fail(
-                "discovery",
-                e,
-                "check dns.query, dns.server and /etc/resolv.conf",
-            ),
-        },
-        #[cfg(feature = "kubernetes")]
-        DiscoveryKind::Kubernetes => match Kubernetes::probe(&ctx).await {
-            Ok((pods, ready)) => r.ok("discovery", format!("Kubernetes API answers: {pods} pod(s) match, {ready} ready")),
-            Err(e) => r.fail("discovery", e, "check kubernetes.selector, the namespace, and that the service account may list and watch pods"),
-        },
-        #[cfg(feature = "consul")]
-        DiscoveryKind::Consul => match Consul::probe(&ctx).await {
-            Ok(leader) => r.ok("discovery", format!("Consul agent answers (leader {})", leader.trim())),
-            Err(e) => r.fail("discovery", e, "check consul.addr / CONSUL_HTTP_ADDR and that the agent runs"),
-        },
-        #[cfg(feature = "etcd")]
-        DiscoveryKind::Etcd => match Etcd::probe(&ctx).await {
-            Ok(()) => r.ok("discovery", "etcd answers healthy"),
-            Err(e) => r.fail("discovery", e, "check etcd.endpoint (FOUNDATION_ETCD_ENDPOINT) and that etcd runs"),
-        },
-        other => r.note("discovery", format!("{other}: no check")),
+    let Some(strategy) = foundation::discovery::built_in(c) else {
+        return r.fail(
+            "discovery",
+            format!("{} is not built into this binary", c.cluster.discovery),
+            "rebuild with its cargo feature, or pick another strategy",
+        );
+    };
+    match strategy.probe(&ctx).await {
+        Probe::Ok(what) => r.ok("discovery", what),
+        Probe::Failed { why, hint } => r.fail("discovery", why, &hint),
+        Probe::Note(what) => r.note("discovery", what),
+        other => r.note("discovery", format!("{other:?}")),
     }
 }
 

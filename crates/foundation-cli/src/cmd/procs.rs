@@ -32,13 +32,17 @@ impl Ports {
         }
     }
 
-    /// A port p such that UDP p and p+1 are free (membership and QUIC).
+    /// A membership port p such that UDP p and the QUIC port a node with
+    /// `--port p` derives from it (`Config::transport_port`) are free.
     pub(crate) fn udp_pair(&mut self) -> anyhow::Result<u16> {
         while self.next_udp < u16::MAX - 1 {
             let p = self.next_udp;
-            self.next_udp += 2;
+            let mut config = foundation::Config::default();
+            config.membership.port = p;
+            let quic = config.transport_port();
+            self.next_udp = self.next_udp.max(quic).saturating_add(1);
             let a = UdpSocket::bind((Ipv4Addr::LOCALHOST, p));
-            let b = UdpSocket::bind((Ipv4Addr::LOCALHOST, p + 1));
+            let b = UdpSocket::bind((Ipv4Addr::LOCALHOST, quic));
             if a.is_ok() && b.is_ok() {
                 return Ok(p);
             }

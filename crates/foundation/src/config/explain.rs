@@ -180,6 +180,33 @@ impl Resolved {
     }
 }
 
+impl Resolved {
+    /// Applies code's changes to the merged configuration (the Wizard
+    /// tier's `NodeBuilder::config`) and records them: every key whose
+    /// value they changed gets [`Source::Code`], so `config explain` tells
+    /// the truth about where each value came from.
+    pub(crate) fn change_in_code(&mut self, change: impl FnOnce(&mut Config)) {
+        let before = self.entries();
+        let secret = self.config.cluster.secret.clone();
+        change(&mut self.config);
+        let mut changed = false;
+        for ((key, old, _), (_, new, _)) in before.into_iter().zip(self.entries()) {
+            let differs = if key == "secret" {
+                secret != self.config.cluster.secret
+            } else {
+                old != new
+            };
+            if differs {
+                self.sources.insert(key, Source::Code);
+                changed = true;
+            }
+        }
+        if changed {
+            self.tier = super::resolve::Tier::Wizard;
+        }
+    }
+}
+
 fn transport_port(c: &Config) -> String {
     match c.transport_port() {
         0 => "(any free port)".into(),

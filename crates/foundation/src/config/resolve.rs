@@ -15,9 +15,13 @@ use super::validate;
 
 /// Where a resolved value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Source {
     /// Set in code through [`crate::NodeBuilder`] (or a CLI flag).
     Builder,
+    /// Changed in code by a [`NodeBuilder::config`](crate::NodeBuilder::config)
+    /// closure, after every layer was merged.
+    Code,
     /// Set by an environment variable.
     Env(String),
     /// Set in a configuration file.
@@ -32,6 +36,7 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Builder => f.write_str("builder"),
+            Source::Code => f.write_str("code (NodeBuilder::config)"),
             Source::Env(var) => write!(f, "env {var}"),
             Source::File(p) => write!(f, "file {}", p.display()),
             Source::Detected(why) => write!(f, "detected: {why}"),

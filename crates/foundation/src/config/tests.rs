@@ -463,3 +463,27 @@ fn the_transport_port_is_derived_in_one_place() {
     c.transport.port = Some(9000);
     assert_eq!(c.transport_port(), 9000);
 }
+
+#[test]
+fn changes_made_in_code_show_as_code_in_explain_and_make_the_wizard_tier() {
+    let r = crate::NodeBuilder::isolated()
+        .cluster("static")
+        .config(|c| {
+            c.cluster.secret = Some(Secret::new("a-secret-set-in-code-0123456789"));
+            c.http.port = 9999;
+            c.membership.port = crate::config::defaults::MEMBERSHIP_PORT; // unchanged: not claimed
+        })
+        .resolve()
+        .expect("valid");
+    assert_eq!(r.sources["secret"], Source::Code);
+    assert_eq!(r.sources["http.port"], Source::Code);
+    assert_eq!(r.sources["membership.port"], Source::Default);
+    assert_eq!(r.sources["cluster"], Source::Builder);
+    assert_eq!(r.tier, Tier::Wizard);
+    let text = r.to_string();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("http.port") && l.contains("code (NodeBuilder::config)")),
+        "{text}"
+    );
+}

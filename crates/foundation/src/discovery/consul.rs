@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
 use super::sink::{CandidateSink, Candidates, DiscoveryError};
-use super::{DiscoveryContext, Strategy, StrategyTask};
+use super::{DiscoveryContext, Probe, ProbeTask, Strategy, StrategyTask};
 
 /// Largest answer accepted.
 const MAX_BODY: usize = 8 * 1024 * 1024;
@@ -35,7 +35,7 @@ impl Consul {
     }
 
     /// Whether the agent answers (`foundation doctor`): the cluster leader.
-    pub async fn probe(ctx: &DiscoveryContext) -> Result<String, String> {
+    async fn check(ctx: &DiscoveryContext) -> Result<String, String> {
         let url = format!("{}/v1/status/leader", ctx.consul.addr.trim_end_matches('/'));
         let resp = reqwest::Client::new()
             .get(&url)
@@ -97,6 +97,18 @@ pub(crate) fn parse(body: &[u8]) -> Result<Candidates, String> {
 impl Strategy for Consul {
     fn name(&self) -> &'static str {
         "consul"
+    }
+
+    fn probe<'a>(&'a self, ctx: &'a DiscoveryContext) -> ProbeTask<'a> {
+        Box::pin(async move {
+            match Consul::check(ctx).await {
+                Ok(leader) => Probe::Ok(format!("Consul agent answers (leader {})", leader.trim())),
+                Err(e) => Probe::failed(
+                    e,
+                    "check consul.addr / CONSUL_HTTP_ADDR and that the agent runs",
+                ),
+            }
+        })
     }
 
     fn run(

@@ -15,7 +15,7 @@ use hickory_resolver::TokioResolver;
 use tokio_util::sync::CancellationToken;
 
 use super::sink::{CandidateSink, Candidates, DiscoveryError};
-use super::{DiscoveryContext, Strategy, StrategyTask};
+use super::{DiscoveryContext, Probe, ProbeTask, Strategy, StrategyTask};
 use crate::config::DnsRecord;
 
 /// The DNS strategy.
@@ -29,7 +29,7 @@ impl Dns {
     }
 
     /// One query, as `foundation doctor` runs it: the candidates, or why not.
-    pub async fn probe(ctx: &DiscoveryContext) -> Result<Candidates, String> {
+    async fn check(ctx: &DiscoveryContext) -> Result<Candidates, String> {
         let query = ctx.dns.query.clone().ok_or("no dns.query set")?;
         let resolver = resolver(ctx)?;
         let port = ctx.dns.port.unwrap_or(ctx.membership.port());
@@ -43,6 +43,21 @@ impl Dns {
 impl Strategy for Dns {
     fn name(&self) -> &'static str {
         "dns"
+    }
+
+    fn probe<'a>(&'a self, ctx: &'a DiscoveryContext) -> ProbeTask<'a> {
+        Box::pin(async move {
+            match Dns::check(ctx).await {
+                Ok(set) if !set.is_empty() => {
+                    Probe::Ok(format!("DNS answers with {} address(es)", set.len()))
+                }
+                Ok(_) => Probe::failed(
+                    "DNS answers with no address",
+                    "check dns.query and that the service has ready endpoints",
+                ),
+                Err(e) => Probe::failed(e, "check dns.query, dns.server and /etc/resolv.conf"),
+            }
+        })
     }
 
     fn run(

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
 use super::sink::{CandidateSink, Candidates, DiscoveryError};
-use super::{DiscoveryContext, Strategy, StrategyTask};
+use super::{DiscoveryContext, Probe, ProbeTask, Strategy, StrategyTask};
 
 /// Longest watch line accepted.
 const MAX_LINE: usize = 4 * 1024 * 1024;
@@ -40,7 +40,7 @@ impl Etcd {
     }
 
     /// Whether etcd answers healthy (`foundation doctor`).
-    pub async fn probe(ctx: &DiscoveryContext) -> Result<(), String> {
+    async fn check(ctx: &DiscoveryContext) -> Result<(), String> {
         let url = format!("{}/health", ctx.etcd.endpoint.trim_end_matches('/'));
         let resp = reqwest::Client::new()
             .get(&url)
@@ -165,6 +165,18 @@ fn apply(
 impl Strategy for Etcd {
     fn name(&self) -> &'static str {
         "etcd"
+    }
+
+    fn probe<'a>(&'a self, ctx: &'a DiscoveryContext) -> ProbeTask<'a> {
+        Box::pin(async move {
+            match Etcd::check(ctx).await {
+                Ok(()) => Probe::Ok("etcd answers healthy".into()),
+                Err(e) => Probe::failed(
+                    e,
+                    "check etcd.endpoint (FOUNDATION_ETCD_ENDPOINT) and that etcd runs",
+                ),
+            }
+        })
     }
 
     fn run(

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::cluster_hash;
 use super::sink::{CandidateSink, Candidates, DiscoveryError};
-use super::{DiscoveryContext, Strategy, StrategyTask};
+use super::{DiscoveryContext, Probe, ProbeTask, Strategy, StrategyTask};
 use crate::id::NodeId;
 use foundation_proto::PROTOCOL_VERSION;
 
@@ -110,7 +110,7 @@ impl Gossip {
     }
 
     /// Whether this host can join the beacon group (`foundation doctor`).
-    pub fn probe(ctx: &DiscoveryContext) -> Result<(), String> {
+    fn check(ctx: &DiscoveryContext) -> Result<(), String> {
         socket(ctx).map(drop)
     }
 }
@@ -118,6 +118,20 @@ impl Gossip {
 impl Strategy for Gossip {
     fn name(&self) -> &'static str {
         "gossip"
+    }
+
+    fn probe<'a>(&'a self, ctx: &'a DiscoveryContext) -> ProbeTask<'a> {
+        Box::pin(async move {
+            match Gossip::check(ctx) {
+                Ok(()) => Probe::Ok(format!(
+                    "joined multicast group {}:{}",
+                    ctx.gossip.group, ctx.gossip.port
+                )),
+                Err(e) => {
+                    Probe::failed(e, "use static seeds or dns where multicast is not routable")
+                }
+            }
+        })
     }
 
     fn run(

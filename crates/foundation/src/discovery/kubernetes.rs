@@ -21,7 +21,7 @@ use kube::{Api, Client, ResourceExt as _};
 use tokio_util::sync::CancellationToken;
 
 use super::sink::{CandidateSink, Candidates, DiscoveryError};
-use super::{DiscoveryContext, Strategy, StrategyTask};
+use super::{DiscoveryContext, Probe, ProbeTask, Strategy, StrategyTask};
 
 /// The container port name that gives a pod's membership port.
 pub const PORT_NAME: &str = "foundation";
@@ -37,7 +37,7 @@ impl Kubernetes {
     }
 
     /// Lists the matching pods once (`foundation doctor`): (pods, ready).
-    pub async fn probe(ctx: &DiscoveryContext) -> Result<(usize, usize), String> {
+    async fn check(ctx: &DiscoveryContext) -> Result<(usize, usize), String> {
         let k = &ctx.kubernetes;
         let api: Api<Pod> = Api::namespaced(client(ctx).await?, &k.namespace);
         let pods = api
@@ -103,6 +103,17 @@ async fn client(ctx: &DiscoveryContext) -> Result<Client, String> {
 impl Strategy for Kubernetes {
     fn name(&self) -> &'static str {
         "kubernetes"
+    }
+
+    fn probe<'a>(&'a self, ctx: &'a DiscoveryContext) -> ProbeTask<'a> {
+        Box::pin(async move {
+            match Kubernetes::check(ctx).await {
+                Ok((pods, ready)) => Probe::Ok(format!(
+                    "Kubernetes API answers: {pods} pod(s) match, {ready} ready"
+                )),
+                Err(e) => Probe::failed(e, "check kubernetes.selector, the namespace, and that the service account may list and watch pods"),
+            }
+        })
     }
 
     fn run(

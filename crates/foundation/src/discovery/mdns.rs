@@ -22,7 +22,7 @@ use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
 use tokio_util::sync::CancellationToken;
 
 use super::sink::{CandidateSink, Candidates, DiscoveryError};
-use super::{DiscoveryContext, Gossip, Strategy, StrategyTask};
+use super::{DiscoveryContext, Gossip, Probe, ProbeTask, Strategy, StrategyTask};
 use foundation_proto::PROTOCOL_VERSION;
 
 /// The service type every node advertises and browses.
@@ -42,7 +42,7 @@ impl Mdns {
     }
 
     /// Whether an mDNS daemon can start here (`foundation doctor`).
-    pub fn probe() -> Result<(), String> {
+    fn check() -> Result<(), String> {
         let daemon =
             ServiceDaemon::new().map_err(|e| format!("mDNS cannot start (mdns-sd): {e}"))?;
         let _ = daemon.shutdown();
@@ -53,6 +53,15 @@ impl Mdns {
 impl Strategy for Mdns {
     fn name(&self) -> &'static str {
         "mdns"
+    }
+
+    fn probe<'a>(&'a self, _ctx: &'a DiscoveryContext) -> ProbeTask<'a> {
+        Box::pin(async move {
+            match Mdns::check() {
+                Ok(()) => Probe::Ok("mDNS daemon starts".into()),
+                Err(e) => Probe::failed(e, "use FOUNDATION_CLUSTER=gossip or static seeds"),
+            }
+        })
     }
 
     fn run(

@@ -6,11 +6,17 @@
 //! which logs and counts, and the previous set stays in force. An error is
 //! never read as "no peers", and discovery never disconnects anyone.
 //!
-//! Adding a strategy (mdns, dns, kubernetes...) means adding a file here
-//! that implements [`Strategy`]; the node core does not change.
+//! Adding a built-in strategy means a file here that implements
+//! [`Strategy`] and one arm in [`built_in`] (the only place that maps a
+//! `cluster.discovery` word to a strategy), plus its settings in the
+//! config's key table if it has any. The node core and the CLI do not
+//! change: `foundation doctor` asks the strategy to [`Strategy::probe`]
+//! itself. An application's own strategy needs no registration at all:
+//! hand it to [`NodeBuilder::discovery`](crate::NodeBuilder::discovery).
 
 #[cfg(any(feature = "consul", feature = "etcd"))]
 mod backoff;
+mod built_in;
 #[cfg(feature = "consul")]
 mod consul;
 mod context;
@@ -29,6 +35,7 @@ use std::pin::Pin;
 
 use tokio_util::sync::CancellationToken;
 
+pub use built_in::built_in;
 #[cfg(feature = "consul")]
 pub use consul::Consul;
 pub use context::DiscoveryContext;
@@ -44,6 +51,36 @@ pub use static_seeds::StaticSeeds;
 
 /// A boxed future a strategy runs.
 pub type StrategyTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// A boxed future of a strategy's self-check.
+pub type ProbeTask<'a> = Pin<Box<dyn Future<Output = Probe> + Send + 'a>>;
+
+/// What a strategy's self-check found (`foundation doctor` prints it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Probe {
+    /// It works: what it saw.
+    Ok(String),
+    /// It does not work.
+    Failed {
+        /// What went wrong.
+        why: String,
+        /// What the operator can do about it.
+        hint: String,
+    },
+    /// Nothing to check, or nothing worth saying: a note.
+    Note(String),
+}
+
+impl Probe {
+    /// A failure with a hint.
+    pub fn failed(why: impl Into<String>, hint: impl Into<String>) -> Self {
+        Probe::Failed {
+            why: why.into(),
+            hint: hint.into(),
+        }
+    }
+}
 
 /// A discovery strategy.
 ///
@@ -110,4 +147,13 @@ pub trait Strategy: Send + 'static {
         sink: CandidateSink,
         cancel: CancellationToken,
     ) -> StrategyTask;
+
+    /// Checks, once and without joining anything, whether the strategy can
+    /// work here (its API answers, its multicast group opens...). Used by
+    /// `foundation doctor`; the default has nothing to check.
+    fn probe<'a>(&'a self, ctx: &'a DiscoveryContext) -> ProbeTask<'a> {
+        let _ = ctx;
+        let name = self.name();
+        Box::pin(async move { Probe::Note(format!("{name}: no check")) })
+    }
 }

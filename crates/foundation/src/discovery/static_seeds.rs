@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::sink::{CandidateSink, Candidates, DiscoveryError};
-use super::{DiscoveryContext, Strategy, StrategyTask};
+use super::{DiscoveryContext, Probe, ProbeTask, Strategy, StrategyTask};
 use crate::config::SeedAddr;
 
 /// How often seed host names are resolved again.
@@ -33,6 +33,23 @@ impl StaticSeeds {
 impl Strategy for StaticSeeds {
     fn name(&self) -> &'static str {
         "static"
+    }
+
+    fn probe<'a>(&'a self, _ctx: &'a DiscoveryContext) -> ProbeTask<'a> {
+        Box::pin(async move {
+            if self.seeds.is_empty() {
+                return Probe::Note("static with no seeds: this node starts alone".into());
+            }
+            for seed in &self.seeds {
+                if let Err(e) = resolve(seed).await {
+                    return Probe::failed(
+                        format!("seed {seed} does not resolve: {e}"),
+                        "check the name, or use an IP address",
+                    );
+                }
+            }
+            Probe::Ok(format!("{} seed(s) resolve", self.seeds.len()))
+        })
     }
 
     fn run(
