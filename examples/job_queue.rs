@@ -52,7 +52,7 @@ impl Service for Worker {
         self.done += 1;
         Ok(Done {
             id: job.id,
-            node: ctx.node().id(),
+            node: ctx.node_id(),
             shard: self.shard,
         })
     }

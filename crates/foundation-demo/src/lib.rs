@@ -97,7 +97,7 @@ impl Service for Counter {
         self.total = self.total.saturating_add(add);
         Ok(Counted {
             total: self.total,
-            node: ctx.node().id(),
+            node: ctx.node_id(),
         })
     }
 

@@ -24,14 +24,13 @@ use crate::error::StartError;
 use crate::id::NodeId;
 use crate::membership::core::{foca_config, MembershipCore};
 use crate::membership::seal::Sealer;
-use crate::membership::{Member, MemberEvent, MemberId, MemberState, Membership};
+use crate::membership::{Member, MemberEvent, MemberId, MemberState, Membership, View};
 use crate::messenger::Messenger;
-use crate::outbox::Outbox;
-use crate::process::{
-    hand_off_all, Host, ManagerShared, ManagerTask, ProcessManager, Services, StopReason,
-};
+use crate::peers::Outbox;
+use crate::process::{hand_off_all, ManagerShared, ManagerTask, ProcessManager, Scope};
 use crate::registry::{Registry, RegistryShared, SyncTask};
 use crate::security::{ClusterKeys, TlsIdentity};
+use crate::services::{Host, Services, StopReason};
 use crate::tasks::Tasks;
 use crate::telemetry::Stats;
 use crate::transport::{Channel, Inbox, InboxFilter, SendError, Transport};
@@ -54,7 +53,7 @@ pub struct Node {
 struct Inner {
     id: NodeId,
     resolved: Resolved,
-    local: MemberId,
+    view: Arc<View>,
     transport: Transport,
     membership: Membership,
     faults: crate::faults::Faults,
@@ -67,8 +66,6 @@ struct Inner {
     candidates: watch::Receiver<Candidates>,
     sink: CandidateSink,
     strategy: &'static str,
-    alone_by_config: bool,
-    ready: AtomicBool,
     cancel: CancellationToken,
     /// Tasks that spawn themselves (membership shell, HTTP server).
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -214,6 +211,7 @@ impl Node {
             registry.clone(),
             cancel.child_token(),
         ));
+        let view = Arc::new(View::new(local, membership.clone(), alone_by_config));
         let sync = SyncTask {
             shared: registry.clone(),
             host: host.clone(),
@@ -222,7 +220,7 @@ impl Node {
             interval: config.registry.sync_interval,
             cancel: cancel.child_token(),
         };
-        let host_inbox = transport.subscribe(InboxFilter::kinds(crate::process::KINDS));
+        let host_inbox = transport.subscribe(InboxFilter::kinds(crate::services::KINDS));
         let manager = Arc::new(ManagerShared::new(
             messenger.clone(),
             registry.outbox.clone(),
@@ -252,7 +250,7 @@ impl Node {
             inner: Arc::new(Inner {
                 id,
                 resolved,
-                local,
+                view,
                 transport,
                 membership,
                 faults,
@@ -265,8 +263,6 @@ impl Node {
                 candidates,
                 sink,
                 strategy: strategy_name,
-                alone_by_config,
-                ready: AtomicBool::new(false),
                 cancel,
                 tasks: Mutex::new(vec![m_task]),
                 spawned: tasks,
@@ -278,7 +274,7 @@ impl Node {
         node.spawn(pubsub_task.run());
         node.spawn(
             ManagerTask {
-                node: node.clone(),
+                scope: node.scope(),
                 shared: node.inner.manager.clone(),
                 inbox: manager_inbox,
                 members: manager_members,
@@ -303,9 +299,9 @@ impl Node {
         node.spawn(clock::responder(node.clone()));
         tracing::info!(
             node = %id,
-            name = %node.inner.local.name,
-            membership = %node.inner.local.addr,
-            transport = %node.inner.local.transport,
+            name = %node.inner.view.local().name,
+            membership = %node.inner.view.local().addr,
+            transport = %node.inner.view.local().transport,
             discovery = strategy_name,
             profile = node.config().profile.as_str(),
             "node started"
@@ -345,7 +341,7 @@ impl Node {
 
     /// This node's name.
     pub fn name(&self) -> &str {
-        &self.inner.local.name
+        &self.inner.view.local().name
     }
 
     /// The resolved configuration.
@@ -360,12 +356,12 @@ impl Node {
 
     /// The membership address (what other nodes list as a seed).
     pub fn membership_addr(&self) -> SocketAddr {
-        self.inner.local.addr
+        self.inner.view.local().addr
     }
 
     /// The QUIC transport address.
     pub fn transport_addr(&self) -> SocketAddr {
-        self.inner.local.transport
+        self.inner.view.local().transport
     }
 
     /// The HTTP endpoint's address, when enabled.
@@ -375,17 +371,13 @@ impl Node {
 
     /// This node as a member.
     pub fn local_member(&self) -> Member {
-        Member::from_identity(&self.inner.local, MemberState::Alive, 0)
+        self.inner.view.local_member()
     }
 
     /// Every member this node knows, itself first: alive, suspect, and
     /// recently down or left ones.
     pub fn members(&self) -> Vec<Member> {
-        let mut all = vec![self.local_member()];
-        let mut others = self.inner.membership.members();
-        others.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-        all.extend(others);
-        all
+        self.inner.view.members()
     }
 
     /// Alive and suspect members, this node included.
@@ -417,21 +409,7 @@ impl Node {
 
     /// Whether the node has joined a cluster (or runs alone by configuration).
     pub fn is_ready(&self) -> bool {
-        if self.inner.alone_by_config || self.inner.ready.load(Ordering::Relaxed) {
-            return true;
-        }
-        // An Up event may come before the loop that watches for it
-        // subscribed: the view itself is the truth.
-        let joined = self
-            .inner
-            .membership
-            .members()
-            .iter()
-            .any(|m| m.state.is_active());
-        if joined {
-            self.inner.ready.store(true, Ordering::Relaxed);
-        }
-        joined
+        self.inner.view.is_ready()
     }
 
     /// Sends `payload` of `kind` to member `to` on `channel`. Returns once
@@ -467,7 +445,7 @@ impl Node {
     pub fn services(&self) -> Services {
         Services {
             host: self.inner.host.clone(),
-            node: self.clone(),
+            node: self.inner.id,
         }
     }
 
@@ -476,12 +454,17 @@ impl Node {
     pub fn processes(&self) -> ProcessManager {
         ProcessManager {
             shared: self.inner.manager.clone(),
-            node: self.clone(),
+            scope: self.scope(),
         }
     }
 
-    pub(crate) fn host(&self) -> &Arc<Host> {
-        &self.inner.host
+    /// What the process manager may use of this node.
+    fn scope(&self) -> Scope {
+        Scope {
+            host: self.inner.host.clone(),
+            registry: self.registry(),
+            view: self.inner.view.clone(),
+        }
     }
 
     /// Send to a service, a registered name or a topic through one call.
@@ -539,7 +522,7 @@ impl Node {
         tracing::info!(node = %self.inner.id, "leaving the cluster");
         // Services stop first, so their entries are withdrawn while this
         // node can still tell the others.
-        hand_off_all(self, &self.inner.manager).await;
+        hand_off_all(&self.scope(), &self.inner.manager).await;
         self.inner.host.stop_all(StopReason::Shutdown).await;
         // Messages already broadcast go out before the node leaves.
         let within = self.inner.resolved.config.pubsub.shutdown_flush;

@@ -8,7 +8,9 @@
 mod canary;
 pub(crate) mod runtime;
 pub(crate) mod socket;
+mod view;
 
 pub(crate) use foundation_proto::membership::{core, seal};
 pub use foundation_proto::membership::{Member, MemberEvent, MemberId, MemberState};
 pub use runtime::Membership;
+pub(crate) use view::View;

@@ -2,7 +2,6 @@
 //! forgetting departed members.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 
 use tokio::sync::broadcast;
 
@@ -38,7 +37,7 @@ impl Node {
         loop {
             // Nothing discovered for a while: this node is legitimately alone.
             if ready_alone(started.elapsed(), candidates.borrow().is_empty()) {
-                self.inner.ready.store(true, Ordering::Relaxed);
+                self.inner.view.set_ready();
             }
             let alone = !self
                 .members()
@@ -56,7 +55,7 @@ impl Node {
                 .borrow_and_update()
                 .iter()
                 .copied()
-                .filter(|a| *a != self.inner.local.addr && !known.contains(a))
+                .filter(|a| *a != self.inner.view.local().addr && !known.contains(a))
                 .collect();
             if !targets.is_empty() {
                 tracing::debug!(?targets, "asking candidates to let us join");
@@ -88,7 +87,7 @@ impl Node {
                 Ok(MemberEvent::Down(m) | MemberEvent::Left(m)) => {
                     self.inner.transport.forget(m.transport)
                 }
-                Ok(MemberEvent::Up(_)) => self.inner.ready.store(true, Ordering::Relaxed),
+                Ok(MemberEvent::Up(_)) => self.inner.view.set_ready(),
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return,

@@ -1,73 +1,66 @@
-//! Per-peer ordered, bounded send queues for the cluster services.
-//!
-//! Each peer gets its own queue and task, so a slow or unreachable peer
-//! never delays the others, and messages to one peer keep their order.
-//! A full queue drops the message and says so: callers use it only for
-//! traffic that anti-entropy repairs (registry deltas), or that is
-//! at-most-once by contract.
-
-use crate::locks::Locked as _;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+//! The cluster services' outbox: per-peer ordered queues for traffic that
+//! anti-entropy repairs (registry deltas, process specs) or that is
+//! at-most-once by contract. A full queue drops the message and says so.
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::queues::{Drain, Limits, PeerQueues};
 use crate::id::NodeId;
 use crate::messenger::Messenger;
 
 /// Messages queued per peer before new ones are dropped.
-pub(crate) const OUTBOX_CAPACITY: usize = 4096;
+pub(crate) const OUTBOX_ITEMS: usize = 4096;
+/// Bytes queued per peer before new messages are dropped.
+pub(crate) const OUTBOX_BYTES: usize = 16 << 20;
 
-/// One peer's queue: (kind, payload).
-type Queue = mpsc::Sender<(u16, Bytes)>;
+/// Sends each message on its own, on control or (when large) data.
+#[derive(Clone, Debug)]
+pub(crate) struct OneByOne(Messenger);
 
-/// Per-peer queues.
+impl Drain<NodeId, (u16, Bytes)> for OneByOne {
+    async fn send(&self, to: NodeId, items: &[(u16, Bytes)]) {
+        for (kind, payload) in items {
+            if let Err(e) = self.0.send_auto(to, *kind, payload.clone()).await {
+                tracing::debug!(peer = %to, error = %e, "send failed");
+            }
+        }
+    }
+}
+
+/// Per-peer queues of (kind, payload).
 #[derive(Clone, Debug)]
 pub(crate) struct Outbox {
-    messenger: Messenger,
-    queues: Arc<Mutex<HashMap<NodeId, Queue>>>,
-    cancel: CancellationToken,
+    queues: PeerQueues<NodeId, (u16, Bytes), OneByOne>,
     what: &'static str,
 }
 
 impl Outbox {
     pub(crate) fn new(messenger: Messenger, cancel: CancellationToken, what: &'static str) -> Self {
+        let limits = Limits {
+            items: OUTBOX_ITEMS,
+            bytes: OUTBOX_BYTES,
+        };
         Outbox {
-            messenger,
-            queues: Arc::default(),
-            cancel,
+            queues: PeerQueues::new(
+                messenger.tasks.clone(),
+                limits,
+                OneByOne(messenger),
+                cancel,
+                what,
+            ),
             what,
         }
     }
 
-    /// Queues a message for `to`; false if its queue is full (dropped).
+    /// Queues a message for `to`; false if it was dropped (queue full, or
+    /// the node is stopping).
     pub(crate) fn send(&self, to: NodeId, kind: u16, payload: Bytes) -> bool {
-        let mut queues = self.queues.locked();
-        let tx = queues.entry(to).or_insert_with(|| {
-            let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
-            let tasks = &self.messenger.tasks;
-            tasks.spawn_in(
-                tasks.peer_span(to, self.what),
-                drain(
-                    self.messenger.clone(),
-                    to,
-                    rx,
-                    self.cancel.clone(),
-                    self.what,
-                ),
-            );
-            tx
-        });
-        match tx.try_send((kind, payload)) {
+        let len = payload.len();
+        match self.queues.try_push(to, (kind, payload), len) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::debug!(peer = %to, what = self.what, "outbox full: message dropped");
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                queues.remove(&to);
+            Err(why) => {
+                tracing::debug!(peer = %to, what = self.what, ?why, "outbox: message dropped");
                 false
             }
         }
@@ -75,25 +68,6 @@ impl Outbox {
 
     /// Drops the queue of a peer that left or went down.
     pub(crate) fn forget(&self, peer: NodeId) {
-        self.queues.locked().remove(&peer);
-    }
-}
-
-async fn drain(
-    messenger: Messenger,
-    to: NodeId,
-    mut rx: mpsc::Receiver<(u16, Bytes)>,
-    cancel: CancellationToken,
-    what: &'static str,
-) {
-    loop {
-        let next = tokio::select! {
-            _ = cancel.cancelled() => return,
-            m = rx.recv() => m,
-        };
-        let Some((kind, payload)) = next else { return };
-        if let Err(e) = messenger.send_auto(to, kind, payload).await {
-            tracing::debug!(peer = %to, what, error = %e, "send failed");
-        }
+        self.queues.forget(peer);
     }
 }

@@ -14,16 +14,14 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use super::manager_wire::{ManagerMsg, KIND_MSG};
-use super::options::ServiceOptions;
 use super::placement::shard_of;
 use super::quorum::SplitBrain;
-use super::service::{Service, StopReason};
-use super::service_ref::ServiceRef;
+use super::scope::Scope;
 use super::spec::{ChildSpec, SpecEntry, SpecMap, Stamp, Strategy};
 use crate::messenger::Messenger;
-use crate::outbox::Outbox;
+use crate::peers::Outbox;
 use crate::registry::{RegistryError, ServiceAddr};
-use crate::Node;
+use crate::services::{Service, ServiceOptions, ServiceRef, StopReason};
 
 /// Largest spec arguments, in bytes.
 pub const MAX_ARGS: usize = 64 * 1024;
@@ -66,7 +64,7 @@ pub enum ProcessError {
 
 /// Starts an instance: spawns the service, registers its name; its local id.
 pub(crate) type Starter =
-    Arc<dyn Fn(&Node, &ChildSpec, &Instance, Option<Bytes>) -> Result<u64, String> + Send + Sync>;
+    Arc<dyn Fn(&Scope, &ChildSpec, &Instance, Option<Bytes>) -> Result<u64, String> + Send + Sync>;
 
 pub(crate) use super::planner::Running;
 
@@ -221,7 +219,7 @@ impl ManagerShared {
 #[derive(Clone, Debug)]
 pub struct ProcessManager {
     pub(crate) shared: Arc<ManagerShared>,
-    pub(crate) node: Node,
+    pub(crate) scope: Scope,
 }
 
 impl ProcessManager {
@@ -234,7 +232,7 @@ impl ProcessManager {
         F: Fn(&A, &Instance) -> S + Send + Sync + 'static,
     {
         let make = Arc::new(make);
-        let starter: Starter = Arc::new(move |node, spec, inst, handoff| {
+        let starter: Starter = Arc::new(move |scope, spec, inst, handoff| {
             let args: A = postcard::from_bytes(&spec.args).map_err(|e| {
                 format!(
                     "arguments of {:?} do not decode as {}: {e}",
@@ -245,16 +243,15 @@ impl ProcessManager {
             let args = Arc::new(args);
             let make = make.clone();
             let for_factory = inst.clone();
-            let r: ServiceRef<S> = node.host().spawn(
-                node.clone(),
+            let r: ServiceRef<S> = scope.host.spawn(
                 move || make(&args, &for_factory),
                 ServiceOptions::labelled(inst.name.clone()),
                 handoff,
             );
-            match node.registry().register(&inst.name, &r) {
+            match scope.registry.register(&inst.name, &r) {
                 Ok(()) => Ok(r.addr().local),
                 Err(e) => {
-                    let host = node.host().clone();
+                    let host = scope.host.clone();
                     let local = r.addr().local;
                     host.clone().tasks().spawn(async move {
                         host.stop(local, StopReason::Normal).await;
@@ -356,7 +353,7 @@ impl ProcessManager {
         S: Service,
         F: Fn() -> S + Send + 'static,
     {
-        self.node.services().spawn(factory, options)
+        self.scope.host.spawn(factory, options, None)
     }
 
     /// Stops child `id` everywhere and forgets its spec; whether it existed.
@@ -375,7 +372,7 @@ impl ProcessManager {
 
     /// Managed instances running on this node: (instance name, address).
     pub fn running(&self) -> Vec<(String, ServiceAddr)> {
-        let me = self.node.id();
+        let me = self.scope.id();
         self.shared
             .running
             .locked()
@@ -398,7 +395,7 @@ impl ProcessManager {
         &self,
         id: &str,
     ) -> Result<Option<ServiceRef<S>>, ProcessError> {
-        Ok(self.node.registry().lookup(id)?)
+        Ok(self.scope.registry.lookup(id)?)
     }
 
     /// The shard of partitioned child `id` that owns `key`.
@@ -412,7 +409,7 @@ impl ProcessManager {
             _ => return Ok(None),
         };
         let name = format!("{id}#{}", shard_of(key, shards));
-        Ok(self.node.registry().lookup(&name)?)
+        Ok(self.scope.registry.lookup(&name)?)
     }
 
     /// Whether this side of the cluster has quorum under the split-brain

@@ -1,7 +1,7 @@
-//! Services: long-lived, supervised handlers of typed requests, reachable
-//! from any node through a [`ServiceRef`].
+//! Services and the process manager.
 //!
-//! - [`Service`] is the trait: `started`, `handle`, `stopping`.
+//! - [`Service`] is the trait: `started`, `handle`, `stopping`. A
+//!   [`ServiceRef`] reaches an instance from any node.
 //! - The local supervisor restarts failed instances by [`Restart`] policy
 //!   and [`Intensity`], as OTP does, and contains panics.
 //! - [`Services`] is the facade: `node.services()`.
@@ -9,31 +9,24 @@
 //!   cluster: singleton, replicated, partitioned, with placement by
 //!   rendezvous hashing, failover, migration with handoff, and a
 //!   split-brain policy ([`SplitBrain`]).
+//!
+//! The service runtime itself sits a layer below the registry; this module
+//! re-exports it and adds the manager on top of the registry.
 
-mod api;
-mod event;
-mod host;
-mod instance;
 mod manager;
-mod options;
 mod reconcile;
-mod service;
-mod service_ref;
+mod scope;
 
-use foundation_proto::process::{
-    manager_wire, placement, planner, quorum, service_wire as wire, spec,
+use foundation_proto::process::{manager_wire, placement, planner, quorum, spec};
+
+pub use crate::services::{
+    CallError, Context, Intensity, Restart, Service, ServiceError, ServiceEvent, ServiceOptions,
+    ServiceRef, Services, StopReason,
 };
-
-pub use api::Services;
-pub use event::ServiceEvent;
 pub use foundation_proto::process::{ChildSpec, SplitBrain, Strategy};
 pub use manager::{Instance, ProcessError, ProcessManager, MAX_ARGS};
 pub(crate) use manager_wire::KINDS as MANAGER_KINDS;
-pub use options::{Intensity, Restart, ServiceOptions};
-pub use service::{Context, Service, ServiceError, StopReason};
-pub use service_ref::{CallError, ServiceRef};
-pub(crate) use wire::KINDS;
 
-pub(crate) use host::Host;
 pub(crate) use manager::ManagerShared;
 pub(crate) use reconcile::{hand_off_all, ManagerTask};
+pub(crate) use scope::Scope;

@@ -15,16 +15,16 @@ use tokio_util::sync::CancellationToken;
 use super::manager::{Instance, ManagerShared, Running};
 use super::manager_wire::{ManagerMsg, KIND_MSG};
 use super::planner::{self, Command, Facts, Input, Planner, Presence, StopCause};
-use super::service::StopReason;
+use super::scope::Scope;
 use super::spec::{ChildSpec, MAX_SPECS};
 use crate::id::NodeId;
 use crate::membership::MemberEvent;
+use crate::services::StopReason;
 use crate::shell_time::{now, sleep_until};
 use crate::transport::{Inbox, Incoming};
-use crate::Node;
 
 pub(crate) struct ManagerTask {
-    pub(crate) node: Node,
+    pub(crate) scope: Scope,
     pub(crate) shared: Arc<ManagerShared>,
     pub(crate) inbox: Inbox,
     pub(crate) members: broadcast::Receiver<MemberEvent>,
@@ -168,11 +168,11 @@ impl ManagerTask {
 
     /// One planner pass, executed; when the planner wants another pass.
     fn reconcile(&mut self, stopping: &Arc<Mutex<HashSet<String>>>) -> Option<std::time::Instant> {
-        let node = self.node.clone();
-        let me = node.id();
-        let members = planner_members(&node);
+        let scope = self.scope.clone();
+        let me = scope.id();
+        let members = planner_members(&scope);
         let specs: Vec<ChildSpec> = self.shared.specs().specs().cloned().collect();
-        let host = node.host().clone();
+        let host = scope.host.clone();
         self.shared
             .running
             .locked()
@@ -184,13 +184,13 @@ impl ManagerTask {
             specs: &specs,
             running: &running,
             stopping: &stopping_now,
-            ready: node.is_ready(),
+            ready: scope.view.is_ready(),
         };
         let plan = self.planner.plan(
             now(),
             input,
             &NodeFacts {
-                node: &node,
+                scope: &scope,
                 shared: &self.shared,
             },
         );
@@ -251,7 +251,7 @@ impl ManagerTask {
                         shard,
                     };
                     tracing::debug!(%instance, handoff = handoff.is_some(), "starting a managed instance");
-                    match starter(&node, &spec, &inst, handoff) {
+                    match starter(&scope, &spec, &inst, handoff) {
                         Ok(local) => {
                             self.shared.running.locked().insert(
                                 instance,
@@ -293,7 +293,7 @@ impl ManagerTask {
         stopping.locked().insert(instance.clone());
         let (shared, host, stopping) = (
             self.shared.clone(),
-            self.node.host().clone(),
+            self.scope.host.clone(),
             stopping.clone(),
         );
         self.shared.messenger.tasks.spawn(async move {
@@ -311,22 +311,22 @@ impl ManagerTask {
 
 /// The node's registry and service host, as the planner asks them.
 struct NodeFacts<'a> {
-    node: &'a Node,
+    scope: &'a Scope,
     shared: &'a ManagerShared,
 }
 
 impl Facts for NodeFacts<'_> {
     fn holder(&self, instance: &str) -> Option<(NodeId, u64)> {
-        self.node
-            .registry()
+        self.scope
+            .registry
             .whereis(instance)
             .map(|e| (e.service.node, e.service.local))
     }
     fn heard(&self, peer: NodeId) -> bool {
-        self.node.registry().shared.has_heard_all(&[peer])
+        self.scope.registry.shared.has_heard_all(&[peer])
     }
     fn is_running(&self, local: u64) -> bool {
-        self.node.host().is_running(local)
+        self.scope.host.is_running(local)
     }
     fn can_run(&self, kind: &str) -> bool {
         self.shared.starter(kind).is_some()
@@ -334,16 +334,16 @@ impl Facts for NodeFacts<'_> {
 }
 
 /// Membership as the planner sees it.
-fn planner_members(node: &Node) -> Vec<planner::Member> {
-    node.members().iter().map(planner::Member::from).collect()
+fn planner_members(scope: &Scope) -> Vec<planner::Member> {
+    scope.members().iter().map(planner::Member::from).collect()
 }
 
 /// Node shutdown: stops every managed instance and hands its state to the
 /// instance's next owner (placement without this node), before leaving.
-pub(crate) async fn hand_off_all(node: &Node, shared: &ManagerShared) {
+pub(crate) async fn hand_off_all(scope: &Scope, shared: &ManagerShared) {
     shared.shutting_down.store(true, Ordering::Release);
-    let me = node.id();
-    let members = planner_members(node);
+    let me = scope.id();
+    let members = planner_members(scope);
     let running: Vec<(String, Running)> = shared
         .running
         .locked()
@@ -355,15 +355,15 @@ pub(crate) async fn hand_off_all(node: &Node, shared: &ManagerShared) {
             .specs()
             .get(&r.spec)
             .and_then(|spec| planner::successor(spec, &inst, &members, me));
-        let state = node
-            .host()
+        let state = scope
+            .host
             .stop_for_handoff(r.local, StopReason::Shutdown)
             .await;
         shared.running.locked().remove(&inst);
         if let Some(to) = target {
             hand_off(shared, to, &inst, state, true).await;
         }
-        node.host().withdraw(r.local);
+        scope.host.withdraw(r.local);
     }
 }
 

@@ -11,7 +11,7 @@ use super::shared::RegistryShared;
 use super::RegisterError;
 use super::{Entry, EntryKind};
 use crate::id::NodeId;
-use crate::process::{Host, Service, ServiceRef};
+use crate::services::{Host, Service, ServiceRef};
 
 /// Why a registry call failed.
 #[derive(Debug, thiserror::Error)]

@@ -16,7 +16,7 @@ use super::sync;
 use super::{RegistryMsg, KIND_MSG};
 use crate::id::NodeId;
 use crate::membership::MemberEvent;
-use crate::process::{Host, StopReason};
+use crate::services::{Host, StopReason};
 use crate::transport::{Inbox, Incoming};
 
 /// How long an owner that went down stays refused (relayed copies of its

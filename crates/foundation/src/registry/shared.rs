@@ -14,7 +14,7 @@ use super::{Entry, EntryKind, ServiceAddr};
 use super::{RegistryMsg, KIND_MSG};
 use crate::id::NodeId;
 use crate::messenger::Messenger;
-use crate::outbox::Outbox;
+use crate::peers::Outbox;
 
 #[derive(Debug)]
 pub(crate) struct RegistryShared {
@@ -100,13 +100,6 @@ impl RegistryShared {
         self.remove(EntryKind::Interest, topic, 0);
     }
 
-    pub(crate) fn service_ended(&self, local: u64) {
-        let delta = self.state().unregister_service(local);
-        if let Some(d) = delta {
-            self.publish(d, false);
-        }
-    }
-
     /// A peer holds this node's set at `version` or newer.
     pub(crate) fn acked(&self, peer: NodeId, version: u64) {
         let mut acks = self.acks.locked();
@@ -167,6 +160,15 @@ impl RegistryShared {
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 _ = tokio::time::sleep_until(deadline) => return Err(missing),
             }
+        }
+    }
+}
+
+impl crate::services::Withdraw for RegistryShared {
+    fn service_ended(&self, local: u64) {
+        let delta = self.state().unregister_service(local);
+        if let Some(d) = delta {
+            self.publish(d, false);
         }
     }
 }

@@ -9,8 +9,8 @@ use super::host::Host;
 use super::options::ServiceOptions;
 use super::service::{Service, StopReason};
 use super::service_ref::ServiceRef;
-use crate::registry::ServiceAddr;
-use crate::Node;
+use crate::id::NodeId;
+use foundation_proto::registry::ServiceAddr;
 
 /// Starts and stops this node's services.
 ///
@@ -50,7 +50,7 @@ use crate::Node;
 #[derive(Clone, Debug)]
 pub struct Services {
     pub(crate) host: Arc<Host>,
-    pub(crate) node: Node,
+    pub(crate) node: NodeId,
 }
 
 impl Services {
@@ -61,14 +61,14 @@ impl Services {
         S: Service,
         F: Fn() -> S + Send + 'static,
     {
-        self.host.spawn(self.node.clone(), factory, options, None)
+        self.host.spawn(factory, options, None)
     }
 
     /// Stops a local service (its stopping hook sees
     /// [`StopReason::Normal`]) and waits until it ended. False if it was
     /// not running here.
     pub async fn stop(&self, addr: ServiceAddr) -> bool {
-        if addr.node != self.node.id() || !self.host.is_running(addr.local) {
+        if addr.node != self.node || !self.host.is_running(addr.local) {
             return false;
         }
         self.host.stop(addr.local, StopReason::Normal).await;

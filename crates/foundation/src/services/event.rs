@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::service::StopReason;
-use crate::registry::ServiceAddr;
+use foundation_proto::registry::ServiceAddr;
 
 /// What happened to a service on this node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

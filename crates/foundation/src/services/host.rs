@@ -20,9 +20,8 @@ use super::service_ref::{CallError, Route, ServiceRef};
 use super::wire::{RemoteFailure, ServiceMsg, KIND_MSG};
 use crate::id::NodeId;
 use crate::messenger::Messenger;
-use crate::registry::{RegistryShared, ServiceAddr};
 use crate::transport::{Incoming, SendFailure};
-use crate::Node;
+use foundation_proto::registry::ServiceAddr;
 
 /// Delivers a remote request (postcard) into a typed mailbox; for a call,
 /// the reply goes back to `(node, corr)`.
@@ -39,9 +38,17 @@ struct Slot {
 
 type Pending = HashMap<u64, (ServiceAddr, oneshot::Sender<Result<Bytes, CallError>>)>;
 
+/// What must happen to a service's names when it ends. The registry
+/// implements it; the host, a layer below, only knows the trait.
+pub(crate) trait Withdraw: Send + Sync {
+    /// Takes every entry of local service `local` out (and tells the
+    /// cluster).
+    fn service_ended(&self, local: u64);
+}
+
 pub(crate) struct Host {
     messenger: Messenger,
-    registry: Arc<RegistryShared>,
+    names: Arc<dyn Withdraw>,
     next_local: AtomicU64,
     next_corr: AtomicU64,
     slots: Mutex<HashMap<u64, Slot>>,
@@ -66,12 +73,12 @@ impl std::fmt::Debug for Host {
 impl Host {
     pub(crate) fn new(
         messenger: Messenger,
-        registry: Arc<RegistryShared>,
+        names: Arc<dyn Withdraw>,
         cancel: CancellationToken,
     ) -> Self {
         Host {
             messenger,
-            registry,
+            names,
             next_local: AtomicU64::new(1),
             next_corr: AtomicU64::new(1),
             slots: Mutex::default(),
@@ -103,7 +110,6 @@ impl Host {
     /// state (postcard).
     pub(crate) fn spawn<S, F>(
         self: &Arc<Self>,
-        node: Node,
         factory: F,
         opts: ServiceOptions,
         handoff: Option<Bytes>,
@@ -134,7 +140,6 @@ impl Host {
         );
         let ctx = Context {
             addr,
-            node,
             stop: false,
             restarts: 0,
         };
@@ -163,7 +168,7 @@ impl Host {
         tracing::debug!(service = local, label = slot.as_ref().map(|s| s.label.as_str()), %reason, "service ended");
         let deferred = self.deferred.locked().remove(&local);
         if !deferred {
-            self.registry.service_ended(local);
+            self.names.service_ended(local);
         }
     }
 
@@ -180,7 +185,7 @@ impl Host {
     /// [`Host::stop_for_handoff`].
     pub(crate) fn withdraw(&self, local: u64) {
         self.deferred.locked().remove(&local);
-        self.registry.service_ended(local);
+        self.names.service_ended(local);
     }
 
     /// Whether local service `local` runs here.

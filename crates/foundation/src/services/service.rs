@@ -5,8 +5,8 @@ use std::future::Future;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::registry::ServiceAddr;
-use crate::Node;
+use crate::id::NodeId;
+use foundation_proto::registry::ServiceAddr;
 
 /// A long-lived service: it handles typed requests one at a time, in
 /// arrival order, and is restarted by its supervisor when it fails.
@@ -156,7 +156,7 @@ pub enum StopReason {
     /// It is moving to another node; the state is handed off.
     Migrate {
         /// The node taking over.
-        to: crate::NodeId,
+        to: NodeId,
     },
     /// Its unique name lost a conflict after a partition healed.
     NameConflict {
@@ -196,11 +196,42 @@ impl std::fmt::Display for StopReason {
     }
 }
 
-/// What a running instance can see and do.
+/// What a running instance can see and do: its address, its restarts,
+/// and a way to stop itself. Deliberately narrow: a service that needs the
+/// registry, pub/sub or other services takes those handles in its factory
+/// (they are cheap clones), so what it depends on shows in its type.
+///
+/// ```
+/// use foundation::process::{Context, Service, ServiceError};
+/// use foundation::PubSub;
+///
+/// /// Announces every order it takes on the "orders" topic.
+/// struct Orders {
+///     pubsub: PubSub,
+/// }
+///
+/// impl Service for Orders {
+///     type Request = String;
+///     type Reply = ();
+///     type State = ();
+///
+///     async fn handle(&mut self, ctx: &mut Context, order: String) -> Result<(), ServiceError> {
+///         let line = format!("{order} taken on {}", ctx.node_id());
+///         self.pubsub
+///             .broadcast("orders", line)
+///             .await
+///             .map(|_| ())
+///             .map_err(|e| ServiceError::with_source("cannot announce", e))
+///     }
+/// }
+///
+/// // Started with the handle it needs:
+/// // let pubsub = node.pubsub();
+/// // node.services().spawn(move || Orders { pubsub: pubsub.clone() }, Default::default());
+/// ```
 #[derive(Debug)]
 pub struct Context {
     pub(crate) addr: ServiceAddr,
-    pub(crate) node: Node,
     pub(crate) stop: bool,
     pub(crate) restarts: u32,
 }
@@ -212,8 +243,8 @@ impl Context {
     }
 
     /// The node it runs on.
-    pub fn node(&self) -> &Node {
-        &self.node
+    pub fn node_id(&self) -> NodeId {
+        self.addr.node
     }
 
     /// How many times the supervisor restarted this service.

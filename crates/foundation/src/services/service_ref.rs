@@ -10,7 +10,7 @@ use super::host::Host;
 use super::instance::Mail;
 use super::service::Service;
 use crate::id::NodeId;
-use crate::registry::ServiceAddr;
+use foundation_proto::registry::ServiceAddr;
 
 /// Why a call or cast failed. Each names the target.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
