@@ -77,6 +77,7 @@ impl<T> Clone for Queue<T> {
 
 impl<T> Queue<T> {
     /// Queues `item` if there is room right now; gives it back otherwise.
+    #[inline]
     fn try_push(&self, item: T, cost: u32) -> Result<(), (T, NotQueued)> {
         let Ok(permit) = self.bytes.clone().try_acquire_many_owned(cost) else {
             return Err((item, NotQueued::Full));
@@ -88,6 +89,14 @@ impl<T> Queue<T> {
                 mpsc::error::TrySendError::Closed(q) => (q.item, NotQueued::Closed),
             })
     }
+}
+
+/// What an attempt to queue without waiting came to.
+enum Now<T> {
+    Queued,
+    /// No room now: the item, and the queue to wait on.
+    Full(T, Queue<T>),
+    Closed,
 }
 
 /// Queues by key, each drained by a task of its own.
@@ -155,12 +164,8 @@ where
         bytes.clamp(1, self.limits.bytes) as u32
     }
 
-    /// The live queue of `key`, started if there is none (or its task
-    /// ended).
+    /// A new queue for `key` and the task that drains it.
     fn queue(&self, queues: &mut HashMap<K, Queue<T>>, key: K) -> Queue<T> {
-        if let Some(q) = queues.get(&key).filter(|q| !q.tx.is_closed()) {
-            return q.clone();
-        }
         let (tx, rx) = mpsc::channel(self.limits.items);
         let q = Queue {
             tx,
@@ -177,13 +182,38 @@ where
     /// Queues `item` (costing `bytes` of the budget) for `key` if there is
     /// room now; drops it otherwise.
     pub(crate) fn try_push(&self, key: K, item: T, bytes: usize) -> Result<(), NotQueued> {
-        if self.cancel.is_cancelled() {
-            return Err(NotQueued::Closed);
+        match self.push_now(key, item, self.cost(bytes)) {
+            Now::Queued => Ok(()),
+            Now::Full(..) => Err(NotQueued::Full),
+            Now::Closed => Err(NotQueued::Closed),
         }
-        let cost = self.cost(bytes);
+    }
+
+    /// The common case, under the lock and without clones: the key's live
+    /// queue takes the item now. Otherwise the item comes back with the
+    /// queue to wait on (started if there was none).
+    #[inline]
+    fn push_now(&self, key: K, item: T, cost: u32) -> Now<T> {
         let mut queues = self.queues.locked();
+        let item = match queues.get(&key) {
+            Some(q) => match q.try_push(item, cost) {
+                Ok(()) => return Now::Queued,
+                Err((item, NotQueued::Full)) => return Now::Full(item, q.clone()),
+                // Its task ended: start another below.
+                Err((item, NotQueued::Closed)) => item,
+            },
+            None => item,
+        };
+        // Only here, off the common path: `is_cancelled` takes a lock.
+        if self.cancel.is_cancelled() {
+            return Now::Closed;
+        }
         let q = self.queue(&mut queues, key);
-        q.try_push(item, cost).map_err(|(_, why)| why)
+        match q.try_push(item, cost) {
+            Ok(()) => Now::Queued,
+            Err((item, NotQueued::Full)) => Now::Full(item, q),
+            Err((_, NotQueued::Closed)) => Now::Closed,
+        }
     }
 
     /// Queues `item` for `key`, waiting for room at most `patience`.
@@ -194,18 +224,11 @@ where
         bytes: usize,
         patience: Duration,
     ) -> Result<(), NotQueued> {
-        if self.cancel.is_cancelled() {
-            return Err(NotQueued::Closed);
-        }
         let cost = self.cost(bytes);
-        // The common case, without waiting: under the lock, no clones.
-        let (q, item) = {
-            let mut queues = self.queues.locked();
-            let q = self.queue(&mut queues, key);
-            match q.try_push(item, cost) {
-                Ok(()) => return Ok(()),
-                Err((item, _)) => (q, item),
-            }
+        let (item, q) = match self.push_now(key, item, cost) {
+            Now::Queued => return Ok(()),
+            Now::Full(item, q) => (item, q),
+            Now::Closed => return Err(NotQueued::Closed),
         };
         let deadline = Instant::now() + patience;
         let permit =
@@ -252,7 +275,10 @@ async fn drain<K: Key, T, D: Drain<K, T>>(
     sink: D,
     cancel: CancellationToken,
 ) {
+    // Reused across rounds: no allocation per batch once warm.
     let mut queued = Vec::with_capacity(64);
+    let mut items: Vec<T> = Vec::with_capacity(64);
+    let mut permits: Vec<OwnedSemaphorePermit> = Vec::with_capacity(64);
     loop {
         let n = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -261,11 +287,14 @@ async fn drain<K: Key, T, D: Drain<K, T>>(
         if n == 0 {
             return;
         }
+        for q in queued.drain(..) {
+            items.push(q.item);
+            permits.push(q.permit);
+        }
+        sink.send(key, &items).await;
+        items.clear();
         // The permits are held until the items are sent: `flush` waits
         // for all of them.
-        let (items, permits): (Vec<T>, Vec<OwnedSemaphorePermit>) =
-            queued.drain(..).map(|q| (q.item, q.permit)).unzip();
-        sink.send(key, &items).await;
-        drop(permits);
+        permits.clear();
     }
 }
