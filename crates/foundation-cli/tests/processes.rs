@@ -251,6 +251,56 @@ fn config_explain_shows_tier_and_sources() {
 }
 
 #[test]
+fn odd_environments_get_a_clear_answer_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt as _;
+    // A FOUNDATION_* value that is not UTF-8: a clear error (exit 2),
+    // where reading the environment used to panic (exit 101).
+    let out = Command::new(BIN)
+        .args(["config", "explain"])
+        .env(
+            "FOUNDATION_NAME",
+            std::ffi::OsStr::from_bytes(b"node-\xff\xfe"),
+        )
+        .env("UNRELATED_BYTES", std::ffi::OsStr::from_bytes(b"\xff"))
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("FOUNDATION_NAME") && err.contains("UTF-8"),
+        "{err}"
+    );
+
+    // What Kubernetes injects for a Service named `foundation` is not a
+    // setting: it is set aside, and `config explain` says so.
+    let out = Command::new(BIN)
+        .args(["config", "explain"])
+        .env("FOUNDATION_PORT", "udp://10.96.0.12:7946")
+        .env("FOUNDATION_SERVICE_HOST", "10.96.0.12")
+        .env("FOUNDATION_SERVICE_PORT", "7946")
+        .env("FOUNDATION_PORT_7946_UDP", "udp://10.96.0.12:7946")
+        .env("FOUNDATION_PORT_7946_UDP_PROTO", "udp")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("note: ignored FOUNDATION_PORT=udp://10.96.0.12:7946"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("membership.port")
+            && l.contains("7946")
+            && l.contains("(default)")),
+        "{text}"
+    );
+}
+
+#[test]
 fn bad_config_file_fails_with_key_and_fix() {
     let mut f = tempfile::NamedTempFile::new().expect("temp");
     f.write_all(b"[membership]\nprobe_period_ms = \"fast\"\n")
@@ -353,6 +403,8 @@ fn doctor_reports_ok_and_names_what_to_fix() {
         ])
         .env("FOUNDATION_DNS_QUERY", "nodes.test.")
         .env("FOUNDATION_DNS_SERVER", &dns)
+        // DNS discovery implies the production profile.
+        .env("FOUNDATION_SECRET", "doctor-test-secret-0123456789abcdef")
         .output()
         .expect("run doctor");
     let text = String::from_utf8_lossy(&bad.stdout);

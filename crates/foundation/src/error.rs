@@ -1,6 +1,6 @@
 //! Errors of starting a node.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::config::ConfigError;
 use crate::security::TlsError;
@@ -30,6 +30,14 @@ pub enum StartError {
     HttpPortInUse {
         /// The address.
         addr: SocketAddr,
+    },
+    /// The public development secret would be reachable from the Internet.
+    #[error("refusing to start: the public development secret would be used on {addr} (from `{key}`), which is reachable from the Internet, so anyone could join this cluster; fix: set a secret (FOUNDATION_SECRET=$(openssl rand -hex 32)) or bind to a loopback or private address")]
+    PublicDevelopmentSecret {
+        /// The public address.
+        addr: IpAddr,
+        /// The setting that puts the node there.
+        key: &'static str,
     },
     /// Another socket error.
     #[error("cannot bind {what} to {addr}: {message}")]

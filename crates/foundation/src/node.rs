@@ -29,7 +29,7 @@ use crate::messenger::Messenger;
 use crate::peers::Outbox;
 use crate::process::{hand_off_all, ManagerShared, ManagerTask, ProcessManager, Scope};
 use crate::registry::{Registry, RegistryShared, SyncTask};
-use crate::security::{ClusterKeys, TlsIdentity};
+use crate::security::{development_exposure, ClusterKeys, Exposure, TlsIdentity};
 use crate::services::{Host, Services, StopReason};
 use crate::tasks::Tasks;
 use crate::telemetry::Stats;
@@ -66,6 +66,7 @@ struct Inner {
     candidates: watch::Receiver<Candidates>,
     sink: CandidateSink,
     strategy: &'static str,
+    exposure: Exposure,
     cancel: CancellationToken,
     /// Tasks that spawn themselves (membership shell, HTTP server).
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -135,6 +136,7 @@ impl Node {
         let tasks = Tasks::new(span, cancel.clone());
         let stats = Arc::new(Stats::default());
         let faults = crate::faults::Faults::default();
+        let exposure = check_exposure(&config)?;
         let tls = TlsIdentity::from_config(&config)?;
 
         let sockets::Bound {
@@ -263,6 +265,7 @@ impl Node {
                 candidates,
                 sink,
                 strategy: strategy_name,
+                exposure,
                 cancel,
                 tasks: Mutex::new(vec![m_task]),
                 spawned: tasks,
@@ -289,7 +292,12 @@ impl Node {
                         config.membership.suspect_to_down,
                         config.membership.probe_rtt,
                     ),
-                ),
+                )
+                .with_boot(foundation_proto::process::Boot {
+                    expected_members: config.process.expected_members,
+                    alone_by_config,
+                }),
+                said_waiting: false,
             }
             .run(),
         );
@@ -405,6 +413,17 @@ impl Node {
             self.inner.candidates.borrow().clone(),
             self.inner.sink.errors(),
         )
+    }
+
+    /// Where the public development secret is in use beyond loopback
+    /// (`/health`'s `insecure_development_secret` check): `None` when
+    /// another secret is in use.
+    pub(crate) fn development_exposure(&self) -> Option<Vec<std::net::IpAddr>> {
+        match &self.inner.exposure {
+            Exposure::Lan(addrs) => Some(addrs.clone()),
+            Exposure::LoopbackOnly => Some(Vec::new()),
+            _ => None,
+        }
     }
 
     /// Whether the node has joined a cluster (or runs alone by configuration).
@@ -617,4 +636,32 @@ impl Events {
             }
         }
     }
+}
+
+/// Refuses the public development secret on a public address, and warns
+/// (once, at start) when it is in use on a LAN.
+fn check_exposure(config: &Config) -> Result<Exposure, StartError> {
+    let interfaces: Vec<std::net::IpAddr> = match if_addrs::get_if_addrs() {
+        Ok(list) => list.into_iter().map(|i| i.ip()).collect(),
+        // Unknown interfaces: judged as a LAN (warned), not refused.
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot list network interfaces");
+            vec![std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)]
+        }
+    };
+    let exposure = development_exposure(config, &interfaces);
+    match &exposure {
+        Exposure::Public { addr, key } => {
+            return Err(StartError::PublicDevelopmentSecret {
+                addr: *addr,
+                key,
+            })
+        }
+        Exposure::Lan(addrs) => tracing::warn!(
+            ?addrs,
+            "INSECURE: the public development secret is in use on a network address: anyone on this network can join the cluster and read its traffic; set FOUNDATION_SECRET (e.g. `openssl rand -hex 32`) or bind to 127.0.0.1"
+        ),
+        _ => {}
+    }
+    Ok(exposure)
 }

@@ -98,3 +98,92 @@ async fn not_ready_until_joined() {
     assert_eq!(health["status"], "degraded", "{body}");
     n.shutdown().await;
 }
+
+/// A node on the public development secret: no secret set, static
+/// discovery without seeds (so it sends nothing anywhere), HTTP on.
+fn development_node(name: &str, advertise: &str) -> foundation::NodeBuilder {
+    foundation::NodeBuilder::isolated()
+        .cluster("static")
+        .name(name)
+        .bind(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+        .port(0)
+        .set("transport.advertise", advertise)
+        .http(true)
+        .http_port(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_address_with_the_development_secret_refuses_to_start() {
+    init_tracing();
+    let e = development_node("public", "8.8.8.8")
+        .start()
+        .await
+        .expect_err("the public secret on a public address");
+    assert!(
+        matches!(
+            e,
+            foundation::StartError::PublicDevelopmentSecret {
+                key: "transport.advertise",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("8.8.8.8") && text.contains("FOUNDATION_SECRET"),
+        "{text}"
+    );
+    // With a secret of its own, the same node starts.
+    let node = development_node("public", "8.8.8.8")
+        .secret(SECRET)
+        .start()
+        .await
+        .expect("a real secret may go anywhere");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_says_when_the_development_secret_is_in_use_beyond_loopback() {
+    init_tracing();
+    let check = |body: &str| -> Option<(bool, String)> {
+        let health: serde_json::Value = serde_json::from_str(body).expect("json");
+        health["checks"].as_array()?.iter().find_map(|c| {
+            (c["name"] == "insecure_development_secret").then(|| {
+                (
+                    c["ok"].as_bool().unwrap_or(true),
+                    c["detail"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+        })
+    };
+    // On a LAN address: the node starts, and the check fails.
+    let lan = development_node("lan", "10.255.255.1")
+        .start()
+        .await
+        .expect("a private address is a LAN");
+    let (_, body) = get(lan.http_addr().expect("http"), "/health").await;
+    let (ok, detail) = check(&body).expect("the check is there");
+    assert!(!ok && detail.contains("10.255.255.1"), "{body}");
+    lan.shutdown().await;
+
+    // On loopback only: the check passes.
+    let local = development_node("local", "127.0.0.1")
+        .start()
+        .await
+        .expect("loopback");
+    let (_, body) = get(local.http_addr().expect("http"), "/health").await;
+    assert_eq!(check(&body).map(|c| c.0), Some(true), "{body}");
+    local.shutdown().await;
+
+    // With another secret there is nothing to say.
+    let own = builder("own")
+        .http(true)
+        .http_port(0)
+        .start()
+        .await
+        .expect("own");
+    let (_, body) = get(own.http_addr().expect("http"), "/health").await;
+    assert_eq!(check(&body), None, "{body}");
+    own.shutdown().await;
+}

@@ -256,3 +256,81 @@ async fn replicated_children_run_once_per_node_and_stop_with_their_spec() {
         .is_err());
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_specs_are_refused_where_written_and_where_received() {
+    use bytes::Bytes;
+    use foundation::process::{ChildSpec, ProcessError, SpecError, Strategy, MAX_ARGS};
+    use foundation_proto::process::manager_wire::{ManagerMsg, KIND_MSG};
+    use foundation_proto::process::spec::{SpecEntry, Stamp};
+
+    let c = cluster(2).await;
+    let pm = c.node(0).processes();
+    // Where written: a clear error, and nothing replicated.
+    for shards in [0, u32::MAX] {
+        let e = pm
+            .start_partitioned("cells", "tally", &(), shards)
+            .expect_err("shard count out of bounds");
+        assert!(
+            matches!(e, ProcessError::Spec(SpecError::Shards { .. })),
+            "{e}"
+        );
+    }
+    let big = ChildSpec {
+        id: "big".into(),
+        kind: "tally".into(),
+        args: Bytes::from(vec![0u8; MAX_ARGS + 1]),
+        strategy: Strategy::Singleton,
+        role: None,
+    };
+    assert!(matches!(
+        pm.start_child(big),
+        Err(ProcessError::Spec(SpecError::Args { .. }))
+    ));
+    assert!(pm.children().is_empty());
+
+    // Where received: a peer's poison spec is dropped; a good one in the
+    // same message is kept, and the node goes on working.
+    let entry = |id: &str, strategy| {
+        (
+            id.to_owned(),
+            SpecEntry {
+                spec: Some(ChildSpec {
+                    id: id.into(),
+                    kind: "tally".into(),
+                    args: Bytes::new(),
+                    strategy,
+                    role: None,
+                }),
+                stamp: Stamp {
+                    at: 1,
+                    by: c.node(0).id(),
+                },
+            },
+        )
+    };
+    let msg = ManagerMsg::Specs(vec![
+        entry("poison", Strategy::Partitioned { shards: u32::MAX }),
+        entry("fine", Strategy::Singleton),
+    ]);
+    c.node(0)
+        .send(
+            c.node(1).id(),
+            foundation::Channel::Control,
+            KIND_MSG,
+            msg.encode(),
+        )
+        .await
+        .expect("sent");
+    let peer = c.node(1).processes();
+    assert_eventually(T, "the good spec arrives", || {
+        peer.children().iter().any(|s| s.id == "fine")
+    })
+    .await;
+    assert!(
+        peer.children().iter().all(|s| s.id != "poison"),
+        "{:?}",
+        peer.children()
+    );
+    wait_one_holder(&c, "fine").await;
+}

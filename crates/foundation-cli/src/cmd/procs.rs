@@ -17,11 +17,14 @@ pub(crate) struct NodeProcess {
     pub(crate) child: Child,
 }
 
-/// Hands out free loopback ports.
+/// What a local cluster hands its nodes: free loopback ports, and one
+/// secret made fresh for this run (never the public development secret,
+/// so nobody else's node can join it).
 #[derive(Debug)]
 pub(crate) struct Ports {
     next_udp: u16,
     next_tcp: u16,
+    secret: foundation::config::Secret,
 }
 
 impl Ports {
@@ -29,6 +32,7 @@ impl Ports {
         Ports {
             next_udp: udp,
             next_tcp: tcp,
+            secret: foundation::config::Secret::generate(),
         }
     }
 
@@ -102,6 +106,10 @@ pub(crate) fn spawn_node_with(
         ])
         .arg("--stop-on-stdin-eof")
         .args(extra)
+        .env(
+            "FOUNDATION_SECRET",
+            String::from_utf8_lossy(ports.secret.expose()).as_ref(),
+        )
         .stdin(Stdio::piped())
         .stdout(log.try_clone()?)
         .stderr(log)

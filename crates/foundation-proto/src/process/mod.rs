@@ -14,5 +14,5 @@ pub mod spec;
 #[cfg(test)]
 mod wire_tests;
 
-pub use quorum::SplitBrain;
-pub use spec::{ChildSpec, Strategy};
+pub use quorum::{Boot, SplitBrain};
+pub use spec::{ChildSpec, SpecError, Strategy, MAX_ARGS, MAX_SHARDS};

@@ -229,6 +229,12 @@ impl Planner {
         }
     }
 
+    /// What keep-majority may assume at boot ([`Boot`](super::quorum::Boot)).
+    pub fn with_boot(mut self, boot: super::quorum::Boot) -> Self {
+        self.quorum = self.quorum.with_boot(boot);
+        self
+    }
+
     /// The quorum tracker (its base, its policy).
     pub fn quorum(&self) -> &Quorum {
         &self.quorum

@@ -21,6 +21,14 @@
 //!   (membership declares stale suspicions down on every node), and the
 //!   simulated 40|60 partitions measure it. A side without quorum keeps
 //!   its base until it regains a majority of it.
+//!
+//!   At boot, keep-majority has no base to count against. A node that has
+//!   never seen a peer has no quorum: it may be one of several nodes that
+//!   each found nobody (a DNS, Consul or etcd outage; Kubernetes listing
+//!   only ready pods), and each would run every singleton. It may run
+//!   alone only when configured to ([`Boot`]): static discovery without
+//!   seeds, or `process.expected_members = 1`. With `expected_members = n`
+//!   it needs a strict majority of `n` until its first base is agreed.
 //! - static-quorum(n): run only while at least `n` members are active.
 //! - keep-all: always run; after a heal, duplicates are resolved (one
 //!   winner per name, the losers stop).
@@ -29,6 +37,16 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::NodeId;
+
+/// What keep-majority may assume before this node has seen a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Boot {
+    /// How many members the cluster is meant to have
+    /// (`process.expected_members`); 0 when not said.
+    pub expected_members: usize,
+    /// The node runs alone on purpose (static discovery without seeds).
+    pub alone_by_config: bool,
+}
 
 /// The configured policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -57,6 +75,9 @@ pub struct Quorum {
     arrived: HashMap<NodeId, Instant>,
     /// Base members not active, and since when.
     departed: HashMap<NodeId, Instant>,
+    boot: Boot,
+    /// Another member has been active at some point.
+    seen_peer: bool,
 }
 
 /// The stability window keep-majority waits before the base follows the
@@ -84,6 +105,32 @@ impl Quorum {
             confirmed: false,
             arrived: HashMap::new(),
             departed: HashMap::new(),
+            boot: Boot::default(),
+            seen_peer: false,
+        }
+    }
+
+    /// What keep-majority may assume at boot (default: nothing, so a node
+    /// that has never seen a peer has no quorum).
+    pub fn with_boot(mut self, boot: Boot) -> Self {
+        self.boot = boot;
+        self
+    }
+
+    /// Whether keep-majority withholds quorum because no base is agreed
+    /// yet and the boot rule does not let this view hold it (for the log).
+    pub fn waiting_for_peers(&self) -> bool {
+        self.policy == SplitBrain::KeepMajority
+            && !self.confirmed
+            && !self.boot_allows(self.view.len())
+    }
+
+    /// Whether, before the first base is agreed, `active` members may hold
+    /// quorum.
+    fn boot_allows(&self, active: usize) -> bool {
+        match self.boot.expected_members {
+            0 => self.seen_peer || self.boot.alone_by_config,
+            n => 2 * active > n,
         }
     }
 
@@ -108,6 +155,15 @@ impl Quorum {
             SplitBrain::KeepAll => true,
             SplitBrain::StaticQuorum(n) => active.len() >= n,
             SplitBrain::KeepMajority => {
+                if active.len() > 1 {
+                    self.seen_peer = true;
+                }
+                if !self.confirmed && !self.boot_allows(active.len()) {
+                    // No base yet: it starts from the first view that may
+                    // hold quorum.
+                    self.base.clear();
+                    return false;
+                }
                 let stable = self
                     .view_since
                     .is_some_and(|t| now.saturating_duration_since(t) >= self.stable_after);
@@ -364,6 +420,54 @@ mod tests {
         assert!(q.update(&set(&[1, 2, 3]), t0));
         assert!(!q.update(&set(&[1, 2]), t0));
         let mut q = Quorum::new(SplitBrain::KeepAll, STABLE);
+        assert!(q.update(&set(&[1]), t0));
+    }
+
+    #[test]
+    fn a_node_that_never_saw_a_peer_has_no_quorum_unless_configured_to() {
+        let t0 = Instant::now();
+        let later = t0 + 10 * STABLE;
+        // Three pods that each found nobody (discovery down): none of them
+        // may run the singletons, however long they wait.
+        let mut q = Quorum::new(SplitBrain::KeepMajority, STABLE);
+        assert!(!q.update(&set(&[1]), t0));
+        assert!(!q.update(&set(&[1]), later));
+        assert!(q.waiting_for_peers());
+        assert!(q.base().is_empty());
+        // A peer appears: the base forms from the first shared view.
+        assert!(q.update(&set(&[1, 2]), later));
+        assert!(!q.waiting_for_peers());
+        assert!(q.update(&set(&[1, 2]), later + STABLE));
+        assert_eq!(q.base(), &set(&[1, 2]));
+
+        // Alone on purpose (static discovery without seeds): quorum alone.
+        let alone = Boot {
+            alone_by_config: true,
+            ..Boot::default()
+        };
+        let mut q = Quorum::new(SplitBrain::KeepMajority, STABLE).with_boot(alone);
+        assert!(q.update(&set(&[1]), t0));
+
+        // Expected members: a strict majority of them, until a base is
+        // agreed.
+        let five = Boot {
+            expected_members: 5,
+            ..Boot::default()
+        };
+        let mut q = Quorum::new(SplitBrain::KeepMajority, STABLE).with_boot(five);
+        assert!(!q.update(&set(&[1]), t0));
+        assert!(!q.update(&set(&[1, 2]), t0));
+        assert!(q.waiting_for_peers());
+        assert!(q.update(&set(&[1, 2, 3]), t0));
+        let one = Boot {
+            expected_members: 1,
+            ..Boot::default()
+        };
+        let mut q = Quorum::new(SplitBrain::KeepMajority, STABLE).with_boot(one);
+        assert!(q.update(&set(&[1]), t0), "a cluster of one is configured");
+
+        // The other policies say it themselves.
+        let mut q = Quorum::new(SplitBrain::StaticQuorum(1), STABLE);
         assert!(q.update(&set(&[1]), t0));
     }
 }

@@ -39,6 +39,110 @@ pub struct ChildSpec {
     pub role: Option<String>,
 }
 
+/// Largest spec id, in bytes.
+pub const MAX_ID: usize = 512;
+/// Largest kind or role name, in bytes.
+pub const MAX_NAME: usize = 256;
+/// Largest spec arguments, in bytes.
+pub const MAX_ARGS: usize = 64 * 1024;
+/// Most shards a partitioned spec may have. Every node places every shard
+/// on every pass, so the count bounds the work a spec causes everywhere.
+pub const MAX_SHARDS: u32 = 4096;
+
+/// Why a spec is refused: on the node that writes it, with this message,
+/// and on every node that receives it from a peer (dropped and counted).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpecError {
+    /// The id is empty, too long, or has `#` or `@` (which name shards and
+    /// replicas).
+    #[error("invalid spec id {id:?}: non-empty, at most {MAX_ID} bytes, without '#' or '@'")]
+    Id {
+        /// The id (cut to `MAX_ID` bytes).
+        id: String,
+    },
+    /// The kind is empty or too long.
+    #[error("spec {id:?}: kind must be non-empty and at most {MAX_NAME} bytes ({len} given)")]
+    Kind {
+        /// The spec id.
+        id: String,
+        /// Its length.
+        len: usize,
+    },
+    /// The role is empty or too long.
+    #[error("spec {id:?}: role must be non-empty and at most {MAX_NAME} bytes ({len} given)")]
+    Role {
+        /// The spec id.
+        id: String,
+        /// Its length.
+        len: usize,
+    },
+    /// The arguments are too large.
+    #[error("spec {id:?}: arguments of {len} bytes, more than {MAX_ARGS}")]
+    Args {
+        /// The spec id.
+        id: String,
+        /// Their size.
+        len: usize,
+    },
+    /// Zero shards, or more than `MAX_SHARDS`.
+    #[error("spec {id:?}: {shards} shards; a partitioned spec has 1 to {MAX_SHARDS}")]
+    Shards {
+        /// The spec id.
+        id: String,
+        /// The count given.
+        shards: u32,
+    },
+}
+
+impl ChildSpec {
+    /// Checks the spec's bounds (every node checks specs from peers too).
+    pub fn check(&self) -> Result<(), SpecError> {
+        check_id(&self.id)?;
+        let id = || self.id.clone();
+        if self.kind.is_empty() || self.kind.len() > MAX_NAME {
+            return Err(SpecError::Kind {
+                id: id(),
+                len: self.kind.len(),
+            });
+        }
+        if let Some(role) = &self.role {
+            if role.is_empty() || role.len() > MAX_NAME {
+                return Err(SpecError::Role {
+                    id: id(),
+                    len: role.len(),
+                });
+            }
+        }
+        if self.args.len() > MAX_ARGS {
+            return Err(SpecError::Args {
+                id: id(),
+                len: self.args.len(),
+            });
+        }
+        if let Strategy::Partitioned { shards } = self.strategy {
+            if shards == 0 || shards > MAX_SHARDS {
+                return Err(SpecError::Shards { id: id(), shards });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a spec id alone.
+pub fn check_id(id: &str) -> Result<(), SpecError> {
+    if id.is_empty() || id.len() > MAX_ID || id.contains(['#', '@']) {
+        let mut cut = id.len().min(MAX_ID);
+        while !id.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        return Err(SpecError::Id {
+            id: id[..cut].to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// Orders writes to one spec id: time of the write, then the writer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Stamp {
@@ -57,6 +161,21 @@ pub struct SpecEntry {
     pub stamp: Stamp,
 }
 
+impl SpecEntry {
+    /// Whether this entry may be stored under `id`: a valid id, and a spec
+    /// (if any) that passes [`ChildSpec::check`] and has that id.
+    pub fn check(&self, id: &str) -> Result<(), SpecError> {
+        check_id(id)?;
+        match &self.spec {
+            Some(spec) if spec.id != id => Err(SpecError::Id {
+                id: spec.id.clone(),
+            }),
+            Some(spec) => spec.check(),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Every spec in the cluster. Merge keeps the entry with the higher stamp
 /// per id: commutative, associative, idempotent.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -68,12 +187,11 @@ pub struct SpecMap {
 pub const MAX_SPECS: usize = 10_000;
 
 impl SpecMap {
-    /// Merges one entry; whether it changed the map.
+    /// Merges one entry; whether it changed the map. An entry that fails
+    /// [`SpecEntry::check`] is refused.
     pub fn merge(&mut self, id: &str, entry: SpecEntry) -> bool {
-        if let Some(spec) = &entry.spec {
-            if spec.id != id {
-                return false;
-            }
+        if entry.check(id).is_err() {
+            return false;
         }
         match self.entries.get(id) {
             Some(cur) if cur.stamp >= entry.stamp => false,
@@ -165,6 +283,60 @@ mod tests {
         assert!(m.merge("a", entry("a", 11, 1, true)));
         assert!(m.get("a").is_some());
         assert!(!m.merge("b", entry("c", 1, 1, true)), "id mismatch refused");
+    }
+
+    #[test]
+    fn poison_specs_are_refused_with_what_is_wrong() {
+        use super::{SpecError, MAX_ARGS, MAX_SHARDS};
+        let good = entry("a", 1, 1, true).spec.expect("live");
+        assert_eq!(good.check(), Ok(()));
+        let with = |f: &dyn Fn(&mut ChildSpec)| {
+            let mut s = good.clone();
+            f(&mut s);
+            s
+        };
+        let cases: Vec<(ChildSpec, &str)> = vec![
+            (
+                with(&|s| s.strategy = Placing::Partitioned { shards: u32::MAX }),
+                "shards",
+            ),
+            (
+                with(&|s| s.strategy = Placing::Partitioned { shards: 0 }),
+                "shards",
+            ),
+            (
+                with(&|s| s.args = Bytes::from(vec![0; MAX_ARGS + 1])),
+                "arguments",
+            ),
+            (with(&|s| s.kind = String::new()), "kind"),
+            (with(&|s| s.kind = "k".repeat(300)), "kind"),
+            (with(&|s| s.role = Some(String::new())), "role"),
+            (with(&|s| s.id = "a#1".into()), "spec id"),
+            (with(&|s| s.id = "é".repeat(300)), "spec id"),
+        ];
+        for (spec, says) in cases {
+            let e = spec.check().expect_err("refused");
+            assert!(e.to_string().contains(says), "{e}");
+            // A peer's copy is refused too, and leaves the map as it was.
+            let mut m = SpecMap::default();
+            let id = spec.id.clone();
+            let entry = SpecEntry {
+                spec: Some(spec),
+                stamp: Stamp {
+                    at: 1,
+                    by: NodeId(1),
+                },
+            };
+            assert!(entry.check(&id).is_err());
+            assert!(!m.merge(&id, entry));
+            assert_eq!(m.entries().count(), 0);
+        }
+        let most = with(&|s| s.strategy = Placing::Partitioned { shards: MAX_SHARDS });
+        assert_eq!(most.check(), Ok(()));
+        assert!(matches!(
+            with(&|s| s.id = String::new()).check(),
+            Err(SpecError::Id { .. })
+        ));
     }
 
     fn writes() -> impl Strategy<Value = Vec<(String, SpecEntry)>> {

@@ -212,7 +212,8 @@ impl RegistryState {
         if self.dead.contains(&delta.owner) {
             return Applied::Refused("the owner is down");
         }
-        if delta.version != delta.base + 1 {
+        // Checked: `base` comes from a peer and may be u64::MAX.
+        if delta.base.checked_add(1) != Some(delta.version) {
             return Applied::Refused("a delta must advance the version by one");
         }
         for op in &delta.ops {

@@ -127,6 +127,17 @@ fn deltas_apply_in_order_and_report_duplicates_gaps_and_refusals() {
         ops: vec![],
     };
     assert!(matches!(s.apply_delta(&skip), Applied::Refused(_)));
+    // A base at the end of the range cannot be advanced: refused, no
+    // overflow.
+    for version in [0, u64::MAX] {
+        let wrap = Delta {
+            owner: NodeId(2),
+            base: u64::MAX,
+            version,
+            ops: vec![],
+        };
+        assert!(matches!(s.apply_delta(&wrap), Applied::Refused(_)));
+    }
 }
 
 #[test]

@@ -131,6 +131,10 @@ impl Resolved {
                     _ => "(unset)".into(),
                 },
             ),
+            (
+                "process.expected_members",
+                c.process.expected_members.to_string(),
+            ),
             ("dns.query", opt(c.dns.query.clone())),
             (
                 "dns.record",
@@ -227,6 +231,9 @@ impl fmt::Display for Resolved {
             None => writeln!(f, "file: (none)")?,
         }
         writeln!(f, "precedence: builder > env > file > detection > defaults")?;
+        for note in &self.notes {
+            writeln!(f, "note: {note}")?;
+        }
         writeln!(f)?;
         let entries = self.entries();
         let kw = entries.iter().map(|e| e.0.len()).max().unwrap_or(0);

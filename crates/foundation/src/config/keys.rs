@@ -400,6 +400,13 @@ pub const KEYS: &[KeySpec] = &[
         "static-quorum: active members needed to run singletons and shards"
     ),
     key!(
+        "process.expected_members",
+        Some("FOUNDATION_EXPECTED_MEMBERS"),
+        KeyKind::Int { min: 0, max: 100_000 },
+        false,
+        "keep-majority at boot: how many members the cluster should have; until the first membership is agreed, singletons need a majority of them (0, the default: a node that never saw a peer has no quorum unless static discovery has no seeds; 1: a cluster of one)"
+    ),
+    key!(
         "dns.query",
         Some("FOUNDATION_DNS_QUERY"),
         KeyKind::Text,

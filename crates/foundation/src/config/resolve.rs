@@ -77,6 +77,10 @@ pub struct Resolved {
     pub tier: Tier,
     /// The configuration file that was read, if any.
     pub file: Option<PathBuf>,
+    /// What the resolver noticed and set aside, such as Kubernetes service
+    /// links that look like `FOUNDATION_*` settings (`config explain`
+    /// prints them).
+    pub notes: Vec<String>,
 }
 
 /// Merges builder, environment, file, detection and defaults.
@@ -87,6 +91,8 @@ pub struct Resolver {
     env: BTreeMap<String, String>,
     file: Option<PathBuf>,
     no_file_detection: bool,
+    /// `FOUNDATION_*` variables whose value is not UTF-8.
+    not_utf8: Vec<String>,
 }
 
 impl Resolver {
@@ -96,8 +102,28 @@ impl Resolver {
     }
 
     /// A resolver that reads this process's environment variables.
+    /// A variable whose value is not UTF-8 never panics: a `FOUNDATION_*`
+    /// one makes [`resolve`](Self::resolve) fail with its name, any other is
+    /// read lossily.
     pub fn from_process_env() -> Self {
-        Self::new().env(std::env::vars())
+        let mut not_utf8 = Vec::new();
+        let vars: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(name, value)| {
+                // A name that is not UTF-8 is not one of ours.
+                let name = name.into_string().ok()?;
+                match value.into_string() {
+                    Ok(v) => Some((name, v)),
+                    Err(_) if name.starts_with("FOUNDATION_") => {
+                        not_utf8.push(name);
+                        None
+                    }
+                    Err(v) => Some((name, v.to_string_lossy().into_owned())),
+                }
+            })
+            .collect();
+        let mut resolver = Self::new().env(vars);
+        resolver.not_utf8 = not_utf8;
+        resolver
     }
 
     /// Uses these environment variables instead of the process's.
@@ -138,7 +164,27 @@ impl Resolver {
 
     /// Resolves and validates.
     pub fn resolve(&self) -> Result<Resolved, ConfigError> {
-        let env_layer = Layer::from_env(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        if let Some(var) = self.not_utf8.first() {
+            return Err(ConfigError::InvalidValue(Box::new(
+                super::error::InvalidValue {
+                    key: var.clone(),
+                    value: "<not UTF-8>".into(),
+                    origin: format!("environment variable {var}"),
+                    expected: "UTF-8 text".into(),
+                    fix: format!("unset {var} or set it to UTF-8 text"),
+                },
+            )));
+        }
+        let mut notes = Vec::new();
+        let env_layer = Layer::from_env(self.env.iter().filter_map(|(k, v)| {
+            if is_service_link(k, v) {
+                notes.push(format!(
+                    "ignored {k}={v}: a Kubernetes service link (a Service named foundation*), not a setting"
+                ));
+                return None;
+            }
+            Some((k.as_str(), v.as_str()))
+        }))?;
         let file = self.file_path();
         let file_layer = match &file {
             Some(path) => {
@@ -168,6 +214,7 @@ impl Resolver {
             sources: m.sources,
             tier,
             file,
+            notes,
         })
     }
 
@@ -183,10 +230,6 @@ impl Resolver {
     }
 
     fn build(&self, m: &mut Merge<'_>) -> Result<Config, ConfigError> {
-        let profile = m
-            .text("profile", || (d_text("development"), None))
-            .parse()
-            .unwrap_or_default();
         let seeds = match m.value("seeds", || (Value::Seeds(Vec::new()), None)) {
             Value::Seeds(s) => s,
             _ => Vec::new(),
@@ -221,6 +264,22 @@ impl Resolver {
         };
         let discovery_word = m.text("cluster", || (d_text(detected.0), Some(detected.1)));
         let discovery = discovery_word.parse().unwrap_or(DiscoveryKind::Static);
+        // A cluster found through Kubernetes, Consul, etcd or DNS is a
+        // deployment, not a laptop: it never runs on the public development
+        // secret by accident. An explicit profile still wins.
+        let profile = m
+            .text("profile", || {
+                if discovery.is_deployment() {
+                    (
+                        d_text("production"),
+                        Some(format!("{discovery} discovery means a deployment")),
+                    )
+                } else {
+                    (d_text("development"), None)
+                }
+            })
+            .parse()
+            .unwrap_or_default();
         let secret = match m.opt("secret") {
             Some(Value::Text(s)) => Some(Secret::new(s)),
             _ if profile == Profile::Development => {
@@ -309,6 +368,7 @@ impl Resolver {
                     ),
                     _ => foundation_proto::process::SplitBrain::KeepMajority,
                 },
+                expected_members: m.int("process.expected_members", 0) as usize,
             },
             registry: RegistryConfig {
                 sync_interval: m.ms("registry.sync_interval_ms", d::REGISTRY_SYNC_INTERVAL_MS),
@@ -418,6 +478,34 @@ impl Resolver {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "node".to_owned())
     }
+}
+
+/// Whether `name=value` is a variable Kubernetes injects for a Service
+/// (named after it, so a Service called `foundation*` makes `FOUNDATION_*`
+/// ones): `X_SERVICE_HOST`, `X_SERVICE_PORT[_NAME]`, `X_PORT=tcp://ip:port`
+/// and `X_PORT_<port>_<PROTO>[_PROTO|_PORT|_ADDR]`.
+pub(crate) fn is_service_link(name: &str, value: &str) -> bool {
+    if !name.starts_with("FOUNDATION_") {
+        return false;
+    }
+    if name.ends_with("_SERVICE_HOST") || name.contains("_SERVICE_PORT") {
+        return true;
+    }
+    if name.ends_with("_PORT")
+        && ["tcp://", "udp://", "sctp://"]
+            .iter()
+            .any(|p| value.starts_with(p))
+    {
+        return true;
+    }
+    name.match_indices("_PORT_").any(|(i, _)| {
+        let mut parts = name[i + 6..].split('_');
+        let port = parts.next().unwrap_or_default();
+        let proto = parts.next().unwrap_or_default();
+        !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && matches!(proto, "TCP" | "UDP" | "SCTP")
+    })
 }
 
 /// Mortal mode: which strategy, and why. Seeds are explicit configuration

@@ -11,6 +11,9 @@ fn env(vars: &[(&str, &str)]) -> Resolver {
         .env(vars.iter().copied())
 }
 
+/// A secret for tests whose strategy implies the production profile.
+const SECRET: (&str, &str) = ("FOUNDATION_SECRET", "a-test-secret-0123456789abcdef");
+
 fn file(text: &str) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().expect("temp file");
     f.write_all(text.as_bytes()).expect("write");
@@ -277,7 +280,9 @@ fn cli_defaults_are_overridden_by_env() {
 
 #[test]
 fn detection_order_seeds_then_environment_then_mdns() {
-    let r = env(&[("FOUNDATION_SEEDS", "a:1")]).resolve().expect("ok");
+    let r = env(&[SECRET, ("FOUNDATION_SEEDS", "a:1")])
+        .resolve()
+        .expect("ok");
     assert_eq!(r.config.cluster.discovery, DiscoveryKind::Static);
     assert_eq!(
         r.sources["cluster"],
@@ -286,11 +291,12 @@ fn detection_order_seeds_then_environment_then_mdns() {
     if DiscoveryKind::Kubernetes.is_built_in() {
         // In a pod with nothing set: kubernetes is detected, and the missing
         // selector is named with its fix.
-        let e = env(&[("KUBERNETES_SERVICE_HOST", "10.0.0.1")])
+        let e = env(&[SECRET, ("KUBERNETES_SERVICE_HOST", "10.0.0.1")])
             .resolve()
             .expect_err("selector");
         assert!(e.to_string().contains("FOUNDATION_K8S_SELECTOR"), "{e}");
         let r = env(&[
+            SECRET,
             ("KUBERNETES_SERVICE_HOST", "10.0.0.1"),
             ("FOUNDATION_K8S_SELECTOR", "app=x"),
         ])
@@ -298,7 +304,7 @@ fn detection_order_seeds_then_environment_then_mdns() {
         .expect("ok");
         assert_eq!(r.config.cluster.discovery, DiscoveryKind::Kubernetes);
     } else {
-        let r = env(&[("KUBERNETES_SERVICE_HOST", "10.0.0.1")])
+        let r = env(&[SECRET, ("KUBERNETES_SERVICE_HOST", "10.0.0.1")])
             .resolve()
             .expect("ok");
         assert_eq!(r.config.cluster.discovery, DiscoveryKind::Mdns);
@@ -306,7 +312,7 @@ fn detection_order_seeds_then_environment_then_mdns() {
             matches!(&r.sources["cluster"], Source::Detected(why) if why.contains("KUBERNETES_SERVICE_HOST"))
         );
     }
-    let r = env(&[("FOUNDATION_CLUSTER", "static")])
+    let r = env(&[SECRET, ("FOUNDATION_CLUSTER", "static")])
         .resolve()
         .expect("ok");
     assert_eq!(
@@ -332,16 +338,17 @@ fn error_gossip_group_must_be_multicast() {
 
 #[test]
 fn dns_query_selects_dns_and_dns_needs_a_query() {
-    let r = env(&[("FOUNDATION_DNS_QUERY", "app.svc.local")])
+    let r = env(&[SECRET, ("FOUNDATION_DNS_QUERY", "app.svc.local")])
         .resolve()
         .expect("ok");
     assert_eq!(r.config.cluster.discovery, DiscoveryKind::Dns);
     assert_eq!(r.config.dns.query.as_deref(), Some("app.svc.local"));
-    let e = env(&[("FOUNDATION_CLUSTER", "dns")])
+    let e = env(&[SECRET, ("FOUNDATION_CLUSTER", "dns")])
         .resolve()
         .expect_err("no query");
     assert!(e.to_string().contains("FOUNDATION_DNS_QUERY"), "{e}");
     let e = env(&[
+        SECRET,
         ("FOUNDATION_DNS_QUERY", "a"),
         ("FOUNDATION_DNS_SERVER", "nope"),
     ])
@@ -349,6 +356,7 @@ fn dns_query_selects_dns_and_dns_needs_a_query() {
     .expect_err("bad server");
     assert!(e.to_string().contains("dns.server"), "{e}");
     let r = env(&[
+        SECRET,
         ("FOUNDATION_DNS_QUERY", "a"),
         ("FOUNDATION_DNS_SERVER", "10.0.0.2"),
     ])
@@ -360,6 +368,7 @@ fn dns_query_selects_dns_and_dns_needs_a_query() {
 #[test]
 fn consul_is_detected_from_consul_http_addr_when_built() {
     let r = env(&[
+        SECRET,
         ("CONSUL_HTTP_ADDR", "127.0.0.1:8500"),
         ("CONSUL_HTTP_TOKEN", "t"),
     ])
@@ -370,6 +379,7 @@ fn consul_is_detected_from_consul_http_addr_when_built() {
         assert_eq!(r.config.consul.addr, "http://127.0.0.1:8500");
         assert_eq!(r.config.consul.token.as_deref(), Some("t"));
         let e = env(&[
+            SECRET,
             ("FOUNDATION_CLUSTER", "consul"),
             ("FOUNDATION_CONSUL_ADDR", "https://c:8501"),
         ])
@@ -378,7 +388,7 @@ fn consul_is_detected_from_consul_http_addr_when_built() {
         assert!(e.to_string().contains("HTTPS"), "{e}");
     } else {
         assert_eq!(r.config.cluster.discovery, DiscoveryKind::Mdns);
-        let e = env(&[("FOUNDATION_CLUSTER", "consul")])
+        let e = env(&[SECRET, ("FOUNDATION_CLUSTER", "consul")])
             .resolve()
             .expect_err("not built");
         assert!(e.to_string().contains("not built in"), "{e}");
@@ -486,4 +496,136 @@ fn changes_made_in_code_show_as_code_in_explain_and_make_the_wizard_tier() {
             .any(|l| l.contains("http.port") && l.contains("code (NodeBuilder::config)")),
         "{text}"
     );
+}
+
+#[test]
+fn deployment_discovery_implies_production_unless_the_profile_is_set() {
+    // A pod or VM found through DNS (or Kubernetes, Consul, etcd) never
+    // runs on the public development secret by accident.
+    let e = env(&[("FOUNDATION_DNS_QUERY", "app.svc.local")])
+        .resolve()
+        .expect_err("production needs a secret");
+    assert!(matches!(e, ConfigError::MissingSecret), "{e}");
+    let r = env(&[SECRET, ("FOUNDATION_DNS_QUERY", "app.svc.local")])
+        .resolve()
+        .expect("ok");
+    assert_eq!(r.config.profile, Profile::Production);
+    assert!(
+        matches!(&r.sources["profile"], Source::Detected(why) if why.contains("dns")),
+        "{:?}",
+        r.sources["profile"]
+    );
+    // An explicit profile wins.
+    let r = env(&[
+        ("FOUNDATION_DNS_QUERY", "app.svc.local"),
+        ("FOUNDATION_PROFILE", "development"),
+    ])
+    .resolve()
+    .expect("ok");
+    assert_eq!(r.config.profile, Profile::Development);
+    assert!(r
+        .config
+        .cluster
+        .secret
+        .as_ref()
+        .is_some_and(|s| s.is_development()));
+    // Laptop strategies keep the development default.
+    let r = env(&[("FOUNDATION_CLUSTER", "gossip")])
+        .resolve()
+        .expect("ok");
+    assert_eq!(r.config.profile, Profile::Development);
+    for kind in DiscoveryKind::ALL {
+        let deployment = matches!(
+            kind,
+            DiscoveryKind::Kubernetes
+                | DiscoveryKind::Consul
+                | DiscoveryKind::Etcd
+                | DiscoveryKind::Dns
+        );
+        assert_eq!(kind.is_deployment(), deployment, "{kind}");
+    }
+}
+
+#[test]
+fn a_generated_secret_is_long_random_and_accepted_in_production() {
+    let a = Secret::generate();
+    let b = Secret::generate();
+    assert_ne!(a, b);
+    assert_eq!(a.expose().len(), 64);
+    assert!(a.expose().iter().all(u8::is_ascii_hexdigit));
+    let mut c = Config {
+        profile: Profile::Production,
+        ..Config::default()
+    };
+    c.cluster.secret = Some(a);
+    c.validate()
+        .expect("a generated secret is a production secret");
+}
+
+#[test]
+fn kubernetes_service_links_are_told_apart_from_settings() {
+    for (name, value) in [
+        ("FOUNDATION_PORT", "tcp://10.0.0.1:7946"),
+        ("FOUNDATION_HTTP_PORT", "tcp://10.0.0.2:9090"),
+        ("FOUNDATION_SERVICE_HOST", "10.0.0.1"),
+        ("FOUNDATION_SERVICE_PORT", "7946"),
+        ("FOUNDATION_SERVICE_PORT_GOSSIP", "7946"),
+        ("FOUNDATION_PORT_7946_UDP", "udp://10.0.0.1:7946"),
+        ("FOUNDATION_PORT_7946_UDP_ADDR", "10.0.0.1"),
+        ("FOUNDATION_HTTP_PORT_9090_TCP_PROTO", "tcp"),
+    ] {
+        assert!(resolve::is_service_link(name, value), "{name}={value}");
+    }
+    for (name, value) in [
+        ("FOUNDATION_PORT", "7946"),
+        ("FOUNDATION_HTTP_PORT", "9090"),
+        ("FOUNDATION_CONSUL_SERVICE", "api"),
+        ("FOUNDATION_SEEDS", "tcp://x:1"),
+        ("OTHER_SERVICE_HOST", "10.0.0.1"),
+    ] {
+        assert!(!resolve::is_service_link(name, value), "{name}={value}");
+    }
+    let r = env(&[
+        ("FOUNDATION_PORT", "tcp://10.0.0.1:7946"),
+        ("FOUNDATION_SERVICE_HOST", "10.0.0.1"),
+    ])
+    .resolve()
+    .expect("service links are not settings");
+    assert_eq!(r.config.membership.port, defaults::MEMBERSHIP_PORT);
+    assert_eq!(r.notes.len(), 2, "{:?}", r.notes);
+}
+
+#[test]
+fn production_refuses_secrets_that_are_easy_to_guess() {
+    let resolve = |secret: &str| {
+        env(&[
+            ("FOUNDATION_PROFILE", "production"),
+            ("FOUNDATION_SECRET", secret),
+        ])
+        .resolve()
+    };
+    for weak in [
+        "aaaaaaaaaaaaaaaaaaaaaaaa",
+        "passwordpassword",
+        "abcdefghabcdefgh",
+    ] {
+        let e = resolve(weak).expect_err(weak);
+        let text = e.to_string();
+        assert!(
+            text.contains("bits") && text.contains("openssl rand -hex 32"),
+            "{weak}: {text}"
+        );
+        assert!(!text.contains(weak), "the secret is not echoed: {text}");
+    }
+    for strong in [
+        "0123456789abcdef",
+        "a-long-random-secret-from-your-vault",
+        "4f1c9a0be27d3386c5e1f0a9b7d24e6c",
+    ] {
+        resolve(strong).expect(strong);
+    }
+    // Development keeps accepting anything: a laptop is not a deployment.
+    env(&[("FOUNDATION_SECRET", "aaaa")])
+        .resolve()
+        .expect("dev");
 }

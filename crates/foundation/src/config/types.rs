@@ -123,6 +123,18 @@ impl DiscoveryKind {
         }
     }
 
+    /// Whether the strategy belongs to a deployment (Kubernetes, Consul,
+    /// etcd, DNS): it makes the production profile the default.
+    pub fn is_deployment(self) -> bool {
+        matches!(
+            self,
+            DiscoveryKind::Kubernetes
+                | DiscoveryKind::Consul
+                | DiscoveryKind::Etcd
+                | DiscoveryKind::Dns
+        )
+    }
+
     /// Whether this build contains the strategy.
     pub fn is_built_in(self) -> bool {
         if self == DiscoveryKind::Consul {
@@ -215,10 +227,41 @@ impl Secret {
     pub fn new(secret: impl Into<String>) -> Self {
         Secret(secret.into())
     }
+    /// A fresh random secret: 32 bytes from the operating system's
+    /// generator, hex-encoded (what `openssl rand -hex 32` makes). For
+    /// throwaway clusters such as `foundation dev`.
+    pub fn generate() -> Self {
+        let bytes: [u8; 32] = rand::random();
+        Secret(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// The secret's bytes, for key derivation.
     pub fn expose(&self) -> &[u8] {
         self.0.as_bytes()
     }
+    /// A rough measure of how hard the secret is to guess, in bits: its
+    /// length times the entropy of its own character frequencies. Random
+    /// hex scores 4 bits a character; `aaaa…` scores 0 and `passwordpassword`
+    /// 44. It cannot see that a dictionary word is a word, so it only
+    /// catches the worst secrets.
+    pub fn estimated_bits(&self) -> f64 {
+        let bytes = self.0.as_bytes();
+        let mut counts = [0usize; 256];
+        for &b in bytes {
+            counts[usize::from(b)] += 1;
+        }
+        let n = bytes.len() as f64;
+        let per_char: f64 = counts
+            .iter()
+            .filter(|&&c| c > 0)
+            .map(|&c| {
+                let p = c as f64 / n;
+                -p * p.log2()
+            })
+            .sum();
+        per_char * n
+    }
+
     /// Whether this is the public development secret.
     pub fn is_development(&self) -> bool {
         self.0 == defaults::DEVELOPMENT_SECRET
@@ -369,6 +412,9 @@ pub struct RegistryConfig {
 pub struct ProcessConfig {
     /// The split-brain policy.
     pub split_brain: foundation_proto::process::SplitBrain,
+    /// Members the cluster should have (`process.expected_members`): what
+    /// keep-majority counts against at boot; 0 when not said.
+    pub expected_members: usize,
 }
 
 /// Settings of the `gossip` strategy (UDP multicast beacons).

@@ -9,6 +9,9 @@ use super::types::{Config, Profile};
 
 /// Shortest secret the production profile accepts.
 pub(crate) const MIN_PRODUCTION_SECRET: usize = 16;
+/// Least [`Secret::estimated_bits`](super::Secret::estimated_bits) the
+/// production profile accepts (16 random hex characters make 64).
+pub(crate) const MIN_PRODUCTION_BITS: f64 = 64.0;
 
 pub(super) fn validate(
     c: &Config,
@@ -60,6 +63,21 @@ pub(super) fn validate(
                     origin: origin("secret"),
                     expected: format!("at least {MIN_PRODUCTION_SECRET} characters in production"),
                     fix: "use a long random secret, e.g. `openssl rand -hex 32`".into(),
+                })))
+            }
+            Some(s) if s.estimated_bits() < MIN_PRODUCTION_BITS => {
+                return Err(ConfigError::InvalidValue(Box::new(InvalidValue {
+                    key: "secret".into(),
+                    value: format!(
+                        "<{} characters, about {:.0} bits>",
+                        s.expose().len(),
+                        s.estimated_bits()
+                    ),
+                    origin: origin("secret"),
+                    expected: format!(
+                        "a random secret of at least {MIN_PRODUCTION_BITS:.0} bits in production (it repeats too few characters to be guessed slowly)"
+                    ),
+                    fix: "make one with `openssl rand -hex 32`".into(),
                 })))
             }
             _ => {}

@@ -254,8 +254,9 @@ async fn session(
     sink.publish(peers.values().copied().collect::<Candidates>());
     let revision: u64 = range["header"]["revision"]
         .as_str()
-        .and_then(|r| r.parse().ok())
-        .ok_or("range answer without a revision")?;
+        .and_then(|r| r.parse::<u64>().ok())
+        .filter(|r| *r < u64::MAX)
+        .ok_or("range answer without a usable revision")?;
     tracing::debug!(key = %own, %lease, revision, "etcd: registered, watching the prefix");
 
     let watch = client

@@ -56,7 +56,7 @@ impl Health {
         let ready = node.is_ready();
         let stopping = node.raw().transport().endpoint().open_connections() == 0
             && node.raw().membership().is_stopped();
-        let checks = vec![
+        let mut checks = vec![
             Check {
                 name: "joined".into(),
                 ok: ready,
@@ -92,6 +92,20 @@ impl Health {
                 },
             },
         ];
+        if let Some(addrs) = node.development_exposure() {
+            let ok = addrs.is_empty();
+            checks.push(Check {
+                name: "insecure_development_secret".into(),
+                ok,
+                detail: if ok {
+                    "the public development secret, on loopback only".into()
+                } else {
+                    format!(
+                        "the public development secret is in use on {addrs:?}: anyone on that network can join; set FOUNDATION_SECRET"
+                    )
+                },
+            });
+        }
         let status = if stopping {
             HealthStatus::Critical
         } else if !ready || suspects > 0 {

@@ -23,8 +23,7 @@ use crate::peers::Outbox;
 use crate::registry::{RegistryError, ServiceAddr};
 use crate::services::{Service, ServiceOptions, ServiceRef, StopReason};
 
-/// Largest spec arguments, in bytes.
-pub const MAX_ARGS: usize = 64 * 1024;
+pub use foundation_proto::process::{SpecError, MAX_ARGS, MAX_SHARDS};
 
 /// Which instance a factory is making.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,9 +53,9 @@ pub enum ProcessError {
         /// What is wrong.
         why: String,
     },
-    /// A spec id must be non-empty, at most 512 bytes, without `#` or `@`.
-    #[error("invalid spec id {0:?}: non-empty, at most 512 bytes, without '#' or '@'")]
-    InvalidId(String),
+    /// The spec is out of bounds (id, kind, role, argument size, shards).
+    #[error(transparent)]
+    Spec(#[from] SpecError),
     /// Lookup failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -138,7 +137,7 @@ impl ManagerShared {
         // Never behind the current entry, even with a clock that went back.
         let stamp = match self.specs().entries().find(|(i, _)| *i == id) {
             Some((_, cur)) if cur.stamp >= stamp => Stamp {
-                at: cur.stamp.at + 1,
+                at: cur.stamp.at.saturating_add(1),
                 by: stamp.by,
             },
             _ => stamp,
@@ -275,31 +274,26 @@ impl ProcessManager {
         args: &A,
         strategy: Strategy,
     ) -> Result<ChildSpec, ProcessError> {
-        if id.is_empty() || id.len() > 512 || id.contains(['#', '@']) {
-            return Err(ProcessError::InvalidId(id.to_owned()));
-        }
+        super::spec::check_id(id)?;
         let args = postcard::to_allocvec(args).map_err(|e| ProcessError::Args {
             id: id.to_owned(),
             why: e.to_string(),
         })?;
-        if args.len() > MAX_ARGS {
-            return Err(ProcessError::Args {
-                id: id.to_owned(),
-                why: format!("{} bytes, more than {MAX_ARGS}", args.len()),
-            });
-        }
-        Ok(ChildSpec {
+        let spec = ChildSpec {
             id: id.to_owned(),
             kind: kind.to_owned(),
             args: Bytes::from(args),
             strategy,
             role: None,
-        })
+        };
+        spec.check()?;
+        Ok(spec)
     }
 
     /// Starts (or replaces) a child anywhere in the cluster. Returns at
     /// once; placement runs on every node.
     pub fn start_child(&self, spec: ChildSpec) -> Result<(), ProcessError> {
+        spec.check()?;
         if self.shared.starter(&spec.kind).is_none() {
             return Err(ProcessError::UnknownKind(spec.kind));
         }
@@ -328,8 +322,8 @@ impl ProcessManager {
         self.start_child(self.spec(id, kind, args, Strategy::Replicated)?)
     }
 
-    /// `shards` instances, registered as `id#<shard>`; see
-    /// [`lookup_shard`](Self::lookup_shard).
+    /// `shards` instances (1 to [`MAX_SHARDS`]), registered as
+    /// `id#<shard>`; see [`lookup_shard`](Self::lookup_shard).
     pub fn start_partitioned<A: Serialize>(
         &self,
         id: &str,
@@ -337,14 +331,7 @@ impl ProcessManager {
         args: &A,
         shards: u32,
     ) -> Result<(), ProcessError> {
-        self.start_child(self.spec(
-            id,
-            kind,
-            args,
-            Strategy::Partitioned {
-                shards: shards.max(1),
-            },
-        )?)
+        self.start_child(self.spec(id, kind, args, Strategy::Partitioned { shards })?)
     }
 
     /// A service on this node only, supervised locally.

@@ -24,7 +24,7 @@ pub use crate::services::{
     ServiceRef, Services, StopReason,
 };
 pub use foundation_proto::process::{ChildSpec, SplitBrain, Strategy};
-pub use manager::{Instance, ProcessError, ProcessManager, MAX_ARGS};
+pub use manager::{Instance, ProcessError, ProcessManager, SpecError, MAX_ARGS, MAX_SHARDS};
 pub(crate) use manager_wire::KINDS as MANAGER_KINDS;
 
 pub(crate) use manager::ManagerShared;

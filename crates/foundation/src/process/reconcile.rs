@@ -32,6 +32,8 @@ pub(crate) struct ManagerTask {
     pub(crate) interval: Duration,
     pub(crate) cancel: CancellationToken,
     pub(crate) planner: Planner,
+    /// The "waiting for peers" warning was logged.
+    pub(crate) said_waiting: bool,
 }
 
 impl ManagerTask {
@@ -122,9 +124,22 @@ impl ManagerTask {
         };
         match msg {
             ManagerMsg::Specs(entries) => {
-                if entries.len() <= MAX_SPECS {
-                    self.shared.merge(entries);
+                if entries.len() > MAX_SPECS {
+                    tracing::warn!(peer = %from, entries = entries.len(), "spec message larger than {MAX_SPECS} entries dropped");
+                    metrics::counter!("foundation_process_specs_refused_total")
+                        .increment(entries.len() as u64);
+                    return;
                 }
+                let (good, bad): (Vec<_>, Vec<_>) =
+                    entries.into_iter().partition(|(id, e)| e.check(id).is_ok());
+                if let Some((id, e)) = bad.first() {
+                    if let Err(why) = e.check(id) {
+                        tracing::warn!(peer = %from, refused = bad.len(), first = %why, "invalid specs from a peer refused");
+                    }
+                    metrics::counter!("foundation_process_specs_refused_total")
+                        .increment(bad.len() as u64);
+                }
+                self.shared.merge(good);
             }
             ManagerMsg::Digest { digest, reply } => {
                 if digest != self.shared.specs().digest() {
@@ -207,6 +222,10 @@ impl ManagerTask {
                 .filter(|m| m.presence == Presence::Active)
                 .count();
             tracing::warn!(node = %me, has_quorum = plan.has_quorum, policy = ?quorum.policy(), active, base = quorum.base().len(), "quorum changed");
+        }
+        if quorum.waiting_for_peers() && !self.said_waiting {
+            self.said_waiting = true;
+            tracing::warn!(policy = ?quorum.policy(), "no quorum yet: this node has not seen enough peers to know it is not one of several isolated nodes, so singletons and shards wait (set process.expected_members, or 1 to run a cluster of one)");
         }
         if let Some(why) = plan.held_back {
             tracing::debug!(?why, "not starting instances yet");

@@ -16,9 +16,9 @@ pub enum KeyPurpose {
 impl KeyPurpose {
     fn label(self) -> &'static [u8] {
         match self {
-            KeyPurpose::CertificateAuthority => b"foundation/v1/cluster-ca-ed25519",
-            KeyPurpose::Membership => b"foundation/v1/membership-chacha20poly1305",
-            KeyPurpose::Discovery => b"foundation/v1/discovery-hmac-sha256",
+            KeyPurpose::CertificateAuthority => b"foundation/v2/cluster-ca-ed25519",
+            KeyPurpose::Membership => b"foundation/v2/membership-chacha20poly1305",
+            KeyPurpose::Discovery => b"foundation/v2/discovery-hmac-sha256",
         }
     }
 }
@@ -33,8 +33,15 @@ impl hkdf::KeyType for Len32 {
 
 /// Derives a 32-byte key for `purpose` from the secret and the cluster name
 /// (so two clusters that reuse a secret still do not trust each other).
+///
+/// The cluster name is the HKDF salt (v2): a table of guesses computed for
+/// one cluster name is useless against another, so offline guessing from a
+/// captured beacon must start over per cluster. It is also in the info, as
+/// in v1.
 pub fn derive_key(secret: &[u8], cluster_name: &str, purpose: KeyPurpose) -> [u8; 32] {
-    let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"foundation cluster secret v1");
+    let mut salt = b"foundation cluster secret v2\0".to_vec();
+    salt.extend_from_slice(cluster_name.as_bytes());
+    let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, &salt);
     let prk = salt.extract(secret);
     let info = [purpose.label(), b"\0", cluster_name.as_bytes()];
     let mut out = [0u8; 32];

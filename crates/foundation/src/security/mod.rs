@@ -4,9 +4,12 @@
 //! membership sealing key, so they trust each other with no files.
 
 mod cluster_keys;
+mod exposure;
 mod keys;
 mod tls;
 
 pub use cluster_keys::ClusterKeys;
+pub(crate) use exposure::{development_exposure, Exposure};
+pub use exposure::{reach, Reach};
 pub use keys::{derive_key, KeyPurpose};
 pub use tls::{TlsError, TlsIdentity};
