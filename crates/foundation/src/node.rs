@@ -172,7 +172,7 @@ impl Node {
             core,
             Sealer::new(&keys.membership),
             stats.clone(),
-            config.membership.probe_rtt,
+            &config.membership,
             faults.clone(),
             tasks.clone(),
         );

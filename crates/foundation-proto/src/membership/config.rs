@@ -21,6 +21,10 @@ pub struct MembershipConfig {
     pub max_packet_size: u32,
     /// Period of extra gossip rounds.
     pub gossip_period: Duration,
+    /// Crash detection through ICMP "port unreachable" (ADR 009): a
+    /// refusal confirmed on a fresh socket declares the member down at
+    /// once. Off: SWIM's timeouts alone.
+    pub port_unreachable: bool,
 }
 
 impl MembershipConfig {
@@ -53,6 +57,7 @@ impl Default for MembershipConfig {
             indirect_probes: defaults::INDIRECT_PROBES,
             max_packet_size: defaults::MAX_PACKET_SIZE,
             gossip_period: Duration::from_millis(defaults::GOSSIP_PERIOD_MS),
+            port_unreachable: true,
         }
     }
 }

@@ -54,6 +54,10 @@ impl Resolved {
                 "membership.gossip_period_ms",
                 ms(c.membership.gossip_period),
             ),
+            (
+                "membership.port_unreachable",
+                c.membership.port_unreachable.to_string(),
+            ),
             ("transport.bind", c.transport.bind.to_string()),
             ("transport.port", transport_port(c)),
             (

@@ -197,6 +197,13 @@ pub const KEYS: &[KeySpec] = &[
         "extra gossip period (default: 100)"
     ),
     key!(
+        "membership.port_unreachable",
+        None,
+        KeyKind::Bool,
+        false,
+        "declare a member down at once when its port refuses datagrams twice, the second time on a fresh socket (default: true; false: SWIM timeouts only)"
+    ),
+    key!(
         "transport.bind",
         Some("FOUNDATION_BIND"),
         KeyKind::Ip,

@@ -350,6 +350,7 @@ impl Resolver {
                 max_packet_size: m.int("membership.max_packet_size", d::MAX_PACKET_SIZE.into())
                     as u32,
                 gossip_period: m.ms("membership.gossip_period_ms", d::GOSSIP_PERIOD_MS),
+                port_unreachable: m.bool("membership.port_unreachable", true),
             },
             tls: TlsConfig {
                 ca_file: m.path("tls.ca_file"),

@@ -70,6 +70,18 @@ fn wizard_tables_from_file() {
 }
 
 #[test]
+fn port_unreachable_detection_is_on_by_default_and_can_be_turned_off() {
+    let r = env(&[]).resolve().expect("resolves");
+    assert!(r.config.membership.port_unreachable);
+    let f = file("[membership]\nport_unreachable = false\n");
+    let r = env(&[]).file(f.path()).resolve().expect("resolves");
+    assert!(!r.config.membership.port_unreachable);
+    let f = file("[membership]\nport_unreachable = \"maybe\"\n");
+    let e = env(&[]).file(f.path()).resolve().expect_err("not a bool");
+    assert!(e.to_string().contains("membership.port_unreachable"), "{e}");
+}
+
+#[test]
 fn precedence_is_builder_then_env_then_file_then_default() {
     let f = file("node.name = \"from-file\"\n[http]\nport = 1000\nbind = \"127.0.0.1\"\n");
     // toml dotted key `node.name` is a table node with key name.

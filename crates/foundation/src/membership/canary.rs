@@ -6,13 +6,21 @@
 //! timeouts. A hung process (SIGSTOP) or a dead host sends no such answer;
 //! SWIM detects those.
 //!
-//! Trust: an ICMP answer is not authenticated, so whoever can forge one on
-//! the path can make a member look crashed (as a forged TCP reset can
-//! with Erlang distribution). The member rejoins as a new generation.
+//! Trust: an ICMP answer is not authenticated. One refusal is therefore a
+//! reason to ask again, not proof: the member is declared down only when
+//! a fresh socket (a new source port, which a forger cannot know in
+//! advance) is refused too, within [`CONFIRM_WITHIN`]. A forged answer
+//! costs one extra datagram and is counted
+//! (`foundation_membership_unconfirmed_unreachable_total`); SWIM goes on
+//! as before. An on-path attacker who sees the fresh socket's datagram can
+//! still forge the second answer; `membership.port_unreachable = false`
+//! turns the mechanism off.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+
+use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -20,6 +28,12 @@ use tokio_util::sync::CancellationToken;
 
 /// Unreachable reports queued to the membership task.
 const REPORTS: usize = 64;
+/// How long a refusal waits to be confirmed on a fresh socket. A crashed
+/// member's host answers within a round trip; a live member never does.
+pub(crate) const CONFIRM_WITHIN: Duration = Duration::from_millis(300);
+/// Datagrams the confirmation sends (an ICMP answer may be lost or rate
+/// limited).
+const CONFIRM_TRIES: u32 = 3;
 
 struct Canary {
     socket: Arc<UdpSocket>,
@@ -67,8 +81,13 @@ impl Canaries {
         std.connect(to).ok()?;
         let socket = Arc::new(UdpSocket::from_std(std).ok()?);
         let stop = self.cancel.child_token();
-        self.tasks
-            .spawn(watch(socket.clone(), to, self.tx.clone(), stop.clone()));
+        self.tasks.spawn(watch(
+            socket.clone(),
+            self.bind,
+            to,
+            self.tx.clone(),
+            stop.clone(),
+        ));
         self.sockets.insert(
             to,
             Canary {
@@ -90,19 +109,59 @@ impl Canaries {
         });
     }
 
-    /// Reports `to` as unreachable (a send on its socket was refused).
+    /// A send to `to` on its socket was refused: reports it unreachable
+    /// if a fresh socket confirms it. The next send makes a new canary.
     pub(crate) fn refused(&mut self, to: SocketAddr) {
-        if let Some(c) = self.sockets.remove(&to) {
-            c.stop.cancel();
-        }
-        let _ = self.tx.try_send(to);
+        let Some(c) = self.sockets.remove(&to) else {
+            return;
+        };
+        let (bind, tx) = (self.bind, self.tx.clone());
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = c.stop.cancelled() => {}
+                confirmed = confirm(bind, to) => if confirmed {
+                    let _ = tx.send(to).await;
+                },
+            }
+        });
     }
+}
+
+/// Whether `to` refuses a fresh socket too, within [`CONFIRM_WITHIN`].
+/// Empty datagrams are nudges a live member ignores, so the only answer
+/// this socket can get is a refusal.
+async fn confirm(bind: IpAddr, to: SocketAddr) -> bool {
+    let fresh = std::net::UdpSocket::bind((bind, 0))
+        .and_then(|s| s.set_nonblocking(true).map(|()| s))
+        .and_then(|s| s.connect(to).map(|()| s))
+        .and_then(UdpSocket::from_std);
+    let Ok(socket) = fresh else {
+        return false; // cannot ask: not confirmed, SWIM decides
+    };
+    let refused = |r: &std::io::Result<usize>| matches!(r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused);
+    let mut buf = [0u8; 16];
+    for _ in 0..CONFIRM_TRIES {
+        if refused(&socket.send(&[]).await) {
+            return true;
+        }
+        if let Ok(r) =
+            tokio::time::timeout(CONFIRM_WITHIN / CONFIRM_TRIES, socket.recv(&mut buf)).await
+        {
+            if refused(&r) {
+                return true;
+            }
+        }
+    }
+    metrics::counter!("foundation_membership_unconfirmed_unreachable_total").increment(1);
+    tracing::debug!(peer = %to, "port unreachable not confirmed on a fresh socket (forged or transient): left to SWIM");
+    false
 }
 
 /// Waits for the kernel to report the peer's port unreachable. Nothing
 /// else arrives on this socket (replies go to the main socket).
 async fn watch(
     socket: Arc<UdpSocket>,
+    bind: IpAddr,
     to: SocketAddr,
     tx: mpsc::Sender<SocketAddr>,
     stop: CancellationToken,
@@ -115,8 +174,14 @@ async fn watch(
         };
         match r {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                let _ = tx.send(to).await;
-                return;
+                let confirmed = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    c = confirm(bind, to) => c,
+                };
+                if confirmed {
+                    let _ = tx.send(to).await;
+                    return;
+                }
             }
             Err(e) => tracing::trace!(peer = %to, error = %e, "canary socket"),
             Ok(_) => {}
@@ -151,6 +216,41 @@ mod tests {
         assert!(rx.try_recv().is_err(), "the open port is not reported");
         let mut buf = [0u8; 4];
         assert_eq!(open.recv(&mut buf).expect("the open port got it"), 1);
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_confirmed_on_a_fresh_socket_before_it_counts() {
+        let lo = IpAddr::from([127, 0, 0, 1]);
+        let open = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let open_addr = open.local_addr().expect("addr");
+        let closed_addr = {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            s.local_addr().expect("addr")
+        };
+        assert!(
+            confirm(lo, closed_addr).await,
+            "a closed port refuses again"
+        );
+        let started = std::time::Instant::now();
+        assert!(!confirm(lo, open_addr).await, "a live port never refuses");
+        assert!(started.elapsed() >= CONFIRM_WITHIN / 2);
+
+        // A refusal reported for a live member (as a forged ICMP answer
+        // would make the kernel report) is not passed on; a real one is.
+        let cancel = CancellationToken::new();
+        let tasks = crate::tasks::Tasks::new(tracing::Span::none(), cancel.clone());
+        let (mut c, mut rx) = Canaries::new(lo, cancel.clone(), tasks);
+        for to in [open_addr, closed_addr] {
+            let _ = c.socket(to).expect("socket");
+            c.refused(to);
+        }
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the real one is reported");
+        assert_eq!(got, Some(closed_addr));
+        tokio::time::sleep(CONFIRM_WITHIN * 2).await;
+        assert!(rx.try_recv().is_err(), "the live member is not reported");
         cancel.cancel();
     }
 }

@@ -61,13 +61,15 @@ impl std::fmt::Debug for Membership {
 
 impl Membership {
     /// Starts the protocol on `socket`. Crash detection through "port
-    /// unreachable" (canary sockets) runs only on a kernel socket.
+    /// unreachable" (canary sockets) runs only on a kernel socket, and only
+    /// with `config.port_unreachable`; leaving waits one `config.probe_rtt`
+    /// for the announcement to go out.
     pub(crate) fn start(
         socket: MembershipSocket,
         core: MembershipCore,
         sealer: Sealer,
         stats: Arc<Stats>,
-        leave_grace: std::time::Duration,
+        config: &crate::config::MembershipConfig,
         faults: crate::faults::Faults,
         tasks: crate::tasks::Tasks,
     ) -> (Membership, JoinHandle<()>) {
@@ -80,7 +82,7 @@ impl Membership {
             events: events.clone(),
             cancel: CancellationToken::new(),
         };
-        let (canaries, unreachable) = if socket.is_kernel() {
+        let (canaries, unreachable) = if socket.is_kernel() && config.port_unreachable {
             let bind = socket
                 .local_addr()
                 .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
@@ -106,7 +108,7 @@ impl Membership {
             timers: BinaryHeap::new(),
             pending: HashMap::new(),
             seq: 0,
-            leave_grace,
+            leave_grace: config.probe_rtt,
             faults,
         };
         let task = tokio::spawn(shell.run().instrument(tasks.span().clone()));
