@@ -57,7 +57,7 @@ pub(crate) fn render(stats: &Stats, members: &[(MemberState, usize)]) -> String 
             let _ = writeln!(out, "{name}{{channel=\"{c}\"}} {}", get(stats, c));
         }
     }
-    let singles: [(&str, &str, u64); 5] = [
+    let singles: [(&str, &str, u64); 6] = [
         (
             "foundation_discovery_messages_dropped_total",
             "Discovery messages (beacons, records) rejected as forged or malformed.",
@@ -72,6 +72,11 @@ pub(crate) fn render(stats: &Stats, members: &[(MemberState, usize)]) -> String 
             "foundation_frames_unrouted_total",
             "Frames no inbox subscribed to.",
             stats.unrouted_frames(),
+        ),
+        (
+            "foundation_frames_spoofed_sender_total",
+            "Frames dropped because they claimed another sender than their connection's.",
+            stats.spoofed_senders(),
         ),
         (
             "foundation_connections_opened_total",

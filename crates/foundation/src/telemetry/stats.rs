@@ -42,6 +42,7 @@ pub struct Stats {
     received_bytes: [AtomicU64; 4],
     frame_errors: AtomicU64,
     unrouted: AtomicU64,
+    spoofed: AtomicU64,
     connections_opened: AtomicU64,
     connect_failures: AtomicU64,
     dropped: [AtomicU64; 3],
@@ -81,6 +82,13 @@ impl Stats {
     pub fn unrouted(&self) {
         self.unrouted.fetch_add(1, Relaxed);
         metrics::counter!("foundation_frames_unrouted_total").increment(1);
+    }
+
+    /// Counts a frame dropped because it claimed another sender than its
+    /// connection's.
+    pub fn spoofed_sender(&self) {
+        self.spoofed.fetch_add(1, Relaxed);
+        metrics::counter!("foundation_frames_spoofed_sender_total").increment(1);
     }
 
     /// Counts a connection established.
@@ -136,6 +144,10 @@ impl Stats {
     /// Frames no inbox wanted.
     pub fn unrouted_frames(&self) -> u64 {
         self.unrouted.load(Relaxed)
+    }
+    /// Frames dropped for claiming another sender than their connection's.
+    pub fn spoofed_senders(&self) -> u64 {
+        self.spoofed.load(Relaxed)
     }
     /// Connections established.
     pub fn connections_opened(&self) -> u64 {

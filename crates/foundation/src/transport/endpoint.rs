@@ -16,7 +16,8 @@ use super::frame::{self, FrameDecoder, FrameError};
 use super::inbox::{Inbox, InboxFilter, Router};
 use super::payload::Payload;
 use super::peer::{Peer, ALPN_LZ4, ALPN_PLAIN};
-use super::reader::read_stream;
+use super::reader::{read_stream, Receiving};
+use super::senders::Senders;
 use crate::id::NodeId;
 use crate::security::TlsIdentity;
 use crate::telemetry::Stats;
@@ -72,6 +73,8 @@ struct Inner {
     settings: TransportSettings,
     slots: Mutex<HashMap<SocketAddr, Slot>>,
     router: Router,
+    /// Which sender each connection speaks for.
+    senders: Senders,
     stats: Arc<Stats>,
     cancel: CancellationToken,
     tasks: TaskTracker,
@@ -199,6 +202,7 @@ impl Transport {
             endpoint,
             local,
             server_name: tls.server_name().to_owned(),
+            senders: Senders::default(),
             router: Router::new(
                 settings.inbox_capacity,
                 inbox_bytes(settings.max_frame_size),
@@ -490,6 +494,11 @@ impl Inner {
 
     /// Accepts the peer's streams until the connection ends.
     async fn drive(self: &Arc<Self>, peer: Arc<Peer>, addr: SocketAddr) {
+        self.accept_streams(&peer, addr).await;
+        self.senders.release(&peer.speaker);
+    }
+
+    async fn accept_streams(self: &Arc<Self>, peer: &Arc<Peer>, addr: SocketAddr) {
         loop {
             let recv = tokio::select! {
                 _ = self.cancel.cancelled() => return,
@@ -501,12 +510,18 @@ impl Inner {
                     }
                 },
             };
-            let me = self.clone();
+            let (me, peer) = (self.clone(), peer.clone());
             self.spawn(async move {
                 let decoder = FrameDecoder::new(me.settings.max_frame_size);
+                let rx = Receiving {
+                    router: &me.router,
+                    stats: &me.stats,
+                    settings: &me.settings,
+                    senders: &me.senders,
+                };
                 tokio::select! {
                     _ = me.cancel.cancelled() => {}
-                    _ = read_stream(recv, addr, decoder, &me.router, &me.stats, &me.settings) => {}
+                    _ = read_stream(recv, addr, decoder, &peer.speaker, rx) => {}
                 }
             });
         }

@@ -14,6 +14,7 @@ mod inbox;
 mod payload;
 mod peer;
 mod reader;
+mod senders;
 
 pub use endpoint::{Transport, TransportSettings};
 pub use error::{SendError, SendFailure, TransportError};

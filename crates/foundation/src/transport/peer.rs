@@ -6,6 +6,8 @@ use tokio::sync::Mutex;
 
 use foundation_proto::Channel;
 
+use super::senders::Speaker;
+
 /// Streams of the data channel. A data message names a lane (pub/sub uses
 /// its topic's hash), frames on one lane stay in order, and QUIC
 /// round-robins between lanes of equal priority: a 100 MiB message holds
@@ -26,6 +28,8 @@ pub(crate) struct Peer {
     pub(crate) conn: quinn::Connection,
     /// Both ends offered LZ4 (negotiated by ALPN in the handshake).
     pub(crate) compress: bool,
+    /// The sender its frames may name.
+    pub(crate) speaker: Speaker,
     single_stream: bool,
     streams: [Mutex<Option<quinn::SendStream>>; STREAMS],
 }
@@ -47,6 +51,7 @@ impl Peer {
             .and_then(|h| h.protocol)
             .is_some_and(|p| p == ALPN_LZ4);
         Peer {
+            speaker: Speaker::new(conn.remote_address().ip()),
             conn,
             compress,
             single_stream,

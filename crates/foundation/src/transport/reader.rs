@@ -7,6 +7,7 @@ use bytes::BytesMut;
 use super::endpoint::TransportSettings;
 use super::frame::{FrameDecoder, FrameError, LENGTH_PREFIX};
 use super::inbox::Router;
+use super::senders::{Refused, Senders, Speaker};
 use crate::telemetry::Stats;
 use foundation_proto::Channel;
 
@@ -19,19 +20,35 @@ enum ReadEnd {
     Bad(FrameError),
 }
 
+/// What every stream of a transport delivers to and counts in.
+pub(crate) struct Receiving<'a> {
+    pub(crate) router: &'a Router,
+    pub(crate) stats: &'a Stats,
+    pub(crate) settings: &'a TransportSettings,
+    pub(crate) senders: &'a Senders,
+}
+
 /// Reads until the stream ends; a bad frame stops the stream with a logged
 /// reason. Memory per stream grows only with bytes actually received, and
-/// never beyond one frame of the configured maximum.
+/// never beyond one frame of the configured maximum. A frame whose sender
+/// is not the connection's (see `senders`) is dropped and counted.
 pub(crate) async fn read_stream(
     mut recv: quinn::RecvStream,
     addr: SocketAddr,
     decoder: FrameDecoder,
-    router: &Router,
-    stats: &Stats,
-    settings: &TransportSettings,
+    speaker: &Speaker,
+    rx: Receiving<'_>,
 ) {
+    let Receiving {
+        router,
+        stats,
+        settings,
+        senders,
+    } = rx;
     let faults = &settings.faults;
     let mut stream_channel: Option<Channel> = None;
+    // One warning per stream; the counter has the rest.
+    let mut warned = false;
     let end = loop {
         let mut prefix = [0u8; LENGTH_PREFIX];
         match recv.read_exact(&mut prefix).await {
@@ -77,6 +94,14 @@ pub(crate) async fn read_stream(
         if faults.drops_from(addr) {
             continue;
         }
+        if let Err(why) = senders.check(speaker, env.from) {
+            stats.spoofed_sender();
+            if !warned {
+                warned = true;
+                spoofed(addr, env.from, why);
+            }
+            continue;
+        }
         if router.deliver(env, addr).await == 0 {
             stats.unrouted();
             tracing::trace!(%addr, %channel, "frame with no inbox dropped");
@@ -90,6 +115,20 @@ pub(crate) async fn read_stream(
             tracing::warn!(%addr, error = %e, "bad frame: closing the stream");
             let _ = recv.stop(quinn::VarInt::from_u32(BAD_FRAME));
         }
+    }
+}
+
+/// Logs a refused sender (once per stream).
+fn spoofed(addr: SocketAddr, claimed: foundation_proto::NodeId, why: Refused) {
+    match why {
+        Refused::NotThisConnection { pinned } => tracing::warn!(
+            %addr, %claimed, %pinned,
+            "frame dropped: it claims another sender than its connection's"
+        ),
+        Refused::ConnectedElsewhere { ip } => tracing::warn!(
+            %addr, %claimed, connected_from = %ip,
+            "frame dropped: its sender is connected from another address"
+        ),
     }
 }
 

@@ -88,6 +88,67 @@ async fn malformed_frame_stops_only_that_stream_and_is_counted() {
     b.shutdown().await;
 }
 
+/// Writes one frame claiming `from` on a fresh stream of `conn`.
+async fn write_as(conn: &quinn::Connection, from: u64, kind: u16) {
+    let parts = frame::encode_parts(
+        Channel::Control,
+        kind,
+        NodeId(from),
+        &[],
+        (frame::Codec::Plain, &Bytes::from_static(b"x")),
+        4096,
+    )
+    .expect("encode");
+    let mut s = conn.open_uni().await.expect("stream");
+    for part in parts {
+        s.write_all(&part).await.expect("write");
+    }
+    let _ = s.finish();
+}
+
+#[tokio::test]
+async fn a_frame_that_claims_another_sender_is_dropped_and_counted() {
+    let (a, _) = transport(b"s", 1, 4096);
+    let (b, b_stats) = transport(b"s", 2, 4096);
+    // An impostor on another address of this host.
+    let (c, _) = transport_at(SocketAddr::from(([127, 0, 0, 2], 0)), 3);
+    let mut inbox = b.subscribe(InboxFilter::channel(Channel::Control));
+    a.send(b.local_addr(), Channel::Control, 1, vec![], Bytes::new())
+        .await
+        .expect("send");
+    let got = inbox.recv().await.expect("first frame");
+    assert_eq!((got.kind, got.from), (1, NodeId(1)));
+
+    // On A's own connection, in C's name: dropped.
+    let conn = a.connection(b.local_addr()).await.expect("conn");
+    write_as(&conn, 3, 2).await;
+    // From C's address, in A's name while A is connected: dropped.
+    c.send(b.local_addr(), Channel::Control, 3, vec![], Bytes::new())
+        .await
+        .expect("C's own frame");
+    let c_conn = c.connection(b.local_addr()).await.expect("conn");
+    write_as(&c_conn, 1, 4).await;
+    // Honest frames after them still arrive, each under its sender.
+    write_as(&conn, 1, 5).await;
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while seen.len() < 2 || b_stats.spoofed_senders() < 2 {
+            tokio::select! {
+                m = inbox.recv() => seen.extend(m.map(|m| (m.kind, m.from))),
+                () = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
+        }
+    })
+    .await
+    .expect("two honest frames and two counted refusals");
+    seen.sort();
+    assert_eq!(seen, vec![(3, NodeId(3)), (5, NodeId(1))]);
+    assert_eq!(b_stats.spoofed_senders(), 2);
+    for t in [a, b, c] {
+        t.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn oversized_send_is_refused_with_the_payload_back() {
     let (a, _) = transport(b"s", 1, 1024);
