@@ -540,9 +540,19 @@ impl Node {
         }
         tracing::info!(node = %self.inner.id, "leaving the cluster");
         // Services stop first, so their entries are withdrawn while this
-        // node can still tell the others.
-        hand_off_all(&self.scope(), &self.inner.manager).await;
-        self.inner.host.stop_all(StopReason::Shutdown).await;
+        // node can still tell the others; all at once, within the budget.
+        let budget = self.inner.resolved.config.process.shutdown_timeout;
+        let stopped = tokio::time::timeout(budget, async {
+            hand_off_all(&self.scope(), &self.inner.manager).await;
+            self.inner.host.stop_all(StopReason::Shutdown).await;
+        })
+        .await;
+        if stopped.is_err() {
+            tracing::warn!(
+                ?budget,
+                "services not handed off and stopped in time (process.shutdown_timeout_ms): the rest stop without handoff"
+            );
+        }
         // Messages already broadcast go out before the node leaves.
         let within = self.inner.resolved.config.pubsub.shutdown_flush;
         if !self

@@ -441,3 +441,28 @@ async fn a_graceful_shutdown_sends_what_was_broadcast_before_it() {
     assert_eq!(sub.dropped(), 0);
     c.shutdown().await;
 }
+
+/// A message queued for a live peer that cannot be reached (its QUIC
+/// endpoint refuses connections while membership still sees it alive) is
+/// counted as dropped on its topic, not lost silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_for_an_unreachable_peer_are_counted_as_dropped() {
+    let c = Cluster::start(2).await.expect("cluster");
+    let (a, b) = (c.node(0), c.node(1));
+    let _sub = b.pubsub().subscribe::<u32>("lost").expect("subscribe");
+    interest(a, "lost", 1).await;
+    // B stops accepting connections; A's connection to it goes.
+    b.raw().endpoint().set_server_config(None);
+    a.raw().transport().forget(b.transport_addr());
+    let sent: u32 = 20;
+    for i in 0..sent {
+        let p = a.pubsub().broadcast("lost", i).await.expect("broadcast");
+        assert_eq!(p.nodes, 1, "queued for B, which membership still lists");
+    }
+    assert_eventually(T, "every message counted as dropped", || {
+        a.pubsub().topic_stats("lost").dropped == u64::from(sent)
+    })
+    .await;
+    let stats = a.pubsub().topic_stats("lost");
+    assert_eq!(stats.sent, u64::from(sent), "{stats:?}");
+}

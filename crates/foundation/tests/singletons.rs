@@ -334,3 +334,142 @@ async fn poison_specs_are_refused_where_written_and_where_received() {
     );
     wait_one_holder(&c, "fine").await;
 }
+
+/// Starts 12 singletons on two nodes configured by `budget`, makes the other node's acknowledgements unable to reach the
+/// node holding the most, shuts that node down, and returns how many it
+/// held and how long its shutdown took.
+async fn shutdown_with_unacknowledged_handoffs(
+    budget: fn(foundation::NodeBuilder, usize) -> foundation::NodeBuilder,
+) -> (usize, Duration) {
+    let mut c = Cluster::start_with(2, budget).await.expect("cluster");
+    for node in c.running() {
+        define(node);
+    }
+    for i in 0..12 {
+        c.node(0)
+            .processes()
+            .start_singleton(&format!("s{i}"), "tally", &())
+            .expect("start");
+    }
+    for i in 0..12 {
+        wait_one_holder(&c, &format!("s{i}")).await;
+    }
+    let held: Vec<usize> = (0..2)
+        .map(|i| c.node(i).processes().running().len())
+        .collect();
+    let h = if held[0] >= held[1] { 0 } else { 1 };
+    // Handoffs from h arrive; the acknowledgements never come back, so
+    // each handoff waits its whole 2 s.
+    c.partition_one_way(&[1 - h], &[h]);
+    let started = std::time::Instant::now();
+    let stopping = c.stop(h).await;
+    let took = started.elapsed();
+    drop(stopping);
+    c.shutdown().await;
+    (held[h], took)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handoffs_at_shutdown_run_at_once() {
+    let (held, took) =
+        shutdown_with_unacknowledged_handoffs(|b, _| b.set("process.shutdown_timeout_ms", "60000"))
+            .await;
+    assert!(held >= 6, "one node holds half of 12 or more: {held}");
+    // One after another they would take at least 2 s each (12 s or more).
+    assert!(
+        took < Duration::from_secs(8),
+        "{held} unacknowledged handoffs took {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_keeps_its_budget_when_handoffs_are_not_acknowledged() {
+    let (held, took) =
+        shutdown_with_unacknowledged_handoffs(|b, _| b.set("process.shutdown_timeout_ms", "300"))
+            .await;
+    assert!(held >= 6, "{held}");
+    // Without the budget a single unacknowledged handoff waits 2 s.
+    assert!(
+        took < Duration::from_millis(1900),
+        "shutdown took {took:?} with a 300 ms budget"
+    );
+}
+
+/// A handoff the receiver cannot keep (too many pending) is not
+/// acknowledged, so its sender does not withdraw believing it was kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_handoff_is_not_acknowledged() {
+    use foundation::{Channel, InboxFilter};
+    use foundation_proto::process::manager_wire::{ManagerMsg, KIND_MSG};
+    use foundation_proto::process::spec::MAX_SPECS;
+
+    let mut c = Cluster::start(2).await.expect("cluster");
+    let (a, b) = (c.node(0), c.node(1));
+    let mut replies = b.subscribe(InboxFilter::kinds(KIND_MSG..=KIND_MSG));
+    let transport = b.raw().transport().clone();
+    let to = a.transport_addr();
+    let send = |msg: ManagerMsg| {
+        let transport = transport.clone();
+        async move {
+            transport
+                .send(to, Channel::Control, KIND_MSG, vec![], msg.encode())
+                .await
+        }
+    };
+    let handoff = |i: usize| ManagerMsg::Handoff {
+        instance: format!("h{i}"),
+        state: None,
+        leaving: false,
+    };
+    // Fill A's pending handoffs, a chunk at a time so that every
+    // acknowledgement fits A's outbox to B.
+    let mut acked = std::collections::HashSet::new();
+    for chunk in (0..MAX_SPECS).collect::<Vec<_>>().chunks(2000) {
+        for &i in chunk {
+            send(handoff(i)).await.expect("send");
+        }
+        let want = acked.len() + chunk.len();
+        tokio::time::timeout(SETTLE, async {
+            while acked.len() < want {
+                let m = replies.recv().await.expect("inbox open");
+                if let Ok(ManagerMsg::HandoffAck { instance }) = ManagerMsg::decode(&m.payload) {
+                    acked.insert(instance);
+                }
+            }
+        })
+        .await
+        .expect("every kept handoff is acknowledged");
+    }
+    // Five more are dropped; a digest query behind them on the same
+    // stream marks when A has handled them.
+    for i in MAX_SPECS..MAX_SPECS + 5 {
+        send(handoff(i)).await.expect("send");
+    }
+    send(ManagerMsg::Digest {
+        digest: 1,
+        reply: false,
+    })
+    .await
+    .expect("send");
+    tokio::time::timeout(SETTLE, async {
+        loop {
+            let m = replies.recv().await.expect("inbox open");
+            match ManagerMsg::decode(&m.payload) {
+                Ok(ManagerMsg::HandoffAck { instance }) => {
+                    acked.insert(instance);
+                }
+                Ok(ManagerMsg::Digest { reply: true, .. }) => return,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("A answers the digest");
+    assert_eq!(
+        acked.len(),
+        MAX_SPECS,
+        "only kept handoffs are acknowledged"
+    );
+    assert!((MAX_SPECS..MAX_SPECS + 5).all(|i| !acked.contains(&format!("h{i}"))));
+    c.shutdown().await;
+}

@@ -62,6 +62,9 @@ pub const PUBSUB_QUEUE_BYTES: usize = 64 << 20;
 pub const PUBSUB_PUBLISH_TIMEOUT_MS: u64 = 1000;
 /// Longest a graceful shutdown waits for queued messages (ms).
 pub const PUBSUB_SHUTDOWN_FLUSH_MS: u64 = 2000;
+/// `process.shutdown_timeout_ms`: a graceful shutdown's budget for handing
+/// off and stopping services (all at once).
+pub const PROCESS_SHUTDOWN_TIMEOUT_MS: u64 = 10_000;
 
 /// HTTP port (health, ready, metrics) when the HTTP endpoint is on.
 pub const HTTP_PORT: u16 = 9090;

@@ -139,6 +139,10 @@ impl Resolved {
                 "process.expected_members",
                 c.process.expected_members.to_string(),
             ),
+            (
+                "process.shutdown_timeout_ms",
+                ms(c.process.shutdown_timeout),
+            ),
             ("dns.query", opt(c.dns.query.clone())),
             (
                 "dns.record",

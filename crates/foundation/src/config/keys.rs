@@ -414,6 +414,13 @@ pub const KEYS: &[KeySpec] = &[
         "keep-majority at boot: how many members the cluster should have; until the first membership is agreed, singletons need a majority of them (0, the default: a node that never saw a peer has no quorum unless static discovery has no seeds; 1: a cluster of one)"
     ),
     key!(
+        "process.shutdown_timeout_ms",
+        None,
+        MS,
+        false,
+        "longest a graceful shutdown spends handing off and stopping this node's services, all at once; what is still running then is stopped without handoff (default: 10000)"
+    ),
+    key!(
         "dns.query",
         Some("FOUNDATION_DNS_QUERY"),
         KeyKind::Text,

@@ -370,6 +370,10 @@ impl Resolver {
                     _ => foundation_proto::process::SplitBrain::KeepMajority,
                 },
                 expected_members: m.int("process.expected_members", 0) as usize,
+                shutdown_timeout: m.ms(
+                    "process.shutdown_timeout_ms",
+                    d::PROCESS_SHUTDOWN_TIMEOUT_MS,
+                ),
             },
             registry: RegistryConfig {
                 sync_interval: m.ms("registry.sync_interval_ms", d::REGISTRY_SYNC_INTERVAL_MS),

@@ -415,6 +415,9 @@ pub struct ProcessConfig {
     /// Members the cluster should have (`process.expected_members`): what
     /// keep-majority counts against at boot; 0 when not said.
     pub expected_members: usize,
+    /// A graceful shutdown's budget for handing off and stopping services
+    /// (`process.shutdown_timeout_ms`).
+    pub shutdown_timeout: Duration,
 }
 
 /// Settings of the `gossip` strategy (UDP multicast beacons).

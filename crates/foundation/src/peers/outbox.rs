@@ -1,11 +1,13 @@
 //! The cluster services' outbox: per-peer ordered queues for traffic that
 //! anti-entropy repairs (registry deltas, process specs) or that is
-//! at-most-once by contract. A full queue drops the message and says so.
+//! at-most-once by contract. A full queue drops the message and says so;
+//! every message dropped, queued or not, counts in
+//! `foundation_outbox_dropped_total{what, reason}`.
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use super::queues::{Drain, Limits, PeerQueues};
+use super::queues::{Drain, Limits, NotQueued, PeerQueues};
 use crate::id::NodeId;
 use crate::messenger::Messenger;
 
@@ -14,15 +16,22 @@ pub(crate) const OUTBOX_ITEMS: usize = 4096;
 /// Bytes queued per peer before new messages are dropped.
 pub(crate) const OUTBOX_BYTES: usize = 16 << 20;
 
+/// Counts a dropped outbox message.
+fn dropped(what: &'static str, reason: &'static str) {
+    metrics::counter!("foundation_outbox_dropped_total", "what" => what, "reason" => reason)
+        .increment(1);
+}
+
 /// Sends each message on its own, on control or (when large) data.
 #[derive(Clone, Debug)]
-pub(crate) struct OneByOne(Messenger);
+pub(crate) struct OneByOne(Messenger, &'static str);
 
 impl Drain<NodeId, (u16, Bytes)> for OneByOne {
     async fn send(&self, to: NodeId, items: &[(u16, Bytes)]) {
         for (kind, payload) in items {
             if let Err(e) = self.0.send_auto(to, *kind, payload.clone()).await {
-                tracing::debug!(peer = %to, error = %e, "send failed");
+                dropped(self.1, "send_failed");
+                tracing::debug!(peer = %to, error = %e, "send failed: message dropped");
             }
         }
     }
@@ -45,7 +54,7 @@ impl Outbox {
             queues: PeerQueues::new(
                 messenger.tasks.clone(),
                 limits,
-                OneByOne(messenger),
+                OneByOne(messenger, what),
                 cancel,
                 what,
             ),
@@ -60,6 +69,13 @@ impl Outbox {
         match self.queues.try_push(to, (kind, payload), len) {
             Ok(()) => true,
             Err(why) => {
+                dropped(
+                    self.what,
+                    match why {
+                        NotQueued::Full => "full",
+                        NotQueued::Closed => "stopping",
+                    },
+                );
                 tracing::debug!(peer = %to, what = self.what, ?why, "outbox: message dropped");
                 false
             }

@@ -172,10 +172,14 @@ impl ManagerTask {
                     .handoff_received(&instance, state, from, leaving, now())
                 {
                     tracing::debug!(%instance, peer = %from, bytes, leaving, "handoff received");
+                    // Acknowledged only once held: the sender's wait then
+                    // tells the truth (a dropped handoff times out there
+                    // and is logged on both sides).
+                    self.send(from, &ManagerMsg::HandoffAck { instance });
                 } else {
-                    tracing::warn!(%instance, peer = %from, "too many pending handoffs: dropped");
+                    metrics::counter!("foundation_process_handoffs_dropped_total").increment(1);
+                    tracing::warn!(%instance, peer = %from, "too many pending handoffs: dropped, not acknowledged");
                 }
-                self.send(from, &ManagerMsg::HandoffAck { instance });
                 self.shared.wake.notify_one();
             }
         }
@@ -369,21 +373,26 @@ pub(crate) async fn hand_off_all(scope: &Scope, shared: &ManagerShared) {
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    for (inst, r) in running {
+    // All at once: each handoff may wait for its acknowledgement, and the
+    // shutdown's budget (`process.shutdown_timeout_ms`) is for all of them.
+    let handoffs = running.into_iter().map(|(inst, r)| {
         let target = shared
             .specs()
             .get(&r.spec)
             .and_then(|spec| planner::successor(spec, &inst, &members, me));
-        let state = scope
-            .host
-            .stop_for_handoff(r.local, StopReason::Shutdown)
-            .await;
-        shared.running.locked().remove(&inst);
-        if let Some(to) = target {
-            hand_off(shared, to, &inst, state, true).await;
+        async move {
+            let state = scope
+                .host
+                .stop_for_handoff(r.local, StopReason::Shutdown)
+                .await;
+            shared.running.locked().remove(&inst);
+            if let Some(to) = target {
+                hand_off(shared, to, &inst, state, true).await;
+            }
+            scope.host.withdraw(r.local);
         }
-        scope.host.withdraw(r.local);
-    }
+    });
+    futures_util::future::join_all(handoffs).await;
 }
 
 /// How long a handoff waits for its acknowledgement before the sender

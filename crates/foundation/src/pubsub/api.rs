@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::local::{Local, SubscriptionId};
 use super::options::{lane_of, pick_channel, Publish};
-use super::sender::{NotQueued, Route, Sender};
+use super::sender::{Item, NotQueued, Route, Sender};
 use super::stats::{Counters, TopicStats};
 use super::subscription::Subscription;
 use super::wire::encode_item_of;
@@ -323,7 +323,10 @@ impl PubSub {
                 max: s.max_frame.saturating_sub(FRAME_OVERHEAD),
             });
         }
-        let item = Arc::new(Payload::new(item));
+        let item = Arc::new(Item {
+            payload: Payload::new(item),
+            counters: counters.clone(),
+        });
         let channel = pick_channel(opts, body_len, s.data_threshold);
         let lane = if channel == Channel::Data {
             lane_of(topic)

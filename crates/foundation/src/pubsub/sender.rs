@@ -10,7 +10,14 @@
 //! The drain takes everything queued at once and sends it as one frame (up
 //! to [`BATCH_BYTES`]): batching adds no wait, it only packs what
 //! accumulated while the previous frame was written.
+//!
+//! A frame that cannot be sent (the peer is unreachable, reconnecting or
+//! backing off, or the node is stopping) loses its items: each is counted
+//! as dropped on its topic and in `foundation_pubsub_dropped_total`, and
+//! the loss is logged once per failed frame.
 
+use std::ops::Range;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +25,7 @@ use bytes::BytesMut;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::stats::TopicCounters;
 use super::wire::KIND_BATCH;
 use crate::id::NodeId;
 use crate::messenger::Messenger;
@@ -45,8 +53,15 @@ impl Key for Route {
     }
 }
 
-/// One encoded item, shared by every peer it goes to.
-pub(crate) type SharedItem = Arc<Payload>;
+/// One encoded item and the counters of its topic.
+#[derive(Debug)]
+pub(crate) struct Item {
+    pub(crate) payload: Payload,
+    pub(crate) counters: Arc<TopicCounters>,
+}
+
+/// One item, shared by every peer it goes to.
+pub(crate) type SharedItem = Arc<Item>;
 
 /// Sends what accumulated as batch frames on the route's channel and lane.
 #[derive(Clone, Debug)]
@@ -55,12 +70,21 @@ pub(crate) struct Batched(Messenger);
 impl Drain<Route, SharedItem> for Batched {
     async fn send(&self, route: Route, items: &[SharedItem]) {
         for frame in frames(items) {
+            let payload = match &frame.packed {
+                Some(packed) => packed,
+                None => &items[frame.items.start].payload,
+            };
             if let Err(e) = self
                 .0
-                .send_on(route.peer, route.channel, route.lane, KIND_BATCH, &frame)
+                .send_on(route.peer, route.channel, route.lane, KIND_BATCH, payload)
                 .await
             {
-                tracing::debug!(peer = %route.peer, channel = %route.channel, error = %e, "pub/sub frame not sent");
+                let lost = &items[frame.items];
+                for item in lost {
+                    item.counters.dropped.fetch_add(1, Relaxed);
+                }
+                metrics::counter!("foundation_pubsub_dropped_total").increment(lost.len() as u64);
+                tracing::debug!(peer = %route.peer, channel = %route.channel, error = %e, messages = lost.len(), "pub/sub frame not sent: messages dropped");
             }
         }
     }
@@ -97,7 +121,7 @@ impl Sender {
         item: SharedItem,
         patience: Duration,
     ) -> Result<(), NotQueued> {
-        let len = item.bytes().len();
+        let len = item.payload.bytes().len();
         self.queues.push(route, item, len, patience).await
     }
 
@@ -113,28 +137,47 @@ impl Sender {
     }
 }
 
-/// Packs queued items into frames: a large item alone (its bytes shared,
-/// compressed at most once across peers), small ones together.
-pub(crate) fn frames(items: &[SharedItem]) -> Vec<SharedItem> {
+/// One frame of a batch: `items[items]`, packed into a new payload, or
+/// the one large item sent as it is (`packed` is `None`: its bytes are
+/// shared across peers and compressed at most once).
+#[derive(Debug)]
+pub(crate) struct Frame {
+    pub(crate) packed: Option<Payload>,
+    pub(crate) items: Range<usize>,
+}
+
+/// Packs queued items into frames: a large item alone, small ones
+/// together (at most [`BATCH_BYTES`] each).
+pub(crate) fn frames(items: &[SharedItem]) -> Vec<Frame> {
     let mut out = Vec::new();
     let mut batch = BytesMut::new();
-    for item in items {
-        let bytes = item.bytes();
+    let mut start = 0;
+    let pack = |batch: &mut BytesMut, out: &mut Vec<Frame>, items: Range<usize>| {
+        if !batch.is_empty() {
+            out.push(Frame {
+                packed: Some(Payload::new(batch.split().freeze())),
+                items,
+            });
+        }
+    };
+    for (i, item) in items.iter().enumerate() {
+        let bytes = item.payload.bytes();
         if bytes.len() >= BATCH_BYTES / 2 {
-            if !batch.is_empty() {
-                out.push(Arc::new(Payload::new(batch.split().freeze())));
-            }
-            out.push(item.clone());
+            pack(&mut batch, &mut out, start..i);
+            out.push(Frame {
+                packed: None,
+                items: i..i + 1,
+            });
+            start = i + 1;
             continue;
         }
         if batch.len() + bytes.len() > BATCH_BYTES {
-            out.push(Arc::new(Payload::new(batch.split().freeze())));
+            pack(&mut batch, &mut out, start..i);
+            start = i;
         }
         batch.extend_from_slice(bytes);
     }
-    if !batch.is_empty() {
-        out.push(Arc::new(Payload::new(batch.freeze())));
-    }
+    pack(&mut batch, &mut out, start..items.len());
     out
 }
 
@@ -145,7 +188,17 @@ mod tests {
     use super::*;
 
     fn item(n: usize) -> SharedItem {
-        Arc::new(Payload::new(Bytes::from(vec![1u8; n])))
+        Arc::new(Item {
+            payload: Payload::new(Bytes::from(vec![1u8; n])),
+            counters: Arc::default(),
+        })
+    }
+
+    fn len(items: &[SharedItem], f: &Frame) -> usize {
+        match &f.packed {
+            Some(p) => p.bytes().len(),
+            None => items[f.items.start].payload.bytes().len(),
+        }
     }
 
     #[test]
@@ -154,14 +207,24 @@ mod tests {
         let small: Vec<_> = (0..100).map(|_| item(100)).collect();
         let f = frames(&small);
         assert_eq!(f.len(), 1);
-        assert_eq!(f[0].bytes().len(), 10_000);
-        let big = item(BATCH_BYTES);
-        let f = frames(&[item(10), big.clone(), item(10)]);
-        assert_eq!(f.len(), 3);
-        assert!(Arc::ptr_eq(&f[1], &big), "a large item is not copied");
+        assert_eq!((len(&small, &f[0]), f[0].items.clone()), (10_000, 0..100));
+        let mixed = [item(10), item(BATCH_BYTES), item(10)];
+        let f = frames(&mixed);
+        let ranges: Vec<_> = f.iter().map(|f| f.items.clone()).collect();
+        assert_eq!(ranges, vec![0..1, 1..2, 2..3]);
+        assert!(f[1].packed.is_none(), "a large item is not copied");
         let many: Vec<_> = (0..1000).map(|_| item(1000)).collect();
         let f = frames(&many);
-        assert!(f.iter().all(|p| p.bytes().len() <= BATCH_BYTES));
-        assert_eq!(f.iter().map(|p| p.bytes().len()).sum::<usize>(), 1_000_000);
+        assert!(f.iter().all(|f| len(&many, f) <= BATCH_BYTES));
+        assert_eq!(f.iter().map(|f| len(&many, f)).sum::<usize>(), 1_000_000);
+        // Every item is in exactly one frame, in order: a failed frame
+        // counts exactly its own items as dropped.
+        let mut next = 0;
+        for f in &f {
+            assert_eq!(f.items.start, next);
+            assert_eq!(f.items.len() * 1000, len(&many, f));
+            next = f.items.end;
+        }
+        assert_eq!(next, 1000);
     }
 }

@@ -31,7 +31,7 @@ pub(crate) struct TopicCounters {
 pub struct TopicStats {
     /// Broadcasts from this node.
     pub published: u64,
-    /// Items sent to other nodes (one per interested node).
+    /// Items queued for other nodes (one per interested node).
     pub sent: u64,
     /// Their bytes (item encoding, before compression).
     pub sent_bytes: u64,
@@ -41,8 +41,11 @@ pub struct TopicStats {
     pub received_bytes: u64,
     /// Deliveries to local subscriptions.
     pub delivered: u64,
-    /// Messages lost: overrun in a slow subscription's buffer, or not
-    /// queued for a peer within `pubsub.publish_timeout_ms`.
+    /// Messages lost: overrun in a slow subscription's buffer, not queued
+    /// for a peer within `pubsub.publish_timeout_ms`, or queued but not
+    /// sent because the peer could not be reached (reconnecting, backing
+    /// off, unknown) or the node stopped. Such a message also counts in
+    /// `sent`, which counts what was queued.
     pub dropped: u64,
 }
 
