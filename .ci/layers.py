@@ -18,7 +18,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "crates" / "foundation" 
 # Lowest first. A module may use modules of its own layer only where
 # SIDEWAYS allows it, and any module of a lower layer.
 LAYERS = [
-    ["id", "shell_time", "faults", "tasks"],
+    ["locks"],
+    ["id", "shell_time", "faults", "tasks", "throttle"],
     ["config", "telemetry"],
     ["security"],
     ["transport", "membership", "discovery"],

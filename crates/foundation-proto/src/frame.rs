@@ -27,6 +27,10 @@ pub use crate::PROTOCOL_VERSION;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX: usize = 4;
+/// Headers a frame may carry.
+pub const MAX_HEADERS: usize = 64;
+/// Bytes of header names and values a frame may carry.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// A message between two nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +127,10 @@ pub enum FrameError {
     /// The body is not a valid envelope.
     #[error("malformed frame body: {0}")]
     Malformed(String),
+    /// More headers than [`MAX_HEADERS`], or more than [`MAX_HEADER_BYTES`]
+    /// of them.
+    #[error("frame headers over the limit ({MAX_HEADERS} headers, {MAX_HEADER_BYTES} bytes)")]
+    Headers,
     /// A frame whose channel differs from its stream's.
     #[error("frame for channel {frame} arrived on the {stream} stream")]
     WrongChannel {
@@ -146,10 +154,57 @@ struct Head<'a> {
     codec: Codec,
 }
 
+/// Headers as decoded: checked against [`MAX_HEADERS`] and
+/// [`MAX_HEADER_BYTES`] while they are read, so a frame of many empty
+/// headers (two bytes each on the wire, 48 in memory) is refused before it
+/// is allocated.
+struct Headers(Vec<(String, String)>);
+
+/// Whether `headers` fit the limits.
+fn headers_fit(headers: &[(String, String)]) -> bool {
+    headers.len() <= MAX_HEADERS
+        && headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+            <= MAX_HEADER_BYTES
+}
+
+impl<'de> Deserialize<'de> for Headers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Bounded;
+        impl<'de> serde::de::Visitor<'de> for Bounded {
+            type Value = Headers;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(
+                    f,
+                    "at most {MAX_HEADERS} headers of {MAX_HEADER_BYTES} bytes"
+                )
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Headers, A::Error> {
+                let mut out = Vec::new();
+                let mut bytes = 0usize;
+                while let Some((k, v)) = seq.next_element::<(&'de str, &'de str)>()? {
+                    bytes = bytes.saturating_add(k.len() + v.len());
+                    if out.len() == MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+                        return Err(serde::de::Error::custom("headers over the limit"));
+                    }
+                    out.push((k.to_owned(), v.to_owned()));
+                }
+                Ok(Headers(out))
+            }
+        }
+        d.deserialize_seq(Bounded)
+    }
+}
+
 /// Encodes one frame as two chunks: prefix + version + head + payload
 /// length, then the payload itself (shared, not copied). `payload` is
 /// already encoded with `codec`. Fails only when the frame would exceed
-/// `max` bytes.
+/// `max` bytes, or when `headers` are over the limits.
 pub fn encode_parts(
     channel: Channel,
     kind: u16,
@@ -158,6 +213,9 @@ pub fn encode_parts(
     (codec, payload): (Codec, &Bytes),
     max: usize,
 ) -> Result<[Bytes; 2], FrameError> {
+    if !headers_fit(headers) {
+        return Err(FrameError::Headers);
+    }
     let head = Head {
         channel,
         kind,
@@ -229,7 +287,17 @@ impl FrameDecoder {
         if version != PROTOCOL_VERSION {
             return Err(FrameError::WrongVersion { got: version });
         }
-        let (head, rest): (Head<'_>, &[u8]) = postcard::take_from_bytes(rest).map_err(malformed)?;
+        // The head's fields one after another (postcard writes a struct
+        // as its fields in order), so that an error in the headers is
+        // told apart.
+        let ((channel, kind, from), rest): ((Channel, u16, NodeId), &[u8]) =
+            postcard::take_from_bytes(rest).map_err(malformed)?;
+        let (Headers(headers), rest): (Headers, &[u8]) =
+            postcard::take_from_bytes(rest).map_err(|e| match e {
+                postcard::Error::SerdeDeCustom => FrameError::Headers,
+                e => malformed(e),
+            })?;
+        let (codec, rest): (Codec, &[u8]) = postcard::take_from_bytes(rest).map_err(malformed)?;
         let (len, rest): (usize, &[u8]) = postcard::take_from_bytes(rest).map_err(malformed)?;
         if rest.len() != len {
             return Err(FrameError::Malformed(format!(
@@ -238,15 +306,15 @@ impl FrameDecoder {
             )));
         }
         let start = body.len() - len;
-        let payload = match head.codec {
+        let payload = match codec {
             Codec::Plain => body.slice(start..),
             Codec::Lz4 => decompress(&body[start..], self.max)?,
         };
         Ok(Envelope {
-            channel: head.channel,
-            kind: head.kind,
-            from: head.from,
-            headers: head.headers.into_owned(),
+            channel,
+            kind,
+            from,
+            headers,
             payload,
         })
     }
@@ -392,6 +460,74 @@ mod tests {
         let bytes = encode(&sample(b"x"), 1024).expect("fits");
         let mut body = bytes[LENGTH_PREFIX..].to_vec();
         body.push(0);
+        assert!(matches!(
+            dec.decode_body(Bytes::from(body)),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
+    /// A frame body with `headers`, written without [`encode_parts`]'s
+    /// check (as a hostile peer would).
+    fn body_with(headers: Vec<(String, String)>) -> Bytes {
+        let head = Head {
+            channel: Channel::Control,
+            kind: 1,
+            from: NodeId(1),
+            headers: std::borrow::Cow::Owned(headers),
+            codec: Codec::Plain,
+        };
+        let mut body = vec![PROTOCOL_VERSION];
+        body.extend(postcard::to_allocvec(&head).expect("encode"));
+        body.extend(postcard::to_allocvec(&0usize).expect("encode"));
+        Bytes::from(body)
+    }
+
+    #[test]
+    fn headers_over_the_limits_are_refused_on_both_sides() {
+        let dec = FrameDecoder::new(16 << 20);
+        let empty = || (String::new(), String::new());
+        let at_limit = vec![empty(); MAX_HEADERS];
+        let env = dec
+            .decode_body(body_with(at_limit.clone()))
+            .expect("at the limit");
+        assert_eq!(env.headers, at_limit);
+
+        let one_over = vec![empty(); MAX_HEADERS + 1];
+        assert_eq!(
+            dec.decode_body(body_with(one_over.clone())),
+            Err(FrameError::Headers)
+        );
+        let p = Bytes::new();
+        assert_eq!(
+            encode_parts(
+                Channel::Control,
+                1,
+                NodeId(1),
+                &one_over,
+                (Codec::Plain, &p),
+                1 << 20
+            )
+            .map(|_| ()),
+            Err(FrameError::Headers)
+        );
+
+        let big = vec![("k".to_owned(), "v".repeat(MAX_HEADER_BYTES))];
+        assert_eq!(dec.decode_body(body_with(big)), Err(FrameError::Headers));
+
+        // Four million empty headers: 8 MB on the wire, 192 MB had they
+        // been decoded. Refused after the 65th.
+        let mut body = vec![PROTOCOL_VERSION];
+        body.extend(postcard::to_allocvec(&(Channel::Control, 1u16, NodeId(1))).expect("encode"));
+        body.extend(postcard::to_allocvec(&4_000_000usize).expect("encode"));
+        body.resize(body.len() + 8_000_000, 0);
+        assert_eq!(dec.decode_body(Bytes::from(body)), Err(FrameError::Headers));
+    }
+
+    #[test]
+    fn a_bad_channel_is_malformed_not_a_header_error() {
+        let dec = FrameDecoder::new(1024);
+        let mut body = body_with(vec![]).to_vec();
+        body[1] = 0x7f; // the channel's variant index
         assert!(matches!(
             dec.decode_body(Bytes::from(body)),
             Err(FrameError::Malformed(_))

@@ -216,6 +216,7 @@ mod services;
 mod shell_time;
 mod tasks;
 pub mod telemetry;
+mod throttle;
 pub mod transport;
 
 pub use builder::{start, DebugStrategy, NodeBuilder};

@@ -75,6 +75,11 @@ impl Messenger {
     }
 
     /// The transport address of an active member (or this node).
+    /// Whether `id` is an active member other than this node.
+    pub(crate) fn is_live_member(&self, id: NodeId) -> bool {
+        id != self.local.id && self.addr_of(id).is_some()
+    }
+
     fn addr_of(&self, to: NodeId) -> Option<std::net::SocketAddr> {
         if to == self.local.id {
             Some(self.local.transport)

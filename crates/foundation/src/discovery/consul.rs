@@ -17,12 +17,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use super::answer::{read_bounded, CONNECT_TIMEOUT, MAX_ANSWER};
 use super::backoff::Backoff;
 use super::sink::{CandidateSink, Candidates, DiscoveryError};
 use super::{DiscoveryContext, Probe, ProbeTask, Strategy, StrategyTask};
-
-/// Largest answer accepted.
-const MAX_BODY: usize = 8 * 1024 * 1024;
 
 /// The Consul strategy.
 #[derive(Debug, Clone, Default)]
@@ -120,6 +118,7 @@ impl Strategy for Consul {
         Box::pin(async move {
             let c = ctx.consul.clone();
             let client = match reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
                 .timeout(c.wait + Duration::from_secs(5))
                 .build()
             {
@@ -202,17 +201,8 @@ async fn fetch(req: reqwest::RequestBuilder) -> Result<(u64, Vec<u8>), String> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .ok_or("answer without a valid X-Consul-Index header")?;
-    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
-        return Err("answer too large".into());
-    }
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| format!("reading the answer (reqwest): {e}"))?;
-    if body.len() > MAX_BODY {
-        return Err("answer too large".into());
-    }
-    Ok((index, body.to_vec()))
+    let body = read_bounded(resp, MAX_ANSWER).await?;
+    Ok((index, body))
 }
 
 #[cfg(test)]

@@ -22,12 +22,15 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+use super::answer::{read_bounded, CONNECT_TIMEOUT, MAX_ANSWER};
 use super::backoff::Backoff;
 use super::sink::{CandidateSink, Candidates, DiscoveryError};
 use super::{DiscoveryContext, Probe, ProbeTask, Strategy, StrategyTask};
 
 /// Longest watch line accepted.
 const MAX_LINE: usize = 4 * 1024 * 1024;
+/// Longest a request other than the watch may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The etcd strategy.
 #[derive(Debug, Clone, Default)]
@@ -119,19 +122,25 @@ impl Client {
         let resp = self
             .http
             .post(format!("{}{path}", self.base))
+            .timeout(REQUEST_TIMEOUT)
             .body(body.to_string())
             .send()
             .await
             .map_err(|e| format!("{path}: request failed (reqwest): {e}"))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| format!("{path}: {e}"))?;
+        let body = read_bounded(resp, MAX_ANSWER)
+            .await
+            .map_err(|e| format!("{path}: {e}"))?;
         if !status.is_success() {
             return Err(format!(
                 "{path}: HTTP {status}: {}",
-                text.chars().take(200).collect::<String>()
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
             ));
         }
-        serde_json::from_str(&text).map_err(|e| format!("{path}: malformed answer: {e}"))
+        serde_json::from_slice(&body).map_err(|e| format!("{path}: malformed answer: {e}"))
     }
 }
 
@@ -186,8 +195,24 @@ impl Strategy for Etcd {
         cancel: CancellationToken,
     ) -> StrategyTask {
         Box::pin(async move {
+            // The watch is one long answer: only connecting is bounded
+            // here; every other request has REQUEST_TIMEOUT, and a silent
+            // etcd fails the lease keepalive within a third of the TTL.
+            let http = match reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .build()
+            {
+                Ok(http) => http,
+                Err(e) => {
+                    sink.fail(DiscoveryError {
+                        strategy: "etcd",
+                        message: format!("cannot build the HTTP client (reqwest): {e}"),
+                    });
+                    return;
+                }
+            };
             let client = Client {
-                http: reqwest::Client::new(),
+                http,
                 base: ctx.etcd.endpoint.trim_end_matches('/').to_owned(),
             };
             let mut backoff = Backoff::new();

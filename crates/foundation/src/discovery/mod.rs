@@ -15,6 +15,8 @@
 //! hand it to [`NodeBuilder::discovery`](crate::NodeBuilder::discovery).
 
 #[cfg(any(feature = "consul", feature = "etcd"))]
+mod answer;
+#[cfg(any(feature = "consul", feature = "etcd"))]
 mod backoff;
 mod built_in;
 #[cfg(feature = "consul")]

@@ -57,7 +57,7 @@ pub(crate) fn render(stats: &Stats, members: &[(MemberState, usize)]) -> String 
             let _ = writeln!(out, "{name}{{channel=\"{c}\"}} {}", get(stats, c));
         }
     }
-    let singles: [(&str, &str, u64); 6] = [
+    let singles: [(&str, &str, u64); 8] = [
         (
             "foundation_discovery_messages_dropped_total",
             "Discovery messages (beacons, records) rejected as forged or malformed.",
@@ -77,6 +77,16 @@ pub(crate) fn render(stats: &Stats, members: &[(MemberState, usize)]) -> String 
             "foundation_frames_spoofed_sender_total",
             "Frames dropped because they claimed another sender than their connection's.",
             stats.spoofed_senders(),
+        ),
+        (
+            "foundation_handshakes_failed_total",
+            "Incoming QUIC handshakes that failed (TLS, QUIC) or timed out.",
+            stats.handshakes_failed(),
+        ),
+        (
+            "foundation_handshakes_retried_total",
+            "Incoming QUIC handshakes answered with a Retry (address validation under a handshake flood).",
+            stats.handshakes_retried(),
         ),
         (
             "foundation_connections_opened_total",

@@ -27,6 +27,10 @@ fn dropped(what: &'static str, reason: &'static str) {
 pub(crate) struct OneByOne(Messenger, &'static str);
 
 impl Drain<NodeId, (u16, Bytes)> for OneByOne {
+    fn admits(&self, peer: NodeId) -> bool {
+        self.0.is_live_member(peer)
+    }
+
     async fn send(&self, to: NodeId, items: &[(u16, Bytes)]) {
         for (kind, payload) in items {
             if let Err(e) = self.0.send_auto(to, *kind, payload.clone()).await {
@@ -74,6 +78,7 @@ impl Outbox {
                     match why {
                         NotQueued::Full => "full",
                         NotQueued::Closed => "stopping",
+                        NotQueued::UnknownPeer => "unknown_peer",
                     },
                 );
                 tracing::debug!(peer = %to, what = self.what, ?why, "outbox: message dropped");

@@ -33,6 +33,11 @@ impl Key for NodeId {
 /// How a queue's items go out. `send` gets everything queued since the
 /// last call, in order; room in the queue comes back when it returns.
 pub(crate) trait Drain<K, T>: Clone + Send + Sync + 'static {
+    /// Whether `peer` may get a queue (and a task): a live member. Ids
+    /// come from peers' messages, so without this check a peer could make
+    /// this node keep a queue and a task for every id it invents.
+    fn admits(&self, peer: NodeId) -> bool;
+
     /// Sends `items` to `key`'s peer. Failures are the drain's to log:
     /// the items are gone either way.
     fn send(&self, key: K, items: &[T]) -> impl Future<Output = ()> + Send;
@@ -54,6 +59,8 @@ pub(crate) enum NotQueued {
     Full,
     /// The node is shutting down.
     Closed,
+    /// The peer is not a live member (and has no queue).
+    UnknownPeer,
 }
 
 struct Queued<T> {
@@ -97,6 +104,7 @@ enum Now<T> {
     /// No room now: the item, and the queue to wait on.
     Full(T, Queue<T>),
     Closed,
+    UnknownPeer,
 }
 
 /// Queues by key, each drained by a task of its own.
@@ -186,6 +194,7 @@ where
             Now::Queued => Ok(()),
             Now::Full(..) => Err(NotQueued::Full),
             Now::Closed => Err(NotQueued::Closed),
+            Now::UnknownPeer => Err(NotQueued::UnknownPeer),
         }
     }
 
@@ -200,7 +209,7 @@ where
                 Ok(()) => return Now::Queued,
                 Err((item, NotQueued::Full)) => return Now::Full(item, q.clone()),
                 // Its task ended: start another below.
-                Err((item, NotQueued::Closed)) => item,
+                Err((item, _closed)) => item,
             },
             None => item,
         };
@@ -208,11 +217,14 @@ where
         if self.cancel.is_cancelled() {
             return Now::Closed;
         }
+        if !self.drain.admits(key.peer()) {
+            return Now::UnknownPeer;
+        }
         let q = self.queue(&mut queues, key);
         match q.try_push(item, cost) {
             Ok(()) => Now::Queued,
             Err((item, NotQueued::Full)) => Now::Full(item, q),
-            Err((_, NotQueued::Closed)) => Now::Closed,
+            Err((_, _closed)) => Now::Closed,
         }
     }
 
@@ -229,6 +241,7 @@ where
             Now::Queued => return Ok(()),
             Now::Full(item, q) => (item, q),
             Now::Closed => return Err(NotQueued::Closed),
+            Now::UnknownPeer => return Err(NotQueued::UnknownPeer),
         };
         let deadline = Instant::now() + patience;
         let permit =
@@ -266,6 +279,12 @@ where
     /// Drops the queues of a peer that left or went down.
     pub(crate) fn forget(&self, peer: NodeId) {
         self.queues.locked().retain(|k, _| k.peer() != peer);
+    }
+
+    /// Queues that exist now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.queues.locked().len()
     }
 }
 

@@ -21,6 +21,10 @@ struct Record {
 }
 
 impl Drain<NodeId, u32> for Record {
+    fn admits(&self, peer: NodeId) -> bool {
+        peer != STRANGER
+    }
+
     async fn send(&self, to: NodeId, items: &[u32]) {
         if to == self.held {
             let mut open = self.open.clone();
@@ -74,6 +78,9 @@ async fn until(what: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
+
+/// The one peer the test drain does not admit.
+const STRANGER: NodeId = NodeId(7);
 
 const ROOMY: Limits = Limits {
     items: 1024,
@@ -188,4 +195,23 @@ async fn a_stopped_node_queues_nothing() {
     assert_eq!(f.queues.try_push(f.held, 0, 1), Err(NotQueued::Closed));
     let r = f.queues.push(f.held, 0, 1, Duration::from_secs(1)).await;
     assert_eq!(r, Err(NotQueued::Closed));
+}
+
+#[tokio::test]
+async fn a_peer_the_drain_does_not_admit_gets_no_queue() {
+    let f = fixture(ROOMY);
+    assert_eq!(
+        f.queues.try_push(STRANGER, 1, 10),
+        Err(NotQueued::UnknownPeer)
+    );
+    let r = f
+        .queues
+        .push(STRANGER, 2, 10, Duration::from_millis(10))
+        .await;
+    assert_eq!(r, Err(NotQueued::UnknownPeer));
+    assert_eq!(f.queues.len(), 0, "no queue, no task");
+    f.queues
+        .try_push(NodeId(8), 3, 10)
+        .expect("a member is admitted");
+    assert_eq!(f.queues.len(), 1);
 }

@@ -350,6 +350,12 @@ impl PubSub {
                     counters.sent.fetch_add(1, Relaxed);
                     counters.sent_bytes.fetch_add(len as u64, Relaxed);
                 }
+                Err(NotQueued::UnknownPeer) => {
+                    // Its interest outlived it here; not a member any more.
+                    counters.dropped.fetch_add(1, Relaxed);
+                    s.dropped_metric(1);
+                    out.dropped.push(peer);
+                }
                 Err(NotQueued::Full) => {
                     counters.dropped.fetch_add(1, Relaxed);
                     s.dropped_metric(1);

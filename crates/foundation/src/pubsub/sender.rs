@@ -68,6 +68,10 @@ pub(crate) type SharedItem = Arc<Item>;
 pub(crate) struct Batched(Messenger);
 
 impl Drain<Route, SharedItem> for Batched {
+    fn admits(&self, peer: NodeId) -> bool {
+        self.0.is_live_member(peer)
+    }
+
     async fn send(&self, route: Route, items: &[SharedItem]) {
         for frame in frames(items) {
             let payload = match &frame.packed {

@@ -43,6 +43,8 @@ pub struct Stats {
     frame_errors: AtomicU64,
     unrouted: AtomicU64,
     spoofed: AtomicU64,
+    handshakes_failed: AtomicU64,
+    handshakes_retried: AtomicU64,
     connections_opened: AtomicU64,
     connect_failures: AtomicU64,
     dropped: [AtomicU64; 3],
@@ -89,6 +91,18 @@ impl Stats {
     pub fn spoofed_sender(&self) {
         self.spoofed.fetch_add(1, Relaxed);
         metrics::counter!("foundation_frames_spoofed_sender_total").increment(1);
+    }
+
+    /// Counts an incoming handshake that failed or timed out.
+    pub fn handshake_failed(&self) {
+        self.handshakes_failed.fetch_add(1, Relaxed);
+        metrics::counter!("foundation_handshakes_failed_total").increment(1);
+    }
+
+    /// Counts an incoming handshake answered with a QUIC Retry.
+    pub fn handshake_retried(&self) {
+        self.handshakes_retried.fetch_add(1, Relaxed);
+        metrics::counter!("foundation_handshakes_retried_total").increment(1);
     }
 
     /// Counts a connection established.
@@ -148,6 +162,14 @@ impl Stats {
     /// Frames dropped for claiming another sender than their connection's.
     pub fn spoofed_senders(&self) -> u64 {
         self.spoofed.load(Relaxed)
+    }
+    /// Incoming handshakes that failed or timed out.
+    pub fn handshakes_failed(&self) -> u64 {
+        self.handshakes_failed.load(Relaxed)
+    }
+    /// Incoming handshakes answered with a QUIC Retry.
+    pub fn handshakes_retried(&self) -> u64 {
+        self.handshakes_retried.load(Relaxed)
     }
     /// Connections established.
     pub fn connections_opened(&self) -> u64 {

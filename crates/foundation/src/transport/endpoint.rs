@@ -21,6 +21,7 @@ use super::senders::Senders;
 use crate::id::NodeId;
 use crate::security::TlsIdentity;
 use crate::telemetry::Stats;
+use crate::throttle::{Rate, Throttle};
 use foundation_proto::Channel;
 
 /// Settings the transport needs (from [`crate::config::TransportConfig`]).
@@ -75,6 +76,10 @@ struct Inner {
     router: Router,
     /// Which sender each connection speaks for.
     senders: Senders,
+    /// Incoming handshakes per second (Retry above the limit).
+    handshakes: Rate,
+    /// Warnings about refused connections (one per period).
+    refusals: Throttle,
     stats: Arc<Stats>,
     cancel: CancellationToken,
     tasks: TaskTracker,
@@ -92,6 +97,13 @@ struct Inner {
 pub struct Transport {
     inner: Arc<Inner>,
 }
+
+/// Unvalidated handshakes a second above which clients must answer a
+/// QUIC Retry first (a cluster's reconnect storm stays well below).
+pub(crate) const RETRY_ABOVE: u32 = 64;
+/// One warning per period about refused connections (the counter has
+/// them all: `foundation_handshakes_failed_total`).
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Streams a peer may open at once: three channels and the data lanes
 /// (11), with room to spare.
@@ -203,6 +215,8 @@ impl Transport {
             local,
             server_name: tls.server_name().to_owned(),
             senders: Senders::default(),
+            handshakes: Rate::new(RETRY_ABOVE),
+            refusals: Throttle::new(WARN_EVERY),
             router: Router::new(
                 settings.inbox_capacity,
                 inbox_bytes(settings.max_frame_size),
@@ -444,6 +458,16 @@ impl Inner {
                     None => return,
                 },
             };
+            // A flood of handshakes from spoofed addresses costs a Retry
+            // packet each, not a TLS handshake: above the rate, a client
+            // must prove it receives at its address first.
+            if !incoming.remote_address_validated()
+                && self.handshakes.busy(std::time::Instant::now())
+            {
+                self.stats.handshake_retried();
+                let _ = incoming.retry();
+                continue;
+            }
             let me = self.clone();
             self.spawn(async move {
                 let addr = incoming.remote_address();
@@ -463,9 +487,17 @@ impl Inner {
                         me.serve(addr, conn).await;
                     }
                     Ok(Err(e)) => {
-                        tracing::warn!(%addr, error = %e, "refused connection (TLS or QUIC handshake failed)")
+                        me.stats.handshake_failed();
+                        if let Some(suppressed) = me.refusals.admit(std::time::Instant::now()) {
+                            tracing::warn!(%addr, error = %e, suppressed, "refused connection (TLS or QUIC handshake failed)")
+                        }
                     }
-                    Err(_) => tracing::warn!(%addr, "refused connection: handshake timed out"),
+                    Err(_) => {
+                        me.stats.handshake_failed();
+                        if let Some(suppressed) = me.refusals.admit(std::time::Instant::now()) {
+                            tracing::warn!(%addr, suppressed, "refused connection: handshake timed out")
+                        }
+                    }
                 }
             });
         }

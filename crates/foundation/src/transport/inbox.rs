@@ -149,8 +149,16 @@ impl Router {
                 .collect()
         };
         let mut delivered = 0;
+        // Headers are charged as what they take in memory (each pair's
+        // two `String`s and their bytes), not only the payload.
+        let header_bytes: usize = env
+            .headers
+            .iter()
+            .map(|(k, v)| 2 * std::mem::size_of::<String>() + k.len() + v.len())
+            .sum();
+        let cost = env.payload.len() + header_bytes;
         for sub in targets {
-            let want = env.payload.len().clamp(1, sub.byte_capacity) as u32;
+            let want = cost.clamp(1, sub.byte_capacity) as u32;
             let Ok(permit) = sub.bytes.clone().acquire_many_owned(want).await else {
                 continue;
             };
@@ -219,6 +227,23 @@ mod tests {
         drop(first);
         assert_eq!(second.await.expect("join"), 1);
         assert_eq!(inbox.recv().await.map(|m| m.kind), Some(2));
+    }
+
+    #[tokio::test]
+    async fn headers_count_against_the_byte_budget() {
+        let r = Arc::new(Router::new(100, 1000));
+        let mut inbox = r.subscribe(InboxFilter::channel(Channel::Data));
+        let mut heavy = env(Channel::Data, 1, 0);
+        heavy.headers = vec![("k".into(), "v".repeat(700))];
+        assert_eq!(r.deliver(heavy, addr()).await, 1);
+        // 700 bytes of headers and no payload hold most of the budget.
+        let r2 = r.clone();
+        let second =
+            tokio::spawn(async move { r2.deliver(env(Channel::Data, 2, 400), addr()).await });
+        tokio::task::yield_now().await;
+        assert!(!second.is_finished(), "the headers' bytes are charged");
+        drop(inbox.recv().await.expect("first"));
+        assert_eq!(second.await.expect("join"), 1);
     }
 
     #[tokio::test]

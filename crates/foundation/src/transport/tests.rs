@@ -252,6 +252,44 @@ async fn foreign_certificate_cannot_connect() {
         .expect_err("TLS refuses");
     assert!(matches!(err.reason, SendFailure::Connect(_)), "{err}");
     assert_eq!(b_stats.connections_opened(), 0);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while b_stats.handshakes_failed() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the refused handshake is counted");
     a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_handshake_flood_is_answered_with_retry_and_honest_clients_still_connect() {
+    let (b, b_stats) = transport(b"s", 2, 4096);
+    let tls = TlsIdentity::from_secret(b"s", "test", "foundation.node").expect("tls");
+    let mut client =
+        quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).expect("client");
+    client.set_default_client_config(tls.quic_client(&[b"foundation/2"]).expect("config"));
+    // Twice the rate limit, all at once: every one connects, the later
+    // ones after proving their address with a Retry round trip.
+    let attempts: Vec<_> = (0..2 * super::endpoint::RETRY_ABOVE)
+        .map(|_| {
+            let c = client
+                .connect(b.local_addr(), "foundation.node")
+                .expect("connect");
+            async move { tokio::time::timeout(Duration::from_secs(10), c).await }
+        })
+        .collect();
+    let results = futures_util::future::join_all(attempts).await;
+    let connected = results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
+    assert_eq!(connected, results.len(), "every honest client connects");
+    assert!(b_stats.handshakes_retried() > 0, "some were asked to Retry");
+    assert!(
+        b_stats.handshakes_retried() <= u64::from(super::endpoint::RETRY_ABOVE),
+        "only those above the rate: {}",
+        b_stats.handshakes_retried()
+    );
+    drop(results);
+    client.close(0u32.into(), b"done");
     b.shutdown().await;
 }
