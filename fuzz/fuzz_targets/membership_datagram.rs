@@ -24,13 +24,10 @@ fn core() -> MembershipCore {
         generation: 1,
     };
     let cfg = MembershipConfig {
-        port: 7946,
         probe_period: Duration::from_millis(300),
         probe_rtt: Duration::from_millis(150),
         suspect_to_down: Duration::from_millis(700),
-        indirect_probes: 3,
-        max_packet_size: 1400,
-        gossip_period: Duration::from_millis(100),
+        ..MembershipConfig::default()
     };
     MembershipCore::new(id, foca_config(&cfg), 7)
 }

@@ -22,7 +22,7 @@ fn ca(name: &str) -> Ca {
         .distinguished_name
         .push(rcgen::DnType::CommonName, name);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let cert = params.self_signed(&key).expect("self-signed");
     Ca {
         pem: cert.pem(),
@@ -32,8 +32,19 @@ fn ca(name: &str) -> Ca {
 
 /// Writes ca.pem, <name>.pem and <name>.key into `dir`.
 fn node_files(ca: &Ca, dir: &Path, name: &str) -> foundation::NodeBuilder {
+    node_files_serial(ca, dir, name, None)
+}
+
+/// [`node_files`] with the certificate's serial number.
+fn node_files_serial(
+    ca: &Ca,
+    dir: &Path,
+    name: &str,
+    serial: Option<u64>,
+) -> foundation::NodeBuilder {
     let key = KeyPair::generate().expect("key");
-    let params = CertificateParams::new(vec!["foundation.node".to_owned()]).expect("params");
+    let mut params = CertificateParams::new(vec!["foundation.node".to_owned()]).expect("params");
+    params.serial_number = serial.map(rcgen::SerialNumber::from);
     let cert = params.signed_by(&key, &ca.issuer).expect("signed");
     let ca_path = dir.join(format!("{name}-ca.pem"));
     let cert_path = dir.join(format!("{name}.pem"));
@@ -113,6 +124,111 @@ async fn nodes_with_certificates_from_one_ca_form_a_cluster_others_cannot_join()
     for n in [&stranger, &b, &a] {
         n.shutdown().await;
     }
+}
+
+/// A CRL from `ca` that revokes the certificate with serial `serial`.
+fn crl_file(ca: &Ca, dir: &Path, serial: u64) -> String {
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(2026, 1, 1),
+        next_update: rcgen::date_time_ymd(2099, 1, 1),
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from(serial),
+            revocation_time: rcgen::date_time_ymd(2026, 1, 1),
+            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        }],
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(&ca.issuer).expect("crl");
+    let path = dir.join("revoked.crl.pem");
+    std::fs::write(&path, crl.pem().expect("pem")).expect("write crl");
+    path.to_str().expect("utf8").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_certificate_is_refused_both_ways() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("dir");
+    let ours = ca("our CA");
+    let crl = crl_file(&ours, dir.path(), 66);
+    let a = node_files_serial(&ours, dir.path(), "a", Some(1))
+        .set("tls.crl_file", &crl)
+        .start()
+        .await
+        .expect("a starts");
+    // Not revoked, checks the list too: connects.
+    let c = node_files_serial(&ours, dir.path(), "c", Some(2))
+        .set("tls.crl_file", &crl)
+        .start()
+        .await
+        .expect("c starts");
+    // Revoked, and holds no list itself.
+    let revoked = node_files_serial(&ours, dir.path(), "revoked", Some(66))
+        .start()
+        .await
+        .expect("revoked starts");
+    let send = |from: &foundation::Node, to: &foundation::Node| {
+        let (t, addr) = (from.raw().transport().clone(), to.transport_addr());
+        async move {
+            t.send(
+                addr,
+                Channel::Control,
+                1,
+                Vec::new(),
+                Bytes::from_static(b"x"),
+            )
+            .await
+        }
+    };
+    let mut a_inbox = a.inbox(Channel::Control);
+    send(&c, &a)
+        .await
+        .expect("a certificate not revoked connects");
+    let got = tokio::time::timeout(SETTLE, a_inbox.recv())
+        .await
+        .expect("in time")
+        .expect("open");
+    assert_eq!(got.from, c.id());
+
+    // a, as client, refuses the revoked server certificate.
+    assert!(
+        send(&a, &revoked).await.is_err(),
+        "a connected to a revoked node"
+    );
+    // a, as server, refuses the revoked client certificate: whatever the
+    // revoked node's side believes, a receives nothing and counts it.
+    let _ = send(&revoked, &a).await;
+    tokio::time::timeout(SETTLE, async {
+        while a.raw().stats().handshakes_failed() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a counts the refused handshake");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), a_inbox.recv())
+            .await
+            .is_err(),
+        "a received a frame from a revoked certificate"
+    );
+    for n in [&revoked, &c, &a] {
+        n.shutdown().await;
+    }
+}
+
+#[test]
+fn a_crl_file_that_is_not_a_crl_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ours = ca("our CA");
+    let bad = dir.path().join("bad.crl");
+    std::fs::write(&bad, "not a CRL").expect("write");
+    let builder =
+        node_files(&ours, dir.path(), "x").set("tls.crl_file", bad.to_str().expect("utf8"));
+    let config = builder.resolve().expect("resolves").config;
+    let e = foundation::security::TlsIdentity::from_config(&config).expect_err("no CRL in it");
+    assert!(e.to_string().contains("tls.crl_file"), "{e}");
 }
 
 /// Records the context a node hands its discovery strategy.

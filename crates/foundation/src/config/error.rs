@@ -47,8 +47,8 @@ pub enum ConfigError {
     /// Values that contradict each other.
     #[error("{0}")]
     Contradiction(Box<Contradiction>),
-    /// The production profile without credentials.
-    #[error("profile `production` needs a cluster secret or TLS files; fix: set FOUNDATION_SECRET (or `secret` in foundation.toml), or all of tls.ca_file, tls.cert_file and tls.key_file")]
+    /// The production profile without a secret.
+    #[error("profile `production` needs a cluster secret, also with TLS files (it keys membership and discovery; a CA certificate is public); fix: set FOUNDATION_SECRET (or `secret` in foundation.toml), e.g. from `openssl rand -hex 32`")]
     MissingSecret,
 }
 

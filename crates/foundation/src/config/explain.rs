@@ -92,6 +92,10 @@ impl Resolved {
                 "tls.key_file",
                 opt(c.tls.key_file.as_ref().map(|p| p.display().to_string())),
             ),
+            (
+                "tls.crl_file",
+                opt(c.tls.crl_file.as_ref().map(|p| p.display().to_string())),
+            ),
             ("tls.server_name", c.tls.server_name.clone()),
             (
                 "channels.inbox_capacity",

@@ -301,6 +301,13 @@ pub const KEYS: &[KeySpec] = &[
         "node private key PEM (PKCS#8)"
     ),
     key!(
+        "tls.crl_file",
+        Some("FOUNDATION_TLS_CRL"),
+        KeyKind::Path,
+        false,
+        "certificate revocation lists (PEM, one or more) checked on both ends of every connection, with TLS files"
+    ),
+    key!(
         "tls.server_name",
         None,
         KeyKind::Text,

@@ -356,6 +356,7 @@ impl Resolver {
                 ca_file: m.path("tls.ca_file"),
                 cert_file: m.path("tls.cert_file"),
                 key_file: m.path("tls.key_file"),
+                crl_file: m.path("tls.crl_file"),
                 server_name: m.text("tls.server_name", || (d_text(d::TLS_SERVER_NAME), None)),
             },
             process: ProcessConfig {

@@ -194,16 +194,22 @@ fn error_missing_secret_in_production() {
 }
 
 #[test]
-fn production_accepts_tls_files_instead_of_secret() {
-    let r = env(&[
+fn production_with_tls_files_still_needs_a_secret() {
+    // The CA certificate is public: membership keys derived from it alone
+    // would let anyone who has seen it seal membership datagrams.
+    let files = [
         ("FOUNDATION_PROFILE", "production"),
         ("FOUNDATION_TLS_CA", "/etc/ca.pem"),
         ("FOUNDATION_TLS_CERT", "/etc/node.pem"),
         ("FOUNDATION_TLS_KEY", "/etc/node.key"),
-    ])
-    .resolve()
-    .expect("tls files are enough");
-    assert!(r.config.cluster.secret.is_none());
+    ];
+    let e = env(&files).resolve().expect_err("no secret");
+    assert_eq!(e, ConfigError::MissingSecret);
+    assert!(e.to_string().contains("also with TLS files"), "{e}");
+    let mut with_secret = files.to_vec();
+    with_secret.push(("FOUNDATION_SECRET", "0123456789abcdef0123"));
+    let r = env(&with_secret).resolve().expect("files and a secret");
+    assert!(r.config.tls.has_files() && r.config.cluster.secret.is_some());
 }
 
 #[test]

@@ -346,6 +346,8 @@ pub struct TlsConfig {
     pub cert_file: Option<PathBuf>,
     /// This node's private key (PEM, PKCS#8).
     pub key_file: Option<PathBuf>,
+    /// Certificate revocation lists (PEM) both ends check, with TLS files.
+    pub crl_file: Option<PathBuf>,
     /// Server name that node certificates carry.
     pub server_name: String,
 }

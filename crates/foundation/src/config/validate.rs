@@ -54,7 +54,9 @@ pub(super) fn validate(
     }
     if c.profile == Profile::Production {
         match &c.cluster.secret {
-            None if !c.tls.has_files() => return Err(ConfigError::MissingSecret),
+            // Also with TLS files: the secret keys membership and
+            // discovery, and the CA certificate alone is public.
+            None => return Err(ConfigError::MissingSecret),
             Some(s) if s.is_development() => return Err(ConfigError::MissingSecret),
             Some(s) if s.expose().len() < MIN_PRODUCTION_SECRET => {
                 return Err(ConfigError::InvalidValue(Box::new(InvalidValue {

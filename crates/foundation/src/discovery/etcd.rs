@@ -171,6 +171,31 @@ fn apply(
     Ok(peers.insert(key, addr) != Some(addr))
 }
 
+/// Applies one line of the watch stream (a JSON answer with events) to
+/// `peers`; whether they changed. A malformed line ends the session; a
+/// malformed event in a good line is skipped.
+pub(crate) fn watch_line(
+    peers: &mut HashMap<String, SocketAddr>,
+    line: &[u8],
+    own: &str,
+) -> Result<bool, String> {
+    let msg: Value =
+        serde_json::from_slice(line).map_err(|e| format!("malformed watch answer: {e}"))?;
+    let mut changed = false;
+    for ev in msg["result"]["events"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let delete = ev["type"].as_str() == Some("DELETE");
+        match apply(peers, &ev["kv"], delete, own) {
+            Ok(c) => changed |= c,
+            Err(e) => tracing::warn!(error = %e, "etcd: event rejected"),
+        }
+    }
+    Ok(changed)
+}
+
 impl Strategy for Etcd {
     fn name(&self) -> &'static str {
         "etcd"
@@ -327,17 +352,7 @@ async fn session(
                 }
                 while let Some(end) = line.iter().position(|&b| b == b'\n') {
                     let one: Vec<u8> = line.drain(..=end).collect();
-                    let msg: Value = serde_json::from_slice(&one)
-                        .map_err(|e| format!("malformed watch answer: {e}"))?;
-                    let mut changed = false;
-                    for ev in msg["result"]["events"].as_array().map(Vec::as_slice).unwrap_or_default() {
-                        let delete = ev["type"].as_str() == Some("DELETE");
-                        match apply(&mut peers, &ev["kv"], delete, &own) {
-                            Ok(c) => changed |= c,
-                            Err(e) => tracing::warn!(error = %e, "etcd: event rejected"),
-                        }
-                    }
-                    if changed {
+                    if watch_line(&mut peers, &one, &own)? {
                         sink.publish(peers.values().copied().collect::<Candidates>());
                     }
                 }

@@ -211,40 +211,119 @@ fn accept(
     ctx: &DiscoveryContext,
     service: &mdns_sd::ResolvedService,
 ) -> Result<Option<Vec<SocketAddr>>, String> {
-    let txt = |key: &str| {
-        service
-            .txt_properties
-            .get_property_val_str(key)
-            .ok_or_else(|| format!("TXT record has no `{key}`"))
+    let announced = Announced {
+        txt: &service.txt_properties,
+        port: service.port,
+        ips: service.addresses.iter().map(|a| a.to_ip_addr()).collect(),
     };
-    let cluster = txt("cluster")?;
-    if cluster != ctx.cluster_hash() {
-        return Ok(None);
+    announced.accept(&ctx.cluster_hash(), &ctx.node.to_string())
+}
+
+/// What an mDNS answer says about an instance: its TXT record (decoded by
+/// mdns-sd from the peer's bytes), SRV port and addresses.
+pub(crate) struct Announced<'a> {
+    pub(crate) txt: &'a mdns_sd::TxtProperties,
+    pub(crate) port: u16,
+    pub(crate) ips: Vec<IpAddr>,
+}
+
+impl Announced<'_> {
+    /// Candidate addresses if it is a peer of cluster `cluster_hash` other
+    /// than `own_id`: see [`accept`].
+    pub(crate) fn accept(
+        &self,
+        cluster_hash: &str,
+        own_id: &str,
+    ) -> Result<Option<Vec<SocketAddr>>, String> {
+        let txt = |key: &str| {
+            self.txt
+                .get_property_val_str(key)
+                .ok_or_else(|| format!("TXT record has no `{key}`"))
+        };
+        let cluster = txt("cluster")?;
+        if cluster != cluster_hash {
+            return Ok(None);
+        }
+        let id = txt("id")?;
+        if id == own_id {
+            return Ok(None);
+        }
+        let proto: u8 = txt("proto")?
+            .parse()
+            .map_err(|_| "TXT `proto` is not a number".to_owned())?;
+        if proto != PROTOCOL_VERSION {
+            return Err(format!(
+                "protocol version {proto}, this node speaks {PROTOCOL_VERSION}"
+            ));
+        }
+        if self.port == 0 {
+            return Err("SRV record has port 0".into());
+        }
+        let addrs: Vec<SocketAddr> = self
+            .ips
+            .iter()
+            .filter(|ip| !ip.is_unspecified())
+            .map(|ip| SocketAddr::new(*ip, self.port))
+            .collect();
+        if addrs.is_empty() {
+            return Err("no address in the answer".into());
+        }
+        Ok(Some(addrs))
     }
-    let id = txt("id")?;
-    if id == ctx.node.to_string() {
-        return Ok(None);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// TXT record bytes as on the wire: length-prefixed `key=value`.
+    fn txt(pairs: &[(&str, &str)]) -> mdns_sd::TxtProperties {
+        let mut wire = Vec::new();
+        for (k, v) in pairs {
+            let one = format!("{k}={v}");
+            wire.push(one.len() as u8);
+            wire.extend_from_slice(one.as_bytes());
+        }
+        mdns_sd::TxtProperties::from(&wire[..])
     }
-    let proto: u8 = txt("proto")?
-        .parse()
-        .map_err(|_| "TXT `proto` is not a number".to_owned())?;
-    if proto != PROTOCOL_VERSION {
-        return Err(format!(
-            "protocol version {proto}, this node speaks {PROTOCOL_VERSION}"
-        ));
+
+    #[test]
+    fn an_answer_is_a_peer_only_with_our_cluster_another_id_and_our_protocol() {
+        let hash = super::super::context::cluster_hash("shop");
+        let proto = PROTOCOL_VERSION.to_string();
+        let ips = vec![IpAddr::from([10, 0, 0, 2]), IpAddr::from([0, 0, 0, 0])];
+        let good = txt(&[("cluster", &hash), ("id", "2"), ("proto", &proto)]);
+        let a = Announced {
+            txt: &good,
+            port: 7946,
+            ips: ips.clone(),
+        };
+        assert_eq!(
+            a.accept(&hash, "1"),
+            Ok(Some(vec![SocketAddr::from(([10, 0, 0, 2], 7946))]))
+        );
+        assert_eq!(a.accept(&hash, "2"), Ok(None), "our own answer");
+        assert_eq!(a.accept("other", "1"), Ok(None), "another cluster");
+
+        let old = txt(&[("cluster", &hash), ("id", "2"), ("proto", "1")]);
+        let a = Announced {
+            txt: &old,
+            port: 7946,
+            ips: ips.clone(),
+        };
+        assert!(a.accept(&hash, "1").is_err(), "another protocol");
+        let missing = txt(&[("cluster", &hash)]);
+        let a = Announced {
+            txt: &missing,
+            port: 7946,
+            ips,
+        };
+        assert!(a.accept(&hash, "1").is_err(), "no id");
+        let a = Announced {
+            txt: &good,
+            port: 0,
+            ips: vec![IpAddr::from([10, 0, 0, 2])],
+        };
+        assert!(a.accept(&hash, "1").is_err(), "port 0");
     }
-    if service.port == 0 {
-        return Err("SRV record has port 0".into());
-    }
-    let addrs: Vec<SocketAddr> = service
-        .addresses
-        .iter()
-        .map(|a| a.to_ip_addr())
-        .filter(|ip: &IpAddr| !ip.is_unspecified())
-        .map(|ip| SocketAddr::new(ip, service.port))
-        .collect();
-    if addrs.is_empty() {
-        return Err("no address in the answer".into());
-    }
-    Ok(Some(addrs))
 }

@@ -25,6 +25,9 @@ mod context;
 mod dns;
 #[cfg(feature = "etcd")]
 mod etcd;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod gossip;
 #[cfg(feature = "kubernetes")]
 mod kubernetes;

@@ -7,8 +7,11 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SerialNumber, PKCS_ED25519,
 };
+use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer,
+};
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
@@ -45,8 +48,8 @@ pub enum TlsError {
     /// rustls rejected the configuration.
     #[error("TLS configuration (rustls) rejected: {0}")]
     Rustls(#[from] rustls::Error),
-    /// The client verifier could not be built.
-    #[error("client certificate verifier (rustls) rejected the CA: {0}")]
+    /// A certificate verifier could not be built.
+    #[error("certificate verifier (rustls) rejected the CA or a revocation list: {0}")]
     Verifier(String),
     /// quinn rejected the rustls configuration.
     #[error("QUIC crypto configuration (quinn) rejected: {0}")]
@@ -57,6 +60,8 @@ pub enum TlsError {
 #[derive(Debug)]
 pub struct TlsIdentity {
     ca: CertificateDer<'static>,
+    /// Revoked certificates (TLS files only).
+    crls: Vec<CertificateRevocationListDer<'static>>,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     server_name: String,
@@ -110,6 +115,7 @@ impl TlsIdentity {
         let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
         Ok(TlsIdentity {
             ca: ca_cert.der().clone(),
+            crls: Vec::new(),
             chain: vec![leaf_cert.der().clone()],
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
             server_name: server_name.to_owned(),
@@ -143,8 +149,26 @@ impl TlsIdentity {
         }
         let key_der = PrivateKeyDer::from_pem_file(key)
             .map_err(|e| err("private key", "tls.key_file", key, e.to_string()))?;
+        let crls = match &tls.crl_file {
+            None => Vec::new(),
+            Some(path) => {
+                let crls = CertificateRevocationListDer::pem_file_iter(path)
+                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| err("revocation list", "tls.crl_file", path, e.to_string()))?;
+                if crls.is_empty() {
+                    return Err(err(
+                        "revocation list",
+                        "tls.crl_file",
+                        path,
+                        "no CRL in file".into(),
+                    ));
+                }
+                crls
+            }
+        };
         Ok(TlsIdentity {
             ca: ca_der,
+            crls,
             chain,
             key: key_der,
             server_name: tls.server_name.clone(),
@@ -171,7 +195,11 @@ impl TlsIdentity {
     /// CA, offering `alpn` (most preferred first).
     pub(crate) fn quic_server(&self, alpn: &[&[u8]]) -> Result<quinn::ServerConfig, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // Revocation of node certificates (the CA is the trust anchor);
+        // a certificate whose status no list gives is refused.
         let verifier = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider.clone())
+            .with_crls(self.crls.iter().cloned())
+            .only_check_end_entity_revocation()
             .build()
             .map_err(|e| TlsError::Verifier(e.to_string()))?;
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
@@ -188,9 +216,14 @@ impl TlsIdentity {
     /// offering `alpn`.
     pub(crate) fn quic_client(&self, alpn: &[&[u8]]) -> Result<quinn::ClientConfig, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = WebPkiServerVerifier::builder_with_provider(self.roots()?, provider.clone())
+            .with_crls(self.crls.iter().cloned())
+            .only_check_end_entity_revocation()
+            .build()
+            .map_err(|e| TlsError::Verifier(e.to_string()))?;
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_root_certificates(self.roots()?)
+            .with_webpki_verifier(verifier)
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?;
         tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
@@ -226,6 +259,7 @@ mod tests {
             ca_file: Some("/nonexistent/ca.pem".into()),
             cert_file: Some("/nonexistent/c.pem".into()),
             key_file: Some("/nonexistent/k.pem".into()),
+            crl_file: None,
             server_name: "foundation.node".into(),
         };
         let e = TlsIdentity::from_files(&tls).expect_err("missing");
