@@ -43,6 +43,16 @@ const JOIN_INTERVAL_ALONE: Duration = Duration::from_millis(500);
 /// Interval of join attempts to candidates that are not members yet.
 const JOIN_INTERVAL: Duration = Duration::from_secs(3);
 
+/// The transport's view of who may send frames: active members.
+#[derive(Debug)]
+struct ActiveMembers(Membership);
+
+impl crate::transport::Members for ActiveMembers {
+    fn is_member(&self, id: NodeId) -> bool {
+        self.0.member(id).is_some_and(|m| m.state.is_active())
+    }
+}
+
 /// A running node. Clone it freely; every clone is the same node.
 #[derive(Clone, Debug)]
 pub struct Node {
@@ -176,6 +186,8 @@ impl Node {
             faults.clone(),
             tasks.clone(),
         );
+
+        transport.accept_members_only(Arc::new(ActiveMembers(membership.clone())));
 
         let (sink, candidates) = CandidateSink::new();
         let strategy_name = strategy.name();

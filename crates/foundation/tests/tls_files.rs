@@ -158,12 +158,16 @@ async fn a_revoked_certificate_is_refused_both_ways() {
         .start()
         .await
         .expect("a starts");
-    // Not revoked, checks the list too: connects.
+    // Not revoked, checks the list too: connects (and joins: a node
+    // takes frames from members only).
+    let seed = a.membership_addr().to_string();
     let c = node_files_serial(&ours, dir.path(), "c", Some(2))
         .set("tls.crl_file", &crl)
+        .seeds([seed.as_str()])
         .start()
         .await
         .expect("c starts");
+    a.wait_for_members(2, SETTLE).await.expect("a sees c");
     // Revoked, and holds no list itself.
     let revoked = node_files_serial(&ours, dir.path(), "revoked", Some(66))
         .start()
@@ -214,6 +218,57 @@ async fn a_revoked_certificate_is_refused_both_ways() {
         "a received a frame from a revoked certificate"
     );
     for n in [&revoked, &c, &a] {
+        n.shutdown().await;
+    }
+}
+
+/// A node of another cluster whose certificate comes from the same CA
+/// connects (TLS vouches for it) but cannot join (the membership key
+/// includes the cluster name), and its frames are dropped: frames are
+/// taken from members only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_another_cluster_sharing_the_ca_cannot_deliver_frames() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("dir");
+    let ours = ca("shared CA");
+    let a = node_files(&ours, dir.path(), "a")
+        .set("cluster_name", "shop")
+        .start()
+        .await
+        .expect("a starts");
+    let seed = a.membership_addr().to_string();
+    let other = node_files(&ours, dir.path(), "other")
+        .set("cluster_name", "billing")
+        .seeds([seed.as_str()])
+        .start()
+        .await
+        .expect("other starts");
+    let mut inbox = a.inbox(Channel::Control);
+    other
+        .raw()
+        .transport()
+        .send(
+            a.transport_addr(),
+            Channel::Control,
+            1,
+            Vec::new(),
+            Bytes::from_static(b"injected"),
+        )
+        .await
+        .expect("TLS lets it connect and write");
+    tokio::time::timeout(SETTLE + Duration::from_secs(5), async {
+        while a.raw().stats().non_member_frames() == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("a drops and counts the frame");
+    assert!(
+        inbox.try_recv().is_none(),
+        "a delivered a non-member's frame"
+    );
+    assert!(state_of(&a, other.id()).is_none(), "other joined a");
+    for n in [&other, &a] {
         n.shutdown().await;
     }
 }

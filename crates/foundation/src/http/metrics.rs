@@ -57,7 +57,7 @@ pub(crate) fn render(stats: &Stats, members: &[(MemberState, usize)]) -> String 
             let _ = writeln!(out, "{name}{{channel=\"{c}\"}} {}", get(stats, c));
         }
     }
-    let singles: [(&str, &str, u64); 8] = [
+    let singles: [(&str, &str, u64); 9] = [
         (
             "foundation_discovery_messages_dropped_total",
             "Discovery messages (beacons, records) rejected as forged or malformed.",
@@ -77,6 +77,11 @@ pub(crate) fn render(stats: &Stats, members: &[(MemberState, usize)]) -> String 
             "foundation_frames_spoofed_sender_total",
             "Frames dropped because they claimed another sender than their connection's.",
             stats.spoofed_senders(),
+        ),
+        (
+            "foundation_frames_from_non_members_total",
+            "Frames dropped because their sender is not an active member.",
+            stats.non_member_frames(),
         ),
         (
             "foundation_handshakes_failed_total",

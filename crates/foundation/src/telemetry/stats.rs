@@ -43,6 +43,7 @@ pub struct Stats {
     frame_errors: AtomicU64,
     unrouted: AtomicU64,
     spoofed: AtomicU64,
+    non_member: AtomicU64,
     handshakes_failed: AtomicU64,
     handshakes_retried: AtomicU64,
     connections_opened: AtomicU64,
@@ -91,6 +92,12 @@ impl Stats {
     pub fn spoofed_sender(&self) {
         self.spoofed.fetch_add(1, Relaxed);
         metrics::counter!("foundation_frames_spoofed_sender_total").increment(1);
+    }
+
+    /// Counts a frame dropped because its sender is not a member.
+    pub fn non_member(&self) {
+        self.non_member.fetch_add(1, Relaxed);
+        metrics::counter!("foundation_frames_from_non_members_total").increment(1);
     }
 
     /// Counts an incoming handshake that failed or timed out.
@@ -162,6 +169,10 @@ impl Stats {
     /// Frames dropped for claiming another sender than their connection's.
     pub fn spoofed_senders(&self) -> u64 {
         self.spoofed.load(Relaxed)
+    }
+    /// Frames dropped because their sender is not a member.
+    pub fn non_member_frames(&self) -> u64 {
+        self.non_member.load(Relaxed)
     }
     /// Incoming handshakes that failed or timed out.
     pub fn handshakes_failed(&self) -> u64 {

@@ -17,7 +17,7 @@ use super::inbox::{Inbox, InboxFilter, Router};
 use super::payload::Payload;
 use super::peer::{Peer, ALPN_LZ4, ALPN_PLAIN};
 use super::reader::{read_stream, Receiving};
-use super::senders::Senders;
+use super::senders::{Members, Senders};
 use crate::id::NodeId;
 use crate::security::TlsIdentity;
 use crate::telemetry::Stats;
@@ -76,6 +76,8 @@ struct Inner {
     router: Router,
     /// Which sender each connection speaks for.
     senders: Senders,
+    /// Active members: frames from others are dropped (set by the node).
+    members: std::sync::OnceLock<Arc<dyn Members>>,
     /// Incoming handshakes per second (Retry above the limit).
     handshakes: Rate,
     /// Warnings about refused connections (one per period).
@@ -215,6 +217,7 @@ impl Transport {
             local,
             server_name: tls.server_name().to_owned(),
             senders: Senders::default(),
+            members: std::sync::OnceLock::new(),
             handshakes: Rate::new(RETRY_ABOVE),
             refusals: Throttle::new(WARN_EVERY),
             router: Router::new(
@@ -245,6 +248,13 @@ impl Transport {
     /// The quinn endpoint underneath (leaky by design).
     pub fn endpoint(&self) -> &quinn::Endpoint {
         &self.inner.endpoint
+    }
+
+    /// From now on, accepts frames only from senders `members` knows as
+    /// active members (waiting up to `senders::MEMBER_WAIT` for one it
+    /// does not know yet). Set once; later calls are ignored.
+    pub(crate) fn accept_members_only(&self, members: Arc<dyn Members>) {
+        let _ = self.inner.members.set(members);
     }
 
     /// A new inbox for messages matching `filter`.
@@ -550,6 +560,7 @@ impl Inner {
                     stats: &me.stats,
                     settings: &me.settings,
                     senders: &me.senders,
+                    members: me.members.get().map(|m| m.as_ref()),
                 };
                 tokio::select! {
                     _ = me.cancel.cancelled() => {}

@@ -24,6 +24,7 @@ pub use foundation_proto::Channel;
 pub use inbox::{Inbox, InboxFilter, Incoming, RESERVED_KINDS};
 pub(crate) use payload::Payload;
 pub use peer::DATA_LANES;
+pub(crate) use senders::Members;
 
 #[cfg(test)]
 mod tests;

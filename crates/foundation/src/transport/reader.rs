@@ -7,7 +7,7 @@ use bytes::BytesMut;
 use super::endpoint::TransportSettings;
 use super::frame::{FrameDecoder, FrameError, LENGTH_PREFIX};
 use super::inbox::Router;
-use super::senders::{Refused, Senders, Speaker};
+use super::senders::{admit, Members, Refused, Senders, Speaker};
 use crate::telemetry::Stats;
 use foundation_proto::Channel;
 
@@ -26,6 +26,8 @@ pub(crate) struct Receiving<'a> {
     pub(crate) stats: &'a Stats,
     pub(crate) settings: &'a TransportSettings,
     pub(crate) senders: &'a Senders,
+    /// Active members, when the node set them.
+    pub(crate) members: Option<&'a dyn Members>,
 }
 
 /// Reads until the stream ends; a bad frame stops the stream with a logged
@@ -44,6 +46,7 @@ pub(crate) async fn read_stream(
         stats,
         settings,
         senders,
+        members,
     } = rx;
     let faults = &settings.faults;
     let mut stream_channel: Option<Channel> = None;
@@ -101,6 +104,16 @@ pub(crate) async fn read_stream(
                 spoofed(addr, env.from, why);
             }
             continue;
+        }
+        if let Some(members) = members {
+            if !admit(members, speaker, env.from).await {
+                stats.non_member();
+                if !warned {
+                    warned = true;
+                    tracing::warn!(%addr, from = %env.from, "frame dropped: its sender is not a member");
+                }
+                continue;
+            }
         }
         if router.deliver(env, addr).await == 0 {
             stats.unrouted();

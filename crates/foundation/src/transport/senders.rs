@@ -31,6 +31,11 @@ pub(crate) struct Speaker {
     /// The connection ended (set under the pins' lock): a frame still in
     /// flight on it pins nothing.
     released: AtomicBool,
+    /// Its sender was seen as a member (see `Members`).
+    admitted: AtomicBool,
+    /// Its sender was waited for and was not a member: later frames are
+    /// checked without waiting.
+    refused: AtomicBool,
 }
 
 impl Speaker {
@@ -40,7 +45,47 @@ impl Speaker {
             ip,
             pinned: OnceLock::new(),
             released: AtomicBool::new(false),
+            admitted: AtomicBool::new(false),
+            refused: AtomicBool::new(false),
         }
+    }
+}
+
+/// Who the cluster's members are, as membership sees them: frames are
+/// accepted only from active members. The node provides it; a bare
+/// transport (tests, tools) has none and accepts any authenticated peer.
+pub(crate) trait Members: Send + Sync + std::fmt::Debug {
+    /// Whether `id` is an active member (alive or suspect).
+    fn is_member(&self, id: NodeId) -> bool;
+}
+
+/// How long a frame from a sender membership does not know yet waits for
+/// it (a joining node may talk before gossip reached this node).
+pub(crate) const MEMBER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether `speaker`'s sender `from` may deliver: an active member, or one
+/// within [`MEMBER_WAIT`] (waited for once per connection).
+pub(crate) async fn admit(members: &dyn Members, speaker: &Speaker, from: NodeId) -> bool {
+    if speaker.admitted.load(Ordering::Relaxed) {
+        return true;
+    }
+    let wait = !speaker.refused.load(Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now()
+        + if wait {
+            MEMBER_WAIT
+        } else {
+            Default::default()
+        };
+    loop {
+        if members.is_member(from) {
+            speaker.admitted.store(true, Ordering::Relaxed);
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            speaker.refused.store(true, Ordering::Relaxed);
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
