@@ -82,6 +82,8 @@ struct Inner {
     handshakes: Rate,
     /// Warnings about refused connections (one per period).
     refusals: Throttle,
+    /// Warnings about dropped frames and bad streams (one per period).
+    stream_warnings: Throttle,
     stats: Arc<Stats>,
     cancel: CancellationToken,
     tasks: TaskTracker,
@@ -220,6 +222,7 @@ impl Transport {
             members: std::sync::OnceLock::new(),
             handshakes: Rate::new(RETRY_ABOVE),
             refusals: Throttle::new(WARN_EVERY),
+            stream_warnings: Throttle::new(WARN_EVERY),
             router: Router::new(
                 settings.inbox_capacity,
                 inbox_bytes(settings.max_frame_size),
@@ -561,6 +564,7 @@ impl Inner {
                     settings: &me.settings,
                     senders: &me.senders,
                     members: me.members.get().map(|m| m.as_ref()),
+                    warnings: &me.stream_warnings,
                 };
                 tokio::select! {
                     _ = me.cancel.cancelled() => {}

@@ -9,6 +9,7 @@ use super::frame::{FrameDecoder, FrameError, LENGTH_PREFIX};
 use super::inbox::Router;
 use super::senders::{admit, Members, Refused, Senders, Speaker};
 use crate::telemetry::Stats;
+use crate::throttle::Throttle;
 use foundation_proto::Channel;
 
 /// Application error code sent when a stream is stopped for a bad frame.
@@ -28,6 +29,9 @@ pub(crate) struct Receiving<'a> {
     pub(crate) senders: &'a Senders,
     /// Active members, when the node set them.
     pub(crate) members: Option<&'a dyn Members>,
+    /// Warnings about dropped frames and bad streams, for the whole
+    /// transport: one per period, whatever a peer sends.
+    pub(crate) warnings: &'a Throttle,
 }
 
 /// Reads until the stream ends; a bad frame stops the stream with a logged
@@ -47,11 +51,10 @@ pub(crate) async fn read_stream(
         settings,
         senders,
         members,
+        warnings,
     } = rx;
     let faults = &settings.faults;
     let mut stream_channel: Option<Channel> = None;
-    // One warning per stream; the counter has the rest.
-    let mut warned = false;
     let end = loop {
         let mut prefix = [0u8; LENGTH_PREFIX];
         match recv.read_exact(&mut prefix).await {
@@ -99,18 +102,16 @@ pub(crate) async fn read_stream(
         }
         if let Err(why) = senders.check(speaker, env.from) {
             stats.spoofed_sender();
-            if !warned {
-                warned = true;
-                spoofed(addr, env.from, why);
+            if let Some(suppressed) = warnings.admit(std::time::Instant::now()) {
+                spoofed(addr, env.from, why, suppressed);
             }
             continue;
         }
         if let Some(members) = members {
             if !admit(members, speaker, env.from).await {
                 stats.non_member();
-                if !warned {
-                    warned = true;
-                    tracing::warn!(%addr, from = %env.from, "frame dropped: its sender is not a member");
+                if let Some(suppressed) = warnings.admit(std::time::Instant::now()) {
+                    tracing::warn!(%addr, from = %env.from, suppressed, "frame dropped: its sender is not a member");
                 }
                 continue;
             }
@@ -125,21 +126,23 @@ pub(crate) async fn read_stream(
         ReadEnd::Lost(why) => lost(addr, why),
         ReadEnd::Bad(e) => {
             stats.frame_error();
-            tracing::warn!(%addr, error = %e, "bad frame: closing the stream");
+            if let Some(suppressed) = warnings.admit(std::time::Instant::now()) {
+                tracing::warn!(%addr, error = %e, suppressed, "bad frame: closing the stream");
+            }
             let _ = recv.stop(quinn::VarInt::from_u32(BAD_FRAME));
         }
     }
 }
 
-/// Logs a refused sender (once per stream).
-fn spoofed(addr: SocketAddr, claimed: foundation_proto::NodeId, why: Refused) {
+/// Logs a refused sender.
+fn spoofed(addr: SocketAddr, claimed: foundation_proto::NodeId, why: Refused, suppressed: u64) {
     match why {
         Refused::NotThisConnection { pinned } => tracing::warn!(
-            %addr, %claimed, %pinned,
+            %addr, %claimed, %pinned, suppressed,
             "frame dropped: it claims another sender than its connection's"
         ),
         Refused::ConnectedElsewhere { ip } => tracing::warn!(
-            %addr, %claimed, connected_from = %ip,
+            %addr, %claimed, connected_from = %ip, suppressed,
             "frame dropped: its sender is connected from another address"
         ),
     }
