@@ -116,3 +116,10 @@ impl Messenger {
             .collect()
     }
 }
+
+/// The transport takes frames from the members this node knows as active.
+impl crate::transport::Members for Messenger {
+    fn is_member(&self, id: NodeId) -> bool {
+        self.is_live_member(id)
+    }
+}

@@ -58,6 +58,25 @@ fn node_files_serial(
         .set("tls.key_file", key_path.to_str().expect("utf8"))
 }
 
+/// Writes one control frame from `from` straight to `to`'s QUIC port,
+/// past membership (as a node outside the cluster would).
+async fn send_raw(
+    from: &foundation::Node,
+    to: &foundation::Node,
+    payload: &'static [u8],
+) -> Result<(), foundation::SendError> {
+    from.raw()
+        .transport()
+        .send(
+            to.transport_addr(),
+            Channel::Control,
+            1,
+            Vec::new(),
+            Bytes::from_static(payload),
+        )
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_with_certificates_from_one_ca_form_a_cluster_others_cannot_join() {
     init_tracing();
@@ -106,17 +125,7 @@ async fn nodes_with_certificates_from_one_ca_form_a_cluster_others_cannot_join()
         stranger.members()
     );
     assert!(state_of(&a, stranger.id()).is_none());
-    let direct = stranger
-        .raw()
-        .transport()
-        .send(
-            a.transport_addr(),
-            Channel::Control,
-            1,
-            Vec::new(),
-            Bytes::from_static(b"x"),
-        )
-        .await;
+    let direct = send_raw(&stranger, &a, b"x").await;
     assert!(
         direct.is_err(),
         "TLS must refuse a certificate from another CA"
@@ -173,21 +182,8 @@ async fn a_revoked_certificate_is_refused_both_ways() {
         .start()
         .await
         .expect("revoked starts");
-    let send = |from: &foundation::Node, to: &foundation::Node| {
-        let (t, addr) = (from.raw().transport().clone(), to.transport_addr());
-        async move {
-            t.send(
-                addr,
-                Channel::Control,
-                1,
-                Vec::new(),
-                Bytes::from_static(b"x"),
-            )
-            .await
-        }
-    };
     let mut a_inbox = a.inbox(Channel::Control);
-    send(&c, &a)
+    send_raw(&c, &a, b"x")
         .await
         .expect("a certificate not revoked connects");
     let got = tokio::time::timeout(SETTLE, a_inbox.recv())
@@ -198,12 +194,12 @@ async fn a_revoked_certificate_is_refused_both_ways() {
 
     // a, as client, refuses the revoked server certificate.
     assert!(
-        send(&a, &revoked).await.is_err(),
+        send_raw(&a, &revoked, b"x").await.is_err(),
         "a connected to a revoked node"
     );
     // a, as server, refuses the revoked client certificate: whatever the
     // revoked node's side believes, a receives nothing and counts it.
-    let _ = send(&revoked, &a).await;
+    let _ = send_raw(&revoked, &a, b"x").await;
     tokio::time::timeout(SETTLE, async {
         while a.raw().stats().handshakes_failed() == 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -244,16 +240,7 @@ async fn a_node_of_another_cluster_sharing_the_ca_cannot_deliver_frames() {
         .await
         .expect("other starts");
     let mut inbox = a.inbox(Channel::Control);
-    other
-        .raw()
-        .transport()
-        .send(
-            a.transport_addr(),
-            Channel::Control,
-            1,
-            Vec::new(),
-            Bytes::from_static(b"injected"),
-        )
+    send_raw(&other, &a, b"injected")
         .await
         .expect("TLS lets it connect and write");
     tokio::time::timeout(SETTLE + Duration::from_secs(5), async {

@@ -9,6 +9,7 @@
 //! variable, kind and documentation); every default lives in [`defaults`].
 
 pub mod defaults;
+mod detect;
 mod error;
 mod explain;
 mod keys;

@@ -592,7 +592,7 @@ fn kubernetes_service_links_are_told_apart_from_settings() {
         ("FOUNDATION_PORT_7946_UDP_ADDR", "10.0.0.1"),
         ("FOUNDATION_HTTP_PORT_9090_TCP_PROTO", "tcp"),
     ] {
-        assert!(resolve::is_service_link(name, value), "{name}={value}");
+        assert!(detect::is_service_link(name, value), "{name}={value}");
     }
     for (name, value) in [
         ("FOUNDATION_PORT", "7946"),
@@ -601,7 +601,7 @@ fn kubernetes_service_links_are_told_apart_from_settings() {
         ("FOUNDATION_SEEDS", "tcp://x:1"),
         ("OTHER_SERVICE_HOST", "10.0.0.1"),
     ] {
-        assert!(!resolve::is_service_link(name, value), "{name}={value}");
+        assert!(!detect::is_service_link(name, value), "{name}={value}");
     }
     let r = env(&[
         ("FOUNDATION_PORT", "tcp://10.0.0.1:7946"),

@@ -117,14 +117,27 @@ impl Canaries {
         };
         let (bind, tx) = (self.bind, self.tx.clone());
         self.tasks.spawn(async move {
-            tokio::select! {
-                _ = c.stop.cancelled() => {}
-                confirmed = confirm(bind, to) => if confirmed {
-                    let _ = tx.send(to).await;
-                },
-            }
+            report_if_confirmed(bind, to, &tx, &c.stop).await;
         });
     }
+}
+
+/// Reports `to` unreachable if [`confirm`] confirms it before `stop`;
+/// whether it did.
+async fn report_if_confirmed(
+    bind: IpAddr,
+    to: SocketAddr,
+    tx: &mpsc::Sender<SocketAddr>,
+    stop: &CancellationToken,
+) -> bool {
+    let confirmed = tokio::select! {
+        _ = stop.cancelled() => false,
+        c = confirm(bind, to) => c,
+    };
+    if confirmed {
+        let _ = tx.send(to).await;
+    }
+    confirmed
 }
 
 /// Whether `to` refuses a fresh socket too, within [`CONFIRM_WITHIN`].
@@ -174,12 +187,7 @@ async fn watch(
         };
         match r {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                let confirmed = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    c = confirm(bind, to) => c,
-                };
-                if confirmed {
-                    let _ = tx.send(to).await;
+                if report_if_confirmed(bind, to, &tx, &stop).await {
                     return;
                 }
             }

@@ -492,25 +492,23 @@ impl Inner {
                 // the client had written: under turmoil with 5% loss, a
                 // whole batch of messages from one node to another.
                 let handshake = tokio::time::timeout(me.settings.idle_timeout, async {
-                    incoming.accept().map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())
+                    incoming
+                        .accept()
+                        .map_err(|e| e.to_string())?
+                        .await
+                        .map_err(|e| e.to_string())
                 });
-                match handshake.await {
+                let why = match handshake.await {
                     Ok(Ok(conn)) => {
                         tracing::debug!(%addr, "accepted connection");
-                        me.serve(addr, conn).await;
+                        return me.serve(addr, conn).await;
                     }
-                    Ok(Err(e)) => {
-                        me.stats.handshake_failed();
-                        if let Some(suppressed) = me.refusals.admit(std::time::Instant::now()) {
-                            tracing::warn!(%addr, error = %e, suppressed, "refused connection (TLS or QUIC handshake failed)")
-                        }
-                    }
-                    Err(_) => {
-                        me.stats.handshake_failed();
-                        if let Some(suppressed) = me.refusals.admit(std::time::Instant::now()) {
-                            tracing::warn!(%addr, suppressed, "refused connection: handshake timed out")
-                        }
-                    }
+                    Ok(Err(e)) => format!("TLS or QUIC handshake failed: {e}"),
+                    Err(_) => "handshake timed out".to_owned(),
+                };
+                me.stats.handshake_failed();
+                if let Some(suppressed) = me.refusals.admit(std::time::Instant::now()) {
+                    tracing::warn!(%addr, reason = %why, suppressed, "refused connection");
                 }
             });
         }
@@ -563,7 +561,7 @@ impl Inner {
                     stats: &me.stats,
                     settings: &me.settings,
                     senders: &me.senders,
-                    members: me.members.get().map(|m| m.as_ref()),
+                    members: &me.members,
                     warnings: &me.stream_warnings,
                 };
                 tokio::select! {

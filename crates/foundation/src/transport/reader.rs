@@ -1,6 +1,7 @@
 //! Reads frames from one incoming stream and hands them to the router.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 
 use bytes::BytesMut;
 
@@ -27,8 +28,9 @@ pub(crate) struct Receiving<'a> {
     pub(crate) stats: &'a Stats,
     pub(crate) settings: &'a TransportSettings,
     pub(crate) senders: &'a Senders,
-    /// Active members, when the node set them.
-    pub(crate) members: Option<&'a dyn Members>,
+    /// Active members, once the node set them (read per frame: a stream
+    /// opened before they were set is checked from then on).
+    pub(crate) members: &'a OnceLock<Arc<dyn Members>>,
     /// Warnings about dropped frames and bad streams, for the whole
     /// transport: one per period, whatever a peer sends.
     pub(crate) warnings: &'a Throttle,
@@ -107,8 +109,8 @@ pub(crate) async fn read_stream(
             }
             continue;
         }
-        if let Some(members) = members {
-            if !admit(members, speaker, env.from).await {
+        if let Some(members) = members.get() {
+            if !admit(members.as_ref(), speaker, env.from).await {
                 stats.non_member();
                 if let Some(suppressed) = warnings.admit(std::time::Instant::now()) {
                     tracing::warn!(%addr, from = %env.from, suppressed, "frame dropped: its sender is not a member");
