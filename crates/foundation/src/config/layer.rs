@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::{ConfigError, InvalidValue};
 use super::keys::{self, KeyKind, KeySpec};
+use super::suggest;
 use super::types::SeedAddr;
 
 /// A typed configuration value.
@@ -60,7 +61,7 @@ impl Layer {
         let spec = keys::spec(key).ok_or_else(|| ConfigError::UnknownKey {
             key: key.to_owned(),
             origin: origin.to_owned(),
-            suggestion: keys::closest(key, keys::KEYS.iter().map(|k| k.key)).map(str::to_owned),
+            suggestion: suggest::closest(key, keys::KEYS.iter().map(|k| k.key)).map(str::to_owned),
         })?;
         let value = parse_str(spec, raw, origin)?;
         self.values.insert(spec.key, value);
@@ -94,7 +95,7 @@ impl Layer {
                     return Err(ConfigError::UnknownKey {
                         key: var.to_owned(),
                         origin,
-                        suggestion: keys::closest(var, keys::KEYS.iter().filter_map(|k| k.env))
+                        suggestion: suggest::closest(var, keys::KEYS.iter().filter_map(|k| k.env))
                             .map(str::to_owned),
                     })
                 }
@@ -130,7 +131,7 @@ impl Layer {
         let spec = keys::spec(key).ok_or_else(|| ConfigError::UnknownKey {
             key: key.to_owned(),
             origin: origin.to_owned(),
-            suggestion: keys::closest(key, keys::KEYS.iter().map(|k| k.key)).map(str::to_owned),
+            suggestion: suggest::closest(key, keys::KEYS.iter().map(|k| k.key)).map(str::to_owned),
         })?;
         let value = parse_toml(spec, v, origin)?;
         self.values.insert(spec.key, value);

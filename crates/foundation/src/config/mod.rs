@@ -15,6 +15,7 @@ mod explain;
 mod keys;
 mod layer;
 mod resolve;
+mod suggest;
 mod types;
 mod validate;
 
