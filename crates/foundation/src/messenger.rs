@@ -74,12 +74,12 @@ impl Messenger {
             .await
     }
 
-    /// The transport address of an active member (or this node).
     /// Whether `id` is an active member other than this node.
     pub(crate) fn is_live_member(&self, id: NodeId) -> bool {
-        id != self.local.id && self.addr_of(id).is_some()
+        id != self.local.id && self.membership.is_active(id)
     }
 
+    /// The transport address of an active member (or this node).
     fn addr_of(&self, to: NodeId) -> Option<std::net::SocketAddr> {
         if to == self.local.id {
             Some(self.local.transport)
@@ -114,12 +114,5 @@ impl Messenger {
             .filter(|m| m.state.is_active() && m.id != self.local.id)
             .map(|m| m.id)
             .collect()
-    }
-}
-
-/// The transport takes frames from the members this node knows as active.
-impl crate::transport::Members for Messenger {
-    fn is_member(&self, id: NodeId) -> bool {
-        self.is_live_member(id)
     }
 }

@@ -43,6 +43,16 @@ const JOIN_INTERVAL_ALONE: Duration = Duration::from_millis(500);
 /// Interval of join attempts to candidates that are not members yet.
 const JOIN_INTERVAL: Duration = Duration::from_secs(3);
 
+/// The transport's view of who may send frames: active members.
+#[derive(Debug)]
+struct ActiveMembers(Membership);
+
+impl crate::transport::Members for ActiveMembers {
+    fn is_member(&self, id: NodeId) -> bool {
+        self.0.is_active(id)
+    }
+}
+
 /// A running node. Clone it freely; every clone is the same node.
 #[derive(Clone, Debug)]
 pub struct Node {
@@ -177,6 +187,10 @@ impl Node {
             tasks.clone(),
         );
 
+        // Not the Messenger: it holds the transport, and the transport
+        // holding it back would keep both (and the socket) alive forever.
+        transport.accept_members_only(Arc::new(ActiveMembers(membership.clone())));
+
         let (sink, candidates) = CandidateSink::new();
         let strategy_name = strategy.name();
         let ctx = DiscoveryContext {
@@ -204,7 +218,6 @@ impl Node {
             local: local.clone(),
             tasks: tasks.clone(),
         };
-        transport.accept_members_only(Arc::new(messenger.clone()));
         let registry = Arc::new(RegistryShared::new(
             messenger.clone(),
             Outbox::new(messenger.clone(), cancel.child_token(), "registry"),

@@ -133,6 +133,13 @@ impl Membership {
         view.get(&id).cloned()
     }
 
+    /// Whether `id` is an active member (alive or suspect) as this node
+    /// sees it.
+    pub fn is_active(&self, id: NodeId) -> bool {
+        let view = self.view.read_locked();
+        view.get(&id).is_some_and(|m| m.state.is_active())
+    }
+
     /// A receiver of membership events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<MemberEvent> {
         self.events.subscribe()
