@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use foundation::config::MembershipConfig;
 use foundation_proto::membership::core::{foca_config, MembershipCore};
+use foundation_proto::membership::freshness::Freshness;
 use foundation_proto::membership::seal::{DatagramKind, Sealer};
 use foundation_proto::membership::MemberId;
 use foundation::NodeId;
@@ -36,6 +37,9 @@ fuzz_target!(|data: &[u8]| {
     let sealer = Sealer::new(&[7; 32]);
     let mut copy = data.to_vec();
     let _ = sealer.open(&mut copy);
+    let mut fresh = Freshness::with_capacity(Duration::from_secs(60), 16);
+    let mut copy = data.to_vec();
+    let _ = sealer.open_fresh(&mut copy, &mut fresh, 1_800_000_000_000);
     let Some((&selector, body)) = data.split_first() else { return };
     let kind = match selector % 6 {
         0 => DatagramKind::Swim,

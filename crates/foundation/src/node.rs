@@ -201,6 +201,7 @@ impl Node {
             transport: local.transport,
             bind: config.transport.bind,
             key: keys.discovery,
+            replay_window: config.membership.replay_window,
             gossip: config.gossip.clone(),
             dns: config.dns.clone(),
             consul: config.consul.clone(),

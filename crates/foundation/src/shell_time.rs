@@ -15,3 +15,12 @@ pub(crate) async fn sleep_until(at: Option<tokio::time::Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// Wall-clock time in ms since the Unix epoch: what sealed datagrams carry
+/// for replay protection (hosts compare it, so it is the system's clock,
+/// not tokio's).
+pub(crate) fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -288,3 +288,82 @@ async fn peers_clock_offsets_are_measured_over_the_control_channel() {
         n.shutdown().await;
     }
 }
+
+/// Membership datagrams are sealed with the time they were sent: one sealed
+/// ten minutes ago (a capture replayed, or a host whose clock is off) is
+/// refused, and so is a fresh one heard a second time. The datagram here
+/// is a Pull, which a node answers: the answers show what it took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_or_stale_membership_datagram_is_refused_and_counted() {
+    use foundation::security::{derive_key, KeyPurpose};
+    use foundation::telemetry::DropReason;
+    use foundation_proto::membership::seal::{DatagramKind, Sealer};
+    use foundation_proto::membership::MemberId;
+
+    let nodes = cluster(1).await;
+    let node = &nodes[0];
+    let tap = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let ghost = MemberId {
+        id: foundation::NodeId(0x6057),
+        addr: tap.local_addr().expect("addr"),
+        transport: tap.local_addr().expect("addr"),
+        name: "ghost".into(),
+        roles: vec![],
+        version: "0".into(),
+        generation: 1,
+    };
+    let body = postcard::to_allocvec(&ghost).expect("encode");
+    let sealer = Sealer::new(&derive_key(
+        SECRET.as_bytes(),
+        foundation::config::defaults::CLUSTER_NAME,
+        KeyPurpose::Membership,
+    ));
+    let wall_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis() as u64
+    };
+    let raw = node.raw();
+    let stats = raw.stats();
+    let answered = |tap: &tokio::net::UdpSocket| {
+        let mut buf = [0u8; 2048];
+        let mut n = 0;
+        while tap.try_recv(&mut buf).is_ok() {
+            n += 1;
+        }
+        n
+    };
+
+    // Sealed ten minutes ago: refused, unanswered.
+    let stale = sealer.seal(DatagramKind::Pull, &body, [1; 12], wall_ms() - 600_000);
+    tap.send_to(&stale, node.membership_addr())
+        .await
+        .expect("send");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let counts: Vec<u64> = DropReason::ALL
+        .iter()
+        .map(|r| stats.datagrams_dropped(*r))
+        .collect();
+    assert_eq!(stats.datagrams_dropped(DropReason::Stale), 1, "{counts:?}");
+    assert_eq!(answered(&tap), 0, "a stale Pull was answered");
+
+    // Fresh: taken and answered (the member list, an announce).
+    let fresh = sealer.seal(DatagramKind::Pull, &body, [2; 12], wall_ms());
+    tap.send_to(&fresh, node.membership_addr())
+        .await
+        .expect("send");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(answered(&tap) > 0, "a fresh Pull was not answered");
+
+    // The same bytes again: refused as a replay.
+    tap.send_to(&fresh, node.membership_addr())
+        .await
+        .expect("send");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stats.datagrams_dropped(DropReason::Replayed), 1);
+    assert_eq!(stats.datagrams_dropped(DropReason::Stale), 1);
+    node.shutdown().await;
+}

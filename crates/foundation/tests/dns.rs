@@ -110,6 +110,7 @@ fn context(server: SocketAddr, query: &str, record: DnsRecord, port: u16) -> Dis
         transport: SocketAddr::from(([127, 0, 0, 1], port + 1)),
         bind: IpAddr::from([127, 0, 0, 1]),
         key: [0; 32],
+        replay_window: Duration::from_secs(60),
         gossip: GossipConfig {
             group: Ipv4Addr::new(239, 255, 70, 77),
             port: 7945,

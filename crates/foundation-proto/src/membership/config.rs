@@ -25,6 +25,10 @@ pub struct MembershipConfig {
     /// refusal confirmed on a fresh socket declares the member down at
     /// once. Off: SWIM's timeouts alone.
     pub port_unreachable: bool,
+    /// Replay window: datagrams sealed further than this from this node's
+    /// clock, either way, are refused, and so is any datagram seen twice
+    /// within it ([`super::freshness`]).
+    pub replay_window: Duration,
 }
 
 impl MembershipConfig {
@@ -58,6 +62,7 @@ impl Default for MembershipConfig {
             max_packet_size: defaults::MAX_PACKET_SIZE,
             gossip_period: Duration::from_millis(defaults::GOSSIP_PERIOD_MS),
             port_unreachable: true,
+            replay_window: Duration::from_millis(defaults::REPLAY_WINDOW_MS),
         }
     }
 }

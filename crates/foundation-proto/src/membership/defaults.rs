@@ -40,3 +40,19 @@ pub const MAX_PACKET_SIZE: u32 = 1400;
 
 /// Interval of the extra gossip rounds that spread updates fast.
 pub const GOSSIP_PERIOD_MS: u64 = 100;
+
+/// Replay window: a membership datagram or beacon sealed more than 60 s
+/// before or after this node's clock is refused. It is also the clock
+/// skew tolerated between hosts: NTP keeps hosts within milliseconds, and
+/// a host a minute off is broken in other ways too. It must stay under
+/// [`FORGET_AFTER`](super::core::FORGET_AFTER) (300 s), during which foca
+/// ignores a departed member's old datagrams.
+pub const REPLAY_WINDOW_MS: u64 = 60_000;
+
+/// Smallest replay window accepted (a second: datagrams are in flight for
+/// milliseconds, but clocks differ).
+pub const MIN_REPLAY_WINDOW_MS: u64 = 1_000;
+
+/// Largest replay window accepted: under [`FORGET_AFTER`](super::core::FORGET_AFTER)
+/// with a margin.
+pub const MAX_REPLAY_WINDOW_MS: u64 = 240_000;

@@ -2,13 +2,15 @@
 //!
 //! [`core::MembershipCore`] wraps foca: it takes datagrams, timer events
 //! and `now`, and returns datagrams to send, timers to schedule and
-//! [`MemberEvent`]s. [`seal`] seals and opens datagrams. The tokio shell
+//! [`MemberEvent`]s. [`seal`] seals and opens datagrams, and [`freshness`]
+//! refuses replayed ones. The tokio shell
 //! (`foundation::membership::Membership`) owns the socket and the timers;
 //! the simulator drives the same core.
 
 mod config;
 pub mod core;
 pub mod defaults;
+pub mod freshness;
 mod identity;
 mod member;
 pub mod seal;

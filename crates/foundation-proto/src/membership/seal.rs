@@ -1,21 +1,30 @@
 //! Sealing of membership datagrams with ChaCha20-Poly1305 (ring).
 //!
 //! ```text
-//! +---------+-------------+-------------------------------------+
-//! | version | nonce (12)  | ChaCha20-Poly1305(kind | body) + tag |
-//! +---------+-------------+-------------------------------------+
+//! +---------+------------+---------------------------------------------------+
+//! | version | nonce (12) | ChaCha20-Poly1305(kind | sent (8) | body) + tag    |
+//! +---------+------------+---------------------------------------------------+
 //! ```
 //!
 //! The key derives from the cluster secret and cluster name, so datagrams of
 //! another cluster or a tampered datagram fail to open and are dropped.
+//! `sent` is the sealing time in ms since the Unix epoch (little-endian):
+//! with the nonce it lets [`Sealer::open_fresh`] refuse replays
+//! ([`super::freshness`]).
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 
-/// Datagram format version (authenticated as associated data).
-pub const SEAL_VERSION: u8 = 1;
+use super::freshness::{Freshness, Refused};
 
-/// Bytes a sealed datagram adds to its plaintext.
-pub const OVERHEAD: usize = 1 + NONCE_LEN + 16;
+/// Datagram format version (authenticated as associated data). Version 2
+/// added the sealing time; nodes of version 1 and 2 do not talk.
+pub const SEAL_VERSION: u8 = 2;
+
+/// Bytes of the sealing time.
+const SENT: usize = 8;
+
+/// Bytes a sealed datagram adds to its plaintext (the kind byte aside).
+pub const OVERHEAD: usize = 1 + NONCE_LEN + SENT + 16;
 
 /// What a membership datagram carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +73,23 @@ pub enum OpenError {
     /// Authenticated but of an unknown kind.
     #[error("datagram of unknown kind")]
     UnknownKind,
+    /// Authenticated but not fresh: replayed, or sealed outside the window
+    /// of this node's clock.
+    #[error("datagram refused: {0}")]
+    Refused(#[from] Refused),
+}
+
+/// An opened datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened<'a> {
+    /// What it carries.
+    pub kind: DatagramKind,
+    /// When it was sealed (ms since the Unix epoch, the sender's clock).
+    pub sent_ms: u64,
+    /// Its nonce.
+    pub nonce: [u8; NONCE_LEN],
+    /// Its plaintext body.
+    pub body: &'a [u8],
 }
 
 /// Seals and opens datagrams with the cluster's membership key.
@@ -88,14 +114,22 @@ impl Sealer {
         }
     }
 
-    /// Seals `body` of `kind`. `nonce` must be unique per key (the shell
-    /// draws 96 random bits per datagram).
-    pub fn seal(&self, kind: DatagramKind, body: &[u8], nonce: [u8; NONCE_LEN]) -> Vec<u8> {
+    /// Seals `body` of `kind`, sealed at `sent_ms` (ms since the Unix
+    /// epoch). `nonce` must be unique per key (the shell draws 96 random
+    /// bits per datagram).
+    pub fn seal(
+        &self,
+        kind: DatagramKind,
+        body: &[u8],
+        nonce: [u8; NONCE_LEN],
+        sent_ms: u64,
+    ) -> Vec<u8> {
         let mut out = Vec::with_capacity(OVERHEAD + 1 + body.len());
         out.push(SEAL_VERSION);
         out.extend_from_slice(&nonce);
-        let mut plain = Vec::with_capacity(1 + body.len() + 16);
+        let mut plain = Vec::with_capacity(1 + SENT + body.len() + 16);
         plain.push(kind as u8);
+        plain.extend_from_slice(&sent_ms.to_le_bytes());
         plain.extend_from_slice(body);
         // Sealing fails only for inputs beyond ~256 GiB.
         let _ = self.key.seal_in_place_append_tag(
@@ -107,8 +141,23 @@ impl Sealer {
         out
     }
 
-    /// Opens a datagram; returns its kind and body.
-    pub fn open<'a>(&self, datagram: &'a mut [u8]) -> Result<(DatagramKind, &'a [u8]), OpenError> {
+    /// Opens a datagram and checks that it is fresh (sealed within the
+    /// window of `now_ms`, not seen before); returns its kind and body.
+    /// What the shell calls.
+    pub fn open_fresh<'a>(
+        &self,
+        datagram: &'a mut [u8],
+        freshness: &mut Freshness,
+        now_ms: u64,
+    ) -> Result<(DatagramKind, &'a [u8]), OpenError> {
+        let opened = self.open(datagram)?;
+        freshness.check(opened.sent_ms, opened.nonce, now_ms)?;
+        Ok((opened.kind, opened.body))
+    }
+
+    /// Opens a datagram (authenticity only; [`Sealer::open_fresh`] also
+    /// refuses replays).
+    pub fn open<'a>(&self, datagram: &'a mut [u8]) -> Result<Opened<'a>, OpenError> {
         if datagram.len() < OVERHEAD + 1 {
             return Err(OpenError::Truncated);
         }
@@ -126,9 +175,17 @@ impl Sealer {
                 sealed,
             )
             .map_err(|_| OpenError::Unauthenticated)?;
-        let (&kind, body) = plain.split_first().ok_or(OpenError::Truncated)?;
+        let (&kind, rest) = plain.split_first().ok_or(OpenError::Truncated)?;
         let kind = DatagramKind::from_u8(kind).ok_or(OpenError::UnknownKind)?;
-        Ok((kind, body))
+        let (sent, body) = rest
+            .split_first_chunk::<SENT>()
+            .ok_or(OpenError::Truncated)?;
+        Ok(Opened {
+            kind,
+            sent_ms: u64::from_le_bytes(*sent),
+            nonce,
+            body,
+        })
     }
 }
 
@@ -138,20 +195,52 @@ mod tests {
 
     use super::*;
 
+    const T0: u64 = 1_800_000_000_000;
+
     #[test]
     fn round_trip_and_foreign_key_rejected() {
         let a = Sealer::new(&[1; 32]);
         let b = Sealer::new(&[2; 32]);
-        let mut d = a.seal(DatagramKind::Swim, b"ping", [7; 12]);
+        let mut d = a.seal(DatagramKind::Swim, b"ping", [7; 12], T0);
         let mut copy = d.clone();
-        assert_eq!(a.open(&mut d), Ok((DatagramKind::Swim, &b"ping"[..])));
+        assert_eq!(
+            a.open(&mut d),
+            Ok(Opened {
+                kind: DatagramKind::Swim,
+                sent_ms: T0,
+                nonce: [7; 12],
+                body: &b"ping"[..]
+            })
+        );
         assert_eq!(b.open(&mut copy), Err(OpenError::Unauthenticated));
+    }
+
+    #[test]
+    fn a_replayed_or_stale_datagram_does_not_open_fresh() {
+        let a = Sealer::new(&[1; 32]);
+        let mut f = Freshness::new(std::time::Duration::from_secs(60));
+        let d = a.seal(DatagramKind::Leave, b"bye", [3; 12], T0);
+        let mut first = d.clone();
+        assert_eq!(
+            a.open_fresh(&mut first, &mut f, T0 + 20),
+            Ok((DatagramKind::Leave, &b"bye"[..]))
+        );
+        let mut again = d.clone();
+        assert_eq!(
+            a.open_fresh(&mut again, &mut f, T0 + 30),
+            Err(OpenError::Refused(Refused::Replayed))
+        );
+        let mut late = a.seal(DatagramKind::Leave, b"bye", [4; 12], T0);
+        assert_eq!(
+            a.open_fresh(&mut late, &mut f, T0 + 61_000),
+            Err(OpenError::Refused(Refused::Old { age_ms: 61_000 }))
+        );
     }
 
     #[test]
     fn every_flipped_bit_is_detected() {
         let a = Sealer::new(&[1; 32]);
-        let d = a.seal(DatagramKind::Leave, b"bye", [3; 12]);
+        let d = a.seal(DatagramKind::Leave, b"bye", [3; 12], T0);
         for i in 0..d.len() * 8 {
             let mut t = d.clone();
             t[i / 8] ^= 1 << (i % 8);

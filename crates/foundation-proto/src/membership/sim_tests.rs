@@ -28,6 +28,9 @@ enum Ev {
     },
 }
 
+/// A datagram seen on the wire: (sent at, from, to, kind, body).
+type Tapped = (Duration, usize, usize, DatagramKind, Vec<u8>);
+
 struct Sim {
     cores: Vec<MembershipCore>,
     base: Instant,
@@ -40,6 +43,9 @@ struct Sim {
     /// Pairs (a, b) that cannot reach each other.
     cut: HashSet<(usize, usize)>,
     log: Vec<(Duration, usize, MemberEvent)>,
+    /// When set, every datagram sent is copied here: (sent at, from, to,
+    /// kind, body), as an eavesdropper on the wire would keep them.
+    tap: Option<Vec<Tapped>>,
 }
 
 fn addr(i: usize, port: u16) -> SocketAddr {
@@ -77,6 +83,7 @@ impl Sim {
             dead: HashSet::new(),
             cut: HashSet::new(),
             log: Vec::new(),
+            tap: None,
         }
     }
 
@@ -95,6 +102,9 @@ impl Sim {
             match out {
                 Output::Send { to, kind, body } => {
                     let Some(j) = self.index_of(to) else { continue };
+                    if let Some(tap) = self.tap.as_mut() {
+                        tap.push((self.now, i, j, kind, body.clone()));
+                    }
                     if self.cut.contains(&(i, j)) {
                         continue;
                     }
@@ -472,4 +482,60 @@ fn digests_answer_only_views_that_differ() {
             .expect("valid list");
     }
     assert_eq!(sim.alive_view(fresh), n, "the list names every member");
+}
+
+/// A datagram captured while a member was alive, replayed after it left
+/// and the others forgot it: fed to the core as it is, it brings the
+/// member back as a ghost (the threat); opened by the shell's path
+/// ([`Sealer::open_fresh`]) it is refused as stale.
+#[test]
+fn a_departed_members_captured_datagram_cannot_bring_it_back() {
+    use crate::membership::freshness::{Freshness, Refused};
+    use crate::membership::seal::{OpenError, Sealer};
+
+    let mut sim = Sim::new(4, 21);
+    sim.join_all_via(0);
+    sim.run_for(Duration::from_secs(5));
+    sim.tap = Some(Vec::new());
+    sim.run_for(Duration::from_secs(1));
+    let tapped = sim.tap.take().unwrap_or_default();
+    let (sent_at, _, _, kind, body) = tapped
+        .into_iter()
+        .find(|(_, from, to, kind, _)| *from == 3 && *to == 0 && *kind == DatagramKind::Swim)
+        .expect("node 3 sent node 0 a SWIM datagram within a second");
+
+    // Node 3 leaves; the others forget it after FORGET_AFTER.
+    let now = sim.base + sim.now;
+    sim.cores[3].leave(now);
+    sim.drain(3);
+    sim.run_for(Duration::from_millis(d::PROBE_RTT_MS));
+    let now = sim.base + sim.now;
+    sim.cores[3].finish_leave(now);
+    sim.drain(3);
+    sim.dead.insert(3);
+    sim.run_for(FORGET_AFTER + Duration::from_secs(10));
+    assert_eq!(sim.state(0, 3), None, "node 0 forgot the departed node");
+
+    // The shell seals with the wall clock; here it is the virtual clock
+    // from an arbitrary epoch.
+    const EPOCH_MS: u64 = 1_800_000_000_000;
+    let wall = |d: Duration| EPOCH_MS + d.as_millis() as u64;
+    let sealer = Sealer::new(&[3; 32]);
+    let mut captured = sealer.seal(kind, &body, [9; 12], wall(sent_at));
+    let mut freshness = Freshness::new(Duration::from_millis(d::REPLAY_WINDOW_MS));
+    assert!(matches!(
+        sealer.open_fresh(&mut captured, &mut freshness, wall(sim.now)),
+        Err(OpenError::Refused(Refused::Old { .. }))
+    ));
+    assert_eq!(sim.state(0, 3), None);
+
+    // Without the check, the same bytes revive it.
+    let now = sim.base + sim.now;
+    let _ = sim.cores[0].handle_datagram(kind, &body, now);
+    sim.drain(0);
+    assert!(
+        sim.state(0, 3).is_some_and(MemberState::is_active),
+        "the replay would have brought back a ghost: {:?}",
+        sim.state(0, 3)
+    );
 }

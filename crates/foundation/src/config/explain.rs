@@ -58,6 +58,10 @@ impl Resolved {
                 "membership.port_unreachable",
                 c.membership.port_unreachable.to_string(),
             ),
+            (
+                "membership.replay_window_ms",
+                ms(c.membership.replay_window),
+            ),
             ("transport.bind", c.transport.bind.to_string()),
             ("transport.port", transport_port(c)),
             (

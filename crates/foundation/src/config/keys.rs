@@ -204,6 +204,13 @@ pub const KEYS: &[KeySpec] = &[
         "declare a member down at once when its port refuses datagrams twice, the second time on a fresh socket (default: true; false: SWIM timeouts only)"
     ),
     key!(
+        "membership.replay_window_ms",
+        None,
+        MS,
+        false,
+        "membership datagrams and gossip beacons sealed further than this from this node's clock are refused, and any seen twice within it; also the clock skew tolerated between hosts (default: 60000; 1000 to 240000)"
+    ),
+    key!(
         "transport.bind",
         Some("FOUNDATION_BIND"),
         KeyKind::Ip,

@@ -352,6 +352,7 @@ impl Resolver {
                     as u32,
                 gossip_period: m.ms("membership.gossip_period_ms", d::GOSSIP_PERIOD_MS),
                 port_unreachable: m.bool("membership.port_unreachable", true),
+                replay_window: m.ms("membership.replay_window_ms", d::REPLAY_WINDOW_MS),
             },
             tls: TlsConfig {
                 ca_file: m.path("tls.ca_file"),

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::defaults as d;
 use super::error::{ConfigError, Contradiction, InvalidValue};
 use super::resolve::Source;
 use super::types::{Config, Profile};
@@ -150,6 +151,21 @@ pub(super) fn validate(
         })));
     }
     let m = &c.membership;
+    let window = u64::try_from(m.replay_window.as_millis()).unwrap_or(u64::MAX);
+    if !(d::MIN_REPLAY_WINDOW_MS..=d::MAX_REPLAY_WINDOW_MS).contains(&window) {
+        return Err(ConfigError::InvalidValue(Box::new(InvalidValue {
+            key: "membership.replay_window_ms".into(),
+            value: window.to_string(),
+            origin: origin("membership.replay_window_ms"),
+            expected: format!(
+                "{} to {} ms: above the clock skew between hosts, below the {} s a departed member is remembered",
+                d::MIN_REPLAY_WINDOW_MS,
+                d::MAX_REPLAY_WINDOW_MS,
+                foundation_proto::membership::core::FORGET_AFTER.as_secs()
+            ),
+            fix: format!("leave it unset (default {}) or synchronise the hosts' clocks", d::REPLAY_WINDOW_MS),
+        })));
+    }
     before(
         ("membership.probe_rtt_ms", m.probe_rtt),
         ("membership.probe_period_ms", m.probe_period),

@@ -26,6 +26,9 @@ pub struct DiscoveryContext {
     /// Key authenticating discovery messages (derived from the cluster
     /// secret, and the CA with TLS files).
     pub key: [u8; 32],
+    /// Replay window of authenticated discovery messages (gossip beacons):
+    /// `membership.replay_window_ms`.
+    pub replay_window: std::time::Duration,
     /// Settings of the gossip strategy.
     pub gossip: GossipConfig,
     /// Settings of the dns strategy.
@@ -76,6 +79,7 @@ impl DiscoveryContext {
             transport: SocketAddr::new(ip, config.transport_port()),
             bind: config.transport.bind,
             key: keys.discovery,
+            replay_window: config.membership.replay_window,
             gossip: config.gossip.clone(),
             dns: config.dns.clone(),
             consul: config.consul.clone(),
@@ -96,6 +100,7 @@ impl DiscoveryContext {
             transport: SocketAddr::from(([127, 0, 0, 1], 7947)),
             bind: IpAddr::from([127, 0, 0, 1]),
             key: [7; 32],
+            replay_window: std::time::Duration::from_secs(60),
             gossip: GossipConfig {
                 group: std::net::Ipv4Addr::new(239, 255, 70, 77),
                 port: 7945,

@@ -3,8 +3,9 @@
 //!
 //! Every interval each node sends a beacon to the group (default
 //! 239.255.70.77:7945, TTL 1). A beacon carries the node id, a hash of the
-//! cluster name, the protocol version and the membership address. It is
-//! authenticated with HMAC-SHA256 keyed from the cluster secret:
+//! cluster name, the protocol version, the membership address, and the
+//! time it was sent with a random nonce. It is authenticated with
+//! HMAC-SHA256 keyed from the cluster secret:
 //!
 //! ```text
 //! +--------+---------+------------------+-------------------------+
@@ -13,7 +14,9 @@
 //! ```
 //!
 //! A beacon that fails authentication (another secret, forged, corrupted)
-//! is dropped and counted. Peers not heard from for five intervals leave the
+//! is dropped and counted, and so is one sent outside the replay window of
+//! this node's clock or heard twice (a replay:
+//! [`foundation_proto::membership::freshness`]). Peers not heard from for five intervals leave the
 //! candidate set; membership, not discovery, decides whether they are down.
 
 use std::collections::HashMap;
@@ -30,10 +33,16 @@ use super::context::cluster_hash;
 use super::sink::{CandidateSink, Candidates, DiscoveryError};
 use super::{DiscoveryContext, Probe, ProbeTask, Strategy, StrategyTask};
 use crate::id::NodeId;
+use crate::membership::freshness::{Freshness, Refused};
+use crate::shell_time::wall_ms;
 use foundation_proto::PROTOCOL_VERSION;
 
 const MAGIC: &[u8; 4] = b"FNDB";
-const VERSION: u8 = 1;
+/// Version 2 added the sending time and nonce.
+const VERSION: u8 = 2;
+/// Beacons remembered for replay detection: one per node per interval
+/// over the window (60 per node at the defaults).
+const REMEMBERED: usize = 16_384;
 const TAG: usize = 32;
 /// Largest beacon read; real ones are under 100 bytes.
 const MAX_BEACON: usize = 512;
@@ -51,6 +60,10 @@ pub struct Beacon {
     pub proto: u8,
     /// Sender's membership address.
     pub membership: SocketAddr,
+    /// When it was sent, in ms since the Unix epoch (the sender's clock).
+    pub sent_ms: u64,
+    /// Random per beacon: two beacons of one millisecond differ.
+    pub nonce: [u8; 12],
 }
 
 /// Why a beacon was rejected.
@@ -69,6 +82,10 @@ pub enum BeaconError {
     /// Authenticated but undecodable.
     #[error("malformed beacon body")]
     Malformed,
+    /// Authenticated but not fresh: replayed, or sent outside the replay
+    /// window of this node's clock.
+    #[error("beacon refused: {0}")]
+    Refused(#[from] Refused),
 }
 
 impl Beacon {
@@ -96,6 +113,18 @@ impl Beacon {
         let (signed, tag) = data.split_at(data.len() - TAG);
         hmac::verify(key, signed, tag).map_err(|_| BeaconError::Unauthenticated)?;
         postcard::from_bytes(&signed[MAGIC.len() + 1..]).map_err(|_| BeaconError::Malformed)
+    }
+
+    /// Verifies, decodes, and refuses a replay (what the strategy calls).
+    pub fn open_fresh(
+        data: &[u8],
+        key: &hmac::Key,
+        freshness: &mut Freshness,
+        now_ms: u64,
+    ) -> Result<Beacon, BeaconError> {
+        let b = Beacon::open(data, key)?;
+        freshness.check(b.sent_ms, b.nonce, now_ms)?;
+        Ok(b)
     }
 }
 
@@ -195,13 +224,15 @@ async fn beacons(
     let udp = socket(ctx)?;
     let key = hmac::Key::new(hmac::HMAC_SHA256, &ctx.key);
     let cluster = cluster_hash(&ctx.cluster);
-    let own = Beacon {
+    let mut own = Beacon {
         node: ctx.node,
         cluster: cluster.clone(),
         proto: PROTOCOL_VERSION,
         membership: ctx.membership,
-    }
-    .seal(&key);
+        sent_ms: 0,
+        nonce: [0; 12],
+    };
+    let mut freshness = Freshness::with_capacity(ctx.replay_window, REMEMBERED);
     let group = SocketAddr::from((ctx.gossip.group, ctx.gossip.port));
     let mut ticker = tokio::time::interval(ctx.gossip.interval);
     let mut heard: HashMap<NodeId, (SocketAddr, Instant)> = HashMap::new();
@@ -212,7 +243,9 @@ async fn beacons(
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             _ = ticker.tick() => {
-                if let Err(e) = udp.send_to(&own, group).await {
+                own.sent_ms = wall_ms();
+                own.nonce = rand::random();
+                if let Err(e) = udp.send_to(&own.seal(&key), group).await {
                     return Err(format!("cannot send beacon to {group}: {e}"));
                 }
                 let horizon = ctx.gossip.interval * EXPIRE_AFTER;
@@ -222,7 +255,7 @@ async fn beacons(
             }
             r = udp.recv_from(&mut buf) => {
                 let (n, from) = r.map_err(|e| format!("beacon socket failed: {e}"))?;
-                match Beacon::open(&buf[..n], &key) {
+                match Beacon::open_fresh(&buf[..n], &key, &mut freshness, wall_ms()) {
                     Ok(b) if b.node == ctx.node => {}
                     Ok(b) if b.cluster != cluster || b.proto != PROTOCOL_VERSION => {
                         tracing::debug!(%from, node = %b.node, "beacon of another cluster or protocol ignored");
@@ -257,7 +290,36 @@ mod tests {
             cluster: cluster_hash("c"),
             proto: PROTOCOL_VERSION,
             membership: SocketAddr::from(([10, 0, 0, 9], 7946)),
+            sent_ms: T0,
+            nonce: [4; 12],
         }
+    }
+
+    const T0: u64 = 1_800_000_000_000;
+
+    #[test]
+    fn a_replayed_or_stale_beacon_is_refused() {
+        let k = hmac::Key::new(hmac::HMAC_SHA256, &[1; 32]);
+        let mut f = Freshness::new(std::time::Duration::from_secs(60));
+        let sealed = beacon().seal(&k);
+        assert_eq!(
+            Beacon::open_fresh(&sealed, &k, &mut f, T0 + 3),
+            Ok(beacon())
+        );
+        assert_eq!(
+            Beacon::open_fresh(&sealed, &k, &mut f, T0 + 900),
+            Err(BeaconError::Refused(Refused::Replayed))
+        );
+        // A beacon of a node that left ten minutes ago.
+        let old = Beacon {
+            nonce: [5; 12],
+            ..beacon()
+        }
+        .seal(&k);
+        assert_eq!(
+            Beacon::open_fresh(&old, &k, &mut f, T0 + 600_000),
+            Err(BeaconError::Refused(Refused::Old { age_ms: 600_000 }))
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub(crate) mod runtime;
 pub(crate) mod socket;
 mod view;
 
-pub(crate) use foundation_proto::membership::{core, seal};
+pub(crate) use foundation_proto::membership::{core, freshness, seal};
 pub use foundation_proto::membership::{Member, MemberEvent, MemberId, MemberState};
 pub use runtime::Membership;
 pub(crate) use view::View;

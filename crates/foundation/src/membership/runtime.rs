@@ -14,11 +14,12 @@ use tracing::Instrument as _;
 
 use super::canary::Canaries;
 use super::core::{MembershipCore, Output, SYNC_INTERVAL};
+use super::freshness::{Freshness, Refused};
 use super::seal::{OpenError, Sealer};
 use super::socket::MembershipSocket;
 use super::{Member, MemberEvent, MemberId, MemberState};
 use crate::id::NodeId;
-use crate::shell_time::{now, sleep_until};
+use crate::shell_time::{now, sleep_until, wall_ms};
 use crate::telemetry::{DropReason, Stats};
 
 /// Events buffered per subscriber; a subscriber that falls further behind
@@ -100,6 +101,8 @@ impl Membership {
             socket,
             core,
             sealer,
+            freshness: Freshness::new(config.replay_window),
+            skew_warnings: crate::throttle::Throttle::new(std::time::Duration::from_secs(10)),
             stats,
             rx,
             view: handle.view.clone(),
@@ -190,6 +193,10 @@ struct Shell {
     socket: MembershipSocket,
     core: MembershipCore,
     sealer: Sealer,
+    /// Replay window and cache of the datagrams received.
+    freshness: Freshness,
+    /// Datagrams refused for their age: warned at most once per 10 s.
+    skew_warnings: crate::throttle::Throttle,
     stats: Arc<Stats>,
     rx: mpsc::Receiver<Command>,
     view: Arc<RwLock<HashMap<NodeId, Member>>>,
@@ -260,17 +267,26 @@ impl Shell {
         if data.is_empty() || self.faults.drops_from(from) {
             return;
         }
-        let (kind, body) = match self.sealer.open(data) {
+        let (kind, body) = match self.sealer.open_fresh(data, &mut self.freshness, wall_ms()) {
             Ok(x) => x,
             Err(e) => {
                 let reason = match e {
                     OpenError::Truncated => DropReason::Truncated,
                     OpenError::Unauthenticated => DropReason::Unauthenticated,
-                    OpenError::UnknownKind => DropReason::Malformed,
+                    OpenError::Refused(Refused::Replayed) => DropReason::Replayed,
+                    OpenError::Refused(_) => DropReason::Stale,
                     _ => DropReason::Malformed,
                 };
                 self.stats.datagram_dropped(reason);
-                tracing::debug!(%from, error = %e, "membership datagram dropped");
+                if reason == DropReason::Stale {
+                    // A replay, or a host whose clock is off: the operator
+                    // must hear of the second, as that host cannot join.
+                    if let Some(suppressed) = self.skew_warnings.admit(std::time::Instant::now()) {
+                        tracing::warn!(%from, error = %e, suppressed, "membership datagram refused: replayed, or the clocks of this host and the sender differ by more than membership.replay_window_ms; check that both hosts synchronise their clocks (NTP)");
+                    }
+                } else {
+                    tracing::debug!(%from, error = %e, "membership datagram dropped");
+                }
                 return;
             }
         };
@@ -333,7 +349,7 @@ impl Shell {
             match out {
                 Output::Send { to, .. } if self.faults.drops_to(to) => {}
                 Output::Send { to, kind, body } => {
-                    let sealed = self.sealer.seal(kind, &body, rand::random());
+                    let sealed = self.sealer.seal(kind, &body, rand::random(), wall_ms());
                     let canary = match self.canaries.as_mut() {
                         Some(c) if self.active.contains(&to) => c.socket(to),
                         _ => None,

@@ -13,14 +13,21 @@ pub enum DropReason {
     Malformed,
     /// Too short to carry a nonce and tag.
     Truncated,
+    /// Sealed outside the replay window of this node's clock: replayed, or
+    /// the sender's clock is off.
+    Stale,
+    /// Seen before within the replay window.
+    Replayed,
 }
 
 impl DropReason {
     /// All reasons.
-    pub const ALL: [DropReason; 3] = [
+    pub const ALL: [DropReason; 5] = [
         DropReason::Unauthenticated,
         DropReason::Malformed,
         DropReason::Truncated,
+        DropReason::Stale,
+        DropReason::Replayed,
     ];
 
     /// Label value.
@@ -29,6 +36,8 @@ impl DropReason {
             DropReason::Unauthenticated => "unauthenticated",
             DropReason::Malformed => "malformed",
             DropReason::Truncated => "truncated",
+            DropReason::Stale => "stale",
+            DropReason::Replayed => "replayed",
         }
     }
 }
@@ -48,7 +57,7 @@ pub struct Stats {
     handshakes_retried: AtomicU64,
     connections_opened: AtomicU64,
     connect_failures: AtomicU64,
-    dropped: [AtomicU64; 3],
+    dropped: [AtomicU64; DropReason::ALL.len()],
     discovery_dropped: AtomicU64,
 }
 
