@@ -42,8 +42,33 @@ fn node_files_serial(
     name: &str,
     serial: Option<u64>,
 ) -> foundation::NodeBuilder {
+    cert_files(
+        ca,
+        dir,
+        name,
+        serial,
+        &["foundation.node", "foundation.cluster.foundation"],
+    )
+}
+
+/// A node of cluster `cluster` whose certificate names it.
+fn node_of_cluster(ca: &Ca, dir: &Path, name: &str, cluster: &str) -> foundation::NodeBuilder {
+    let cluster_dns = format!("{cluster}.cluster.foundation");
+    cert_files(ca, dir, name, None, &["foundation.node", &cluster_dns]).set("cluster_name", cluster)
+}
+
+/// Writes the CA, a certificate with these DNS names, and its key.
+fn cert_files(
+    ca: &Ca,
+    dir: &Path,
+    name: &str,
+    serial: Option<u64>,
+    dns: &[&str],
+) -> foundation::NodeBuilder {
     let key = KeyPair::generate().expect("key");
-    let mut params = CertificateParams::new(vec!["foundation.node".to_owned()]).expect("params");
+    let mut params =
+        CertificateParams::new(dns.iter().map(|d| (*d).to_owned()).collect::<Vec<_>>())
+            .expect("params");
     params.serial_number = serial.map(rcgen::SerialNumber::from);
     let cert = params.signed_by(&key, &ca.issuer).expect("signed");
     let ca_path = dir.join(format!("{name}-ca.pem"));
@@ -223,18 +248,48 @@ async fn a_revoked_certificate_is_refused_both_ways() {
 /// includes the cluster name), and its frames are dropped: frames are
 /// taken from members only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_of_another_cluster_sharing_the_ca_cannot_deliver_frames() {
+async fn a_node_of_another_cluster_sharing_the_ca_fails_the_handshake_both_ways() {
     init_tracing();
     let dir = tempfile::tempdir().expect("dir");
     let ours = ca("shared CA");
-    let a = node_files(&ours, dir.path(), "a")
-        .set("cluster_name", "shop")
+    let a = node_of_cluster(&ours, dir.path(), "a", "shop")
+        .start()
+        .await
+        .expect("a starts");
+    let other = node_of_cluster(&ours, dir.path(), "other", "billing")
+        .start()
+        .await
+        .expect("other starts");
+    let mut inbox = a.inbox(Channel::Control);
+    let there = send_raw(&other, &a, b"injected").await;
+    let back = send_raw(&a, &other, b"injected").await;
+    for (what, r) in [("billing to shop", &there), ("shop to billing", &back)] {
+        let e = r.as_ref().expect_err(what);
+        assert!(e.to_string().contains(".cluster.foundation"), "{what}: {e}");
+    }
+    assert!(
+        inbox.try_recv().is_none(),
+        "a delivered the other cluster's frame"
+    );
+    for n in [&other, &a] {
+        n.shutdown().await;
+    }
+}
+
+/// A certificate of the right cluster without the secret: TLS lets it
+/// connect, membership does not let it in, and its frames are dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_holder_without_the_secret_cannot_deliver_frames() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("dir");
+    let ours = ca("shared CA");
+    let a = node_of_cluster(&ours, dir.path(), "a", "shop")
         .start()
         .await
         .expect("a starts");
     let seed = a.membership_addr().to_string();
-    let other = node_files(&ours, dir.path(), "other")
-        .set("cluster_name", "billing")
+    let other = node_of_cluster(&ours, dir.path(), "other", "shop")
+        .secret("another-secret-of-the-same-cluster-42")
         .seeds([seed.as_str()])
         .start()
         .await
@@ -258,6 +313,28 @@ async fn a_node_of_another_cluster_sharing_the_ca_cannot_deliver_frames() {
     for n in [&other, &a] {
         n.shutdown().await;
     }
+}
+
+#[test]
+fn a_certificate_that_does_not_name_the_cluster_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ours = ca("our CA");
+    let config = node_files(&ours, dir.path(), "x")
+        .set("cluster_name", "shop")
+        .resolve()
+        .expect("resolves")
+        .config;
+    let e = foundation::security::TlsIdentity::from_config(&config).expect_err("names foundation");
+    let text = e.to_string();
+    assert!(
+        text.contains("tls.cert_file") && text.contains("DNS:shop.cluster.foundation"),
+        "{text}"
+    );
+    let e = node_files(&ours, dir.path(), "y")
+        .set("cluster_name", "shop_eu")
+        .resolve()
+        .expect_err("not a DNS label");
+    assert!(e.to_string().contains("cluster_name"), "{e}");
 }
 
 #[test]

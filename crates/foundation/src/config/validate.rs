@@ -53,6 +53,15 @@ pub(super) fn validate(
             ),
         })));
     }
+    if tls_set == 3 && crate::security::cluster_name::certificate_name(&c.cluster.name).is_none() {
+        return Err(ConfigError::InvalidValue(Box::new(InvalidValue {
+            key: "cluster_name".into(),
+            value: c.cluster.name.clone(),
+            origin: origin("cluster_name"),
+            expected: "with TLS files, a DNS label (letters, digits, inner hyphens, at most 63): node certificates name their cluster as <cluster_name>.cluster.foundation".into(),
+            fix: "choose a cluster_name such as `shop` or `billing-eu`".into(),
+        })));
+    }
     if c.profile == Profile::Production {
         match &c.cluster.secret {
             // Also with TLS files: the secret keys membership and

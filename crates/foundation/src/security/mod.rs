@@ -4,6 +4,7 @@
 //! membership sealing key, so they trust each other with no files.
 
 mod cluster_keys;
+pub mod cluster_name;
 mod exposure;
 mod keys;
 mod tls;

@@ -10,11 +10,12 @@ use rcgen::{
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{
-    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer,
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName,
 };
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
+use super::cluster_name::{self, ClusterClientVerifier, ClusterServerVerifier};
 use super::keys::{derive_key, KeyPurpose};
 use crate::config::{Config, TlsConfig};
 
@@ -54,6 +55,10 @@ pub enum TlsError {
     /// quinn rejected the rustls configuration.
     #[error("QUIC crypto configuration (quinn) rejected: {0}")]
     Quic(String),
+    /// With TLS files, node certificates name the cluster as a DNS label,
+    /// which this cluster name cannot be.
+    #[error("cluster name `{0}` cannot be used with TLS files: node certificates name their cluster as the DNS name <cluster_name>.cluster.foundation; fix: use a cluster_name of letters, digits and inner hyphens, at most 63")]
+    ClusterName(String),
 }
 
 /// The CA this node trusts and the certificate it presents.
@@ -65,13 +70,16 @@ pub struct TlsIdentity {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     server_name: String,
+    /// With TLS files: the cluster, and the DNS name its node certificates
+    /// must carry (checked on both ends of every connection).
+    cluster: Option<(String, ServerName<'static>)>,
 }
 
 impl TlsIdentity {
     /// Loads TLS files when configured, else derives everything from the secret.
     pub fn from_config(config: &Config) -> Result<Self, TlsError> {
         if config.tls.has_files() {
-            return Self::from_files(&config.tls);
+            return Self::from_files(&config.tls, &config.cluster.name);
         }
         let secret = config
             .cluster
@@ -119,11 +127,14 @@ impl TlsIdentity {
             chain: vec![leaf_cert.der().clone()],
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
             server_name: server_name.to_owned(),
+            // The CA derives from the cluster name: nothing more to check.
+            cluster: None,
         })
     }
 
-    /// Loads CA, certificate chain and key from PEM files.
-    pub fn from_files(tls: &TlsConfig) -> Result<Self, TlsError> {
+    /// Loads CA, certificate chain and key from PEM files. The certificate
+    /// must name `cluster` (see [`super::cluster_name`]).
+    pub fn from_files(tls: &TlsConfig, cluster: &str) -> Result<Self, TlsError> {
         let (Some(ca), Some(cert), Some(key)) = (&tls.ca_file, &tls.cert_file, &tls.key_file)
         else {
             return Err(TlsError::NoCredentials);
@@ -166,12 +177,27 @@ impl TlsIdentity {
                 crls
             }
         };
+        let name = cluster_name::certificate_name(cluster)
+            .ok_or_else(|| TlsError::ClusterName(cluster.to_owned()))?;
+        if !cluster_name::names(&chain[0], &name) {
+            return Err(err(
+                "certificate",
+                "tls.cert_file",
+                cert,
+                format!(
+                    "it does not name cluster `{cluster}`: add the DNS name {n} to its subjectAltName (for example `openssl req ... -addext \"subjectAltName=DNS:{server},DNS:{n}\"`), or set cluster_name to the cluster it was issued for",
+                    n = name.to_str(),
+                    server = tls.server_name,
+                ),
+            ));
+        }
         Ok(TlsIdentity {
             ca: ca_der,
             crls,
             chain,
             key: key_der,
             server_name: tls.server_name.clone(),
+            cluster: Some((cluster.to_owned(), name)),
         })
     }
 
@@ -202,6 +228,12 @@ impl TlsIdentity {
             .only_check_end_entity_revocation()
             .build()
             .map_err(|e| TlsError::Verifier(e.to_string()))?;
+        let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = match &self.cluster {
+            Some((cluster, name)) => {
+                Arc::new(ClusterClientVerifier::new(verifier, cluster, name.clone()))
+            }
+            None => verifier,
+        };
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)
@@ -221,9 +253,16 @@ impl TlsIdentity {
             .only_check_end_entity_revocation()
             .build()
             .map_err(|e| TlsError::Verifier(e.to_string()))?;
+        let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match &self.cluster {
+            Some((cluster, name)) => {
+                Arc::new(ClusterServerVerifier::new(verifier, cluster, name.clone()))
+            }
+            None => verifier,
+        };
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_webpki_verifier(verifier)
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?;
         tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
@@ -262,7 +301,7 @@ mod tests {
             crl_file: None,
             server_name: "foundation.node".into(),
         };
-        let e = TlsIdentity::from_files(&tls).expect_err("missing");
+        let e = TlsIdentity::from_files(&tls, "c").expect_err("missing");
         assert!(e.to_string().contains("tls.ca_file"), "{e}");
     }
 }
