@@ -15,9 +15,16 @@
 //! as before. An on-path attacker who sees the fresh socket's datagram can
 //! still forge the second answer; `membership.port_unreachable = false`
 //! turns the mechanism off.
+//!
+//! Bounds: each canary is a socket (a file descriptor), and the member list
+//! is what members announce. At most [`MAX_CANARIES`] members have one at a
+//! time (the others' datagrams leave from the main socket, and SWIM alone
+//! detects their crashes), and at most [`MAX_CONFIRMING`] confirmations
+//! run at once (more refusals than that are left to SWIM).
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -34,6 +41,14 @@ pub(crate) const CONFIRM_WITHIN: Duration = Duration::from_millis(300);
 /// Datagrams the confirmation sends (an ICMP answer may be lost or rate
 /// limited).
 const CONFIRM_TRIES: u32 = 3;
+/// Most canary sockets at once. Nudges reach 8 members every 50 ms, so
+/// beyond a few hundred members a crash is found by SWIM's probes first
+/// anyway; and a member list grown past a process's descriptor limit
+/// (1,024 by default on many systems) must not take the node's sockets.
+pub(crate) const MAX_CANARIES: usize = 256;
+/// Most confirmations (each a fresh socket for up to [`CONFIRM_WITHIN`])
+/// at once.
+pub(crate) const MAX_CONFIRMING: usize = 32;
 
 struct Canary {
     socket: Arc<UdpSocket>,
@@ -47,6 +62,8 @@ pub(crate) struct Canaries {
     tx: mpsc::Sender<SocketAddr>,
     cancel: CancellationToken,
     tasks: crate::tasks::Tasks,
+    /// Confirmations running (see [`MAX_CONFIRMING`]).
+    confirming: Arc<AtomicUsize>,
 }
 
 impl Canaries {
@@ -65,16 +82,21 @@ impl Canaries {
                 tx,
                 cancel,
                 tasks,
+                confirming: Arc::new(AtomicUsize::new(0)),
             },
             rx,
         )
     }
 
     /// The connected socket for member `to` (made on first use); `None`
-    /// if one cannot be made (the caller sends from the main socket).
+    /// if one cannot be made or [`MAX_CANARIES`] exist (the caller sends
+    /// from the main socket).
     pub(crate) fn socket(&mut self, to: SocketAddr) -> Option<Arc<UdpSocket>> {
         if let Some(c) = self.sockets.get(&to) {
             return Some(c.socket.clone());
+        }
+        if self.sockets.len() >= MAX_CANARIES {
+            return None;
         }
         let std = std::net::UdpSocket::bind((self.bind, 0)).ok()?;
         std.set_nonblocking(true).ok()?;
@@ -86,6 +108,7 @@ impl Canaries {
             self.bind,
             to,
             self.tx.clone(),
+            self.confirming.clone(),
             stop.clone(),
         ));
         self.sockets.insert(
@@ -115,21 +138,54 @@ impl Canaries {
         let Some(c) = self.sockets.remove(&to) else {
             return;
         };
-        let (bind, tx) = (self.bind, self.tx.clone());
+        let (bind, tx, confirming) = (self.bind, self.tx.clone(), self.confirming.clone());
         self.tasks.spawn(async move {
-            report_if_confirmed(bind, to, &tx, &c.stop).await;
+            report_if_confirmed(bind, to, &tx, &confirming, &c.stop).await;
         });
+    }
+
+    /// Canary sockets open now.
+    #[cfg(test)]
+    fn open(&self) -> usize {
+        self.sockets.len()
+    }
+}
+
+/// Holds one of the [`MAX_CONFIRMING`] places while it lives.
+struct Place<'a>(&'a AtomicUsize);
+
+impl<'a> Place<'a> {
+    fn take(count: &'a AtomicUsize) -> Option<Self> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_CONFIRMING).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Place(count))
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 /// Reports `to` unreachable if [`confirm`] confirms it before `stop`;
-/// whether it did.
+/// whether it did. With [`MAX_CONFIRMING`] confirmations already running,
+/// does not ask (SWIM decides).
 async fn report_if_confirmed(
     bind: IpAddr,
     to: SocketAddr,
     tx: &mpsc::Sender<SocketAddr>,
+    confirming: &AtomicUsize,
     stop: &CancellationToken,
 ) -> bool {
+    let Some(_place) = Place::take(confirming) else {
+        metrics::counter!("foundation_membership_unconfirmed_unreachable_total").increment(1);
+        tracing::debug!(peer = %to, "port unreachable: too many confirmations at once, left to SWIM");
+        return false;
+    };
     let confirmed = tokio::select! {
         _ = stop.cancelled() => false,
         c = confirm(bind, to) => c,
@@ -177,6 +233,7 @@ async fn watch(
     bind: IpAddr,
     to: SocketAddr,
     tx: mpsc::Sender<SocketAddr>,
+    confirming: Arc<AtomicUsize>,
     stop: CancellationToken,
 ) {
     let mut buf = [0u8; 16];
@@ -187,7 +244,7 @@ async fn watch(
         };
         match r {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                if report_if_confirmed(bind, to, &tx, &stop).await {
+                if report_if_confirmed(bind, to, &tx, &confirming, &stop).await {
                     return;
                 }
             }
@@ -260,5 +317,53 @@ mod tests {
         tokio::time::sleep(CONFIRM_WITHIN * 2).await;
         assert!(rx.try_recv().is_err(), "the live member is not reported");
         cancel.cancel();
+    }
+
+    /// However many members there are, at most [`MAX_CANARIES`] sockets
+    /// exist; the rest are sent from the main socket.
+    #[tokio::test]
+    async fn canary_sockets_are_capped_whatever_the_member_list() {
+        let cancel = CancellationToken::new();
+        let tasks = crate::tasks::Tasks::new(tracing::Span::none(), cancel.clone());
+        let lo = IpAddr::from([127, 0, 0, 1]);
+        let (mut c, _rx) = Canaries::new(lo, cancel.clone(), tasks);
+        let members: Vec<SocketAddr> = (0..MAX_CANARIES as u16 + 100)
+            .map(|i| SocketAddr::new(lo, 20_000 + i))
+            .collect();
+        let given = members.iter().filter(|to| c.socket(**to).is_some()).count();
+        assert_eq!(given, MAX_CANARIES);
+        assert_eq!(c.open(), MAX_CANARIES);
+        // Members that leave free their places for others.
+        let active: HashSet<SocketAddr> = members[..10].iter().copied().collect();
+        c.retain(&active);
+        assert_eq!(c.open(), 10);
+        assert!(c.socket(members[MAX_CANARIES + 50]).is_some());
+        cancel.cancel();
+    }
+
+    /// At most [`MAX_CONFIRMING`] confirmations hold a socket at once.
+    #[tokio::test]
+    async fn confirmations_are_capped() {
+        let count = AtomicUsize::new(0);
+        let places: Vec<Place<'_>> = (0..MAX_CONFIRMING + 5)
+            .filter_map(|_| Place::take(&count))
+            .collect();
+        assert_eq!(places.len(), MAX_CONFIRMING);
+        let lo = IpAddr::from([127, 0, 0, 1]);
+        let closed = {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            s.local_addr().expect("addr")
+        };
+        let (tx, mut rx) = mpsc::channel(1);
+        let stop = CancellationToken::new();
+        assert!(
+            !report_if_confirmed(lo, closed, &tx, &count, &stop).await,
+            "no place: not asked"
+        );
+        drop(places);
+        assert_eq!(count.load(Ordering::Acquire), 0);
+        assert!(report_if_confirmed(lo, closed, &tx, &count, &stop).await);
+        assert_eq!(rx.recv().await, Some(closed));
+        assert_eq!(count.load(Ordering::Acquire), 0, "the place is given back");
     }
 }
