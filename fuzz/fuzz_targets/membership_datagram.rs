@@ -41,13 +41,14 @@ fuzz_target!(|data: &[u8]| {
     let mut copy = data.to_vec();
     let _ = sealer.open_fresh(&mut copy, &mut fresh, 1_800_000_000_000);
     let Some((&selector, body)) = data.split_first() else { return };
-    let kind = match selector % 6 {
+    let kind = match selector % 7 {
         0 => DatagramKind::Swim,
         1 => DatagramKind::Leave,
         2 => DatagramKind::Hello,
         3 => DatagramKind::Pull,
         4 => DatagramKind::State,
-        _ => DatagramKind::Digest,
+        5 => DatagramKind::Digest,
+        _ => DatagramKind::Suspicion,
     };
     let mut core = core();
     let _ = core.handle_datagram(kind, body, Instant::now());

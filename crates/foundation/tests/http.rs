@@ -64,6 +64,8 @@ async fn health_ready_and_metrics() {
         "foundation_bytes_received_total{channel=\"data\"}",
         "foundation_frame_errors_total 0",
         "foundation_membership_datagrams_dropped_total{reason=\"unauthenticated\"}",
+        "foundation_membership_datagrams_dropped_total{reason=\"replayed\"}",
+        "# TYPE foundation_membership_health_score gauge\nfoundation_membership_health_score ",
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }

@@ -17,6 +17,7 @@ use rand::SeedableRng;
 
 use super::config::MembershipConfig;
 use super::identity::MemberId;
+use super::lifeguard::{Base, Lifeguard, LATE};
 use super::member::{Member, MemberEvent, MemberState};
 use super::seal::{DatagramKind, OVERHEAD};
 use crate::NodeId;
@@ -82,6 +83,17 @@ pub struct MembershipCore {
     sync_round: usize,
     /// Stale suspects asked directly (see `expire_suspects`).
     asked: std::collections::HashSet<NodeId>,
+    /// Round trips and this node's health: the timers' durations.
+    lifeguard: Lifeguard,
+    /// The member the current probe cycle probes.
+    probing: Option<NodeId>,
+    /// When the next probe round and gossip round are due (their lateness
+    /// measures this node's health).
+    probe_due: Option<Instant>,
+    gossip_due: Option<Instant>,
+    /// Suspicion timers this node runs: (member, incarnation, due, armed
+    /// a second time).
+    suspicions: Vec<(NodeId, foca::Incarnation, Instant, bool)>,
 }
 
 impl std::fmt::Debug for MembershipCore {
@@ -135,6 +147,11 @@ pub fn foca_config(c: &MembershipConfig) -> foca::Config {
 impl MembershipCore {
     /// A core for `local`, with foca `config` and an RNG seeded by `seed`.
     pub fn new(local: MemberId, config: foca::Config, seed: u64) -> Self {
+        let base = Base {
+            probe_period: config.probe_period,
+            probe_rtt: config.probe_rtt,
+            suspect_to_down: config.suspect_to_down_after,
+        };
         MembershipCore {
             min_transmissions: config.max_transmissions,
             foca: Foca::new(
@@ -152,7 +169,17 @@ impl MembershipCore {
             join_round: 0,
             sync_round: 0,
             asked: Default::default(),
+            lifeguard: Lifeguard::new(base),
+            probing: None,
+            probe_due: None,
+            gossip_due: None,
+            suspicions: Vec::new(),
         }
+    }
+
+    /// Round trips and local health (leaky by design).
+    pub fn lifeguard(&self) -> &Lifeguard {
+        &self.lifeguard
     }
 
     /// How many times each update is piggybacked, for the cluster's current
@@ -224,10 +251,13 @@ impl MembershipCore {
         now: Instant,
     ) -> Result<(), Rejected> {
         let result = match kind {
-            DatagramKind::Swim => self
-                .foca
-                .handle_data(body, &mut self.rt)
-                .map_err(|e| Rejected(e.to_string())),
+            DatagramKind::Swim => {
+                self.lifeguard.received(body, now);
+                self.foca
+                    .handle_data(body, &mut self.rt)
+                    .map_err(|e| Rejected(e.to_string()))
+            }
+            DatagramKind::Suspicion => self.answer_suspicion(body),
             DatagramKind::Leave => match postcard::from_bytes::<NodeId>(body) {
                 Ok(id) => {
                     self.mark_left(id, now);
@@ -252,6 +282,9 @@ impl MembershipCore {
 
     /// Handles a timer scheduled earlier.
     pub fn handle_timer(&mut self, timer: Timer<MemberId>, now: Instant) {
+        if self.timer_fired(&timer, now) {
+            return;
+        }
         if let Err(e) = self.foca.handle_timer(timer, &mut self.rt) {
             tracing::debug!(error = %e, "foca timer");
         }
@@ -334,13 +367,26 @@ impl MembershipCore {
     /// Drains foca's runtime into outputs and derives events.
     fn collect(&mut self, now: Instant) {
         while let Some((to, data)) = self.rt.to_send() {
+            self.lifeguard.sent(to.addr, &data, now);
             self.outputs.push_back(Output::Send {
                 to: to.addr,
                 kind: DatagramKind::Swim,
                 body: data.to_vec(),
             });
         }
-        while let Some((after, timer)) = self.rt.to_schedule() {
+        let mut timers = Vec::new();
+        while let Some(t) = self.rt.to_schedule() {
+            timers.push(t);
+        }
+        if let Some(Timer::SendIndirectProbe { probed_id, .. }) = timers
+            .iter()
+            .map(|(_, t)| t)
+            .find(|t| matches!(t, Timer::SendIndirectProbe { .. }))
+        {
+            self.probing = Some(probed_id.id);
+        }
+        for (after, timer) in timers {
+            let after = self.timer_set(&timer, after, now);
             self.outputs.push_back(Output::Schedule { after, timer });
         }
         let mut notified = false;
@@ -449,6 +495,120 @@ impl MembershipCore {
         }
     }
 
+    /// The duration of a timer foca asks for, as Lifeguard sets it; notes
+    /// when it is due, and tells a member this node starts to suspect.
+    fn timer_set(&mut self, timer: &Timer<MemberId>, after: Duration, now: Instant) -> Duration {
+        let lg = &self.lifeguard;
+        match timer {
+            Timer::SendIndirectProbe { probed_id, .. } => lg.probe_timeout(probed_id.id),
+            Timer::ProbeRandomMember(_) => {
+                let after = lg.probe_period(self.probing);
+                self.probe_due = Some(now + after);
+                after
+            }
+            Timer::PeriodicGossip(_) => {
+                self.gossip_due = Some(now + after);
+                after
+            }
+            Timer::ChangeSuspectToDown {
+                member_id,
+                incarnation,
+                ..
+            } => {
+                let after = lg.suspicion(member_id.id);
+                let (id, inc) = (member_id.id, *incarnation);
+                self.suspicions.retain(|s| (s.0, s.1) != (id, inc));
+                self.suspicions.push((id, inc, now + after, false));
+                self.notify_suspect(member_id.clone(), inc);
+                after
+            }
+            _ => after,
+        }
+    }
+
+    /// Notes how late a timer fired. Returns true when the core handled it
+    /// itself: a suspicion timer that fired late is armed once more (this
+    /// node was not there to hear a refutation).
+    fn timer_fired(&mut self, timer: &Timer<MemberId>, now: Instant) -> bool {
+        let late = |due: Option<Instant>| due.map(|d| now.saturating_duration_since(d));
+        match timer {
+            Timer::ProbeRandomMember(_) => {
+                if let Some(l) = late(self.probe_due.take()) {
+                    self.lifeguard.timer_late(l);
+                }
+            }
+            Timer::PeriodicGossip(_) => {
+                if let Some(l) = late(self.gossip_due.take()) {
+                    self.lifeguard.timer_late(l);
+                }
+            }
+            Timer::ChangeSuspectToDown {
+                member_id,
+                incarnation,
+                ..
+            } => {
+                let key = (member_id.id, *incarnation);
+                let Some(k) = self.suspicions.iter().position(|s| (s.0, s.1) == key) else {
+                    return false;
+                };
+                let (_, _, due, rearmed) = self.suspicions.swap_remove(k);
+                let lateness = now.saturating_duration_since(due);
+                if lateness >= LATE && !rearmed {
+                    self.lifeguard.timer_late(lateness);
+                    let after = self.lifeguard.suspicion(member_id.id);
+                    self.suspicions.push((key.0, key.1, now + after, true));
+                    self.outputs.push_back(Output::Schedule {
+                        after,
+                        timer: timer.clone(),
+                    });
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        false
+    }
+
+    /// Tells `suspect` that this node suspects it (twice: one datagram may
+    /// be lost), so it refutes at once instead of waiting for gossip.
+    fn notify_suspect(&mut self, suspect: MemberId, incarnation: foca::Incarnation) {
+        let to = suspect.addr;
+        let notice = (
+            foca::Member::new(suspect, incarnation, State::Suspect),
+            self.foca.identity().clone(),
+        );
+        if let Ok(body) = postcard::to_allocvec(&notice) {
+            for _ in 0..2 {
+                self.outputs.push_back(Output::Send {
+                    to,
+                    kind: DatagramKind::Suspicion,
+                    body: body.clone(),
+                });
+            }
+        }
+    }
+
+    /// "You are suspected": refute (foca raises our incarnation) and answer
+    /// the sender, whose foca then sees the new incarnation at once. A
+    /// notice about anyone else (an earlier identity of ours) is ignored.
+    fn answer_suspicion(&mut self, body: &[u8]) -> Result<(), Rejected> {
+        let (suspicion, from): (foca::Member<MemberId>, MemberId) =
+            postcard::from_bytes(body).map_err(|e| Rejected(format!("suspicion: {e}")))?;
+        if suspicion.id() != self.foca.identity() || suspicion.state() != State::Suspect {
+            return Ok(());
+        }
+        self.lifeguard.suspected();
+        self.foca
+            .apply_many(std::iter::once(suspicion), true, &mut self.rt)
+            .map_err(|e| Rejected(e.to_string()))?;
+        if from.id != self.foca.identity().id {
+            self.foca
+                .announce(from, &mut self.rt)
+                .map_err(|e| Rejected(e.to_string()))?;
+        }
+        Ok(())
+    }
+
     fn incarnation_of(&self, id: &MemberId) -> u16 {
         self.foca
             .iter_membership_state()
@@ -504,13 +664,13 @@ impl MembershipCore {
     /// learns a suspicion; this is the same rule with the suspecter given a
     /// head start.
     fn expire_suspects(&mut self, now: Instant) {
-        let timeout = self.config.suspect_to_down_after;
         let mut ask = Vec::new();
         let mut stale = Vec::new();
         for (id, e) in &self.members {
             if e.member.state != MemberState::Suspect {
                 continue;
             }
+            let timeout = self.lifeguard.suspicion(*id);
             let age = now.saturating_duration_since(e.since);
             if age >= timeout.saturating_mul(4) {
                 stale.push(*id);
@@ -544,6 +704,7 @@ impl MembershipCore {
                 ));
             } else {
                 self.asked.insert(m.id().id);
+                self.notify_suspect(m.id().clone(), m.incarnation());
                 if let Err(e) = self.foca.announce(m.id().clone(), &mut self.rt) {
                     tracing::debug!(error = %e, "foca announce to a suspect");
                 }
@@ -563,8 +724,14 @@ impl MembershipCore {
 
     fn prune(&mut self, now: Instant) {
         let before = self.members.len();
-        self.members.retain(|_, e| {
-            e.member.state.is_active() || now.saturating_duration_since(e.since) < FORGET_AFTER
+        let lifeguard = &mut self.lifeguard;
+        self.members.retain(|id, e| {
+            let keep =
+                e.member.state.is_active() || now.saturating_duration_since(e.since) < FORGET_AFTER;
+            if !keep {
+                lifeguard.forget(*id);
+            }
+            keep
         });
         let gone = self
             .members

@@ -12,6 +12,7 @@ pub mod core;
 pub mod defaults;
 pub mod freshness;
 mod identity;
+pub mod lifeguard;
 mod member;
 pub mod seal;
 

@@ -44,6 +44,10 @@ pub enum DatagramKind {
     /// A summary of the sender's member view, answered with
     /// [`DatagramKind::State`] or another digest when views differ.
     Digest = 5,
+    /// "You are suspected": postcard `(foca::Member<MemberId>, MemberId)`,
+    /// the suspicion and who sends it. The suspect refutes at once and
+    /// answers the sender (Lifeguard's buddy system).
+    Suspicion = 6,
 }
 
 impl DatagramKind {
@@ -55,6 +59,7 @@ impl DatagramKind {
             3 => Some(DatagramKind::Pull),
             4 => Some(DatagramKind::State),
             5 => Some(DatagramKind::Digest),
+            6 => Some(DatagramKind::Suspicion),
             _ => None,
         }
     }

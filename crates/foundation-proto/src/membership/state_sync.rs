@@ -16,9 +16,13 @@
 //! each missed one early joiner, and periodic announces, one sample of
 //! about twenty members every two seconds, took up to 70 s to fill the
 //! gap). So every [`SYNC_INTERVAL`] each node sends one member a
-//! [`DatagramKind::Digest`]: the count and a hash of the members it holds.
-//! Equal hashes end the exchange there (one small datagram per node per
-//! interval in a settled cluster). Otherwise the side that holds at least
+//! [`DatagramKind::Digest`]: the count and a hash of the members it holds,
+//! with their incarnations and whether they are suspect, leaving out the
+//! two ends of the exchange (neither knows its own incarnation as the
+//! others do). A refutation that gossip did not bring to a node shows as a
+//! difference and is repaired within a round. Equal hashes end the
+//! exchange there (one small datagram per node per interval in a settled
+//! cluster). Otherwise the side that holds at least
 //! as many members sends its list, and the side that holds fewer asks for
 //! the other's with a reply digest: equal counts with different sets
 //! exchange both lists.
@@ -44,17 +48,21 @@ pub const SYNC_INTERVAL: Duration = Duration::from_secs(2);
 pub(super) struct Digest {
     /// Where to send the answer.
     from: SocketAddr,
-    /// How many members.
+    /// How many members (the two ends left out).
     count: u32,
-    /// XOR of a mix of each member's id and generation.
+    /// XOR of a mix of each member's id, generation, incarnation and
+    /// suspicion (the two ends left out).
     hash: u64,
     /// An answer to a digest (never answered with another digest).
     reply: bool,
 }
 
-/// splitmix64's finalizer: spreads one member's identity over 64 bits.
-fn mix(id: &MemberId) -> u64 {
-    let mut z = id.id.0 ^ id.generation.rotate_left(32);
+/// splitmix64's finalizer: spreads one member's identity and state over
+/// 64 bits.
+fn mix(m: &foca::Member<MemberId>) -> u64 {
+    let id = m.id();
+    let state = u64::from(m.incarnation()) << 1 | u64::from(m.state() == foca::State::Suspect);
+    let mut z = id.id.0 ^ id.generation.rotate_left(32) ^ state.rotate_left(13);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
@@ -126,16 +134,14 @@ impl MembershipCore {
         self.send_digest(to, false);
     }
 
-    /// The digest of our view.
-    fn digest(&self, reply: bool) -> Digest {
+    /// The digest of our view, for an exchange with the member at `peer`.
+    fn digest(&self, peer: SocketAddr, reply: bool) -> Digest {
         let me = self.foca.identity();
         let (count, hash) = self
             .foca
             .iter_membership_state()
-            .filter(|m| m.state() != foca::State::Down && m.id().id != me.id)
-            .fold((1u32, mix(me)), |(c, h), m| {
-                (c.saturating_add(1), h ^ mix(m.id()))
-            });
+            .filter(|m| m.state() != foca::State::Down && m.id().addr != peer)
+            .fold((0u32, 0u64), |(c, h), m| (c.saturating_add(1), h ^ mix(m)));
         Digest {
             from: me.addr,
             count,
@@ -145,7 +151,7 @@ impl MembershipCore {
     }
 
     fn send_digest(&mut self, to: SocketAddr, reply: bool) {
-        let body = postcard::to_allocvec(&self.digest(reply));
+        let body = postcard::to_allocvec(&self.digest(to, reply));
         self.send_encoded(to, DatagramKind::Digest, body);
     }
 
@@ -169,7 +175,7 @@ impl MembershipCore {
     pub(super) fn answer_digest(&mut self, body: &[u8]) -> Result<(), Rejected> {
         let theirs: Digest =
             postcard::from_bytes(body).map_err(|e| Rejected(format!("digest: {e}")))?;
-        let mine = self.digest(true);
+        let mine = self.digest(theirs.from, true);
         if theirs.from == mine.from || theirs.hash == mine.hash {
             return Ok(());
         }

@@ -132,6 +132,9 @@ pub struct Sim {
     pub delivered: u64,
     /// Events processed.
     pub steps: u64,
+    /// Down events for members that were running and not paused at that
+    /// moment: (when, observer, member), a live member declared down.
+    pub false_downs: Vec<(Duration, usize, NodeId)>,
 }
 
 fn addr(i: usize) -> SocketAddr {
@@ -172,6 +175,7 @@ impl Sim {
             expected: 0,
             delivered: 0,
             steps: 0,
+            false_downs: Vec::new(),
         };
         for i in 0..n {
             let node = sim.fresh(i, 1);
@@ -415,6 +419,15 @@ impl Sim {
                 self.send_registry(i, send);
             }
             MemberEvent::Down(m) | MemberEvent::Left(m) => {
+                if m.state == foundation::MemberState::Down {
+                    let live = self.index_of_id(m.id).is_some_and(|j| {
+                        let n = &self.nodes[j];
+                        n.id == m.id && n.alive && !n.paused
+                    });
+                    if live {
+                        self.false_downs.push((self.now, i, m.id));
+                    }
+                }
                 let node = &mut self.nodes[i];
                 sync::on_member_gone(&mut node.registry, m.id);
                 node.heard.remove(&m.id);

@@ -108,6 +108,14 @@ pub(crate) fn render(stats: &Stats, members: &[(MemberState, usize)]) -> String 
         header(&mut out, name, "counter", help);
         let _ = writeln!(out, "{name} {v}");
     }
+    let name = "foundation_membership_health_score";
+    header(
+        &mut out,
+        name,
+        "gauge",
+        "This node's own health as membership judges it (Lifeguard): 0 is healthy; each point (up to 8) is late timers or suspicions of this node, and stretches its probe and suspicion timeouts by one more multiple.",
+    );
+    let _ = writeln!(out, "{name} {}", stats.membership_health());
     let name = "foundation_membership_datagrams_dropped_total";
     header(
         &mut out,

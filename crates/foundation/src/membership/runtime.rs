@@ -344,6 +344,8 @@ impl Shell {
     /// the events, so a subscriber that receives an event already sees it
     /// reflected in `members()`.
     async fn flush(&mut self) {
+        self.stats
+            .set_membership_health(self.core.lifeguard().score());
         let mut events = Vec::new();
         while let Some(out) = self.core.poll_output() {
             match out {

@@ -59,6 +59,7 @@ pub struct Stats {
     connect_failures: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
     discovery_dropped: AtomicU64,
+    membership_health: AtomicU64,
 }
 
 impl Stats {
@@ -144,6 +145,17 @@ impl Stats {
     pub fn discovery_dropped(&self) {
         self.discovery_dropped.fetch_add(1, Relaxed);
         metrics::counter!("foundation_discovery_messages_dropped_total").increment(1);
+    }
+
+    /// Records this node's membership health score (0 = healthy).
+    pub fn set_membership_health(&self, score: u32) {
+        self.membership_health.store(u64::from(score), Relaxed);
+    }
+
+    /// This node's membership health score (0 = healthy; see
+    /// `foundation_proto::membership::lifeguard`).
+    pub fn membership_health(&self) -> u64 {
+        self.membership_health.load(Relaxed)
     }
 
     /// Discovery messages rejected.

@@ -1,0 +1,344 @@
+//! Timeouts that follow the network and this node's own health (Lifeguard,
+//! adapted to foca; ADR 019).
+//!
+//! foca runs SWIM with one probe timeout, one probe period and one
+//! suspicion timeout for every member. It hands every timer to the
+//! runtime, though, and the core sees them on their way out: this module
+//! sets their durations.
+//!
+//! - **Round trips.** The core reads foca's headers: a `Ping` sent and its
+//!   `Ack` give a round-trip sample per member, kept as TCP keeps them
+//!   (RFC 6298: smoothed mean and mean deviation). The retransmission
+//!   timeout `rto = srtt + 4 · rttvar` sets, per probed member, the direct
+//!   probe timeout (at least the configured one), the probe period (long
+//!   enough for the indirect probes' two round trips) and the suspicion
+//!   timeout (several round trips, for the suspect to hear and refute). On
+//!   a LAN `rto` is a few milliseconds and the configured values stand; on
+//!   a 100 ms WAN they stretch by themselves. Every sample also feeds one
+//!   estimate of the whole network, and a member's `rto` is never below
+//!   it: a member this node has not probed since the network slowed down
+//!   gets the network's figure, not a stale one.
+//! - **Local health.** A node whose own timers fire late (starved CPU, a
+//!   paused process) or that is itself suspected is the likelier culprit
+//!   when probes fail. Its health score (0 = healthy, up to
+//!   [`MAX_SCORE`]) multiplies every timeout by `1 + score`, and drops by
+//!   one with each probe answered in time. A suspicion timer that fires
+//!   late is armed once more instead of declaring the member down: the
+//!   node was not there to hear the refutation.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use foca::{Codec, Message, PostcardCodec, ProbeNumber};
+
+use super::identity::MemberId;
+use crate::NodeId;
+
+/// Highest health score: timeouts stretch at most nine-fold.
+pub const MAX_SCORE: u32 = 8;
+
+/// A timer this much late (or more) counts against this node's health.
+pub const LATE: Duration = Duration::from_millis(100);
+
+/// Pings remembered while their acks are awaited.
+const PINGS: usize = 64;
+
+/// Round trips that stretch the suspicion timeout.
+const SUSPICION_RTOS: u32 = 10;
+
+/// Round trips the probe period leaves after the direct probe timeout: the
+/// indirect probes' two, and one of margin.
+const PERIOD_RTOS: u32 = 3;
+
+/// One member's round-trip estimate (RFC 6298).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rtt {
+    /// Smoothed round trip.
+    pub srtt: Duration,
+    /// Mean deviation.
+    pub rttvar: Duration,
+}
+
+impl Rtt {
+    fn first(sample: Duration) -> Self {
+        Rtt {
+            srtt: sample,
+            rttvar: sample / 2,
+        }
+    }
+
+    fn update(&mut self, sample: Duration) {
+        let dev = self.srtt.abs_diff(sample);
+        self.rttvar = (self.rttvar * 3 + dev) / 4;
+        self.srtt = (self.srtt * 7 + sample) / 8;
+    }
+
+    /// `srtt + 4 · rttvar`.
+    pub fn rto(&self) -> Duration {
+        self.srtt + self.rttvar * 4
+    }
+}
+
+/// The configured timeouts, the floor of the adapted ones.
+#[derive(Debug, Clone, Copy)]
+pub struct Base {
+    /// Probe period.
+    pub probe_period: Duration,
+    /// Direct probe timeout.
+    pub probe_rtt: Duration,
+    /// Suspicion timeout.
+    pub suspect_to_down: Duration,
+}
+
+/// Round trips per member and this node's health.
+#[derive(Debug)]
+pub struct Lifeguard {
+    base: Base,
+    rtts: HashMap<NodeId, Rtt>,
+    /// Every sample, whoever answered.
+    network: Option<Rtt>,
+    /// Pings sent: (to, probe number, when).
+    pings: VecDeque<(SocketAddr, ProbeNumber, Instant)>,
+    score: u32,
+}
+
+impl Lifeguard {
+    /// Starts healthy, with no estimates.
+    pub fn new(base: Base) -> Self {
+        Lifeguard {
+            base,
+            rtts: HashMap::new(),
+            network: None,
+            pings: VecDeque::new(),
+            score: 0,
+        }
+    }
+
+    /// This node's health score (0 = healthy).
+    pub fn score(&self) -> u32 {
+        self.score
+    }
+
+    /// The estimate for `id`, if any probe of it was answered.
+    pub fn rtt(&self, id: NodeId) -> Option<Rtt> {
+        self.rtts.get(&id).copied()
+    }
+
+    fn multiplier(&self) -> u32 {
+        1 + self.score
+    }
+
+    fn rto(&self, id: NodeId) -> Duration {
+        let member = self.rtts.get(&id).map_or(Duration::ZERO, Rtt::rto);
+        member.max(self.network.as_ref().map_or(Duration::ZERO, Rtt::rto))
+    }
+
+    /// The estimate over every member's answers.
+    pub fn network(&self) -> Option<Rtt> {
+        self.network
+    }
+
+    /// How long the direct probe of `id` waits for its ack.
+    pub fn probe_timeout(&self, id: NodeId) -> Duration {
+        self.base.probe_rtt.max(self.rto(id)) * self.multiplier()
+    }
+
+    /// The probe period while `id` is probed: the direct timeout, then
+    /// room for the indirect probes.
+    pub fn probe_period(&self, id: Option<NodeId>) -> Duration {
+        let adapted = id.map_or(Duration::ZERO, |id| {
+            self.probe_timeout(id) + self.rto(id) * PERIOD_RTOS * self.multiplier()
+        });
+        (self.base.probe_period * self.multiplier()).max(adapted)
+    }
+
+    /// How long `id` stays suspect before this node declares it down.
+    pub fn suspicion(&self, id: NodeId) -> Duration {
+        self.base.suspect_to_down.max(self.rto(id) * SUSPICION_RTOS) * self.multiplier()
+    }
+
+    /// A SWIM datagram this node sends to `to`.
+    pub fn sent(&mut self, to: SocketAddr, body: &[u8], now: Instant) {
+        let Ok(header) = Codec::<MemberId>::decode_header(&mut PostcardCodec, body) else {
+            return;
+        };
+        if let Message::Ping(n) = header.message {
+            if self.pings.len() == PINGS {
+                self.pings.pop_front();
+            }
+            self.pings.push_back((to, n, now));
+        }
+    }
+
+    /// A SWIM datagram this node received.
+    pub fn received(&mut self, body: &[u8], now: Instant) {
+        let Ok(header) = Codec::<MemberId>::decode_header(&mut PostcardCodec, body) else {
+            return;
+        };
+        let Message::Ack(n) = header.message else {
+            return;
+        };
+        let from = header.src.addr;
+        let Some(k) = self
+            .pings
+            .iter()
+            .position(|(to, m, _)| *to == from && *m == n)
+        else {
+            return;
+        };
+        let Some((_, _, at)) = self.pings.remove(k) else {
+            return;
+        };
+        let sample = now.saturating_duration_since(at);
+        self.rtts
+            .entry(header.src.id)
+            .and_modify(|r| r.update(sample))
+            .or_insert_with(|| Rtt::first(sample));
+        match self.network.as_mut() {
+            Some(r) => r.update(sample),
+            None => self.network = Some(Rtt::first(sample)),
+        }
+        // A probe answered: this node hears its peers in time.
+        self.score = self.score.saturating_sub(1);
+    }
+
+    /// A timer fired `lateness` after it was due.
+    pub fn timer_late(&mut self, lateness: Duration) {
+        if lateness >= LATE {
+            self.worse();
+        }
+    }
+
+    /// Someone suspects this node: it may be the slow one.
+    pub fn suspected(&mut self) {
+        self.worse();
+    }
+
+    fn worse(&mut self) {
+        self.score = (self.score + 1).min(MAX_SCORE);
+    }
+
+    /// Forgets the estimate of a member that is gone.
+    pub fn forget(&mut self, id: NodeId) {
+        self.rtts.remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Base {
+        Base {
+            probe_period: Duration::from_millis(300),
+            probe_rtt: Duration::from_millis(150),
+            suspect_to_down: Duration::from_millis(700),
+        }
+    }
+
+    fn member(id: u64) -> MemberId {
+        MemberId {
+            id: NodeId(id),
+            addr: SocketAddr::from(([10, 0, 0, id as u8], 7946)),
+            transport: SocketAddr::from(([10, 0, 0, id as u8], 7947)),
+            name: format!("n{id}"),
+            roles: vec![],
+            version: "t".into(),
+            generation: 1,
+        }
+    }
+
+    fn frame(src: &MemberId, dst: &MemberId, message: Message<MemberId>) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let header = foca::Header {
+            src: src.clone(),
+            src_incarnation: 0,
+            dst: dst.clone(),
+            message,
+        };
+        PostcardCodec
+            .encode_header(&header, &mut buf)
+            .expect("encode");
+        buf
+    }
+
+    /// Feeds `n` probes answered after `rtt`.
+    fn probe(l: &mut Lifeguard, me: &MemberId, peer: &MemberId, rtt: Duration, n: u8) {
+        let t0 = Instant::now();
+        for k in 0..n {
+            let at = t0 + Duration::from_secs(u64::from(k));
+            l.sent(peer.addr, &frame(me, peer, Message::Ping(k)), at);
+            l.received(&frame(peer, me, Message::Ack(k)), at + rtt);
+        }
+    }
+
+    #[test]
+    fn on_a_lan_the_configured_timeouts_stand() {
+        let (me, peer) = (member(1), member(2));
+        let mut l = Lifeguard::new(base());
+        probe(&mut l, &me, &peer, Duration::from_millis(1), 20);
+        assert_eq!(l.probe_timeout(peer.id), Duration::from_millis(150));
+        assert_eq!(l.probe_period(Some(peer.id)), Duration::from_millis(300));
+        assert_eq!(l.suspicion(peer.id), Duration::from_millis(700));
+    }
+
+    #[test]
+    fn on_a_wan_they_stretch_to_the_measured_round_trip() {
+        let (me, peer) = (member(1), member(2));
+        let mut l = Lifeguard::new(base());
+        probe(&mut l, &me, &peer, Duration::from_millis(100), 20);
+        let rtt = l.rtt(peer.id).expect("sampled");
+        assert_eq!(rtt.srtt, Duration::from_millis(100));
+        let rto = rtt.rto();
+        assert!(rto >= Duration::from_millis(100), "{rto:?}");
+        // The indirect probes' two round trips fit in the period.
+        let period = l.probe_period(Some(peer.id));
+        assert!(period >= l.probe_timeout(peer.id) + rto * 2, "{period:?}");
+        assert!(l.suspicion(peer.id) >= rto * 10);
+        // Another member, never measured, gets the network's figure.
+        assert_eq!(l.suspicion(NodeId(3)), l.suspicion(peer.id));
+        assert_eq!(
+            l.network().map(|r| r.srtt),
+            Some(Duration::from_millis(100))
+        );
+    }
+
+    #[test]
+    fn a_late_or_suspected_node_stretches_its_timeouts_and_recovers() {
+        let (me, peer) = (member(1), member(2));
+        let mut l = Lifeguard::new(base());
+        l.timer_late(Duration::from_millis(10));
+        assert_eq!(l.score(), 0, "a little late is on time");
+        l.timer_late(Duration::from_secs(2));
+        l.suspected();
+        assert_eq!(l.score(), 2);
+        assert_eq!(l.probe_timeout(peer.id), Duration::from_millis(450));
+        assert_eq!(l.suspicion(peer.id), Duration::from_millis(2100));
+        for _ in 0..20 {
+            l.timer_late(Duration::from_secs(1));
+        }
+        assert_eq!(l.score(), MAX_SCORE);
+        probe(&mut l, &me, &peer, Duration::from_millis(1), 3);
+        assert_eq!(l.score(), MAX_SCORE - 3, "answered probes restore health");
+    }
+
+    #[test]
+    fn an_ack_without_its_ping_and_garbage_are_ignored() {
+        let (me, peer) = (member(1), member(2));
+        let mut l = Lifeguard::new(base());
+        l.received(&frame(&peer, &me, Message::Ack(7)), Instant::now());
+        l.received(b"not a header", Instant::now());
+        l.sent(peer.addr, b"", Instant::now());
+        assert!(l.rtt(peer.id).is_none());
+        // Bounded: only the last pings are remembered.
+        for k in 0..=255 {
+            l.sent(
+                peer.addr,
+                &frame(&me, &peer, Message::Ping(k)),
+                Instant::now(),
+            );
+        }
+        assert!(l.pings.len() <= PINGS);
+    }
+}
