@@ -287,6 +287,30 @@ pub struct ClusterConfig {
     pub seeds: Vec<SeedAddr>,
 }
 
+impl ClusterConfig {
+    /// The DNS name node certificates of this cluster carry with TLS
+    /// files, `<name>.cluster.foundation`; `None` when the name cannot be
+    /// a DNS label (letters, digits and inner hyphens, at most 63).
+    pub fn certificate_name(&self) -> Option<String> {
+        certificate_name(&self.name)
+    }
+}
+
+/// The DNS name under which node certificates name their cluster.
+pub const CERTIFICATE_NAME_SUFFIX: &str = "cluster.foundation";
+
+/// `<cluster>.cluster.foundation`, lower case, if `cluster` is a DNS label.
+pub(crate) fn certificate_name(cluster: &str) -> Option<String> {
+    let label_ok = !cluster.is_empty()
+        && cluster.len() <= 63
+        && cluster
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !cluster.starts_with('-')
+        && !cluster.ends_with('-');
+    label_ok.then(|| format!("{}.{CERTIFICATE_NAME_SUFFIX}", cluster.to_ascii_lowercase()))
+}
+
 /// This node's identity in the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeConfig {

@@ -53,7 +53,7 @@ pub(super) fn validate(
             ),
         })));
     }
-    if tls_set == 3 && crate::security::cluster_name::certificate_name(&c.cluster.name).is_none() {
+    if tls_set == 3 && c.cluster.certificate_name().is_none() {
         return Err(ConfigError::InvalidValue(Box::new(InvalidValue {
             key: "cluster_name".into(),
             value: c.cluster.name.clone(),

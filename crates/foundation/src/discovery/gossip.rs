@@ -33,8 +33,8 @@ use super::context::cluster_hash;
 use super::sink::{CandidateSink, Candidates, DiscoveryError};
 use super::{DiscoveryContext, Probe, ProbeTask, Strategy, StrategyTask};
 use crate::id::NodeId;
-use crate::membership::freshness::{Freshness, Refused};
 use crate::shell_time::wall_ms;
+use foundation_proto::membership::freshness::{Freshness, Refused};
 use foundation_proto::PROTOCOL_VERSION;
 
 const MAGIC: &[u8; 4] = b"FNDB";

@@ -16,24 +16,11 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::ParsedCertificate;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-/// The DNS name under which node certificates name their cluster.
-pub const SUFFIX: &str = "cluster.foundation";
-
 /// What node certificates of `cluster` must carry: the DNS name
 /// `<cluster>.cluster.foundation`, or `None` when the cluster name cannot
 /// be a DNS label.
 pub fn certificate_name(cluster: &str) -> Option<ServerName<'static>> {
-    let label_ok = !cluster.is_empty()
-        && cluster.len() <= 63
-        && cluster
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !cluster.starts_with('-')
-        && !cluster.ends_with('-');
-    if !label_ok {
-        return None;
-    }
-    ServerName::try_from(format!("{}.{SUFFIX}", cluster.to_ascii_lowercase())).ok()
+    ServerName::try_from(crate::config::certificate_name(cluster)?).ok()
 }
 
 /// Whether `cert` names the cluster whose certificate name is `name`.
