@@ -5,6 +5,15 @@ use std::time::Duration;
 
 use foundation_testkit::sim::{NetConfig, Sim};
 
+/// How long a hung member may take to be declared down by every node
+/// under 10% loss and 50 ms one way: until one of the others probes it and
+/// that probe round ends, the suspicion (10 round trips, longer while the
+/// estimates still carry the LAN they were measured on) and the Down
+/// notice's spread over lossy links, which digests finish. Measured
+/// 3.9–11.7 s over 20 seeds of 30 nodes (docs/RELIABILITY.md); shortening
+/// it is still open in issue 22.
+const HANG_BOUND: Duration = Duration::from_secs(15);
+
 fn lossy() -> NetConfig {
     NetConfig {
         latency: (Duration::from_millis(45), Duration::from_millis(55)),
@@ -45,6 +54,92 @@ fn no_live_member_is_declared_down_under_ten_percent_loss_and_50_ms() {
                 sim.false_downs.len(),
                 &sim.false_downs[..sim.false_downs.len().min(3)]
             ));
+        }
+        // Still lossy: a hung member (SIGSTOP) is declared down by every
+        // other node within HANG_BOUND.
+        let hung = nodes / 3;
+        let hung_id = sim.nodes[hung].id;
+        sim.pause(hung);
+        let stopped = sim.now();
+        sim.run_for(HANG_BOUND + Duration::from_secs(5));
+        let mut slowest = Duration::ZERO;
+        for observer in (0..nodes).filter(|o| *o != hung) {
+            match sim
+                .downs
+                .iter()
+                .find(|(t, o, id)| *o == observer && *id == hung_id && *t >= stopped)
+            {
+                Some((t, _, _)) => slowest = slowest.max(*t - stopped),
+                None => {
+                    failed.push(format!(
+                        "seed {seed}: node {observer} never saw the hung node down"
+                    ));
+                    break;
+                }
+            }
+        }
+        let mut times: Vec<Duration> = sim
+            .downs
+            .iter()
+            .filter(|(t, _, id)| *id == hung_id && *t >= stopped)
+            .map(|(t, _, _)| *t - stopped)
+            .collect();
+        times.sort();
+        eprintln!(
+            "nodes={nodes} seed={seed}: hung node down first after {:?}, half after {:?}, everywhere after {slowest:?}",
+            times.first(),
+            times.get(times.len() / 2)
+        );
+        if slowest > HANG_BOUND {
+            failed.push(format!(
+                "seed {seed}: hung node down everywhere only after {slowest:?}"
+            ));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// One node starved of CPU: every few seconds it stops handling anything
+/// for 2 s, then handles what waited, late and timers first (as a starved
+/// or GC-paused process does: its timeouts fire before it reads the acks
+/// that arrived in time). It may be declared down itself; it must not get anyone
+/// else declared down.
+#[test]
+fn a_starved_node_does_not_get_others_declared_down() {
+    let nodes = env_u64("FOUNDATION_SIM_NODES", 30) as usize;
+    let seeds = env_u64("FOUNDATION_SIM_SEEDS", 3);
+    let mut failed = Vec::new();
+    for seed in 0..seeds {
+        let mut sim = Sim::new(nodes, seed, NetConfig::lan());
+        sim.start_all();
+        sim.run_for(Duration::from_secs(10));
+        sim.false_downs.clear();
+        let starved = nodes / 2;
+        let starved_id = sim.nodes[starved].id;
+        for _ in 0..20 {
+            sim.pause(starved);
+            sim.run_for(Duration::from_secs(2));
+            sim.resume_timers_first(starved);
+            sim.run_for(Duration::from_millis(1500));
+        }
+        let others: Vec<_> = sim
+            .false_downs
+            .iter()
+            .filter(|(_, _, id)| *id != starved_id && sim.nodes[starved].id == starved_id)
+            .collect();
+        let by_starved = sim
+            .false_downs
+            .iter()
+            .filter(|(_, o, _)| *o == starved)
+            .count();
+        eprintln!(
+            "nodes={nodes} seed={seed}: others declared down {} times ({} by the starved node); the starved node {} times",
+            others.len(),
+            by_starved,
+            sim.false_downs.len() - others.len()
+        );
+        if !others.is_empty() {
+            failed.push(format!("seed {seed}: {:?}", &others[..others.len().min(3)]));
         }
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));

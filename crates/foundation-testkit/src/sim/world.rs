@@ -135,6 +135,8 @@ pub struct Sim {
     /// Down events for members that were running and not paused at that
     /// moment: (when, observer, member), a live member declared down.
     pub false_downs: Vec<(Duration, usize, NodeId)>,
+    /// Every Down event: (when, observer, member).
+    pub downs: Vec<(Duration, usize, NodeId)>,
 }
 
 fn addr(i: usize) -> SocketAddr {
@@ -176,6 +178,7 @@ impl Sim {
             delivered: 0,
             steps: 0,
             false_downs: Vec::new(),
+            downs: Vec::new(),
         };
         for i in 0..n {
             let node = sim.fresh(i, 1);
@@ -249,6 +252,23 @@ impl Sim {
             .partition(|ev| target(ev) == i);
         self.held = rest;
         for ev in mine {
+            self.push(self.now, ev);
+        }
+    }
+
+    /// Resumes node `i` as a starved process wakes up: its overdue timers
+    /// fire before it reads what arrived meanwhile (so acks that came in
+    /// time are seen after the timeouts they would have stopped).
+    pub fn resume_timers_first(&mut self, i: usize) {
+        self.nodes[i].paused = false;
+        let (mine, rest): (Vec<Ev>, Vec<Ev>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|ev| target(ev) == i);
+        self.held = rest;
+        let (timers, others): (Vec<Ev>, Vec<Ev>) = mine
+            .into_iter()
+            .partition(|ev| matches!(ev, Ev::Timer { .. }));
+        for ev in timers.into_iter().chain(others) {
             self.push(self.now, ev);
         }
     }
@@ -420,6 +440,7 @@ impl Sim {
             }
             MemberEvent::Down(m) | MemberEvent::Left(m) => {
                 if m.state == foundation::MemberState::Down {
+                    self.downs.push((self.now, i, m.id));
                     let live = self.index_of_id(m.id).is_some_and(|j| {
                         let n = &self.nodes[j];
                         n.id == m.id && n.alive && !n.paused
