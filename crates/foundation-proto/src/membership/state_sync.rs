@@ -22,12 +22,10 @@
 //! others do). A refutation that gossip did not bring to a node shows as a
 //! difference and is repaired within a round. Equal hashes end the
 //! exchange there (one small datagram per node per interval in a settled
-//! cluster). Otherwise both sides send their lists (a reply digest asks
-//! for the other's), and a list carries down members as well as alive
-//! ones: a node that missed a Down notice (gossip sends each a bounded
-//! number of times, and under 10% loss some node misses it) learns it at
-//! the next exchange instead of keeping the member until its own probe of
-//! it fails. Suspicions are left out: they are not facts yet.
+//! cluster). Otherwise the side that holds at least
+//! as many members sends its list, and the side that holds fewer asks for
+//! the other's with a reply digest: equal counts with different sets
+//! exchange both lists.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -171,8 +169,9 @@ impl MembershipCore {
         }
     }
 
-    /// A peer's digest: nothing if the views match; else our list, and a
-    /// reply digest (asking for its list) unless this is one.
+    /// A peer's digest: nothing if the views match; else our list if we
+    /// hold at least as many members, and a reply digest (asking for its
+    /// list) if we hold at most as many.
     pub(super) fn answer_digest(&mut self, body: &[u8]) -> Result<(), Rejected> {
         let theirs: Digest =
             postcard::from_bytes(body).map_err(|e| Rejected(format!("digest: {e}")))?;
@@ -180,15 +179,17 @@ impl MembershipCore {
         if theirs.from == mine.from || theirs.hash == mine.hash {
             return Ok(());
         }
-        self.send_state(theirs.from, None);
-        if !theirs.reply {
+        if mine.count >= theirs.count {
+            self.send_state(theirs.from, None);
+        }
+        if mine.count <= theirs.count && !theirs.reply {
             self.send_digest(theirs.from, true);
         }
         Ok(())
     }
 
-    /// Sends every Alive and Down member we know, ourselves included and
-    /// `except` left out, to `to` in as many State datagrams as it takes.
+    /// Sends every Alive member we know, ourselves included and `except`
+    /// left out, to `to` in as many State datagrams as it takes.
     fn send_state(&mut self, to: SocketAddr, except: Option<crate::NodeId>) {
         let budget = self.config.max_packet_size.get().saturating_sub(PREFIX);
         let mut chunk: Vec<&foca::Member<MemberId>> = Vec::new();
@@ -198,7 +199,7 @@ impl MembershipCore {
         let members = self
             .foca
             .iter_membership_state()
-            .filter(|m| m.state() != foca::State::Suspect && Some(m.id().id) != except);
+            .filter(|m| m.state() == foca::State::Alive && Some(m.id().id) != except);
         for m in std::iter::once(&me).chain(members) {
             let Ok(len) = postcard::to_allocvec(m).map(|b| b.len()) else {
                 continue;
