@@ -519,6 +519,7 @@ impl MembershipCore {
                 let (id, inc) = (member_id.id, *incarnation);
                 self.suspicions.retain(|s| (s.0, s.1) != (id, inc));
                 self.suspicions.push((id, inc, now + after, false));
+                tracing::debug!(member = %id, incarnation = inc, ?after, score = lg.score(), rtt = ?lg.rtt(id), network = ?lg.network(), "suspicion timer set");
                 self.notify_suspect(member_id.clone(), inc);
                 after
             }
@@ -597,7 +598,6 @@ impl MembershipCore {
         if suspicion.id() != self.foca.identity() || suspicion.state() != State::Suspect {
             return Ok(());
         }
-        self.lifeguard.suspected();
         self.foca
             .apply_many(std::iter::once(suspicion), true, &mut self.rt)
             .map_err(|e| Rejected(e.to_string()))?;

@@ -12,19 +12,22 @@
 //!   timeout `rto = srtt + 4 · rttvar` sets, per probed member, the direct
 //!   probe timeout (at least the configured one), the probe period (long
 //!   enough for the indirect probes' two round trips) and the suspicion
-//!   timeout (several round trips, for the suspect to hear and refute). On
+//!   timeout (ten `rto`, for the suspect to hear and refute). An ack after
+//!   the direct timeout gives no sample (Karn's rule: a late ack mostly
+//!   measures a stalled peer, and ten of such a sample made a LAN's
+//!   suspicion 13 s after a peer had been paused). On
 //!   a LAN `rto` is a few milliseconds and the configured values stand; on
 //!   a 100 ms WAN they stretch by themselves. Every sample also feeds one
 //!   estimate of the whole network, and a member's `rto` is never below
 //!   it: a member this node has not probed since the network slowed down
 //!   gets the network's figure, not a stale one.
 //! - **Local health.** A node whose own timers fire late (starved CPU, a
-//!   paused process) or that is itself suspected is the likelier culprit
-//!   when probes fail. Its health score (0 = healthy, up to
-//!   [`MAX_SCORE`]) multiplies every timeout by `1 + score`, and drops by
-//!   one with each probe answered in time. A suspicion timer that fires
-//!   late is armed once more instead of declaring the member down: the
-//!   node was not there to hear the refutation.
+//!   paused process) is the likelier culprit when its probes fail. Its health score (0 = healthy, up to
+//!   [`MAX_SCORE`]) multiplies its probe timeout and probe period by
+//!   `1 + score`, and drops by one with each probe answered in time. A
+//!   suspicion timer that fires late is armed once more instead of
+//!   declaring the member down: the node was not there to hear the
+//!   refutation.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -44,7 +47,7 @@ pub const LATE: Duration = Duration::from_millis(100);
 /// Pings remembered while their acks are awaited.
 const PINGS: usize = 64;
 
-/// Round trips that stretch the suspicion timeout.
+/// Round trips (`rto`) that stretch the suspicion timeout.
 const SUSPICION_RTOS: u32 = 10;
 
 /// Round trips the probe period leaves after the direct probe timeout: the
@@ -98,8 +101,8 @@ pub struct Lifeguard {
     rtts: HashMap<NodeId, Rtt>,
     /// Every sample, whoever answered.
     network: Option<Rtt>,
-    /// Pings sent: (to, probe number, when).
-    pings: VecDeque<(SocketAddr, ProbeNumber, Instant)>,
+    /// Pings sent: (to, probe number, when, end of their direct timeout).
+    pings: VecDeque<(SocketAddr, ProbeNumber, Instant, Instant)>,
     score: u32,
 }
 
@@ -153,9 +156,13 @@ impl Lifeguard {
         (self.base.probe_period * self.multiplier()).max(adapted)
     }
 
-    /// How long `id` stays suspect before this node declares it down.
+    /// How long `id` stays suspect before this node declares it down. Not
+    /// stretched by the health score (as in memberlist, the score slows
+    /// this node's probing, not its verdicts): a node that was itself
+    /// paused took many seconds to see the next hang. A suspicion timer
+    /// that fires late is armed again instead (the core).
     pub fn suspicion(&self, id: NodeId) -> Duration {
-        self.base.suspect_to_down.max(self.rto(id) * SUSPICION_RTOS) * self.multiplier()
+        self.base.suspect_to_down.max(self.rto(id) * SUSPICION_RTOS)
     }
 
     /// A SWIM datagram this node sends to `to`.
@@ -167,7 +174,8 @@ impl Lifeguard {
             if self.pings.len() == PINGS {
                 self.pings.pop_front();
             }
-            self.pings.push_back((to, n, now));
+            let timeout = self.probe_timeout(header.dst.id);
+            self.pings.push_back((to, n, now, now + timeout));
         }
     }
 
@@ -183,13 +191,23 @@ impl Lifeguard {
         let Some(k) = self
             .pings
             .iter()
-            .position(|(to, m, _)| *to == from && *m == n)
+            .position(|(to, m, _, _)| *to == from && *m == n)
         else {
             return;
         };
-        let Some((_, _, at)) = self.pings.remove(k) else {
+        let Some((_, _, at, round_end)) = self.pings.remove(k) else {
             return;
         };
+        // An ack after the direct timeout belongs to a failed probe and
+        // mostly measures a stall (a paused or starved peer answering
+        // late), not the network: as TCP skips retransmitted segments
+        // (Karn), it gives no sample. The timeout follows `rto`, so a
+        // round trip that grows is followed; one that starts above the
+        // configured probe timeout is not learnt (the WAN preset is for
+        // those).
+        if now > round_end {
+            return;
+        }
         let sample = now.saturating_duration_since(at);
         self.rtts
             .entry(header.src.id)
@@ -210,11 +228,11 @@ impl Lifeguard {
         }
     }
 
-    /// Someone suspects this node: it may be the slow one.
-    pub fn suspected(&mut self) {
-        self.worse();
-    }
-
+    /// Only this node's own late timers count against it. Lifeguard also
+    /// counts being suspected, but the accuser is often the slow one: a
+    /// paused process that wakes up fails its probes and accuses healthy
+    /// members, and when that raised their scores, their probing slowed
+    /// until a hang took 12 s to see (`bench failover --signal stop`).
     fn worse(&mut self) {
         self.score = (self.score + 1).min(MAX_SCORE);
     }
@@ -305,22 +323,38 @@ mod tests {
     }
 
     #[test]
-    fn a_late_or_suspected_node_stretches_its_timeouts_and_recovers() {
+    fn a_late_node_stretches_its_probing_and_recovers() {
         let (me, peer) = (member(1), member(2));
         let mut l = Lifeguard::new(base());
         l.timer_late(Duration::from_millis(10));
         assert_eq!(l.score(), 0, "a little late is on time");
         l.timer_late(Duration::from_secs(2));
-        l.suspected();
+        l.timer_late(Duration::from_millis(100));
         assert_eq!(l.score(), 2);
         assert_eq!(l.probe_timeout(peer.id), Duration::from_millis(450));
-        assert_eq!(l.suspicion(peer.id), Duration::from_millis(2100));
+        assert_eq!(l.probe_period(Some(peer.id)), Duration::from_millis(900));
+        // Verdicts are not slowed: the next hang is seen as fast.
+        assert_eq!(l.suspicion(peer.id), Duration::from_millis(700));
         for _ in 0..20 {
             l.timer_late(Duration::from_secs(1));
         }
         assert_eq!(l.score(), MAX_SCORE);
         probe(&mut l, &me, &peer, Duration::from_millis(1), 3);
         assert_eq!(l.score(), MAX_SCORE - 3, "answered probes restore health");
+    }
+
+    /// A peer that was paused answers a ping seconds late: that is not a
+    /// round trip, and must not stretch its timeouts (it did, and a
+    /// second pause of the same peer took 7 s to detect instead of 1).
+    #[test]
+    fn an_ack_after_its_probe_round_gives_no_sample() {
+        let (me, peer) = (member(1), member(2));
+        let mut l = Lifeguard::new(base());
+        probe(&mut l, &me, &peer, Duration::from_millis(1), 5);
+        let before = l.rtt(peer.id);
+        probe(&mut l, &me, &peer, Duration::from_secs(5), 1);
+        assert_eq!(l.rtt(peer.id), before);
+        assert_eq!(l.suspicion(peer.id), Duration::from_millis(700));
     }
 
     #[test]
