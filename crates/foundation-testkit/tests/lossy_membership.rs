@@ -11,8 +11,8 @@ use foundation_testkit::sim::{NetConfig, Sim};
 /// estimates still carry the LAN they were measured on), and the Down
 /// notice's spread over lossy links: a node that missed it keeps the
 /// member until its own probe of it fails, which foca's shuffled round of
-/// probes may leave for a cycle. Measured 3.5–20.6 s over 20 seeds of 30
-/// nodes (docs/RELIABILITY.md); shortening it is open in issue 22.
+/// probes may leave for a cycle. Measured figures: docs/RELIABILITY.md;
+/// shortening it is open in issue 22.
 const HANG_BOUND: Duration = Duration::from_secs(30);
 
 fn lossy() -> NetConfig {
