@@ -129,6 +129,19 @@ impl Sim {
         new
     }
 
+    /// Node `i` leaves as the shell has it leave (notice, one probe
+    /// timeout, foca's leave), then stops.
+    fn leave_gracefully(&mut self, i: usize) {
+        let now = self.base + self.now;
+        self.cores[i].leave(now);
+        self.drain(i);
+        self.run_for(Duration::from_millis(d::PROBE_RTT_MS));
+        let now = self.base + self.now;
+        self.cores[i].finish_leave(now);
+        self.drain(i);
+        self.dead.insert(i);
+    }
+
     fn join_all_via(&mut self, seed: usize) {
         let to = self.cores[seed].local().addr;
         for i in 0..self.cores.len() {
@@ -240,14 +253,7 @@ fn leave_is_seen_as_left_never_down() {
     let mut sim = Sim::new(4, 3);
     sim.join_all_via(0);
     sim.run_for(Duration::from_secs(5));
-    let now = sim.base + sim.now;
-    sim.cores[3].leave(now);
-    sim.drain(3);
-    sim.run_for(Duration::from_millis(d::PROBE_RTT_MS));
-    let now = sim.base + sim.now;
-    sim.cores[3].finish_leave(now);
-    sim.drain(3);
-    sim.dead.insert(3);
+    sim.leave_gracefully(3);
     sim.run_for(Duration::from_secs(5));
     let leaver = sim.cores[3].local().id;
     for i in 0..3 {
@@ -505,14 +511,7 @@ fn a_departed_members_captured_datagram_cannot_bring_it_back() {
         .expect("node 3 sent node 0 a SWIM datagram within a second");
 
     // Node 3 leaves; the others forget it after FORGET_AFTER.
-    let now = sim.base + sim.now;
-    sim.cores[3].leave(now);
-    sim.drain(3);
-    sim.run_for(Duration::from_millis(d::PROBE_RTT_MS));
-    let now = sim.base + sim.now;
-    sim.cores[3].finish_leave(now);
-    sim.drain(3);
-    sim.dead.insert(3);
+    sim.leave_gracefully(3);
     sim.run_for(FORGET_AFTER + Duration::from_secs(10));
     assert_eq!(sim.state(0, 3), None, "node 0 forgot the departed node");
 

@@ -246,26 +246,28 @@ impl Sim {
 
     /// SIGCONT: node `i` handles what waited for it.
     pub fn resume(&mut self, i: usize) {
+        let mine = self.unhold(i);
+        for ev in mine {
+            self.push(self.now, ev);
+        }
+    }
+
+    /// Unpauses node `i` and hands back what waited for it, in order.
+    fn unhold(&mut self, i: usize) -> Vec<Ev> {
         self.nodes[i].paused = false;
         let (mine, rest): (Vec<Ev>, Vec<Ev>) = std::mem::take(&mut self.held)
             .into_iter()
             .partition(|ev| target(ev) == i);
         self.held = rest;
-        for ev in mine {
-            self.push(self.now, ev);
-        }
+        mine
     }
 
     /// Resumes node `i` as a starved process wakes up: its overdue timers
     /// fire before it reads what arrived meanwhile (so acks that came in
     /// time are seen after the timeouts they would have stopped).
     pub fn resume_timers_first(&mut self, i: usize) {
-        self.nodes[i].paused = false;
-        let (mine, rest): (Vec<Ev>, Vec<Ev>) = std::mem::take(&mut self.held)
-            .into_iter()
-            .partition(|ev| target(ev) == i);
-        self.held = rest;
-        let (timers, others): (Vec<Ev>, Vec<Ev>) = mine
+        let (timers, others): (Vec<Ev>, Vec<Ev>) = self
+            .unhold(i)
             .into_iter()
             .partition(|ev| matches!(ev, Ev::Timer { .. }));
         for ev in timers.into_iter().chain(others) {

@@ -70,34 +70,6 @@ fn wizard_tables_from_file() {
 }
 
 #[test]
-fn port_unreachable_detection_is_on_by_default_and_can_be_turned_off() {
-    let r = env(&[]).resolve().expect("resolves");
-    assert!(r.config.membership.port_unreachable);
-    let f = file("[membership]\nport_unreachable = false\n");
-    let r = env(&[]).file(f.path()).resolve().expect("resolves");
-    assert!(!r.config.membership.port_unreachable);
-    let f = file("[membership]\nport_unreachable = \"maybe\"\n");
-    let e = env(&[]).file(f.path()).resolve().expect_err("not a bool");
-    assert!(e.to_string().contains("membership.port_unreachable"), "{e}");
-}
-
-#[test]
-fn the_replay_window_defaults_to_a_minute_and_must_stay_under_the_forget_time() {
-    let r = env(&[]).resolve().expect("resolves");
-    assert_eq!(r.config.membership.replay_window, Duration::from_secs(60));
-    let f = file("[membership]\nreplay_window_ms = 5000\n");
-    let r = env(&[]).file(f.path()).resolve().expect("resolves");
-    assert_eq!(r.config.membership.replay_window, Duration::from_secs(5));
-    for bad in ["999", "300000"] {
-        let f = file(&format!("[membership]\nreplay_window_ms = {bad}\n"));
-        let e = env(&[]).file(f.path()).resolve().expect_err("out of range");
-        let text = e.to_string();
-        assert!(text.contains("membership.replay_window_ms"), "{text}");
-        assert!(text.contains("1000 to 240000"), "{text}");
-    }
-}
-
-#[test]
 fn precedence_is_builder_then_env_then_file_then_default() {
     let f = file("node.name = \"from-file\"\n[http]\nport = 1000\nbind = \"127.0.0.1\"\n");
     // toml dotted key `node.name` is a table node with key name.
@@ -663,3 +635,6 @@ fn production_refuses_secrets_that_are_easy_to_guess() {
         .resolve()
         .expect("dev");
 }
+
+#[path = "membership_tests.rs"]
+mod membership;
