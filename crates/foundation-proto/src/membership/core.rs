@@ -15,6 +15,7 @@ use foca::{
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
+use super::accusations::Accusations;
 use super::config::MembershipConfig;
 use super::identity::MemberId;
 use super::lifeguard::{Base, Lifeguard};
@@ -29,6 +30,21 @@ pub const FORGET_AFTER: Duration = Duration::from_secs(300);
 pub const MAX_REMEMBERED: usize = 4096;
 
 type FocaT = Foca<MemberId, PostcardCodec, SmallRng, NoCustomBroadcast>;
+
+/// A timer the core asks for: one of foca's, or the end of a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoreTimer {
+    /// foca's own timer.
+    Swim(Timer<MemberId>),
+    /// This node asked a suspect whether it is alive, at the request of
+    /// an accuser; no refutation by now confirms the suspicion (ADR 020).
+    Check {
+        /// The suspect.
+        member: MemberId,
+        /// Its incarnation when suspected.
+        incarnation: foca::Incarnation,
+    },
+}
 
 /// What the shell must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +63,7 @@ pub enum Output {
         /// Delay.
         after: Duration,
         /// The timer.
-        timer: Timer<MemberId>,
+        timer: CoreTimer,
     },
     /// Publish an event.
     Event(MemberEvent),
@@ -91,9 +107,13 @@ pub struct MembershipCore {
     /// measures this node's health).
     probe_due: Option<Instant>,
     gossip_due: Option<Instant>,
-    /// Suspicion timers this node runs: (member, incarnation, due, armed
-    /// a second time).
-    suspicions: Vec<(NodeId, foca::Incarnation, Instant, bool)>,
+    /// Suspicions this node accuses or checks, with their accusers.
+    accusations: Accusations,
+    /// foca's current timer token (timers this core schedules for foca
+    /// must carry it).
+    token: Option<foca::TimerToken>,
+    /// Picks the members asked to check a suspect.
+    rng: SmallRng,
 }
 
 impl std::fmt::Debug for MembershipCore {
@@ -173,7 +193,9 @@ impl MembershipCore {
             probing: None,
             probe_due: None,
             gossip_due: None,
-            suspicions: Vec::new(),
+            accusations: Accusations::default(),
+            token: None,
+            rng: SmallRng::seed_from_u64(seed ^ 0x5eed_c4ec),
         }
     }
 
@@ -257,7 +279,7 @@ impl MembershipCore {
                     .handle_data(body, &mut self.rt)
                     .map_err(|e| Rejected(e.to_string()))
             }
-            DatagramKind::Suspicion => self.answer_suspicion(body),
+            DatagramKind::Suspicion => self.suspicion_received(body, now),
             DatagramKind::Leave => match postcard::from_bytes::<NodeId>(body) {
                 Ok(id) => {
                     self.mark_left(id, now);
@@ -281,7 +303,18 @@ impl MembershipCore {
     }
 
     /// Handles a timer scheduled earlier.
-    pub fn handle_timer(&mut self, timer: Timer<MemberId>, now: Instant) {
+    pub fn handle_timer(&mut self, timer: CoreTimer, now: Instant) {
+        let timer = match timer {
+            CoreTimer::Swim(t) => t,
+            CoreTimer::Check {
+                member,
+                incarnation,
+            } => {
+                self.check_ended(member, incarnation, now);
+                self.collect(now);
+                return;
+            }
+        };
         if self.timer_fired(&timer, now) {
             return;
         }
@@ -387,7 +420,10 @@ impl MembershipCore {
         }
         for (after, timer) in timers {
             let after = self.timer_set(&timer, after, now);
-            self.outputs.push_back(Output::Schedule { after, timer });
+            self.outputs.push_back(Output::Schedule {
+                after,
+                timer: CoreTimer::Swim(timer),
+            });
         }
         let mut notified = false;
         while let Some(n) = self.rt.to_notify() {
@@ -398,6 +434,7 @@ impl MembershipCore {
             self.scale();
         }
         self.scan_suspects(now);
+        self.close_cases();
     }
 
     fn notification(&mut self, n: OwnedNotification<MemberId>, now: Instant) {

@@ -50,6 +50,14 @@ const PINGS: usize = 64;
 /// Round trips (`rto`) that stretch the suspicion timeout.
 const SUSPICION_RTOS: u32 = 10;
 
+/// The short suspicion timeout, reached with every confirmation expected
+/// (ADR 020), is the configured one divided by this...
+const SHORT_DIVISOR: u32 = 4;
+
+/// ...and at least this many round trips (`rto`): a live suspect's
+/// refutation must have time to arrive.
+const SHORT_RTOS: u32 = 4;
+
 /// Round trips the probe period leaves after the direct probe timeout: the
 /// indirect probes' two, and one of margin.
 const PERIOD_RTOS: u32 = 3;
@@ -163,6 +171,15 @@ impl Lifeguard {
     /// that fires late is armed again instead (the core).
     pub fn suspicion(&self, id: NodeId) -> Duration {
         self.base.suspect_to_down.max(self.rto(id) * SUSPICION_RTOS)
+    }
+
+    /// The suspicion timeout once every expected confirmation arrived
+    /// (ADR 020): a quarter of the configured one, and at least four
+    /// round trips, never above [`Lifeguard::suspicion`].
+    pub fn suspicion_short(&self, id: NodeId) -> Duration {
+        (self.base.suspect_to_down / SHORT_DIVISOR)
+            .max(self.rto(id) * SHORT_RTOS)
+            .min(self.suspicion(id))
     }
 
     /// A SWIM datagram this node sends to `to`.
@@ -299,6 +316,7 @@ mod tests {
         assert_eq!(l.probe_timeout(peer.id), Duration::from_millis(150));
         assert_eq!(l.probe_period(Some(peer.id)), Duration::from_millis(300));
         assert_eq!(l.suspicion(peer.id), Duration::from_millis(700));
+        assert_eq!(l.suspicion_short(peer.id), Duration::from_millis(175));
     }
 
     #[test]
@@ -314,6 +332,8 @@ mod tests {
         let period = l.probe_period(Some(peer.id));
         assert!(period >= l.probe_timeout(peer.id) + rto * 2, "{period:?}");
         assert!(l.suspicion(peer.id) >= rto * 10);
+        assert!(l.suspicion_short(peer.id) >= rto * 4);
+        assert!(l.suspicion_short(peer.id) < l.suspicion(peer.id));
         // Another member, never measured, gets the network's figure.
         assert_eq!(l.suspicion(NodeId(3)), l.suspicion(peer.id));
         assert_eq!(

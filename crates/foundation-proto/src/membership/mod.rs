@@ -7,6 +7,7 @@
 //! (`foundation::membership::Membership`) owns the socket and the timers;
 //! the simulator drives the same core.
 
+pub mod accusations;
 mod config;
 pub mod core;
 pub mod defaults;
@@ -16,7 +17,7 @@ pub mod lifeguard;
 mod member;
 pub mod seal;
 
-pub use self::core::{MembershipCore, Output};
+pub use self::core::{CoreTimer, MembershipCore, Output};
 pub use config::MembershipConfig;
 pub use identity::MemberId;
 pub use member::{Member, MemberEvent, MemberState};

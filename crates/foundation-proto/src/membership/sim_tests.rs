@@ -24,7 +24,7 @@ enum Ev {
     },
     Timer {
         node: usize,
-        timer: Timer<MemberId>,
+        timer: CoreTimer,
     },
 }
 
@@ -318,6 +318,7 @@ fn garbage_datagrams_are_rejected_without_panic() {
     let now = sim.base;
     for kind in [
         DatagramKind::Swim,
+        DatagramKind::Suspicion,
         DatagramKind::Leave,
         DatagramKind::Hello,
         DatagramKind::Pull,
@@ -538,3 +539,6 @@ fn a_departed_members_captured_datagram_cannot_bring_it_back() {
         sim.state(0, 3)
     );
 }
+
+#[path = "sim_tests_lifeguard.rs"]
+mod lifeguard;

@@ -39,6 +39,28 @@ pub fn same_members(sim: &Sim) -> Result<(), String> {
     Ok(())
 }
 
+/// Pairs (observer, member) of running nodes where the observer does not
+/// count the member as active: what a poll of every node's member list
+/// would see missing at this moment.
+pub fn missing_members(sim: &Sim) -> usize {
+    let want = running_ids(sim);
+    sim.nodes
+        .iter()
+        .filter(|n| n.alive && !n.paused)
+        .map(|n| want.difference(n.active()).count())
+        .sum()
+}
+
+/// How many times running nodes rejoined under a new generation (each was
+/// told it had been declared down) since they were started at `generation`.
+pub fn rejoins(sim: &Sim, generation: u64) -> u64 {
+    sim.nodes
+        .iter()
+        .filter(|n| n.alive)
+        .map(|n| n.core.local().generation.saturating_sub(generation))
+        .sum()
+}
+
 /// At most one executing node runs each singleton (a paused process's copy
 /// does nothing until it resumes, and is counted from then on).
 pub fn at_most_one_owner(sim: &Sim) -> Result<(), String> {

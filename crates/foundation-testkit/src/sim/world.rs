@@ -6,13 +6,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use foca::Timer;
+
 use foundation::config::defaults as d;
 use foundation::config::MembershipConfig;
 use foundation::{MemberEvent, NodeId};
 use foundation_proto::membership::core::SYNC_INTERVAL;
 use foundation_proto::membership::seal::DatagramKind;
-use foundation_proto::membership::{MemberId, Output};
+use foundation_proto::membership::{CoreTimer, Output};
 use foundation_proto::registry::{sync, Delta, RegistryMsg};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
@@ -34,7 +34,7 @@ pub(crate) enum Ev {
     Timer {
         node: usize,
         inc: u64,
-        timer: Timer<MemberId>,
+        timer: CoreTimer,
     },
     Registry {
         from: NodeId,

@@ -6,14 +6,13 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-use foca::Timer;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::canary::Canaries;
-use super::core::{MembershipCore, Output, SYNC_INTERVAL};
+use super::core::{CoreTimer, MembershipCore, Output, SYNC_INTERVAL};
 use super::freshness::{Freshness, Refused};
 use super::seal::{OpenError, Sealer};
 use super::socket::MembershipSocket;
@@ -203,7 +202,7 @@ struct Shell {
     events: broadcast::Sender<MemberEvent>,
     cancel: CancellationToken,
     timers: BinaryHeap<Reverse<(tokio::time::Instant, u64)>>,
-    pending: HashMap<u64, Timer<MemberId>>,
+    pending: HashMap<u64, CoreTimer>,
     seq: u64,
     leave_grace: std::time::Duration,
     faults: crate::faults::Faults,
