@@ -624,6 +624,14 @@ fn ten_percent_loss_and_50_ms_latency_for_30_s_under_pubsub() {
              settled {:?} after the faults; of 3000 messages received per node {:?}",
             f.downs, f.settled, f.received
         );
+        // Issue 22: the defaults adapt to the round trip (ADRs 019, 020).
+        assert_eq!(f.downs, 0, "{}: live members declared down", f.seed_text);
+        assert!(
+            f.received.iter().all(|n| *n == 3_000),
+            "{}: lost messages: {:?}",
+            f.seed_text,
+            f.received
+        );
     }
 }
 

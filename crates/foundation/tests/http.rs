@@ -66,9 +66,17 @@ async fn health_ready_and_metrics() {
         "foundation_membership_datagrams_dropped_total{reason=\"unauthenticated\"}",
         "foundation_membership_datagrams_dropped_total{reason=\"replayed\"}",
         "# TYPE foundation_membership_health_score gauge\nfoundation_membership_health_score ",
+        "foundation_membership_events_total{kind=\"down\"} 0",
+        "foundation_membership_rejoins_total 0",
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
+    // h0 saw h1 come up.
+    let ups = text
+        .lines()
+        .find_map(|l| l.strip_prefix("foundation_membership_events_total{kind=\"up\"} "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(ups.is_some_and(|n| n >= 1), "up events: {ups:?}\n{text}");
 
     let (code, body) = get(http, "/members").await;
     assert_eq!(code, 200);

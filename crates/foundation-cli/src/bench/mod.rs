@@ -4,6 +4,8 @@ mod detect;
 #[cfg(feature = "lab")]
 mod discovery;
 mod failover;
+#[cfg(feature = "lab")]
+mod falsedowns;
 mod hol;
 mod registry;
 pub(crate) mod stats;
@@ -23,6 +25,10 @@ pub(crate) enum BenchCmd {
     /// (root; built with the `lab` feature).
     #[cfg(feature = "lab")]
     Discovery(discovery::DiscoveryBench),
+    /// False downs, members missing from views and pub/sub delivery with
+    /// loss and delay on every host (root; built with the `lab` feature).
+    #[cfg(feature = "lab")]
+    Falsedowns(falsedowns::FalseDownsBench),
     /// Singleton failover after SIGKILL or SIGSTOP of its host (3 processes).
     Failover(failover::FailoverBench),
     /// Time until names registered on one node are visible on every node.
@@ -68,6 +74,8 @@ impl BenchCmd {
             BenchCmd::Detect(b) => b.run().await,
             #[cfg(feature = "lab")]
             BenchCmd::Discovery(b) => b.run().await,
+            #[cfg(feature = "lab")]
+            BenchCmd::Falsedowns(b) => b.run().await,
             BenchCmd::Registry(b) => b.run().await,
             BenchCmd::Failover(b) => b.run().await,
             BenchCmd::Hol(b) => b.run().await,

@@ -114,6 +114,8 @@ pub struct MembershipCore {
     token: Option<foca::TimerToken>,
     /// Picks the members asked to check a suspect.
     rng: SmallRng,
+    /// Times this node was declared down and rejoined.
+    rejoins: u64,
 }
 
 impl std::fmt::Debug for MembershipCore {
@@ -196,7 +198,14 @@ impl MembershipCore {
             accusations: Accusations::default(),
             token: None,
             rng: SmallRng::seed_from_u64(seed ^ 0x5eed_c4ec),
+            rejoins: 0,
         }
+    }
+
+    /// Times this node learnt it had been declared down and rejoined under
+    /// a new generation.
+    pub fn rejoins(&self) -> u64 {
+        self.rejoins
     }
 
     /// Round trips and local health (leaky by design).
@@ -274,7 +283,11 @@ impl MembershipCore {
     ) -> Result<(), Rejected> {
         let result = match kind {
             DatagramKind::Swim => {
-                self.lifeguard.received(body, now);
+                let foca = &self.foca;
+                self.lifeguard.received(body, now, |id| {
+                    foca.iter_membership_state()
+                        .any(|m| m.id() == id && m.state() == State::Alive)
+                });
                 self.foca
                     .handle_data(body, &mut self.rt)
                     .map_err(|e| Rejected(e.to_string()))
@@ -471,6 +484,8 @@ impl MembershipCore {
                     e.since = now;
                     self.outputs
                         .push_back(Output::Event(MemberEvent::Down(e.member.clone())));
+                    // Whatever comes back starts with a fresh estimate.
+                    self.lifeguard.forget(id.id);
                 }
             }
             // Same node, renewed identity (rejoined after being declared
@@ -524,6 +539,7 @@ impl MembershipCore {
             OwnedNotification::Defunct if self.leaving => tracing::debug!("left the cluster"),
             OwnedNotification::Defunct => tracing::warn!("membership: this node was declared down"),
             OwnedNotification::Rejoin(id) => {
+                self.rejoins += 1;
                 tracing::info!(
                     generation = id.generation,
                     "declared down by the cluster; rejoined"

@@ -5,16 +5,21 @@
 /// firewall rules written for them fit.
 pub const MEMBERSHIP_PORT: u16 = 7946;
 
-/// SWIM probe period: 300 ms. With [`PROBE_RTT_MS`] and
-/// [`SUSPECT_TO_DOWN_MS`] a SIGKILLed node is declared Down by every
-/// survivor within about 1.5 s on a LAN (measured: docs/RELIABILITY.md),
-/// under the 2 s target. memberlist's LAN default is 1 s / 500 ms / ~4 s.
-pub const PROBE_PERIOD_MS: u64 = 300;
+/// SWIM probe period: 200 ms. A hung member is first probed within a few
+/// periods (foca probes the members in a shuffled round), so the period
+/// bounds hang detection: with 300 ms, `bench failover --signal stop` had
+/// a p99 of 0.86–1.15 s over four runs, with 200 ms 0.76–0.95 s
+/// (docs/BENCHMARKS.md). On a slow network Lifeguard stretches it (ADR
+/// 019). memberlist's LAN default is 1 s / 500 ms / ~4 s.
+pub const PROBE_PERIOD_MS: u64 = 200;
 
-/// Time to wait for a direct probe ack before asking others to probe.
-pub const PROBE_RTT_MS: u64 = 150;
+/// Time to wait for a direct probe ack before asking others to probe; at
+/// least the measured round-trip timeout (ADR 019).
+pub const PROBE_RTT_MS: u64 = 100;
 
-/// How long a member stays Suspect before it is declared Down.
+/// How long a member stays Suspect before it is declared Down when no
+/// other member confirms the suspicion; with every confirmation expected
+/// it is a quarter of this (ADR 020).
 pub const SUSPECT_TO_DOWN_MS: u64 = 700;
 
 /// WAN preset ([`MembershipConfig::wan`](super::MembershipConfig::wan)),

@@ -13,7 +13,7 @@
 //!   probe timeout (at least the configured one), the probe period (long
 //!   enough for the indirect probes' two round trips) and the suspicion
 //!   timeout (ten `rto`, for the suspect to hear and refute). An ack after
-//!   the direct timeout gives no sample (Karn's rule: a late ack mostly
+//!   its probe round gives no sample (Karn's rule: so late an ack mostly
 //!   measures a stalled peer, and ten of such a sample made a LAN's
 //!   suspicion 13 s after a peer had been paused). On
 //!   a LAN `rto` is a few milliseconds and the configured values stand; on
@@ -109,7 +109,7 @@ pub struct Lifeguard {
     rtts: HashMap<NodeId, Rtt>,
     /// Every sample, whoever answered.
     network: Option<Rtt>,
-    /// Pings sent: (to, probe number, when, end of their direct timeout).
+    /// Pings sent: (to, probe number, when, end of their probe round).
     pings: VecDeque<(SocketAddr, ProbeNumber, Instant, Instant)>,
     score: u32,
 }
@@ -191,13 +191,14 @@ impl Lifeguard {
             if self.pings.len() == PINGS {
                 self.pings.pop_front();
             }
-            let timeout = self.probe_timeout(header.dst.id);
-            self.pings.push_back((to, n, now, now + timeout));
+            let round = self.probe_period(Some(header.dst.id));
+            self.pings.push_back((to, n, now, now + round));
         }
     }
 
-    /// A SWIM datagram this node received.
-    pub fn received(&mut self, body: &[u8], now: Instant) {
+    /// A SWIM datagram this node received; `alive` says whether its
+    /// sender is alive (not suspect, not down) in this node's view.
+    pub fn received(&mut self, body: &[u8], now: Instant, alive: impl Fn(&MemberId) -> bool) {
         let Ok(header) = Codec::<MemberId>::decode_header(&mut PostcardCodec, body) else {
             return;
         };
@@ -215,14 +216,20 @@ impl Lifeguard {
         let Some((_, _, at, round_end)) = self.pings.remove(k) else {
             return;
         };
-        // An ack after the direct timeout belongs to a failed probe and
-        // mostly measures a stall (a paused or starved peer answering
-        // late), not the network: as TCP skips retransmitted segments
-        // (Karn), it gives no sample. The timeout follows `rto`, so a
-        // round trip that grows is followed; one that starts above the
-        // configured probe timeout is not learnt (the WAN preset is for
-        // those).
-        if now > round_end {
+        // An ack after its probe round ended mostly measures a stall (a
+        // paused peer answering on SIGCONT the pings it got while
+        // stopped), not the network: as TCP skips retransmitted segments
+        // (Karn), it gives no sample. Taking those swelled a paused peer's
+        // estimate until the next hang took 13 s to see. An ack after the
+        // direct timeout but within the round is a sample: refusing those
+        // too kept a network whose round trip exceeds the configured
+        // probe timeout from ever being learnt (100 ms against 100 ms on
+        // real processes: hundreds of false suspicions a minute). Nor is
+        // an ack from a member this node holds suspect or down a sample:
+        // a peer paused by SIGSTOP is one, and its acks on SIGCONT, taken
+        // while the round stretched with them, drove hang detection to
+        // 7–24 s (an earlier version; docs/BENCHMARKS.md).
+        if now > round_end || !alive(&header.src) {
             return;
         }
         let sample = now.saturating_duration_since(at);
@@ -304,7 +311,7 @@ mod tests {
         for k in 0..n {
             let at = t0 + Duration::from_secs(u64::from(k));
             l.sent(peer.addr, &frame(me, peer, Message::Ping(k)), at);
-            l.received(&frame(peer, me, Message::Ack(k)), at + rtt);
+            l.received(&frame(peer, me, Message::Ack(k)), at + rtt, |_| true);
         }
     }
 
@@ -377,12 +384,48 @@ mod tests {
         assert_eq!(l.suspicion(peer.id), Duration::from_millis(700));
     }
 
+    /// A round trip above the configured probe timeout (100 ms against
+    /// 100 ms) is learnt from the acks that come after the direct timeout
+    /// but within the probe round, and the timeouts stretch to it.
+    #[test]
+    fn a_round_trip_longer_than_the_probe_timeout_is_learnt() {
+        let (me, peer) = (member(1), member(2));
+        let mut l = Lifeguard::new(Base {
+            probe_period: Duration::from_millis(200),
+            probe_rtt: Duration::from_millis(100),
+            suspect_to_down: Duration::from_millis(700),
+        });
+        probe(&mut l, &me, &peer, Duration::from_millis(1), 5);
+        probe(&mut l, &me, &peer, Duration::from_millis(105), 20);
+        let rtt = l.rtt(peer.id).expect("sampled");
+        assert!(rtt.srtt >= Duration::from_millis(90), "{rtt:?}");
+        assert!(l.probe_timeout(peer.id) >= Duration::from_millis(105));
+        assert!(l.probe_period(Some(peer.id)) >= l.probe_timeout(peer.id) + rtt.rto() * 2);
+    }
+
+    /// A suspect's or a down member's ack is no sample, even within the
+    /// round: a peer that was paused answers the pings it got meanwhile.
+    #[test]
+    fn an_ack_from_a_member_not_alive_gives_no_sample() {
+        let (me, peer) = (member(1), member(2));
+        let mut l = Lifeguard::new(base());
+        probe(&mut l, &me, &peer, Duration::from_millis(1), 5);
+        let before = l.rtt(peer.id);
+        let at = Instant::now();
+        l.sent(peer.addr, &frame(&me, &peer, Message::Ping(9)), at);
+        let ack = frame(&peer, &me, Message::Ack(9));
+        l.received(&ack, at + Duration::from_millis(250), |_| false);
+        assert_eq!(l.rtt(peer.id), before);
+    }
+
     #[test]
     fn an_ack_without_its_ping_and_garbage_are_ignored() {
         let (me, peer) = (member(1), member(2));
         let mut l = Lifeguard::new(base());
-        l.received(&frame(&peer, &me, Message::Ack(7)), Instant::now());
-        l.received(b"not a header", Instant::now());
+        l.received(&frame(&peer, &me, Message::Ack(7)), Instant::now(), |_| {
+            true
+        });
+        l.received(b"not a header", Instant::now(), |_| true);
         l.sent(peer.addr, b"", Instant::now());
         assert!(l.rtt(peer.id).is_none());
         // Bounded: only the last pings are remembered.

@@ -156,14 +156,14 @@ pub const KEYS: &[KeySpec] = &[
         None,
         MS,
         false,
-        "SWIM probe period (default: 300)"
+        "SWIM probe period (default: 200)"
     ),
     key!(
         "membership.probe_rtt_ms",
         None,
         MS,
         false,
-        "direct probe timeout (default: 150)"
+        "direct probe timeout (default: 100)"
     ),
     key!(
         "membership.suspect_to_down_ms",
@@ -618,8 +618,8 @@ pub(crate) fn spec_for_env(var: &str) -> Option<&'static KeySpec> {
 
 // Defaults referenced so the docs above cannot drift silently.
 const _: () = {
-    assert!(d::PROBE_PERIOD_MS == 300);
-    assert!(d::PROBE_RTT_MS == 150);
+    assert!(d::PROBE_PERIOD_MS == 200);
+    assert!(d::PROBE_RTT_MS == 100);
     assert!(d::SUSPECT_TO_DOWN_MS == 700);
 };
 

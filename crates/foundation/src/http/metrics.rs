@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use crate::membership::MemberState;
 use crate::pubsub::TopicStats;
-use crate::telemetry::{DropReason, Stats};
+use crate::telemetry::{DropReason, MemberEventKind, Stats};
 use foundation_proto::Channel;
 
 type PerChannel = fn(&Stats, Channel) -> u64;
@@ -113,9 +113,32 @@ pub(crate) fn render(stats: &Stats, members: &[(MemberState, usize)]) -> String 
         &mut out,
         name,
         "gauge",
-        "This node's own health as membership judges it (Lifeguard): 0 is healthy; each point (up to 8) is late timers or suspicions of this node, and stretches its probe and suspicion timeouts by one more multiple.",
+        "This node's own health as membership judges it (Lifeguard, ADR 019): 0 is healthy; each point (up to 8) is a timer of this node that fired late, and stretches its probe timeout and probe period by one more multiple; each probe answered in time takes one away.",
     );
     let _ = writeln!(out, "{name} {}", stats.membership_health());
+    let name = "foundation_membership_events_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Member events this node saw, by kind (down: a member it declared or heard declared down).",
+    );
+    for k in MemberEventKind::ALL {
+        let _ = writeln!(
+            out,
+            "{name}{{kind=\"{}\"}} {}",
+            k.as_str(),
+            stats.member_events(k)
+        );
+    }
+    let name = "foundation_membership_rejoins_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Times this node learnt it had been declared down and rejoined under a new generation.",
+    );
+    let _ = writeln!(out, "{name} {}", stats.rejoins());
     let name = "foundation_membership_datagrams_dropped_total";
     header(
         &mut out,

@@ -19,7 +19,7 @@ use super::socket::MembershipSocket;
 use super::{Member, MemberEvent, MemberId, MemberState};
 use crate::id::NodeId;
 use crate::shell_time::{now, sleep_until, wall_ms};
-use crate::telemetry::{DropReason, Stats};
+use crate::telemetry::{DropReason, MemberEventKind, Stats};
 
 /// Events buffered per subscriber; a subscriber that falls further behind
 /// skips the oldest and is told how many it missed.
@@ -345,6 +345,7 @@ impl Shell {
     async fn flush(&mut self) {
         self.stats
             .set_membership_health(self.core.lifeguard().score());
+        self.stats.set_rejoins(self.core.rejoins());
         let mut events = Vec::new();
         while let Some(out) = self.core.poll_output() {
             match out {
@@ -378,7 +379,15 @@ impl Shell {
                     self.timers
                         .push(Reverse((tokio::time::Instant::now() + after, self.seq)));
                 }
-                Output::Event(ev) => events.push(ev),
+                Output::Event(ev) => {
+                    self.stats.member_event(match &ev {
+                        MemberEvent::Up(_) => MemberEventKind::Up,
+                        MemberEvent::Suspect(_) => MemberEventKind::Suspect,
+                        MemberEvent::Down(_) => MemberEventKind::Down,
+                        MemberEvent::Left(_) => MemberEventKind::Left,
+                    });
+                    events.push(ev)
+                }
             }
         }
         if !self.core.take_dirty() && events.is_empty() {

@@ -6,4 +6,4 @@
 
 mod stats;
 
-pub use stats::{DropReason, Stats};
+pub use stats::{DropReason, MemberEventKind, Stats};

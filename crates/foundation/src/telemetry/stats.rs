@@ -60,6 +60,41 @@ pub struct Stats {
     dropped: [AtomicU64; DropReason::ALL.len()],
     discovery_dropped: AtomicU64,
     membership_health: AtomicU64,
+    member_events: [AtomicU64; MemberEventKind::ALL.len()],
+    rejoins: AtomicU64,
+}
+
+/// The kinds of member events a node counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberEventKind {
+    /// A member came up (joined, or refuted a suspicion).
+    Up,
+    /// A member is suspected.
+    Suspect,
+    /// A member was declared down.
+    Down,
+    /// A member left gracefully.
+    Left,
+}
+
+impl MemberEventKind {
+    /// Every kind, in label order.
+    pub const ALL: [MemberEventKind; 4] = [
+        MemberEventKind::Up,
+        MemberEventKind::Suspect,
+        MemberEventKind::Down,
+        MemberEventKind::Left,
+    ];
+
+    /// The `kind` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberEventKind::Up => "up",
+            MemberEventKind::Suspect => "suspect",
+            MemberEventKind::Down => "down",
+            MemberEventKind::Left => "left",
+        }
+    }
 }
 
 impl Stats {
@@ -150,6 +185,27 @@ impl Stats {
     /// Records this node's membership health score (0 = healthy).
     pub fn set_membership_health(&self, score: u32) {
         self.membership_health.store(u64::from(score), Relaxed);
+    }
+
+    /// Counts a member event this node saw.
+    pub fn member_event(&self, kind: MemberEventKind) {
+        self.member_events[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Member events of `kind` this node saw.
+    pub fn member_events(&self, kind: MemberEventKind) -> u64 {
+        self.member_events[kind as usize].load(Relaxed)
+    }
+
+    /// Records how many times this node was declared down by the cluster
+    /// and rejoined under a new generation.
+    pub fn set_rejoins(&self, n: u64) {
+        self.rejoins.store(n, Relaxed);
+    }
+
+    /// Times this node rejoined after being declared down.
+    pub fn rejoins(&self) -> u64 {
+        self.rejoins.load(Relaxed)
     }
 
     /// This node's membership health score (0 = healthy; see
