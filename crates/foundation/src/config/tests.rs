@@ -34,7 +34,10 @@ fn mortal_nothing_set_gives_development_defaults() {
         .as_ref()
         .is_some_and(Secret::is_development));
     assert_eq!(r.config.membership.port, defaults::MEMBERSHIP_PORT);
-    assert_eq!(r.config.membership.probe_period, Duration::from_millis(300));
+    assert_eq!(
+        r.config.membership.probe_period,
+        Duration::from_millis(defaults::PROBE_PERIOD_MS)
+    );
     assert!(!r.config.http.enabled);
 }
 
