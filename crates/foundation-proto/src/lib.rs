@@ -16,6 +16,8 @@
 //! - [`registry`]: the registry's state, merge and conflict rules, and its
 //!   replication protocol.
 //! - [`membership`]: the SWIM core (foca) and datagram sealing.
+//! - [`coord`]: coordination's replicated state machine (keys with
+//!   revisions, session leases, fenced locks, counters).
 //! - [`frame`]: the versioned frame codec every node-to-node message
 //!   travels in (sans-IO decoder, bounded before it allocates).
 //! - [`kinds`]: which subsystem owns which range of message kinds.
@@ -58,6 +60,7 @@
 //! ```
 
 mod channel;
+pub mod coord;
 pub mod frame;
 mod id;
 pub mod kinds;
