@@ -14,8 +14,11 @@
 //!   `CI=true`.
 //! - [`turmoil_node`]: whole nodes on turmoil's network and time
 //!   (`tests/turmoil_cluster.rs`).
+//! - [`linearizability`]: a checker for recorded histories (Wing and
+//!   Gong's search with Lowe's cache).
 
 pub mod cluster;
+pub mod linearizability;
 pub mod netdelay;
 pub mod netns;
 pub mod sim;
