@@ -166,6 +166,13 @@ pub fn foca_config(c: &MembershipConfig) -> foca::Config {
     f
 }
 
+/// foca's state and incarnation for exactly this identity, if it knows it.
+fn view_of(foca: &FocaT, id: &MemberId) -> Option<(State, foca::Incarnation)> {
+    foca.iter_membership_state()
+        .find(|m| m.id() == id)
+        .map(|m| (m.state(), m.incarnation()))
+}
+
 impl MembershipCore {
     /// A core for `local`, with foca `config` and an RNG seeded by `seed`.
     pub fn new(local: MemberId, config: foca::Config, seed: u64) -> Self {
@@ -285,8 +292,7 @@ impl MembershipCore {
             DatagramKind::Swim => {
                 let foca = &self.foca;
                 self.lifeguard.received(body, now, |id| {
-                    foca.iter_membership_state()
-                        .any(|m| m.id() == id && m.state() == State::Alive)
+                    view_of(foca, id).is_some_and(|(state, _)| state == State::Alive)
                 });
                 self.foca
                     .handle_data(body, &mut self.rt)
@@ -549,10 +555,7 @@ impl MembershipCore {
     }
 
     fn incarnation_of(&self, id: &MemberId) -> u16 {
-        self.foca
-            .iter_membership_state()
-            .find(|m| m.id() == id)
-            .map_or(0, |m| m.incarnation())
+        view_of(&self.foca, id).map_or(0, |(_, incarnation)| incarnation)
     }
 
     /// foca does not notify suspicion; derive Suspect (and refutation) from

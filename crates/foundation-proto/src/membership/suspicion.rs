@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use foca::{Incarnation, State, Timer};
 use rand::seq::SliceRandom;
 
-use super::{CoreTimer, MembershipCore, Output, Rejected};
+use super::{view_of, CoreTimer, MembershipCore, Output, Rejected};
 use crate::membership::accusations::{shrink, CHECKERS, CONFIRMATIONS};
 use crate::membership::identity::MemberId;
 use crate::membership::lifeguard::LATE;
@@ -88,12 +88,7 @@ impl MembershipCore {
                 // node rejoining up to ten times in ten minutes, with
                 // members missing from views meanwhile. A timer whose
                 // suspicion is over does not reach foca.
-                let suspected = self.foca.iter_membership_state().any(|m| {
-                    m.id() == member_id
-                        && m.state() == State::Suspect
-                        && m.incarnation() == *incarnation
-                });
-                if !suspected {
+                if view_of(&self.foca, member_id) != Some((State::Suspect, *incarnation)) {
                     return true;
                 }
                 let long = self.lifeguard.suspicion(member_id.id);
@@ -259,12 +254,7 @@ impl MembershipCore {
         now: Instant,
     ) -> Result<(), Rejected> {
         let (suspect, incarnation) = (suspicion.id().clone(), suspicion.incarnation());
-        let Some(current) = self
-            .foca
-            .iter_membership_state()
-            .find(|m| m.id() == &suspect)
-            .map(|m| (m.state(), m.incarnation()))
-        else {
+        let Some(current) = view_of(&self.foca, &suspect) else {
             return Ok(());
         };
         if current.0 == State::Down || current.1 > incarnation {
@@ -320,9 +310,7 @@ impl MembershipCore {
             return;
         };
         let late = now.saturating_duration_since(case.since + wait) >= LATE;
-        let silent = self.foca.iter_membership_state().any(|m| {
-            m.id() == &suspect && m.state() == State::Suspect && m.incarnation() == incarnation
-        });
+        let silent = view_of(&self.foca, &suspect) == Some((State::Suspect, incarnation));
         if late || !silent || case.due.is_some() {
             return;
         }

@@ -116,21 +116,13 @@ pub(crate) fn render(stats: &Stats, members: &[(MemberState, usize)]) -> String 
         "This node's own health as membership judges it (Lifeguard, ADR 019): 0 is healthy; each point (up to 8) is a timer of this node that fired late, and stretches its probe timeout and probe period by one more multiple; each probe answered in time takes one away.",
     );
     let _ = writeln!(out, "{name} {}", stats.membership_health());
-    let name = "foundation_membership_events_total";
-    header(
+    labeled(
         &mut out,
-        name,
-        "counter",
+        "foundation_membership_events_total",
         "Member events this node saw, by kind (down: a member it declared or heard declared down).",
+        "kind",
+        MemberEventKind::ALL.map(|k| (k.as_str(), stats.member_events(k))),
     );
-    for k in MemberEventKind::ALL {
-        let _ = writeln!(
-            out,
-            "{name}{{kind=\"{}\"}} {}",
-            k.as_str(),
-            stats.member_events(k)
-        );
-    }
     let name = "foundation_membership_rejoins_total";
     header(
         &mut out,
@@ -139,22 +131,28 @@ pub(crate) fn render(stats: &Stats, members: &[(MemberState, usize)]) -> String 
         "Times this node learnt it had been declared down and rejoined under a new generation.",
     );
     let _ = writeln!(out, "{name} {}", stats.rejoins());
-    let name = "foundation_membership_datagrams_dropped_total";
-    header(
+    labeled(
         &mut out,
-        name,
-        "counter",
+        "foundation_membership_datagrams_dropped_total",
         "Membership datagrams dropped, by reason.",
+        "reason",
+        DropReason::ALL.map(|r| (r.as_str(), stats.datagrams_dropped(r))),
     );
-    for r in DropReason::ALL {
-        let _ = writeln!(
-            out,
-            "{name}{{reason=\"{}\"}} {}",
-            r.as_str(),
-            stats.datagrams_dropped(r)
-        );
-    }
     out
+}
+
+/// A counter with one label: its header, then a line per value.
+fn labeled<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = (&'a str, u64)>,
+) {
+    header(out, name, "counter", help);
+    for (value, n) in values {
+        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+    }
 }
 
 /// Escapes a label value (backslash, double quote, newline).
