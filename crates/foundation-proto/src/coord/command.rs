@@ -53,10 +53,20 @@ pub enum Command {
         /// The lease.
         lease: LeaseId,
     },
-    /// Membership declared `node` down: its leases end now.
+    /// Membership declared `node` down: its leases are no longer renewed,
+    /// and end at their deadline. Not sooner: a node declared down may
+    /// still run, and its locks must not pass on before its own clock says
+    /// it lost them. While it waits, nothing new is granted to it.
     NodeDown {
         /// The node.
         node: NodeId,
+    },
+    /// A new leader took over at `now_ms` (its clock): every lease still
+    /// renewed gets at least its time to live from now, since keep-alives
+    /// could not be committed during the election (as etcd does).
+    Promote {
+        /// Milliseconds, the new leader's clock.
+        now_ms: u64,
     },
     /// Sets `key` if `expect` holds; with a lease, the key goes with it.
     Put {
@@ -186,7 +196,7 @@ pub enum Rejected {
     #[error("the store holds {max} {what} already")]
     Full {
         /// What is full.
-        what: &'static str,
+        what: String,
         /// The limit.
         max: usize,
     },

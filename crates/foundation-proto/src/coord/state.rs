@@ -31,6 +31,9 @@ struct Lease {
     expires_ms: u64,
     keys: BTreeSet<String>,
     locks: BTreeSet<String>,
+    /// Its node was declared down: no renewal, no new grant.
+    #[serde(default)]
+    doomed: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +113,20 @@ impl CoordState {
         self.leases.get(&lease).map(|l| l.owner)
     }
 
+    /// Every session lease and the node it belongs to.
+    pub fn lease_owners(&self) -> impl Iterator<Item = (LeaseId, NodeId)> + '_ {
+        self.leases.iter().map(|(id, l)| (*id, l.owner))
+    }
+
+    /// When a lease ends unless renewed (leader clock, ms), if it exists.
+    pub fn lease_deadline(&self, lease: LeaseId) -> Option<u64> {
+        self.leases.get(&lease).map(|l| l.expires_ms)
+    }
+
+    fn live(&self, lease: LeaseId) -> bool {
+        self.leases.get(&lease).is_some_and(|l| !l.doomed)
+    }
+
     /// Applies one command.
     pub fn apply(&mut self, command: Command) -> Applied {
         let mut events = Vec::new();
@@ -139,7 +156,7 @@ impl CoordState {
             Command::Grant { owner, ttl_ms } => {
                 if self.leases.len() >= MAX_LEASES {
                     return Err(Rejected::Full {
-                        what: "leases",
+                        what: "leases".into(),
                         max: MAX_LEASES,
                     });
                 }
@@ -154,6 +171,7 @@ impl CoordState {
                         expires_ms,
                         keys: BTreeSet::new(),
                         locks: BTreeSet::new(),
+                        doomed: false,
                     },
                 );
                 Ok(Response::Lease { lease, expires_ms })
@@ -163,6 +181,7 @@ impl CoordState {
                 let l = self
                     .leases
                     .get_mut(&lease)
+                    .filter(|l| !l.doomed)
                     .ok_or(Rejected::NoLease(lease))?;
                 l.expires_ms = now.saturating_add(l.ttl_ms);
                 Ok(Response::Done)
@@ -175,14 +194,26 @@ impl CoordState {
                 Ok(Response::Done)
             }
             Command::NodeDown { node } => {
-                let gone: Vec<LeaseId> = self
-                    .leases
-                    .iter()
-                    .filter(|(_, l)| l.owner == node)
-                    .map(|(id, _)| *id)
-                    .collect();
-                for lease in gone {
-                    self.end_lease(lease, events);
+                let mut doomed = Vec::new();
+                for (id, l) in self.leases.iter_mut().filter(|(_, l)| l.owner == node) {
+                    l.doomed = true;
+                    doomed.push(*id);
+                }
+                // Out of every queue: a doomed session is granted nothing.
+                let names: Vec<String> = self.locks.keys().cloned().collect();
+                for name in names {
+                    if let Some(lock) = self.locks.get_mut(&name) {
+                        lock.waiting.retain(|w| !doomed.contains(w));
+                    }
+                    self.drop_idle_lock(&name);
+                }
+                Ok(Response::Done)
+            }
+            Command::Promote { now_ms } => {
+                self.now_ms = self.now_ms.max(now_ms);
+                let now = self.now_ms;
+                for l in self.leases.values_mut().filter(|l| !l.doomed) {
+                    l.expires_ms = l.expires_ms.max(now.saturating_add(l.ttl_ms));
                 }
                 Ok(Response::Done)
             }
@@ -223,7 +254,7 @@ impl CoordState {
                 name_ok(&name)?;
                 if !self.counters.contains_key(&name) && self.counters.len() >= MAX_NAMES {
                     return Err(Rejected::Full {
-                        what: "counters",
+                        what: "counters".into(),
                         max: MAX_NAMES,
                     });
                 }
@@ -271,14 +302,14 @@ impl CoordState {
             });
         }
         if let Some(l) = lease {
-            if !self.leases.contains_key(&l) {
+            if !self.live(l) {
                 return Err(Rejected::NoLease(l));
             }
         }
         self.check(&key, expect)?;
         if !self.keys.contains_key(&key) && self.keys.len() >= MAX_NAMES {
             return Err(Rejected::Full {
-                what: "keys",
+                what: "keys".into(),
                 max: MAX_NAMES,
             });
         }
@@ -314,12 +345,12 @@ impl CoordState {
         events: &mut Vec<Event>,
     ) -> Result<Response, Rejected> {
         name_ok(&name)?;
-        if !self.leases.contains_key(&lease) {
+        if !self.live(lease) {
             return Err(Rejected::NoLease(lease));
         }
         if !self.locks.contains_key(&name) && self.locks.len() >= MAX_NAMES {
             return Err(Rejected::Full {
-                what: "locks",
+                what: "locks".into(),
                 max: MAX_NAMES,
             });
         }
@@ -360,7 +391,7 @@ impl CoordState {
             return;
         };
         while let Some(next) = lock.waiting.pop_front() {
-            if let Some(l) = self.leases.get_mut(&next) {
+            if let Some(l) = self.leases.get_mut(&next).filter(|l| !l.doomed) {
                 self.revision += 1;
                 let token = self.revision;
                 lock.holder = Some((next, token));

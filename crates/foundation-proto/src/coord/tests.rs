@@ -205,6 +205,41 @@ fn range_returns_the_keys_under_a_prefix_in_order() {
     assert_eq!(keys, ["a/1", "a/2"]);
 }
 
+#[test]
+fn a_down_node_keeps_its_locks_until_its_deadline() {
+    let mut s = CoordState::default();
+    s.apply(Command::Tick { now_ms: 1_000 });
+    let a = lease(&mut s, 1, 3_000);
+    let b = lease(&mut s, 2, 3_000);
+    let Ok(Response::Locked { token }) = lock(&mut s, "l", a).response else {
+        panic!("a locks")
+    };
+    s.apply(Command::NodeDown { node: NodeId(1) });
+    // Still held: node 1 may be running, and its clock says it holds the
+    // lock until the deadline.
+    assert_eq!(s.holder("l"), Some((a, token)));
+    // No renewal, nothing new.
+    assert_eq!(
+        s.apply(Command::KeepAlive { lease: a }).response,
+        Err(Rejected::NoLease(a))
+    );
+    assert_eq!(lock(&mut s, "m", a).response, Err(Rejected::NoLease(a)));
+    assert_eq!(
+        lock(&mut s, "l", b).response,
+        Ok(Response::Queued { ahead: 0 })
+    );
+    // A new leader does not extend a doomed lease, but does extend b's.
+    s.apply(Command::Tick { now_ms: 3_900 });
+    s.apply(Command::Promote { now_ms: 3_900 });
+    assert_eq!(s.lease_deadline(a), Some(4_000));
+    assert_eq!(s.lease_deadline(b), Some(6_900));
+    s.apply(Command::Tick { now_ms: 4_000 });
+    let (holder, t2) = s.holder("l").expect("passed on at the deadline");
+    assert_eq!(holder, b);
+    assert!(t2 > token);
+    assert_eq!(s.lease_owner(a), None);
+}
+
 fn command() -> impl Strategy<Value = Command> {
     let name = prop::sample::select(vec!["a", "b", "c"]).prop_map(String::from);
     let lease = 1u64..6;
@@ -217,6 +252,7 @@ fn command() -> impl Strategy<Value = Command> {
         lease.clone().prop_map(|lease| Command::KeepAlive { lease }),
         lease.clone().prop_map(|lease| Command::Revoke { lease }),
         (1u64..4).prop_map(|n| Command::NodeDown { node: NodeId(n) }),
+        (0u64..3_000).prop_map(|now_ms| Command::Promote { now_ms }),
         (name.clone(), prop::option::of(lease.clone()), 0u64..8).prop_map(|(key, lease, r)| {
             Command::Put {
                 key,
