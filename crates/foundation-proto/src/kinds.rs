@@ -18,6 +18,8 @@ pub const SERVICES: RangeInclusive<u16> = 0xFE10..=0xFE1F;
 pub const PROCESS_MANAGER: RangeInclusive<u16> = 0xFE20..=0xFE2F;
 /// Publish/subscribe.
 pub const PUBSUB: RangeInclusive<u16> = 0xFE30..=0xFE3F;
+/// Coordination: Raft's messages and requests forwarded to the leader.
+pub const COORD: RangeInclusive<u16> = 0xFE40..=0xFE4F;
 /// The node's clock-offset pings.
 pub const CLOCK: RangeInclusive<u16> = 0xFF00..=0xFF0F;
 
@@ -27,6 +29,7 @@ pub const TABLE: &[(&str, RangeInclusive<u16>)] = &[
     ("services", SERVICES),
     ("process manager", PROCESS_MANAGER),
     ("pubsub", PUBSUB),
+    ("coord", COORD),
     ("clock", CLOCK),
 ];
 

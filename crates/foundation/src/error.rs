@@ -39,6 +39,9 @@ pub enum StartError {
         /// The setting that puts the node there.
         key: &'static str,
     },
+    /// The coordination engine (openraft) refused its configuration.
+    #[error("cannot start coordination: {0}")]
+    Coord(String),
     /// Another socket error.
     #[error("cannot bind {what} to {addr}: {message}")]
     Bind {

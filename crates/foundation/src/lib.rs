@@ -197,6 +197,7 @@
 
 mod builder;
 pub mod config;
+pub mod coord;
 pub mod discovery;
 mod error;
 pub mod faults;

@@ -72,6 +72,7 @@ struct Inner {
     host: Arc<Host>,
     manager: Arc<ManagerShared>,
     pubsub: Arc<crate::pubsub::Shared>,
+    coord: crate::coord::Coord,
     stats: Arc<Stats>,
     candidates: watch::Receiver<Candidates>,
     sink: CandidateSink,
@@ -263,6 +264,15 @@ impl Node {
             members: membership.subscribe(),
             cancel: cancel.child_token(),
         };
+        let coord = crate::coord::start(crate::coord::Parts {
+            messenger: messenger.clone(),
+            view: view.clone(),
+            config: config.coord.clone(),
+            inbox: transport.subscribe(InboxFilter::kinds(crate::coord::KINDS)),
+            members: membership.subscribe(),
+            cancel: cancel.child_token(),
+        })
+        .await?;
         let node = Node {
             inner: Arc::new(Inner {
                 id,
@@ -276,6 +286,7 @@ impl Node {
                 host,
                 manager,
                 pubsub,
+                coord,
                 stats,
                 candidates,
                 sink,
@@ -568,6 +579,9 @@ impl Node {
                 "services not handed off and stopped in time (process.shutdown_timeout_ms): the rest stop without handoff"
             );
         }
+        // Its locks and ephemeral keys pass on now, not at the session's
+        // deadline.
+        self.inner.coord.shutdown().await;
         // Messages already broadcast go out before the node leaves.
         let within = self.inner.resolved.config.pubsub.shutdown_flush;
         if !self
@@ -602,6 +616,8 @@ impl Node {
 
     async fn stop_tasks(&self) {
         self.inner.cancel.cancel();
+        // openraft runs tasks of its own.
+        let _ = self.inner.coord.raft().shutdown().await;
         self.inner.membership.abort();
         self.inner.transport.shutdown().await;
         let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.inner.tasks.locked());
@@ -612,6 +628,12 @@ impl Node {
         if left > 0 {
             tracing::warn!(tasks = left, "tasks still running after shutdown");
         }
+    }
+
+    /// Coordination: locks with fencing tokens, a linearizable key-value
+    /// store, counters ([`crate::coord`]).
+    pub fn coord(&self) -> crate::coord::Coord {
+        self.inner.coord.clone()
     }
 
     /// Waits until at least `n` members (this node included) are alive.

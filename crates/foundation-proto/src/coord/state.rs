@@ -127,6 +127,19 @@ impl CoordState {
         self.leases.get(&lease).is_some_and(|l| !l.doomed)
     }
 
+    /// Applies `command` as proposed by a leader whose clock read `now_ms`:
+    /// time moves first (as [`Command::Tick`]: leases past their deadline
+    /// end), then the command applies. Every proposal carries the leader's
+    /// clock this way, so a lease granted before any tick still gets its
+    /// whole time to live.
+    pub fn apply_at(&mut self, now_ms: u64, command: Command) -> Applied {
+        let mut events = Vec::new();
+        // A tick cannot be refused.
+        let _ = self.apply_inner(Command::Tick { now_ms }, &mut events);
+        let response = self.apply_inner(command, &mut events);
+        Applied { response, events }
+    }
+
     /// Applies one command.
     pub fn apply(&mut self, command: Command) -> Applied {
         let mut events = Vec::new();

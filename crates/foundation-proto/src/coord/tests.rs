@@ -240,6 +240,29 @@ fn a_down_node_keeps_its_locks_until_its_deadline() {
     assert_eq!(s.lease_owner(a), None);
 }
 
+#[test]
+fn a_stamped_command_moves_time_first() {
+    let mut s = CoordState::default();
+    let a = s.apply_at(
+        1_000_000,
+        Command::Grant {
+            owner: NodeId(1),
+            ttl_ms: 500,
+        },
+    );
+    assert_eq!(
+        a.response,
+        Ok(Response::Lease {
+            lease: 1,
+            expires_ms: 1_000_500
+        })
+    );
+    // The next stamp past the deadline ends the lease before the command.
+    let b = s.apply_at(1_000_600, Command::KeepAlive { lease: 1 });
+    assert_eq!(b.response, Err(Rejected::NoLease(1)));
+    assert_eq!(b.events, vec![Event::LeaseEnded { lease: 1 }]);
+}
+
 fn command() -> impl Strategy<Value = Command> {
     let name = prop::sample::select(vec!["a", "b", "c"]).prop_map(String::from);
     let lease = 1u64..6;

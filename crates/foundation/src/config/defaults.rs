@@ -107,3 +107,24 @@ pub const ETCD_TTL_S: u64 = 10;
 
 /// Registry anti-entropy period: 500 ms.
 pub const REGISTRY_SYNC_INTERVAL_MS: u64 = 500;
+
+/// Coordination voters: three survive one failure; five (`coord.voters =
+/// 5`) survive two at the cost of one more round trip's worth of acks.
+pub const COORD_VOTERS: u64 = 3;
+
+/// A voter declared down this long is replaced by a learner: long enough
+/// that a restart or a short partition does not churn the group.
+pub const COORD_REPLACE_AFTER_MS: u64 = 5000;
+
+/// A node's session lease: its locks and ephemeral keys survive a pause
+/// this long. Shorter fails over faster, but a stalled node (GC-free as
+/// Rust is, a long fsync or a paused VM) loses its locks sooner.
+pub const COORD_SESSION_TTL_MS: u64 = 3000;
+
+/// How long a coordination call waits by default (through an election).
+pub const COORD_TIMEOUT_MS: u64 = 5000;
+
+/// Raft election timeout (the minimum; the maximum is twice it). Leader
+/// heartbeats go every sixth of it. 300 ms keeps failover well under a
+/// second on a LAN and above the loaded round trip of a busy node.
+pub const COORD_ELECTION_TIMEOUT_MS: u64 = 300;

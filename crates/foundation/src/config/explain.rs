@@ -151,6 +151,12 @@ impl Resolved {
                 "process.shutdown_timeout_ms",
                 ms(c.process.shutdown_timeout),
             ),
+            ("coord.voters", c.coord.voters.to_string()),
+            ("coord.role", opt(c.coord.role.clone())),
+            ("coord.replace_after_ms", ms(c.coord.replace_after)),
+            ("coord.session_ttl_ms", ms(c.coord.session_ttl)),
+            ("coord.timeout_ms", ms(c.coord.timeout)),
+            ("coord.election_timeout_ms", ms(c.coord.election_timeout)),
             ("dns.query", opt(c.dns.query.clone())),
             (
                 "dns.record",

@@ -435,6 +435,48 @@ pub const KEYS: &[KeySpec] = &[
         "longest a graceful shutdown spends handing off and stopping this node's services, all at once; what is still running then is stopped without handoff (default: 10000)"
     ),
     key!(
+        "coord.voters",
+        None,
+        KeyKind::Int { min: 1, max: 7 },
+        false,
+        "voters the coordination group keeps; even counts round down (default: 3)"
+    ),
+    key!(
+        "coord.role",
+        None,
+        KeyKind::Text,
+        false,
+        "only members with this role vote in coordination; the others are learners (default: any member)"
+    ),
+    key!(
+        "coord.replace_after_ms",
+        None,
+        MS,
+        false,
+        "a voter declared down this long is replaced by a learner (default: 5000)"
+    ),
+    key!(
+        "coord.session_ttl_ms",
+        None,
+        KeyKind::Int { min: 100, max: 3_600_000 },
+        false,
+        "a node's coordination session: how long its locks outlive its silence (default: 3000)"
+    ),
+    key!(
+        "coord.timeout_ms",
+        None,
+        MS,
+        false,
+        "how long a coordination call waits unless given its own timeout (default: 5000)"
+    ),
+    key!(
+        "coord.election_timeout_ms",
+        None,
+        KeyKind::Int { min: 20, max: 60_000 },
+        false,
+        "Raft election timeout, the minimum (the maximum is twice it); heartbeats every sixth (default: 300)"
+    ),
+    key!(
         "dns.query",
         Some("FOUNDATION_DNS_QUERY"),
         KeyKind::Text,

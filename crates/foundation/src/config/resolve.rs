@@ -378,6 +378,17 @@ impl Resolver {
                     d::PROCESS_SHUTDOWN_TIMEOUT_MS,
                 ),
             },
+            coord: CoordConfig {
+                voters: m.int("coord.voters", d::COORD_VOTERS) as usize,
+                role: match m.opt("coord.role") {
+                    Some(Value::Text(s)) => Some(s),
+                    _ => None,
+                },
+                replace_after: m.ms("coord.replace_after_ms", d::COORD_REPLACE_AFTER_MS),
+                session_ttl: m.ms("coord.session_ttl_ms", d::COORD_SESSION_TTL_MS),
+                timeout: m.ms("coord.timeout_ms", d::COORD_TIMEOUT_MS),
+                election_timeout: m.ms("coord.election_timeout_ms", d::COORD_ELECTION_TIMEOUT_MS),
+            },
             registry: RegistryConfig {
                 sync_interval: m.ms("registry.sync_interval_ms", d::REGISTRY_SYNC_INTERVAL_MS),
             },

@@ -33,6 +33,8 @@ pub struct Config {
     pub pubsub: PubSubConfig,
     /// The process manager.
     pub process: ProcessConfig,
+    /// Coordination (Raft).
+    pub coord: CoordConfig,
     /// HTTP endpoint: health, ready, metrics.
     pub http: HttpConfig,
     /// The `gossip` discovery strategy.
@@ -423,6 +425,25 @@ pub struct PubSubConfig {
     /// Longest a graceful shutdown waits for queued messages to be sent;
     /// what is still queued then is lost (and logged).
     pub shutdown_flush: Duration,
+}
+
+/// Coordination settings: the Raft group every node takes part in (as a
+/// voter or a learner).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoordConfig {
+    /// How many voters the group keeps (1 to 7; an even count is rounded
+    /// down, and it is capped by the eligible members).
+    pub voters: usize,
+    /// Only members with this role vote (the others are learners).
+    pub role: Option<String>,
+    /// A voter declared down this long is replaced.
+    pub replace_after: Duration,
+    /// A session's time to live: how long a silent node keeps its locks.
+    pub session_ttl: Duration,
+    /// How long a call waits unless given its own timeout.
+    pub timeout: Duration,
+    /// Raft's election timeout (minimum; the maximum is twice it).
+    pub election_timeout: Duration,
 }
 
 /// Registry settings.

@@ -167,6 +167,76 @@ type PerTopic = fn(&TopicStats) -> u64;
 
 /// Renders the pub/sub counters per topic, the subscriber lag per topic
 /// and the rejected frames.
+/// Renders coordination's state as this node sees it.
+pub(crate) fn render_coord(status: &crate::coord::CoordStatus, me: crate::NodeId) -> String {
+    let mut out = String::new();
+    let is_voter = status.voters.contains(&me);
+    let gauges: [(&str, &str, u64); 9] = [
+        ("foundation_coord_term", "Current Raft term.", status.term),
+        (
+            "foundation_coord_is_leader",
+            "1 if this node leads the coordination group.",
+            u64::from(status.leader == Some(me)),
+        ),
+        (
+            "foundation_coord_is_voter",
+            "1 if this node votes in the coordination group.",
+            u64::from(is_voter),
+        ),
+        (
+            "foundation_coord_voters",
+            "Voters of the coordination group.",
+            status.voters.len() as u64,
+        ),
+        (
+            "foundation_coord_last_log_index",
+            "Last Raft log index this node holds.",
+            status.last_log,
+        ),
+        (
+            "foundation_coord_applied_index",
+            "Last Raft log index applied to this node's replica.",
+            status.applied,
+        ),
+        (
+            "foundation_coord_apply_lag",
+            "Log entries held but not applied yet.",
+            status.apply_lag(),
+        ),
+        (
+            "foundation_coord_log_entries",
+            "Log entries held in memory (the rest is compacted into a snapshot).",
+            status.log_entries as u64,
+        ),
+        (
+            "foundation_coord_sessions",
+            "Session leases in the coordination state.",
+            status.sessions as u64,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        header(&mut out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    let counters: [(&str, &str, u64); 2] = [
+        (
+            "foundation_coord_bad_frames_total",
+            "Coordination frames that did not decode (dropped).",
+            status.bad_frames,
+        ),
+        (
+            "foundation_coord_foreign_group_total",
+            "Raft messages refused because they came from another coordination group.",
+            status.foreign_group,
+        ),
+    ];
+    for (name, help, value) in counters {
+        header(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    out
+}
+
 pub(crate) fn render_pubsub(
     topics: &[(String, TopicStats)],
     lag: &[(String, usize)],

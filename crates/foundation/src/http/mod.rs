@@ -21,6 +21,7 @@ pub use health::{Health, HealthStatus};
 use crate::error::StartError;
 use crate::membership::MemberState;
 use crate::node::Node;
+use crate::NodeId;
 
 /// The routes, for embedding in an application's own axum server.
 pub fn router(node: Node) -> Router {
@@ -31,6 +32,7 @@ pub fn router(node: Node) -> Router {
         .route("/members", get(members_handler))
         .route("/registry", get(registry_handler))
         .route("/clocks", get(clocks_handler))
+        .route("/coord", get(coord_handler))
         .with_state(node)
 }
 
@@ -101,6 +103,35 @@ async fn clocks_handler(State(node): State<Node>) -> impl IntoResponse {
     Json(node.clock_offsets(std::time::Duration::from_secs(1)).await)
 }
 
+/// The coordination group as this node sees it.
+#[derive(serde::Serialize)]
+struct CoordView {
+    group: Option<String>,
+    leader: Option<NodeId>,
+    term: u64,
+    voters: Vec<NodeId>,
+    learners: Vec<NodeId>,
+    last_log: u64,
+    applied: u64,
+    apply_lag: u64,
+    sessions: usize,
+}
+
+async fn coord_handler(State(node): State<Node>) -> impl IntoResponse {
+    let s = node.coord().status();
+    Json(CoordView {
+        group: s.group.map(|g| g.to_string()),
+        leader: s.leader,
+        term: s.term,
+        voters: s.voters.clone(),
+        learners: s.learners.clone(),
+        last_log: s.last_log,
+        applied: s.applied,
+        apply_lag: s.apply_lag(),
+        sessions: s.sessions,
+    })
+}
+
 async fn metrics_handler(State(node): State<Node>) -> impl IntoResponse {
     let members = node.members();
     let counts: Vec<(MemberState, usize)> = [
@@ -120,6 +151,7 @@ async fn metrics_handler(State(node): State<Node>) -> impl IntoResponse {
             &pubsub.lag(),
             pubsub.rejected_frames(),
         ));
+        text.push_str(&metrics::render_coord(&node.coord().status(), node.id()));
         text
     })
 }
