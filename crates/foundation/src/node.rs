@@ -581,7 +581,7 @@ impl Node {
         }
         // Its locks and ephemeral keys pass on now, not at the session's
         // deadline.
-        self.inner.coord.shutdown().await;
+        self.inner.coord.leave().await;
         // Messages already broadcast go out before the node leaves.
         let within = self.inner.resolved.config.pubsub.shutdown_flush;
         if !self
@@ -616,8 +616,8 @@ impl Node {
 
     async fn stop_tasks(&self) {
         self.inner.cancel.cancel();
-        // openraft runs tasks of its own.
-        let _ = self.inner.coord.raft().shutdown().await;
+        // openraft runs tasks of its own; the storage file is closed.
+        self.inner.coord.stop().await;
         self.inner.membership.abort();
         self.inner.transport.shutdown().await;
         let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.inner.tasks.locked());

@@ -151,6 +151,20 @@ impl Resolved {
                 "process.shutdown_timeout_ms",
                 ms(c.process.shutdown_timeout),
             ),
+            (
+                "coord.storage",
+                match &c.coord.storage {
+                    super::types::CoordStorage::Memory => "memory".into(),
+                    super::types::CoordStorage::Durable(_) => "durable".into(),
+                },
+            ),
+            (
+                "coord.data_dir",
+                match &c.coord.storage {
+                    super::types::CoordStorage::Memory => "(unset)".into(),
+                    super::types::CoordStorage::Durable(p) => p.display().to_string(),
+                },
+            ),
             ("coord.voters", c.coord.voters.to_string()),
             ("coord.role", opt(c.coord.role.clone())),
             ("coord.replace_after_ms", ms(c.coord.replace_after)),

@@ -435,6 +435,20 @@ pub const KEYS: &[KeySpec] = &[
         "longest a graceful shutdown spends handing off and stopping this node's services, all at once; what is still running then is stopped without handoff (default: 10000)"
     ),
     key!(
+        "coord.storage",
+        Some("FOUNDATION_COORD_STORAGE"),
+        KeyKind::Word(&["memory", "durable"]),
+        false,
+        "where coordination keeps its Raft log and snapshots: durable (fsynced under coord.data_dir; the production default) or memory (lost on exit; the development default)"
+    ),
+    key!(
+        "coord.data_dir",
+        Some("FOUNDATION_COORD_DATA_DIR"),
+        KeyKind::Path,
+        false,
+        "directory of durable coordination storage, one per node (default: <node.name>.coord in the working directory, as etcd does)"
+    ),
+    key!(
         "coord.voters",
         None,
         KeyKind::Int { min: 1, max: 7 },

@@ -328,7 +328,10 @@ impl Resolver {
                 discovery,
                 seeds,
             },
-            node: NodeConfig { name, roles },
+            node: NodeConfig {
+                name: name.clone(),
+                roles,
+            },
             transport: TransportConfig {
                 bind,
                 port: transport_port,
@@ -379,6 +382,19 @@ impl Resolver {
                 ),
             },
             coord: CoordConfig {
+                storage: {
+                    let default = match profile {
+                        Profile::Production => "durable",
+                        Profile::Development => "memory",
+                    };
+                    match m.text("coord.storage", || (d_text(default), None)).as_str() {
+                        "durable" => CoordStorage::Durable(
+                            m.path("coord.data_dir")
+                                .unwrap_or_else(|| PathBuf::from(format!("{}.coord", name))),
+                        ),
+                        _ => CoordStorage::Memory,
+                    }
+                },
                 voters: m.int("coord.voters", d::COORD_VOTERS) as usize,
                 role: match m.opt("coord.role") {
                     Some(Value::Text(s)) => Some(s),

@@ -431,6 +431,8 @@ pub struct PubSubConfig {
 /// voter or a learner).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoordConfig {
+    /// Where the log and snapshots live.
+    pub storage: CoordStorage,
     /// How many voters the group keeps (1 to 7; an even count is rounded
     /// down, and it is capped by the eligible members).
     pub voters: usize,
@@ -444,6 +446,15 @@ pub struct CoordConfig {
     pub timeout: Duration,
     /// Raft's election timeout (minimum; the maximum is twice it).
     pub election_timeout: Duration,
+}
+
+/// Where coordination keeps its Raft log, vote and snapshots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoordStorage {
+    /// In memory: lost when the process exits (tests, the dev cluster).
+    Memory,
+    /// In one file under this directory, fsynced before a write counts.
+    Durable(std::path::PathBuf),
 }
 
 /// Registry settings.

@@ -65,6 +65,7 @@
 
 mod barrier;
 mod client;
+mod disk;
 mod election;
 mod error;
 mod kv;
@@ -87,6 +88,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use barrier::{Barrier, Permit, Semaphore};
+pub use disk::DiskError;
 pub use election::{Leader, Leadership};
 pub use error::CoordError;
 pub use foundation_proto::coord::{Entry, Expect, LeaseId, Rejected, Revision};
@@ -99,7 +101,7 @@ use foundation_proto::coord::CoordState;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::CoordConfig;
+use crate::config::{CoordConfig, CoordStorage};
 use crate::error::StartError;
 use crate::id::NodeId;
 use crate::membership::{MemberEvent, View};
@@ -123,6 +125,7 @@ pub(crate) struct Shared {
     pub(crate) tasks: Tasks,
     pub(crate) cancel: CancellationToken,
     log: log::MemLog,
+    disk: Option<Arc<disk::Disk>>,
     /// Frames that did not decode.
     pub(crate) bad_frames: AtomicU64,
     /// Raft messages refused because they came from another group.
@@ -152,14 +155,19 @@ pub struct Coord {
 pub struct CoordStatus {
     /// The group this node is in, if any yet.
     pub group: Option<GroupId>,
-    /// The leader this node knows of.
+    /// This node's Raft id (its first member id, kept across restarts
+    /// with durable storage).
+    pub raft_id: u64,
+    /// The member that leads, if this node knows it.
     pub leader: Option<NodeId>,
     /// The current term.
     pub term: u64,
-    /// The voters.
+    /// The members that vote (those whose member id this node knows).
     pub voters: Vec<NodeId>,
-    /// The learners.
+    /// The members that learn (likewise).
     pub learners: Vec<NodeId>,
+    /// The Raft ids of all voters, known as members or not.
+    pub raft_voters: Vec<u64>,
     /// The last log index this node holds.
     pub last_log: u64,
     /// The last log index applied to this node's replica.
@@ -206,10 +214,18 @@ impl Coord {
         let config = m.membership_config.membership();
         CoordStatus {
             group: self.shared.rpc.group(),
-            leader: m.current_leader.map(NodeId),
+            raft_id: self.shared.id,
+            leader: m.current_leader.and_then(|r| self.shared.rpc.node_of(r)),
             term: m.current_term,
-            voters: config.voter_ids().map(NodeId).collect(),
-            learners: config.learner_ids().map(NodeId).collect(),
+            voters: config
+                .voter_ids()
+                .filter_map(|r| self.shared.rpc.node_of(r))
+                .collect(),
+            learners: config
+                .learner_ids()
+                .filter_map(|r| self.shared.rpc.node_of(r))
+                .collect(),
+            raft_voters: config.voter_ids().collect(),
             last_log: m.last_log_index.unwrap_or(0),
             applied: m.last_applied.map_or(0, |l| l.index),
             log_entries: self.shared.log.len(),
@@ -219,12 +235,18 @@ impl Coord {
         }
     }
 
-    /// Graceful shutdown: ends the session (its locks pass on now) and
-    /// stops Raft.
-    pub(crate) async fn shutdown(&self) {
+    /// Graceful shutdown: ends the session (its locks pass on now).
+    pub(crate) async fn leave(&self) {
         self.shared.sessions.end(self).await;
+    }
+
+    /// Stops Raft and closes the storage.
+    pub(crate) async fn stop(&self) {
         if let Err(e) = self.shared.raft.shutdown().await {
             tracing::debug!(error = %e, "openraft did not stop cleanly");
+        }
+        if let Some(disk) = &self.shared.disk {
+            disk.close().await;
         }
     }
 }
@@ -248,6 +270,59 @@ fn raft_config(c: &CoordConfig) -> Result<openraft::Config, StartError> {
     .map_err(|e| StartError::Coord(e.to_string()))
 }
 
+/// The storage a node starts from: empty in memory, or what its data
+/// directory holds.
+struct Store {
+    raft_id: u64,
+    group: Option<GroupId>,
+    disk: Option<Arc<disk::Disk>>,
+    log: log::MemLog,
+    machine: replica::StateMachine,
+}
+
+impl Store {
+    fn open(config: &CoordConfig, member: u64) -> Result<Store, StartError> {
+        let dir = match &config.storage {
+            CoordStorage::Memory => {
+                return Ok(Store {
+                    raft_id: member,
+                    group: None,
+                    disk: None,
+                    log: log::MemLog::default(),
+                    machine: replica::StateMachine::default(),
+                })
+            }
+            CoordStorage::Durable(dir) => dir,
+        };
+        let bad = |e: String| StartError::Coord(format!("{}: {e}", dir.display()));
+        let (disk, loaded) = disk::Disk::open(dir).map_err(|e| StartError::Coord(e.to_string()))?;
+        let disk = Arc::new(disk);
+        let raft_id = match loaded.meta("raft_id") {
+            Some(b) => postcard::from_bytes(b).map_err(|e| bad(format!("raft id: {e}")))?,
+            // A new store: this member's id is its Raft id from now on.
+            None => {
+                let bytes = postcard::to_allocvec(&member).map_err(|e| bad(e.to_string()))?;
+                disk.write(vec![disk::Write::Meta("raft_id", bytes)], |_| {});
+                member
+            }
+        };
+        let group = match loaded.meta("group") {
+            Some(b) => Some(postcard::from_bytes(b).map_err(|e| bad(format!("group: {e}")))?),
+            None => None,
+        };
+        let log = log::MemLog::durable(disk.clone(), &loaded).map_err(bad)?;
+        let machine = replica::StateMachine::durable(disk.clone(), &loaded).map_err(bad)?;
+        tracing::info!(dir = %dir.display(), raft_id = %NodeId(raft_id), ?group, entries = loaded.log.len(), "coordination storage opened");
+        Ok(Store {
+            raft_id,
+            group,
+            disk: Some(disk),
+            log,
+            machine,
+        })
+    }
+}
+
 /// What [`start`] needs from the node.
 pub(crate) struct Parts {
     pub(crate) messenger: Messenger,
@@ -268,17 +343,24 @@ pub(crate) async fn start(parts: Parts) -> Result<Coord, StartError> {
         members,
         cancel,
     } = parts;
-    let id = messenger.id().0;
     let tasks = messenger.tasks.clone();
-    let rpc = Arc::new(rpc::Rpc::new(messenger));
-    let replica = Arc::new(replica::Replica::default());
-    let log = log::MemLog::default();
+    let store = Store::open(&config, messenger.id().0)?;
+    let id = store.raft_id;
+    let rpc = Arc::new(rpc::Rpc::new(
+        messenger,
+        id,
+        store.group,
+        store.disk.clone(),
+    ));
+    let replica = store.machine.replica.clone();
+    let log = store.log;
+    let disk = store.disk;
     let raft = Raft::new(
         id,
         Arc::new(raft_config(&config)?),
         network::Net(rpc.clone()),
         log.clone(),
-        replica::StateMachine(replica.clone()),
+        store.machine,
     )
     .await
     .map_err(|e| StartError::Coord(e.to_string()))?;
@@ -294,6 +376,7 @@ pub(crate) async fn start(parts: Parts) -> Result<Coord, StartError> {
         tasks: tasks.clone(),
         cancel: cancel.clone(),
         log,
+        disk,
         bad_frames: AtomicU64::new(0),
         foreign_group: AtomicU64::new(0),
     });

@@ -15,8 +15,10 @@ use openraft::{
     StorageError, StorageIOError, StoredMembership,
 };
 use openraft::{EmptyNode, Entry};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
+use super::disk::{Disk, Loaded, Write};
 use super::types::{Outcome, TypeConfig};
 
 /// How many applied changes a slow watcher may fall behind before it is
@@ -97,9 +99,64 @@ impl Replica {
     }
 }
 
-/// What openraft drives: applies entries, builds and installs snapshots.
+/// What openraft drives: applies entries, builds and installs snapshots
+/// (written to `disk` before openraft may purge the log they cover).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct StateMachine(pub(crate) Arc<Replica>);
+pub(crate) struct StateMachine {
+    pub(crate) replica: Arc<Replica>,
+    pub(crate) disk: Option<Arc<Disk>>,
+}
+
+/// The snapshot record on disk.
+#[derive(Serialize, Deserialize)]
+struct OnDisk {
+    meta: SnapshotMeta<u64, EmptyNode>,
+    data: Vec<u8>,
+}
+
+impl StateMachine {
+    /// Restores the snapshot `disk` held at start, if any.
+    pub(crate) fn durable(disk: Arc<Disk>, loaded: &Loaded) -> Result<StateMachine, String> {
+        let replica = Arc::new(Replica::default());
+        if let Some(bytes) = loaded.meta("snapshot") {
+            let s: OnDisk = postcard::from_bytes(bytes).map_err(|e| format!("snapshot: {e}"))?;
+            let state: CoordState =
+                postcard::from_bytes(&s.data).map_err(|e| format!("snapshot state: {e}"))?;
+            let index = s.meta.last_log_id.map_or(0, |l| l.index);
+            {
+                let mut g = replica.inner.locked();
+                g.state = state;
+                g.last_applied = s.meta.last_log_id;
+                g.membership = s.meta.last_membership.clone();
+                g.snapshot = Some(Stored {
+                    meta: s.meta,
+                    data: s.data,
+                });
+            }
+            replica.applied.send_replace(index);
+        }
+        Ok(StateMachine {
+            replica,
+            disk: Some(disk),
+        })
+    }
+
+    async fn persist(&self, stored: &Stored) -> Result<(), StorageError<u64>> {
+        let Some(disk) = &self.disk else {
+            return Ok(());
+        };
+        let record = OnDisk {
+            meta: stored.meta.clone(),
+            data: stored.data.clone(),
+        };
+        let bytes = postcard::to_allocvec(&record).map_err(|e| snapshot_error(&e))?;
+        disk.write_now(vec![Write::Meta("snapshot", bytes)])
+            .await
+            .map_err(|e| {
+                StorageIOError::write_snapshot(None, AnyError::error(e.to_string())).into()
+            })
+    }
+}
 
 fn snapshot_error(e: &dyn std::error::Error) -> StorageError<u64> {
     StorageIOError::read_snapshot(None, AnyError::error(e.to_string())).into()
@@ -107,19 +164,22 @@ fn snapshot_error(e: &dyn std::error::Error) -> StorageError<u64> {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
-        let mut g = self.0.inner.locked();
-        let data = postcard::to_allocvec(&g.state).map_err(|e| snapshot_error(&e))?;
-        g.builds += 1;
-        let index = g.last_applied.map_or(0, |l| l.index);
-        let meta = SnapshotMeta {
-            last_log_id: g.last_applied,
-            last_membership: g.membership.clone(),
-            snapshot_id: format!("{index}-{}", g.builds),
+        let stored = {
+            let mut g = self.replica.inner.locked();
+            let data = postcard::to_allocvec(&g.state).map_err(|e| snapshot_error(&e))?;
+            g.builds += 1;
+            let index = g.last_applied.map_or(0, |l| l.index);
+            let meta = SnapshotMeta {
+                last_log_id: g.last_applied,
+                last_membership: g.membership.clone(),
+                snapshot_id: format!("{index}-{}", g.builds),
+            };
+            let stored = Stored { meta, data };
+            g.snapshot = Some(stored.clone());
+            stored
         };
-        g.snapshot = Some(Stored {
-            meta: meta.clone(),
-            data: data.clone(),
-        });
+        self.persist(&stored).await?;
+        let Stored { meta, data } = stored;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -133,7 +193,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn applied_state(
         &mut self,
     ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, EmptyNode>), StorageError<u64>> {
-        let g = self.0.inner.locked();
+        let g = self.replica.inner.locked();
         Ok((g.last_applied, g.membership.clone()))
     }
 
@@ -145,7 +205,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut out = Vec::new();
         let mut events = Vec::new();
         let index = {
-            let mut g = self.0.inner.locked();
+            let mut g = self.replica.inner.locked();
             for e in entries {
                 g.last_applied = Some(e.log_id);
                 let outcome = match e.payload {
@@ -164,7 +224,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             g.last_applied.map_or(0, |l| l.index)
         };
-        self.0.publish(index, events);
+        self.replica.publish(index, events);
         Ok(out)
     }
 
@@ -186,28 +246,37 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data = snapshot.into_inner();
         // A snapshot that does not decode changes nothing.
         let state: CoordState = postcard::from_bytes(&data).map_err(|e| snapshot_error(&e))?;
+        let stored = Stored {
+            meta: meta.clone(),
+            data,
+        };
+        // On disk first: a crash then restarts from it.
+        self.persist(&stored).await?;
         let index = {
-            let mut g = self.0.inner.locked();
+            let mut g = self.replica.inner.locked();
             g.state = state;
             g.last_applied = meta.last_log_id;
             g.membership = meta.last_membership.clone();
-            g.snapshot = Some(Stored {
-                meta: meta.clone(),
-                data,
-            });
+            g.snapshot = Some(stored);
             g.last_applied.map_or(0, |l| l.index)
         };
         // Watchers cannot be told what changed: they reread.
-        self.0.publish(index, vec![Change::Reset]);
+        self.replica.publish(index, vec![Change::Reset]);
         Ok(())
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
-        Ok(self.0.inner.locked().snapshot.clone().map(|s| Snapshot {
-            meta: s.meta,
-            snapshot: Box::new(Cursor::new(s.data)),
-        }))
+        Ok(self
+            .replica
+            .inner
+            .locked()
+            .snapshot
+            .clone()
+            .map(|s| Snapshot {
+                meta: s.meta,
+                snapshot: Box::new(Cursor::new(s.data)),
+            }))
     }
 }

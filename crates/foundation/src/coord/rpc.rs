@@ -2,11 +2,12 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::disk::{Disk, Write};
 use super::types::GroupId;
 use super::wire::{Envelope, Reply, Request, KIND_REPLY, KIND_REQUEST};
 use crate::id::NodeId;
@@ -32,11 +33,26 @@ pub(crate) enum RpcError {
     Unexpected(u64, String),
 }
 
+/// Which member holds which Raft id. A node's Raft id outlives its
+/// [`NodeId`] when its storage is durable (a restart is a new member but
+/// the same voter), so peers learn it from every message they receive.
+#[derive(Debug, Default)]
+struct Directory {
+    by_raft: HashMap<u64, NodeId>,
+    by_node: HashMap<NodeId, u64>,
+}
+
 /// Sends requests, routes replies back to their callers, and holds this
-/// node's group id, which every request carries.
+/// node's group id, which every request carries, and the directory of
+/// Raft ids.
 #[derive(Debug)]
 pub(crate) struct Rpc {
     pub(crate) messenger: Messenger,
+    /// This node's Raft id.
+    pub(crate) id: u64,
+    directory: Mutex<Directory>,
+    /// Where the group id is kept, when durable.
+    disk: Option<Arc<Disk>>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
     next: AtomicU64,
     group: Mutex<Option<GroupId>>,
@@ -55,13 +71,53 @@ impl Drop for Slot<'_> {
 }
 
 impl Rpc {
-    pub(crate) fn new(messenger: Messenger) -> Self {
-        Rpc {
-            messenger,
+    pub(crate) fn new(
+        messenger: Messenger,
+        id: u64,
+        group: Option<GroupId>,
+        disk: Option<Arc<Disk>>,
+    ) -> Self {
+        let rpc = Rpc {
+            id,
+            disk,
+            directory: Mutex::default(),
             pending: Mutex::default(),
             next: AtomicU64::new(1),
-            group: Mutex::default(),
+            group: Mutex::new(group),
+            messenger,
+        };
+        rpc.learn(id, rpc.messenger.id());
+        rpc
+    }
+
+    /// Member `node` has Raft id `raft`.
+    pub(crate) fn learn(&self, raft: u64, node: NodeId) {
+        let mut d = self.directory.locked();
+        if let Some(old) = d.by_raft.insert(raft, node).filter(|old| *old != node) {
+            d.by_node.remove(&old);
         }
+        if let Some(old) = d.by_node.insert(node, raft).filter(|old| *old != raft) {
+            d.by_raft.remove(&old);
+        }
+    }
+
+    /// The member holding Raft id `raft`, if known.
+    pub(crate) fn node_of(&self, raft: u64) -> Option<NodeId> {
+        self.directory.locked().by_raft.get(&raft).copied()
+    }
+
+    /// The Raft id of member `node`, if known.
+    pub(crate) fn raft_of(&self, node: NodeId) -> Option<u64> {
+        self.directory.locked().by_node.get(&node).copied()
+    }
+
+    /// Forgets the entries `keep` refuses (members gone and out of the
+    /// group), so the directory stays bounded.
+    pub(crate) fn prune(&self, keep: impl Fn(u64, NodeId) -> bool) {
+        let mut d = self.directory.locked();
+        d.by_raft.retain(|r, n| keep(*r, *n));
+        let Directory { by_raft, by_node } = &mut *d;
+        by_node.retain(|n, r| by_raft.get(r) == Some(n));
     }
 
     /// The Raft group this node belongs to, if any yet.
@@ -70,17 +126,42 @@ impl Rpc {
     }
 
     /// Joins `group` if this node has none; answers the group it is in.
+    /// A group joined is written to disk ahead of any log entry of it.
     pub(crate) fn adopt(&self, group: GroupId) -> GroupId {
-        *self.group.locked().get_or_insert(group)
+        let mut current = self.group.locked();
+        if let Some(g) = *current {
+            return g;
+        }
+        *current = Some(group);
+        if let Some(d) = &self.disk {
+            if let Ok(bytes) = postcard::to_allocvec(&group) {
+                d.write(vec![Write::Meta("group", bytes)], |_| {});
+            }
+        }
+        group
     }
 
-    /// Sends `body` to `to` and waits up to `wait` for the reply.
+    /// Sends `body` to Raft id `to` and waits up to `wait` for the reply.
     pub(crate) async fn call(
         &self,
         to: u64,
         body: Request,
         wait: Duration,
     ) -> Result<Reply, RpcError> {
+        let node = self.node_of(to).ok_or_else(|| {
+            RpcError::Unreachable(to, "no member with that Raft id is known".into())
+        })?;
+        self.call_member(node, body, wait).await
+    }
+
+    /// Sends `body` to member `node` and waits up to `wait` for the reply.
+    pub(crate) async fn call_member(
+        &self,
+        node: NodeId,
+        body: Request,
+        wait: Duration,
+    ) -> Result<Reply, RpcError> {
+        let to = node.0;
         let corr = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
@@ -93,13 +174,14 @@ impl Rpc {
         let _slot = Slot { rpc: self, corr };
         let env = Envelope {
             corr,
+            from: self.id,
             group: self.group(),
             body,
         };
         let bytes = env.encode().map_err(|e| RpcError::Encode(e.to_string()))?;
         let exchange = async {
             self.messenger
-                .send_auto(NodeId(to), KIND_REQUEST, bytes)
+                .send_auto(node, KIND_REQUEST, bytes)
                 .await
                 .map_err(|e| RpcError::Unreachable(to, e.reason.to_string()))?;
             rx.await.map_err(|_| RpcError::Timeout(to, wait))
@@ -120,6 +202,7 @@ impl Rpc {
     pub(crate) async fn reply(&self, to: NodeId, corr: u64, reply: Reply) {
         let env = Envelope {
             corr,
+            from: self.id,
             group: self.group(),
             body: reply,
         };

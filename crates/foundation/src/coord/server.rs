@@ -31,12 +31,16 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut inbox: Inbox, cancel: Cancell
         };
         match m.kind {
             KIND_REPLY => match Envelope::<Reply>::decode(&m.payload) {
-                Ok(env) => shared.rpc.answered(env.corr, env.body),
+                Ok(env) => {
+                    shared.rpc.learn(env.from, m.from);
+                    shared.rpc.answered(env.corr, env.body)
+                }
                 Err(e) => refused(&shared, &m, &e),
             },
             KIND_REQUEST => match Envelope::<Request>::decode(&m.payload) {
                 Ok(env) => {
                     let from = m.from;
+                    shared.rpc.learn(env.from, from);
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
                         let rpc = shared.rpc.clone();
                         shared
@@ -116,6 +120,7 @@ async fn handle(shared: &Shared, env: Envelope<Request>) -> Reply {
             Reply::ReadIndex(r.unwrap_or(Err(super::wire::Refused::NotLeader { leader: None })))
         }
         Request::Status => Reply::Status(Status {
+            raft: shared.id,
             group: shared.rpc.group(),
             leader: shared.leader(),
         }),
@@ -125,10 +130,15 @@ async fn handle(shared: &Shared, env: Envelope<Request>) -> Reply {
 /// How long a status request waits for each peer.
 pub(crate) const STATUS_WAIT: Duration = Duration::from_millis(1000);
 
-/// Asks `peer` which group it is in.
+/// Asks member `peer` its Raft id and which group it is in (addressed by
+/// member id: its Raft id is what this asks).
 pub(crate) async fn status_of(shared: &Shared, peer: NodeId) -> Option<Status> {
-    match shared.rpc.call(peer.0, Request::Status, STATUS_WAIT).await {
-        Ok(Reply::Status(s)) => Some(s),
+    let rpc = &shared.rpc;
+    match rpc.call_member(peer, Request::Status, STATUS_WAIT).await {
+        Ok(Reply::Status(s)) => {
+            rpc.learn(s.raft, peer);
+            Some(s)
+        }
         _ => None,
     }
 }

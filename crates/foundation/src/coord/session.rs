@@ -15,7 +15,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Coord, CoordError};
-use crate::id::NodeId;
 
 /// A live session, as the API holds it.
 #[derive(Debug, Clone)]
@@ -57,7 +56,7 @@ impl Coord {
         let sent = Instant::now();
         let granted = self
             .propose(Command::Grant {
-                owner: NodeId(self.shared.id),
+                owner: self.shared.rpc.messenger.id(),
                 ttl_ms: ttl.as_millis() as u64,
             })
             .await?;

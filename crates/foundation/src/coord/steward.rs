@@ -102,11 +102,23 @@ impl Steward {
         let left = matches!(ev, MemberEvent::Left(_));
         match ev {
             MemberEvent::Up(m) => {
-                self.gone.remove(&m.id.0);
+                if let Some(raft) = self.shared.rpc.raft_of(m.id) {
+                    self.gone.remove(&raft);
+                }
             }
             MemberEvent::Suspect(_) => {}
             MemberEvent::Down(m) | MemberEvent::Left(m) => {
-                self.gone.insert(m.id.0, (Instant::now(), left));
+                if let Some(raft) = self.shared.rpc.raft_of(m.id) {
+                    // A restarted durable node is back under another
+                    // member id: only mark it gone if none holds it now.
+                    let back = self
+                        .active()
+                        .iter()
+                        .any(|a| a.id != m.id && self.shared.rpc.raft_of(a.id) == Some(raft));
+                    if !back {
+                        self.gone.insert(raft, (Instant::now(), left));
+                    }
+                }
                 if self.is_leader() {
                     self.doom(m.id).await;
                 }
@@ -170,7 +182,43 @@ impl Steward {
         }
     }
 
+    /// Learns the Raft ids of active members not known yet, and forgets
+    /// those of members gone and out of the group.
+    async fn discover(&mut self) {
+        let rpc = &self.shared.rpc;
+        let active = self.active();
+        let unknown: Vec<NodeId> = active
+            .iter()
+            .map(|m| m.id)
+            .filter(|id| rpc.raft_of(*id).is_none())
+            .take(16)
+            .collect();
+        let asks = unknown.iter().map(|id| status_of(&self.shared, *id));
+        futures_util::future::join_all(asks).await;
+        for m in &active {
+            if let Some(raft) = rpc.raft_of(m.id) {
+                self.gone.remove(&raft);
+            }
+        }
+        let in_group: BTreeSet<u64> = {
+            let metrics = self.shared.raft.metrics();
+            let m = metrics.borrow();
+            m.membership_config
+                .membership()
+                .nodes()
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        let membership = &rpc.messenger.membership;
+        rpc.prune(|raft, node| {
+            in_group.contains(&raft)
+                || node == rpc.messenger.id()
+                || membership.member(node).is_some()
+        });
+    }
+
     async fn round(&mut self) {
+        self.discover().await;
         if self.shared.rpc.group().is_none() {
             self.found().await;
             return;
@@ -196,12 +244,12 @@ impl Steward {
     /// Founds the group if this node is the smallest eligible member, has
     /// been for [`SETTLE`], and no peer is in a group already.
     async fn found(&mut self) {
-        let me = self.shared.id;
+        let me = self.shared.rpc.messenger.id();
         let active = self.active();
         let smallest = active
             .iter()
             .filter(|m| self.eligible(m))
-            .map(|m| m.id.0)
+            .map(|m| m.id)
             .min();
         if !self.view.is_ready() || smallest != Some(me) {
             self.smallest_since = None;
@@ -211,21 +259,22 @@ impl Steward {
         if since.elapsed() < SETTLE {
             return;
         }
-        for m in active.iter().filter(|m| m.id.0 != me) {
+        for m in active.iter().filter(|m| m.id != me) {
             match status_of(&self.shared, m.id).await {
                 Some(s) if s.group.is_none() => {}
                 Some(_) => return, // it will add us
                 None => return,    // no answer: ask again next round
             }
         }
+        let raft_id = self.shared.id;
         let group = GroupId {
-            founder: me,
+            founder: raft_id,
             at_ms: wall_ms(),
         };
         if self.shared.rpc.adopt(group) != group {
             return; // a peer's Raft message made us join its group meanwhile
         }
-        match self.shared.raft.initialize(BTreeSet::from([me])).await {
+        match self.shared.raft.initialize(BTreeSet::from([raft_id])).await {
             Ok(()) => tracing::info!(%group, "founded the coordination group"),
             Err(e) => tracing::warn!(error = %e, "could not found the coordination group"),
         }
@@ -247,23 +296,30 @@ impl Steward {
         }
         let voters: BTreeSet<u64> = config.voter_ids().collect();
         let nodes: BTreeSet<u64> = config.nodes().map(|(id, _)| *id).collect();
-        let active = self.active();
+        let rpc = &self.shared.rpc;
+        // Active members whose Raft id is known (the others are asked
+        // each round).
+        let members = self.active();
+        let active: Vec<(u64, &Member)> = members
+            .iter()
+            .filter_map(|m| rpc.raft_of(m.id).map(|r| (r, m)))
+            .collect();
         let wait = self.shared.config.timeout;
         let raft = &self.shared.raft;
 
-        for m in active.iter().filter(|m| !nodes.contains(&m.id.0)) {
-            if let Err(e) = raft.add_learner(m.id.0, EmptyNode {}, false).await {
+        for (id, m) in active.iter().filter(|(id, _)| !nodes.contains(id)) {
+            if let Err(e) = raft.add_learner(*id, EmptyNode {}, false).await {
                 tracing::debug!(node = %m.id, error = %e, "could not add a learner");
                 return;
             }
         }
 
         let grace = self.shared.config.replace_after;
-        let active_ids: BTreeSet<u64> = active.iter().map(|m| m.id.0).collect();
+        let active_ids: BTreeSet<u64> = active.iter().map(|(id, _)| *id).collect();
         let eligible: Vec<u64> = active
             .iter()
-            .filter(|m| self.eligible(m))
-            .map(|m| m.id.0)
+            .filter(|(_, m)| self.eligible(m))
+            .map(|(id, _)| *id)
             .collect();
         let desired = voters_for(self.shared.config.voters, eligible.len());
         let last = metrics.last_log_index.unwrap_or(0);

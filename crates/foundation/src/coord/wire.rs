@@ -18,10 +18,12 @@ pub(crate) const KIND_REQUEST: u16 = *foundation_proto::kinds::COORD.start();
 /// The frame kind of replies.
 pub(crate) const KIND_REPLY: u16 = KIND_REQUEST + 1;
 
-/// A request or reply, matched by `corr`, from a member of `group`.
+/// A request or reply, matched by `corr`, from Raft id `from`, a member
+/// of `group`.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Envelope<T> {
     pub(crate) corr: u64,
+    pub(crate) from: u64,
     pub(crate) group: Option<GroupId>,
     pub(crate) body: T,
 }
@@ -66,6 +68,7 @@ pub(crate) enum Refused {
 /// A peer's group and leader, as it sees them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Status {
+    pub(crate) raft: u64,
     pub(crate) group: Option<GroupId>,
     pub(crate) leader: Option<u64>,
 }
@@ -97,6 +100,7 @@ mod tests {
     fn roundtrip<T: Serialize + for<'de> Deserialize<'de> + std::fmt::Debug>(body: T) -> String {
         let env = Envelope {
             corr: 7,
+            from: 9,
             group: Some(GroupId {
                 founder: 1,
                 at_ms: 2,
@@ -166,7 +170,7 @@ mod tests {
         /// A valid request cut short or with a flipped byte never panics.
         #[test]
         fn damaged_requests_never_panic(cut in 0usize..64, flip in 0usize..64, bit in 0u8..8) {
-            let env = Envelope { corr: 1, group: None, body: Request::Propose(Command::Add { name: "n".into(), delta: 3 }) };
+            let env = Envelope { corr: 1, from: 2, group: None, body: Request::Propose(Command::Add { name: "n".into(), delta: 3 }) };
             let mut bytes = env.encode().expect("encodes").to_vec();
             if let Some(b) = bytes.get_mut(flip) { *b ^= 1 << bit; }
             bytes.truncate(cut.min(bytes.len()));
