@@ -212,6 +212,8 @@ pub enum Event {
     Put {
         /// The key.
         key: String,
+        /// What it holds now.
+        value: Vec<u8>,
         /// Its new revision.
         revision: Revision,
     },

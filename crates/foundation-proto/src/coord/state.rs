@@ -338,8 +338,13 @@ impl CoordState {
             l.keys.insert(key.clone());
         }
         let created = self.keys.get(&key).map_or(revision, |e| e.created);
+        events.push(Event::Put {
+            key: key.clone(),
+            value: value.clone(),
+            revision,
+        });
         self.keys.insert(
-            key.clone(),
+            key,
             Entry {
                 value,
                 created,
@@ -347,7 +352,6 @@ impl CoordState {
                 lease,
             },
         );
-        events.push(Event::Put { key, revision });
         Ok(Response::Put { revision })
     }
 

@@ -4,9 +4,8 @@
 use foundation_proto::coord::{Event, Revision};
 use tokio::sync::broadcast;
 
-use super::replica::{Change, Replica};
+use super::replica::Change;
 use super::Coord;
-use std::sync::Arc;
 
 /// A change to a watched key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +37,6 @@ pub enum WatchEvent {
 pub struct Watch {
     prefix: String,
     events: broadcast::Receiver<Change>,
-    replica: Arc<Replica>,
 }
 
 impl Watch {
@@ -51,21 +49,16 @@ impl Watch {
                 Err(broadcast::error::RecvError::Closed) => return None,
             };
             match event {
-                Change::Applied(Event::Put { key, revision }) if key.starts_with(&self.prefix) => {
-                    // The key as written at that revision; if it has
-                    // changed since, a later event tells.
-                    let value = self.replica.read(|s| {
-                        s.get(&key)
-                            .filter(|e| e.modified == revision)
-                            .map(|e| e.value.clone())
+                Change::Applied(Event::Put {
+                    key,
+                    value,
+                    revision,
+                }) if key.starts_with(&self.prefix) => {
+                    return Some(WatchEvent::Put {
+                        key,
+                        value,
+                        revision,
                     });
-                    if let Some(value) = value {
-                        return Some(WatchEvent::Put {
-                            key,
-                            value,
-                            revision,
-                        });
-                    }
                 }
                 Change::Applied(Event::Deleted { key, revision })
                     if key.starts_with(&self.prefix) =>
@@ -87,7 +80,6 @@ impl Coord {
         Watch {
             prefix: prefix.to_owned(),
             events: self.shared.replica.events(),
-            replica: self.shared.replica.clone(),
         }
     }
 }
