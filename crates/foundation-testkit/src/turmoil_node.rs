@@ -99,5 +99,9 @@ pub async fn builder_with_loss(
             membership,
             transport,
             quic_seed: Some(quic_seed),
+            // Leases follow simulated time, one clock for every host.
+            lease_clock: Some(std::sync::Arc::new(|| {
+                1_000_000 + turmoil::sim_elapsed().map_or(0, |d| d.as_millis() as u64)
+            })),
         }))
 }

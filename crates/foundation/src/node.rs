@@ -143,6 +143,7 @@ impl Node {
         span: tracing::Span,
     ) -> Result<Node, StartError> {
         let config = resolved.config.clone();
+        let lease_clock = given.as_ref().and_then(|s| s.lease_clock.clone());
         let cancel = CancellationToken::new();
         let tasks = Tasks::new(span, cancel.clone());
         let stats = Arc::new(Stats::default());
@@ -271,6 +272,7 @@ impl Node {
             inbox: transport.subscribe(InboxFilter::kinds(crate::coord::KINDS)),
             members: membership.subscribe(),
             cancel: cancel.child_token(),
+            clock: lease_clock.unwrap_or_else(crate::coord::system_clock),
         })
         .await?;
         let node = Node {

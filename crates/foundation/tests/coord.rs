@@ -135,6 +135,14 @@ async fn a_lock_excludes_passes_on_release_and_fences() {
     assert!(second.token() > first, "{} after {}", second.token(), first);
     assert!(second.is_held());
 
+    // Two acquisitions on one node exclude each other too.
+    let other = a
+        .try_lock("jobs", Duration::from_millis(300))
+        .await
+        .expect("try");
+    assert!(other.is_none(), "granted twice on one node");
+    drop(other);
+
     // Dropping the guard releases it too.
     drop(second);
     let third = a.lock("jobs").await.expect("a again");

@@ -11,6 +11,17 @@ pub type Revision = u64;
 /// A session lease, granted to a node (as etcd's leases).
 pub type LeaseId = u64;
 
+/// One acquisition of a lock: by a session, with a ticket the client
+/// chose. Two acquisitions by one session are two claims: they exclude
+/// each other like any two, and releasing one never releases the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Claim {
+    /// The session.
+    pub lease: LeaseId,
+    /// Unique among the session's acquisitions.
+    pub ticket: u64,
+}
+
 /// A condition on a key's last modification, checked when a command is
 /// applied (compare-and-set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,20 +97,22 @@ pub enum Command {
         /// The condition.
         expect: Expect,
     },
-    /// Asks for lock `name` for `lease`: granted now, or queued (first
-    /// come, first served) and granted when the holders before it go.
+    /// Asks for lock `name` for `claim`: granted now, or queued (first
+    /// come, first served) and granted when the claims before it go.
+    /// Asking again with the same claim answers where it stands.
     Lock {
         /// The lock.
         name: String,
-        /// The session asking.
-        lease: LeaseId,
+        /// The acquisition asking.
+        claim: Claim,
     },
-    /// Releases lock `name` held by `lease`, or leaves its queue.
+    /// Releases lock `name` if `claim` holds it, or takes `claim` out of
+    /// its queue.
     Unlock {
         /// The lock.
         name: String,
-        /// The session.
-        lease: LeaseId,
+        /// The acquisition.
+        claim: Claim,
     },
     /// Adds `delta` to counter `name` (missing counters are 0).
     Add {
@@ -144,7 +157,7 @@ pub enum Response {
         /// Waiters ahead.
         ahead: usize,
     },
-    /// The lease no longer holds nor waits for the lock.
+    /// The claim no longer holds nor waits for the lock.
     Unlocked,
     /// A counter's value after the addition.
     Counter {
@@ -224,12 +237,12 @@ pub enum Event {
         /// The revision of the removal.
         revision: Revision,
     },
-    /// A lock went to a lease, with a new fencing token.
+    /// A lock went to a claim, with a new fencing token.
     Granted {
         /// The lock.
         name: String,
         /// The new holder.
-        lease: LeaseId,
+        claim: Claim,
         /// Its fencing token.
         token: Revision,
     },

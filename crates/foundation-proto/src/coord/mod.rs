@@ -9,7 +9,7 @@
 //! every replica expires the same leases at the same point of the log.
 //!
 //! ```
-//! use foundation_proto::coord::{Command, CoordState, Expect, Response};
+//! use foundation_proto::coord::{Claim, Command, CoordState, Expect, Response};
 //! use foundation_proto::NodeId;
 //!
 //! let mut s = CoordState::default();
@@ -21,9 +21,10 @@
 //! else { panic!() };
 //!
 //! // A lock: the first session holds it, the second waits.
-//! let first = s.apply(Command::Lock { name: "jobs".into(), lease: a }).response;
+//! let (ca, cb) = (Claim { lease: a, ticket: 1 }, Claim { lease: b, ticket: 1 });
+//! let first = s.apply(Command::Lock { name: "jobs".into(), claim: ca }).response;
 //! let Ok(Response::Locked { token: t1 }) = first else { panic!() };
-//! let second = s.apply(Command::Lock { name: "jobs".into(), lease: b }).response;
+//! let second = s.apply(Command::Lock { name: "jobs".into(), claim: cb }).response;
 //! assert_eq!(second, Ok(Response::Queued { ahead: 0 }));
 //!
 //! // The holder's session expires: the waiter gets the lock, with a
@@ -32,7 +33,7 @@
 //! s.apply(Command::KeepAlive { lease: b });
 //! s.apply(Command::Tick { now_ms: 1_000 });
 //! let (holder, t2) = s.holder("jobs").expect("passed on");
-//! assert_eq!(holder, b);
+//! assert_eq!(holder, cb);
 //! assert!(t2 > t1);
 //!
 //! // Compare-and-set on a key's revision.
@@ -50,7 +51,7 @@
 mod command;
 mod state;
 
-pub use command::{Command, Event, Expect, LeaseId, Rejected, Response, Revision};
+pub use command::{Claim, Command, Event, Expect, LeaseId, Rejected, Response, Revision};
 pub use state::{Applied, CoordState, Entry};
 
 /// Longest key or lock name, in bytes.

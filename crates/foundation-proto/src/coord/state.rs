@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::command::{Command, Event, Expect, LeaseId, Rejected, Response, Revision};
+use super::command::{Claim, Command, Event, Expect, LeaseId, Rejected, Response, Revision};
 use super::{MAX_KEY, MAX_LEASES, MAX_NAMES, MAX_VALUE, MAX_WAITERS};
 use crate::NodeId;
 
@@ -38,8 +38,8 @@ struct Lease {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Lock {
-    holder: Option<(LeaseId, Revision)>,
-    waiting: VecDeque<LeaseId>,
+    holder: Option<(Claim, Revision)>,
+    waiting: VecDeque<Claim>,
 }
 
 /// The state every replica holds.
@@ -98,8 +98,8 @@ impl CoordState {
             .map(|(k, e)| (k.as_str(), e))
     }
 
-    /// The holder of lock `name` and its fencing token.
-    pub fn holder(&self, name: &str) -> Option<(LeaseId, Revision)> {
+    /// The claim holding lock `name`, and its fencing token.
+    pub fn holder(&self, name: &str) -> Option<(Claim, Revision)> {
         self.locks.get(name).and_then(|l| l.holder)
     }
 
@@ -216,7 +216,7 @@ impl CoordState {
                 let names: Vec<String> = self.locks.keys().cloned().collect();
                 for name in names {
                     if let Some(lock) = self.locks.get_mut(&name) {
-                        lock.waiting.retain(|w| !doomed.contains(w));
+                        lock.waiting.retain(|w| !doomed.contains(&w.lease));
                     }
                     self.drop_idle_lock(&name);
                 }
@@ -246,20 +246,18 @@ impl CoordState {
                     existed,
                 })
             }
-            Command::Lock { name, lease } => self.lock(name, lease, events),
-            Command::Unlock { name, lease } => {
+            Command::Lock { name, claim } => self.lock(name, claim, events),
+            Command::Unlock { name, claim } => {
                 name_ok(&name)?;
                 let Some(lock) = self.locks.get_mut(&name) else {
                     return Ok(Response::Unlocked);
                 };
-                lock.waiting.retain(|l| *l != lease);
-                if lock.holder.is_some_and(|(h, _)| h == lease) {
+                lock.waiting.retain(|c| *c != claim);
+                if lock.holder.is_some_and(|(h, _)| h == claim) {
                     lock.holder = None;
-                    if let Some(l) = self.leases.get_mut(&lease) {
-                        l.locks.remove(&name);
-                    }
                     self.pass_on(&name, events);
                 }
+                self.forget_lock_of(&name, claim.lease);
                 self.drop_idle_lock(&name);
                 Ok(Response::Unlocked)
             }
@@ -358,10 +356,11 @@ impl CoordState {
     fn lock(
         &mut self,
         name: String,
-        lease: LeaseId,
+        claim: Claim,
         events: &mut Vec<Event>,
     ) -> Result<Response, Rejected> {
         name_ok(&name)?;
+        let lease = claim.lease;
         if !self.live(lease) {
             return Err(Rejected::NoLease(lease));
         }
@@ -373,9 +372,9 @@ impl CoordState {
         }
         let lock = self.locks.entry(name.clone()).or_default();
         match lock.holder {
-            Some((h, token)) if h == lease => Ok(Response::Locked { token }),
+            Some((h, token)) if h == claim => Ok(Response::Locked { token }),
             Some(_) => {
-                if let Some(ahead) = lock.waiting.iter().position(|l| *l == lease) {
+                if let Some(ahead) = lock.waiting.iter().position(|c| *c == claim) {
                     return Ok(Response::Queued { ahead });
                 }
                 if lock.waiting.len() >= MAX_WAITERS {
@@ -384,19 +383,21 @@ impl CoordState {
                         max: MAX_WAITERS,
                     });
                 }
-                lock.waiting.push_back(lease);
-                Ok(Response::Queued {
-                    ahead: lock.waiting.len() - 1,
-                })
+                lock.waiting.push_back(claim);
+                let ahead = lock.waiting.len() - 1;
+                if let Some(l) = self.leases.get_mut(&lease) {
+                    l.locks.insert(name);
+                }
+                Ok(Response::Queued { ahead })
             }
             None => {
                 self.revision += 1;
                 let token = self.revision;
-                lock.holder = Some((lease, token));
+                lock.holder = Some((claim, token));
                 if let Some(l) = self.leases.get_mut(&lease) {
                     l.locks.insert(name.clone());
                 }
-                events.push(Event::Granted { name, lease, token });
+                events.push(Event::Granted { name, claim, token });
                 Ok(Response::Locked { token })
             }
         }
@@ -408,17 +409,30 @@ impl CoordState {
             return;
         };
         while let Some(next) = lock.waiting.pop_front() {
-            if let Some(l) = self.leases.get_mut(&next).filter(|l| !l.doomed) {
+            if self.leases.get(&next.lease).is_some_and(|l| !l.doomed) {
                 self.revision += 1;
                 let token = self.revision;
                 lock.holder = Some((next, token));
-                l.locks.insert(name.to_owned());
                 events.push(Event::Granted {
                     name: name.to_owned(),
-                    lease: next,
+                    claim: next,
                     token,
                 });
                 return;
+            }
+        }
+    }
+
+    /// Drops `name` from the locks `lease` holds or waits for, unless
+    /// another of its claims still does.
+    fn forget_lock_of(&mut self, name: &str, lease: LeaseId) {
+        let still = self.locks.get(name).is_some_and(|lock| {
+            lock.holder.is_some_and(|(h, _)| h.lease == lease)
+                || lock.waiting.iter().any(|c| c.lease == lease)
+        });
+        if !still {
+            if let Some(l) = self.leases.get_mut(&lease) {
+                l.locks.remove(name);
             }
         }
     }
@@ -457,21 +471,16 @@ impl CoordState {
         for key in &l.keys {
             self.remove_key(key, events);
         }
-        let queued: Vec<String> = self
-            .locks
-            .iter()
-            .filter(|(_, lock)| lock.waiting.contains(&lease))
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in queued {
-            if let Some(lock) = self.locks.get_mut(&name) {
-                lock.waiting.retain(|w| *w != lease);
+        // Out of every queue first, so no lock passes to another of its
+        // claims.
+        for name in &l.locks {
+            if let Some(lock) = self.locks.get_mut(name) {
+                lock.waiting.retain(|w| w.lease != lease);
             }
-            self.drop_idle_lock(&name);
         }
         for name in &l.locks {
             if let Some(lock) = self.locks.get_mut(name) {
-                if lock.holder.is_some_and(|(h, _)| h == lease) {
+                if lock.holder.is_some_and(|(h, _)| h.lease == lease) {
                     lock.holder = None;
                     self.pass_on(name, events);
                 }

@@ -18,10 +18,14 @@ fn lease(s: &mut CoordState, owner: u64, ttl_ms: u64) -> LeaseId {
     }
 }
 
+fn claim(lease: LeaseId) -> Claim {
+    Claim { lease, ticket: 0 }
+}
+
 fn lock(s: &mut CoordState, name: &str, lease: LeaseId) -> Applied {
     s.apply(Command::Lock {
         name: name.into(),
-        lease,
+        claim: claim(lease),
     })
 }
 
@@ -53,25 +57,25 @@ fn a_lock_passes_in_order_with_growing_tokens_and_skips_ended_sessions() {
     s.apply(Command::NodeDown { node: NodeId(2) });
     let unlocked = s.apply(Command::Unlock {
         name: "l".into(),
-        lease: a,
+        claim: claim(a),
     });
     assert_eq!(unlocked.response, Ok(Response::Unlocked));
     let granted: Vec<_> = unlocked
         .events
         .iter()
         .filter_map(|e| match e {
-            Event::Granted { lease, token, .. } => Some((*lease, *token)),
+            Event::Granted { claim, token, .. } => Some((*claim, *token)),
             _ => None,
         })
         .collect();
     assert_eq!(granted.len(), 1);
-    assert_eq!(granted[0].0, c);
+    assert_eq!(granted[0].0, claim(c));
     assert!(granted[0].1 > t1);
     assert_eq!(s.holder("l"), Some(granted[0]));
     // Unlocking by a non-holder changes nothing.
     s.apply(Command::Unlock {
         name: "l".into(),
-        lease: a,
+        claim: claim(a),
     });
     assert_eq!(s.holder("l"), Some(granted[0]));
 }
@@ -174,7 +178,7 @@ fn bad_input_is_refused_with_the_limit() {
     assert!(matches!(r.response, Err(Rejected::ValueTooLarge { .. })));
     let r = s.apply(Command::Lock {
         name: "l".into(),
-        lease: 42,
+        claim: claim(42),
     });
     assert_eq!(r.response, Err(Rejected::NoLease(42)));
     s.apply(Command::Add {
@@ -206,6 +210,50 @@ fn range_returns_the_keys_under_a_prefix_in_order() {
 }
 
 #[test]
+fn two_acquisitions_by_one_session_exclude_each_other() {
+    let mut s = CoordState::default();
+    let a = lease(&mut s, 1, 10_000);
+    let (first, second) = (
+        Claim {
+            lease: a,
+            ticket: 1,
+        },
+        Claim {
+            lease: a,
+            ticket: 2,
+        },
+    );
+    let take = |s: &mut CoordState, c: Claim| {
+        s.apply(Command::Lock {
+            name: "l".into(),
+            claim: c,
+        })
+        .response
+    };
+    let Ok(Response::Locked { token }) = take(&mut s, first) else {
+        panic!("first")
+    };
+    assert_eq!(take(&mut s, second), Ok(Response::Queued { ahead: 0 }));
+    // Releasing the first passes the lock to the second, with a new token.
+    s.apply(Command::Unlock {
+        name: "l".into(),
+        claim: first,
+    });
+    let (holder, t2) = s.holder("l").expect("passed on");
+    assert_eq!(holder, second);
+    assert!(t2 > token);
+    // A late release of the first (a retry) does not release the second.
+    s.apply(Command::Unlock {
+        name: "l".into(),
+        claim: first,
+    });
+    assert_eq!(s.holder("l"), Some((second, t2)));
+    // The session ending releases everything it held and waited for.
+    s.apply(Command::Revoke { lease: a });
+    assert_eq!(s.holder("l"), None);
+}
+
+#[test]
 fn a_down_node_keeps_its_locks_until_its_deadline() {
     let mut s = CoordState::default();
     s.apply(Command::Tick { now_ms: 1_000 });
@@ -217,7 +265,7 @@ fn a_down_node_keeps_its_locks_until_its_deadline() {
     s.apply(Command::NodeDown { node: NodeId(1) });
     // Still held: node 1 may be running, and its clock says it holds the
     // lock until the deadline.
-    assert_eq!(s.holder("l"), Some((a, token)));
+    assert_eq!(s.holder("l"), Some((claim(a), token)));
     // No renewal, nothing new.
     assert_eq!(
         s.apply(Command::KeepAlive { lease: a }).response,
@@ -235,7 +283,7 @@ fn a_down_node_keeps_its_locks_until_its_deadline() {
     assert_eq!(s.lease_deadline(b), Some(6_900));
     s.apply(Command::Tick { now_ms: 4_000 });
     let (holder, t2) = s.holder("l").expect("passed on at the deadline");
-    assert_eq!(holder, b);
+    assert_eq!(holder, claim(b));
     assert!(t2 > token);
     assert_eq!(s.lease_owner(a), None);
 }
@@ -292,8 +340,14 @@ fn command() -> impl Strategy<Value = Command> {
             key,
             expect: Expect::Any
         }),
-        (name.clone(), lease.clone()).prop_map(|(name, lease)| Command::Lock { name, lease }),
-        (name.clone(), lease).prop_map(|(name, lease)| Command::Unlock { name, lease }),
+        (name.clone(), lease.clone(), 0u64..3).prop_map(|(name, lease, ticket)| Command::Lock {
+            name,
+            claim: Claim { lease, ticket }
+        }),
+        (name.clone(), lease, 0u64..3).prop_map(|(name, lease, ticket)| Command::Unlock {
+            name,
+            claim: Claim { lease, ticket }
+        }),
         (name, -5i64..5).prop_map(|(name, delta)| Command::Add { name, delta }),
     ]
 }
@@ -318,8 +372,8 @@ proptest! {
                 }
             }
             for name in ["a", "b", "c"] {
-                if let Some((lease, _)) = one.holder(name) {
-                    prop_assert!(one.lease_owner(lease).is_some(), "lock {} held by ended lease {}", name, lease);
+                if let Some((c, _)) = one.holder(name) {
+                    prop_assert!(one.lease_owner(c.lease).is_some(), "lock {} held by ended lease {}", name, c.lease);
                 }
                 if let Some(l) = one.get(name).and_then(|e| e.lease) {
                     prop_assert!(one.lease_owner(l).is_some(), "key {} kept by ended lease {}", name, l);

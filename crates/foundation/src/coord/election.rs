@@ -65,8 +65,8 @@ impl Coord {
     pub fn leader_of(&self, name: &str) -> Option<Leader> {
         let lock = lock_name(name);
         self.shared.replica.read(|s| {
-            let (lease, token) = s.holder(&lock)?;
-            let node = s.lease_owner(lease)?;
+            let (claim, token) = s.holder(&lock)?;
+            let node = s.lease_owner(claim.lease)?;
             Some(Leader { node, token })
         })
     }

@@ -1,7 +1,7 @@
 //! What only the leader does for a request: stamp and propose a command,
 //! confirm a read index.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use foundation_proto::coord::Command;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
@@ -10,15 +10,12 @@ use super::types::{Outcome, Proposal};
 use super::wire::Refused;
 use super::Shared;
 
-/// This node's wall clock, ms since the Unix epoch: the time a leader
-/// stamps on its proposals.
-pub(crate) fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl Shared {
+    /// The lease clock's reading: what a leader stamps on its proposals.
+    pub(crate) fn now_ms(&self) -> u64 {
+        (self.clock)()
+    }
+
     /// The leader node as this node knows it.
     pub(crate) fn leader(&self) -> Option<u64> {
         self.raft.metrics().borrow().current_leader
@@ -52,7 +49,7 @@ impl Shared {
     /// own proposals, the Promote among them).
     pub(crate) async fn write(&self, command: Command, wait: Duration) -> Result<Outcome, Refused> {
         let proposal = Proposal {
-            now_ms: wall_ms(),
+            now_ms: self.now_ms(),
             command,
         };
         match tokio::time::timeout(wait, self.raft.client_write(proposal)).await {

@@ -1,8 +1,9 @@
 //! Locks with fencing tokens, held by this node's session.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use foundation_proto::coord::{Command, LeaseId, Response, Revision};
+use foundation_proto::coord::{Claim, Command, Response, Revision};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -20,7 +21,7 @@ use super::{Coord, CoordError};
 pub struct LockGuard {
     coord: Coord,
     name: String,
-    lease: LeaseId,
+    claim: Claim,
     token: Revision,
     alive: watch::Receiver<bool>,
     released: bool,
@@ -56,7 +57,7 @@ impl LockGuard {
         self.coord
             .propose(Command::Unlock {
                 name,
-                lease: self.lease,
+                claim: self.claim,
             })
             .await
             .map(|_| ())
@@ -71,7 +72,7 @@ impl Drop for LockGuard {
         let coord = self.coord.clone();
         let command = Command::Unlock {
             name: std::mem::take(&mut self.name),
-            lease: self.lease,
+            claim: self.claim,
         };
         self.coord.shared.tasks.spawn(async move {
             if let Err(e) = coord.propose(command).await {
@@ -118,11 +119,16 @@ impl Coord {
         let start = Instant::now();
         let session = self.session().await?;
         let mut applied = self.shared.replica.watch();
-        let lease = session.lease;
+        // This acquisition's own claim: two on one node exclude each
+        // other, and a late release of an earlier one cannot free it.
+        let claim = Claim {
+            lease: session.lease,
+            ticket: self.shared.tickets.fetch_add(1, Ordering::Relaxed),
+        };
         let guard = |token| LockGuard {
             coord: self.clone(),
             name: name.to_owned(),
-            lease,
+            claim,
             token,
             alive: session.alive.clone(),
             released: false,
@@ -130,7 +136,7 @@ impl Coord {
         let answer = self
             .propose(Command::Lock {
                 name: name.to_owned(),
-                lease,
+                claim,
             })
             .await?;
         match answer {
@@ -143,8 +149,7 @@ impl Coord {
         let deadline = start + wait;
         loop {
             let holder = self.shared.replica.read(|s| s.holder(name));
-            if let Some((l, token)) = holder.filter(|(l, _)| *l == lease) {
-                debug_assert_eq!(l, lease);
+            if let Some((_, token)) = holder.filter(|(c, _)| *c == claim) {
                 return Ok(Some(guard(token)));
             }
             if !*alive.borrow() {
@@ -159,7 +164,7 @@ impl Coord {
         // Out of the line (and released, if granted meanwhile).
         self.propose(Command::Unlock {
             name: name.to_owned(),
-            lease,
+            claim,
         })
         .await?;
         Ok(None)

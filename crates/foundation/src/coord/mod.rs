@@ -91,7 +91,7 @@ pub use barrier::{Barrier, Permit, Semaphore};
 pub use disk::DiskError;
 pub use election::{Leader, Leadership};
 pub use error::CoordError;
-pub use foundation_proto::coord::{Entry, Expect, LeaseId, Rejected, Revision};
+pub use foundation_proto::coord::{Claim, Entry, Expect, LeaseId, Rejected, Revision};
 pub use lock::LockGuard;
 pub use types::{GroupId, Outcome, Proposal, Raft, TypeConfig};
 pub use value::{ClusterValue, ClusterValueWatch};
@@ -121,6 +121,8 @@ pub(crate) struct Shared {
     pub(crate) config: CoordConfig,
     /// The last term whose Promote this node applied as leader.
     pub(crate) promoted: watch::Sender<u64>,
+    /// The lease clock this node stamps proposals with as leader.
+    pub(crate) clock: LeaseClock,
     pub(crate) sessions: session::Sessions,
     pub(crate) tasks: Tasks,
     pub(crate) cancel: CancellationToken,
@@ -130,6 +132,8 @@ pub(crate) struct Shared {
     pub(crate) bad_frames: AtomicU64,
     /// Raft messages refused because they came from another group.
     pub(crate) foreign_group: AtomicU64,
+    /// The next lock acquisition's ticket.
+    pub(crate) tickets: AtomicU64,
 }
 
 impl std::fmt::Debug for Shared {
@@ -323,6 +327,16 @@ impl Store {
     }
 }
 
+/// The clock leases are stamped with: ms since an epoch every node
+/// shares. The system's wall clock unless a simulation gives its own
+/// ([`Sockets::lease_clock`](crate::Sockets::lease_clock)).
+pub type LeaseClock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system's wall clock, ms since the Unix epoch.
+pub(crate) fn system_clock() -> LeaseClock {
+    Arc::new(crate::shell_time::wall_ms)
+}
+
 /// What [`start`] needs from the node.
 pub(crate) struct Parts {
     pub(crate) messenger: Messenger,
@@ -331,6 +345,7 @@ pub(crate) struct Parts {
     pub(crate) inbox: Inbox,
     pub(crate) members: broadcast::Receiver<MemberEvent>,
     pub(crate) cancel: CancellationToken,
+    pub(crate) clock: LeaseClock,
 }
 
 /// Starts this node's Raft and the tasks around it.
@@ -342,6 +357,7 @@ pub(crate) async fn start(parts: Parts) -> Result<Coord, StartError> {
         inbox,
         members,
         cancel,
+        clock,
     } = parts;
     let tasks = messenger.tasks.clone();
     let store = Store::open(&config, messenger.id().0)?;
@@ -372,6 +388,7 @@ pub(crate) async fn start(parts: Parts) -> Result<Coord, StartError> {
         rpc,
         config,
         promoted: watch::channel(0).0,
+        clock,
         sessions: session::Sessions::default(),
         tasks: tasks.clone(),
         cancel: cancel.clone(),
@@ -379,6 +396,7 @@ pub(crate) async fn start(parts: Parts) -> Result<Coord, StartError> {
         disk,
         bad_frames: AtomicU64::new(0),
         foreign_group: AtomicU64::new(0),
+        tickets: AtomicU64::new(1),
     });
     tasks.spawn(server::serve(shared.clone(), inbox, cancel.child_token()));
     tasks.spawn(steward::Steward::new(shared.clone(), view, members, cancel.child_token()).run());

@@ -14,7 +14,6 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::leader::wall_ms;
 use super::server::status_of;
 use super::types::GroupId;
 use super::Shared;
@@ -145,7 +144,7 @@ impl Steward {
             return;
         }
         let wait = self.shared.config.timeout;
-        let now_ms = wall_ms();
+        let now_ms = self.shared.now_ms();
         match self.shared.write(Command::Promote { now_ms }, wait).await {
             Ok(_) => {
                 self.shared.promoted.send_replace(term);
@@ -235,7 +234,12 @@ impl Steward {
             let wait = self.shared.config.timeout;
             let _ = self
                 .shared
-                .write(Command::Tick { now_ms: wall_ms() }, wait)
+                .write(
+                    Command::Tick {
+                        now_ms: self.shared.now_ms(),
+                    },
+                    wait,
+                )
                 .await;
         }
         self.reconcile().await;
@@ -269,7 +273,7 @@ impl Steward {
         let raft_id = self.shared.id;
         let group = GroupId {
             founder: raft_id,
-            at_ms: wall_ms(),
+            at_ms: crate::shell_time::wall_ms(),
         };
         if self.shared.rpc.adopt(group) != group {
             return; // a peer's Raft message made us join its group meanwhile

@@ -28,6 +28,10 @@ pub struct Sockets {
     /// Seed of quinn's randomness (connection ids, tokens); `None` draws
     /// it from the operating system.
     pub quic_seed: Option<[u8; 32]>,
+    /// The clock coordination stamps its leases with (ms since an epoch
+    /// shared by every node); `None`: the system's wall clock. A
+    /// simulation gives its own, so leases follow simulated time.
+    pub lease_clock: Option<crate::coord::LeaseClock>,
 }
 
 impl std::fmt::Debug for Sockets {
