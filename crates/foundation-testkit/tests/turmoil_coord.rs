@@ -314,8 +314,10 @@ fn check_run(r: &Run) -> (usize, usize, usize) {
     for w in holdings.windows(2) {
         assert!(
             w[0].to <= w[1].from,
-            "{}: two holders of the lock overlap: {:?} and {:?}",
+            "{}: nodes {} and {} held the lock at once: {:?} and {:?}",
             r.replay(),
+            w[0].node,
+            w[1].node,
             w[0],
             w[1]
         );
