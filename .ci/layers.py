@@ -25,7 +25,7 @@ LAYERS = [
     ["transport", "membership", "discovery"],
     ["messenger", "peers"],
     ["services"],
-    ["registry"],
+    ["registry", "coord"],
     ["process", "pubsub"],
     ["messaging"],
     ["node", "error"],

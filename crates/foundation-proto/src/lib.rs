@@ -45,7 +45,7 @@
 //! let members = [Member { id: me, roles: vec![], presence: Presence::Active }];
 //! let specs = [ChildSpec {
 //!     id: "leader".into(), kind: "counter".into(), args: Default::default(),
-//!     strategy: Strategy::Singleton, role: None,
+//!     strategy: Strategy::Singleton, role: None, fenced: false,
 //! }];
 //! let (running, stopping) = (BTreeMap::new(), HashSet::new());
 //! let input = Input { members: &members, specs: &specs, running: &running, stopping: &stopping, ready: true };

@@ -274,7 +274,8 @@ impl Node {
             cancel: cancel.child_token(),
             clock: lease_clock.unwrap_or_else(crate::coord::system_clock),
         })
-        .await?;
+        .await
+        .map_err(StartError::Coord)?;
         let node = Node {
             inner: Arc::new(Inner {
                 id,
@@ -511,6 +512,7 @@ impl Node {
             host: self.inner.host.clone(),
             registry: self.registry(),
             view: self.inner.view.clone(),
+            coord: self.inner.coord.clone(),
         }
     }
 

@@ -345,3 +345,27 @@ async fn elections_barriers_semaphores_watches_and_cluster_values() {
     drop(p1);
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_only_voter_hands_its_vote_on_when_it_leaves() {
+    // Two nodes keep one voter (an even count rounds down).
+    let mut c = Cluster::start(2).await.expect("cluster");
+    let leader = wait_group(&c, 1).await;
+    let li = index_of(&c, leader);
+    let other = 1 - li;
+    let coord = c.node(li).coord().with_timeout(CALL);
+    coord.put("kept", "yes").await.expect("put");
+    let token = coord.lock("l").await.expect("lock").token();
+    // The learner has the write before the voter goes.
+    assert_eventually(FORM, "the learner applied the write", || {
+        c.node(other).coord().get_stale("kept").is_some()
+    })
+    .await;
+    c.stop(li).await;
+    let coord = c.node(other).coord().with_timeout(CALL);
+    let kept = coord.get("kept").await.expect("get after the voter left");
+    assert_eq!(kept.map(|e| e.value), Some(b"yes".to_vec()));
+    let next = coord.lock("l").await.expect("lock after");
+    assert!(next.token() > token);
+    c.shutdown().await;
+}

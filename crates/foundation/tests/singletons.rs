@@ -282,6 +282,7 @@ async fn poison_specs_are_refused_where_written_and_where_received() {
         args: Bytes::from(vec![0u8; MAX_ARGS + 1]),
         strategy: Strategy::Singleton,
         role: None,
+        fenced: false,
     };
     assert!(matches!(
         pm.start_child(big),
@@ -301,6 +302,7 @@ async fn poison_specs_are_refused_where_written_and_where_received() {
                     args: Bytes::new(),
                     strategy,
                     role: None,
+                    fenced: false,
                 }),
                 stamp: Stamp {
                     at: 1,

@@ -104,6 +104,7 @@ mod tests {
             args: Bytes::new(),
             strategy,
             role: role.map(str::to_owned),
+            fenced: false,
         }
     }
 

@@ -38,6 +38,7 @@ fn singleton(id: &str) -> ChildSpec {
         args: Bytes::new(),
         strategy: Strategy::Singleton,
         role: None,
+        fenced: false,
     }
 }
 

@@ -37,6 +37,10 @@ pub struct ChildSpec {
     pub strategy: Strategy,
     /// Only on members with this role.
     pub role: Option<String>,
+    /// Each instance runs under a coordination lock (a fenced singleton):
+    /// it starts only once it holds the lock, and stops when it loses it.
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 /// Largest spec id, in bytes.
@@ -262,6 +266,7 @@ mod tests {
                 args: Bytes::from(vec![at as u8]),
                 strategy: Placing::Singleton,
                 role: None,
+                fenced: false,
             }),
             stamp: Stamp { at, by: NodeId(by) },
         }

@@ -166,5 +166,6 @@ fn singleton(name: &str) -> ChildSpec {
         args: Bytes::new(),
         strategy: Strategy::Singleton,
         role: None,
+        fenced: false,
     }
 }

@@ -45,6 +45,11 @@ impl LockGuard {
         *self.alive.borrow()
     }
 
+    /// Whether the lock is held, as it changes.
+    pub fn held(&self) -> watch::Receiver<bool> {
+        self.alive.clone()
+    }
+
     /// Resolves when the lock is lost with the session.
     pub async fn lost(&mut self) {
         let _ = self.alive.wait_for(|a| !*a).await;
@@ -78,6 +83,31 @@ impl Drop for LockGuard {
             if let Err(e) = coord.propose(command).await {
                 tracing::debug!(error = %e, "a dropped lock guard was not released; it goes with the session");
             }
+        });
+    }
+}
+
+/// A claim proposed and not yet answered or handed to a guard: released
+/// in the background if the acquisition is dropped.
+struct Pending<'a> {
+    coord: &'a Coord,
+    name: &'a str,
+    claim: Claim,
+    armed: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let coord = self.coord.clone();
+        let command = Command::Unlock {
+            name: self.name.to_owned(),
+            claim: self.claim,
+        };
+        self.coord.shared.tasks.spawn(async move {
+            let _ = coord.propose(command).await;
         });
     }
 }
@@ -133,6 +163,14 @@ impl Coord {
             alive: session.alive.clone(),
             released: false,
         };
+        // If this future is dropped before it answers (a timeout, a select
+        // elsewhere), the claim must not stay queued or held by nobody.
+        let mut pending = Pending {
+            coord: self,
+            name,
+            claim,
+            armed: true,
+        };
         let answer = self
             .propose(Command::Lock {
                 name: name.to_owned(),
@@ -140,7 +178,10 @@ impl Coord {
             })
             .await?;
         match answer {
-            Response::Locked { token } => return Ok(Some(guard(token))),
+            Response::Locked { token } => {
+                pending.armed = false;
+                return Ok(Some(guard(token)));
+            }
             Response::Queued { .. } => {}
             other => return Err(CoordError::Unknown(format!("a lock answered {other:?}"))),
         }
@@ -150,6 +191,7 @@ impl Coord {
         loop {
             let holder = self.shared.replica.read(|s| s.holder(name));
             if let Some((_, token)) = holder.filter(|(c, _)| *c == claim) {
+                pending.armed = false;
                 return Ok(Some(guard(token)));
             }
             if !*alive.borrow() {
@@ -162,6 +204,7 @@ impl Coord {
             }
         }
         // Out of the line (and released, if granted meanwhile).
+        pending.armed = false;
         self.propose(Command::Unlock {
             name: name.to_owned(),
             claim,

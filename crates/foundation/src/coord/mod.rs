@@ -68,6 +68,7 @@ mod client;
 mod disk;
 mod election;
 mod error;
+mod fenced;
 mod kv;
 mod leader;
 mod lock;
@@ -102,7 +103,6 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{CoordConfig, CoordStorage};
-use crate::error::StartError;
 use crate::id::NodeId;
 use crate::membership::{MemberEvent, View};
 use crate::messenger::Messenger;
@@ -239,9 +239,11 @@ impl Coord {
         }
     }
 
-    /// Graceful shutdown: ends the session (its locks pass on now).
+    /// Graceful shutdown: ends the session (its locks pass on now) and,
+    /// on the leader, hands its vote on (see [`steward::retire`]).
     pub(crate) async fn leave(&self) {
         self.shared.sessions.end(self).await;
+        steward::retire(&self.shared).await;
     }
 
     /// Stops Raft and closes the storage.
@@ -255,7 +257,7 @@ impl Coord {
     }
 }
 
-fn raft_config(c: &CoordConfig) -> Result<openraft::Config, StartError> {
+fn raft_config(c: &CoordConfig) -> Result<openraft::Config, String> {
     let election = c.election_timeout.as_millis() as u64;
     openraft::Config {
         cluster_name: "foundation".into(),
@@ -271,7 +273,7 @@ fn raft_config(c: &CoordConfig) -> Result<openraft::Config, StartError> {
         ..Default::default()
     }
     .validate()
-    .map_err(|e| StartError::Coord(e.to_string()))
+    .map_err(|e| e.to_string())
 }
 
 /// The storage a node starts from: empty in memory, or what its data
@@ -285,7 +287,7 @@ struct Store {
 }
 
 impl Store {
-    fn open(config: &CoordConfig, member: u64) -> Result<Store, StartError> {
+    fn open(config: &CoordConfig, member: u64) -> Result<Store, String> {
         let dir = match &config.storage {
             CoordStorage::Memory => {
                 return Ok(Store {
@@ -298,8 +300,8 @@ impl Store {
             }
             CoordStorage::Durable(dir) => dir,
         };
-        let bad = |e: String| StartError::Coord(format!("{}: {e}", dir.display()));
-        let (disk, loaded) = disk::Disk::open(dir).map_err(|e| StartError::Coord(e.to_string()))?;
+        let bad = |e: String| format!("{}: {e}", dir.display());
+        let (disk, loaded) = disk::Disk::open(dir).map_err(|e| e.to_string())?;
         let disk = Arc::new(disk);
         let raft_id = match loaded.meta("raft_id") {
             Some(b) => postcard::from_bytes(b).map_err(|e| bad(format!("raft id: {e}")))?,
@@ -348,8 +350,9 @@ pub(crate) struct Parts {
     pub(crate) clock: LeaseClock,
 }
 
-/// Starts this node's Raft and the tasks around it.
-pub(crate) async fn start(parts: Parts) -> Result<Coord, StartError> {
+/// Starts this node's Raft and the tasks around it; why not, if it
+/// cannot (storage, configuration).
+pub(crate) async fn start(parts: Parts) -> Result<Coord, String> {
     let Parts {
         messenger,
         view,
@@ -379,7 +382,7 @@ pub(crate) async fn start(parts: Parts) -> Result<Coord, StartError> {
         store.machine,
     )
     .await
-    .map_err(|e| StartError::Coord(e.to_string()))?;
+    .map_err(|e| e.to_string())?;
     let timeout = config.timeout;
     let shared = Arc::new(Shared {
         id,

@@ -399,6 +399,40 @@ impl Steward {
     }
 }
 
+/// On a leader that leaves gracefully: takes itself out of the voters,
+/// replaced by the most caught-up learner if it was the only one, so the
+/// group neither waits for a vote that will never come nor loses its
+/// state with its only voter. Others' departures are the leader's
+/// steward's to handle (SWIM tells it they left).
+pub(crate) async fn retire(shared: &Shared) {
+    let metrics = shared.raft.metrics().borrow().clone();
+    if metrics.current_leader != Some(shared.id) || metrics.state != ServerState::Leader {
+        return;
+    }
+    let config = metrics.membership_config.membership();
+    let mut next: BTreeSet<u64> = config.voter_ids().filter(|v| *v != shared.id).collect();
+    if next.is_empty() {
+        let best = metrics.replication.as_ref().and_then(|r| {
+            r.iter()
+                .filter(|(id, _)| **id != shared.id)
+                .max_by_key(|(_, m)| m.map(|l| l.index))
+                .map(|(id, _)| *id)
+        });
+        match best {
+            Some(id) => {
+                next.insert(id);
+            }
+            None => return, // alone: nothing to hand on
+        }
+    }
+    let change = shared.raft.change_membership(next.clone(), false);
+    match tokio::time::timeout(Duration::from_secs(2), change).await {
+        Ok(Ok(_)) => tracing::info!(?next, "handed the coordination vote on before leaving"),
+        Ok(Err(e)) => tracing::debug!(error = %e, "could not hand the vote on"),
+        Err(_) => tracing::debug!("handing the vote on timed out"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::voters_for;

@@ -242,10 +242,15 @@ impl ProcessManager {
             let args = Arc::new(args);
             let make = make.clone();
             let for_factory = inst.clone();
-            let r: ServiceRef<S> = scope.host.spawn(
+            // A fenced instance starts once it holds `@fence/<name>`.
+            let gate = spec
+                .fenced
+                .then(|| scope.coord.fence_gate(format!("@fence/{}", inst.name)));
+            let r: ServiceRef<S> = scope.host.spawn_gated(
                 move || make(&args, &for_factory),
                 ServiceOptions::labelled(inst.name.clone()),
                 handoff,
+                gate,
             );
             match scope.registry.register(&inst.name, &r) {
                 Ok(()) => Ok(r.addr().local),
@@ -285,6 +290,7 @@ impl ProcessManager {
             args: Bytes::from(args),
             strategy,
             role: None,
+            fenced: false,
         };
         spec.check()?;
         Ok(spec)
@@ -310,6 +316,25 @@ impl ProcessManager {
         args: &A,
     ) -> Result<(), ProcessError> {
         self.start_child(self.spec(id, kind, args, Strategy::Singleton)?)
+    }
+
+    /// Exactly one instance in the cluster, registered as `id`, run under
+    /// a coordination lock: a new instance starts only once the previous
+    /// one's lock is released or its session has expired, so two never
+    /// run at once where a coordination majority exists, even across a
+    /// partition. The instance's [`Context::fence`](crate::process::Context::fence)
+    /// carries the fencing token. The price is failover time: after a
+    /// crash, the successor waits for the crashed node's session to end
+    /// (up to `coord.session_ttl_ms` after its last keep-alive).
+    pub fn start_singleton_fenced<A: Serialize>(
+        &self,
+        id: &str,
+        kind: &str,
+        args: &A,
+    ) -> Result<(), ProcessError> {
+        let mut spec = self.spec(id, kind, args, Strategy::Singleton)?;
+        spec.fenced = true;
+        self.start_child(spec)
     }
 
     /// One instance per node, registered as `id@<node>`.

@@ -20,8 +20,8 @@ mod scope;
 use foundation_proto::process::{manager_wire, placement, planner, quorum, spec};
 
 pub use crate::services::{
-    CallError, Context, Intensity, Restart, Service, ServiceError, ServiceEvent, ServiceOptions,
-    ServiceRef, Services, StopReason,
+    CallError, Context, Fence, Intensity, Restart, Service, ServiceError, ServiceEvent,
+    ServiceOptions, ServiceRef, Services, StopReason,
 };
 pub use foundation_proto::process::{ChildSpec, SplitBrain, Strategy};
 pub use manager::{Instance, ProcessError, ProcessManager, SpecError, MAX_ARGS, MAX_SHARDS};

@@ -1,5 +1,6 @@
 //! What the process manager may use of its node: the service host, the
-//! registry and the member view. Narrower than the `Node`, and below it.
+//! registry, the member view and coordination (for fenced instances).
+//! Narrower than the `Node`, and below it.
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ pub(crate) struct Scope {
     pub(crate) host: Arc<Host>,
     pub(crate) registry: Registry,
     pub(crate) view: Arc<View>,
+    pub(crate) coord: crate::coord::Coord,
 }
 
 impl Scope {

@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::event::ServiceEvent;
-use super::instance::{supervise, Mail, StopRequest};
+use super::instance::{supervise, Gate, Mail, StopRequest};
 use super::options::ServiceOptions;
 use super::service::{Context, Service, StopReason};
 use super::service_ref::{CallError, Route, ServiceRef};
@@ -118,6 +118,22 @@ impl Host {
         S: Service,
         F: Fn() -> S + Send + 'static,
     {
+        self.spawn_gated(factory, opts, handoff, None)
+    }
+
+    /// [`Host::spawn`], each instance starting only once `gate` let it
+    /// through (a fenced instance: see [`Gate`]).
+    pub(crate) fn spawn_gated<S, F>(
+        self: &Arc<Self>,
+        factory: F,
+        opts: ServiceOptions,
+        handoff: Option<Bytes>,
+        gate: Option<Gate>,
+    ) -> ServiceRef<S>
+    where
+        S: Service,
+        F: Fn() -> S + Send + 'static,
+    {
         let local = self.next_local.fetch_add(1, Ordering::Relaxed);
         let addr = ServiceAddr {
             node: self.messenger.id(),
@@ -142,12 +158,13 @@ impl Host {
             addr,
             stop: false,
             restarts: 0,
+            fence: None,
         };
         let host = Arc::clone(self);
         let events = self.events.clone();
         let cancel = self.cancel.clone();
         self.messenger.tasks.spawn(async move {
-            let run = supervise(factory, mrx, ctx_rx, ctx, opts, handoff, |ev| {
+            let run = supervise(factory, mrx, ctx_rx, ctx, opts, handoff, gate, |ev| {
                 let _ = events.send(ev);
             });
             let reason = tokio::select! {

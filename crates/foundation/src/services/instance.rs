@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::event::ServiceEvent;
 use super::options::{Restart, ServiceOptions};
-use super::service::{Context, Service, ServiceError, StopReason};
+use super::service::{Context, Fence, Service, ServiceError, StopReason};
 use super::service_ref::CallError;
 
 /// A request in a service's mailbox.
@@ -32,7 +32,19 @@ struct Exit {
     reason: StopReason,
     /// Stopped on request: never restarted.
     requested: bool,
+    /// Its fence was lost: restarted (to wait for the lock again) without
+    /// counting against the restart intensity.
+    fenced_out: bool,
 }
+
+/// What lets a fenced instance start: it resolves once the instance may
+/// run, with the [`Fence`] its context exposes and a hold that releases
+/// the lock when dropped (after the instance's stopping hook).
+pub(crate) type Gate = std::sync::Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = (Fence, Box<dyn Send>)> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// Runs the service until it is stopped or the supervisor gives up.
 /// The mailbox outlives instances, so refs stay valid across restarts.
@@ -43,6 +55,7 @@ pub(crate) async fn supervise<S, F>(
     mut ctx: Context,
     opts: ServiceOptions,
     mut handoff: Option<Bytes>,
+    gate: Option<Gate>,
     emit: impl Fn(ServiceEvent),
 ) -> StopReason
 where
@@ -60,11 +73,20 @@ where
                     label: label.clone(),
                     restarts: ctx.restarts,
                 });
-                run(&mut svc, &mut mail, &mut control, &mut ctx, handoff.take()).await
+                run(
+                    &mut svc,
+                    &mut mail,
+                    &mut control,
+                    &mut ctx,
+                    handoff.take(),
+                    gate.as_ref(),
+                )
+                .await
             }
             Err(p) => Exit {
                 reason: StopReason::Panic(panic_message(p.as_ref())),
                 requested: false,
+                fenced_out: false,
             },
         };
         let restart = !exit.requested
@@ -85,7 +107,9 @@ where
             return exit.reason;
         }
         let now = Instant::now();
-        history.push_back(now);
+        if !exit.fenced_out {
+            history.push_back(now);
+        }
         while history
             .front()
             .is_some_and(|t| now.duration_since(*t) > opts.intensity.period)
@@ -113,6 +137,7 @@ where
         });
         ctx.restarts += 1;
         ctx.stop = false;
+        ctx.fence = None;
     }
 }
 
@@ -123,7 +148,9 @@ async fn run<S: Service>(
     control: &mut mpsc::Receiver<StopRequest>,
     ctx: &mut Context,
     handoff: Option<Bytes>,
+    gate: Option<&Gate>,
 ) -> Exit {
+    let raw = handoff.clone();
     let state = handoff.and_then(|b| match postcard::from_bytes::<S::State>(&b) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -131,14 +158,64 @@ async fn run<S: Service>(
             None
         }
     });
-    match guard(svc.started(ctx, state)).await {
-        Ok(()) => {}
-        Err(reason) => return failed(svc, ctx, reason).await,
+    // A fenced instance first waits for its lock. A stop may come
+    // meanwhile: the instance then never ran, and hands its handoff state
+    // on untouched.
+    let mut hold = None;
+    let started = tokio::select! {
+        biased;
+        req = control.recv() => Err(req),
+        r = async {
+            if let Some(gate) = gate {
+                let (fence, h) = gate().await;
+                ctx.fence = Some(fence);
+                hold = Some(h);
+            }
+            guard(svc.started(ctx, state)).await
+        } => Ok(r),
+    };
+    match started {
+        Ok(Ok(())) => {}
+        Ok(Err(reason)) => return failed(svc, ctx, reason).await,
+        Err(req) => {
+            let reason = req
+                .as_ref()
+                .map_or(StopReason::Shutdown, |r| r.reason.clone());
+            if let Some(tx) = req.and_then(|r| r.state) {
+                let _ = tx.send(raw);
+            }
+            return Exit {
+                reason,
+                requested: true,
+                fenced_out: false,
+            };
+        }
     }
+    let exit = serve(svc, mail, control, ctx).await;
+    // The lock goes only after the stopping hook: the next instance
+    // starts after this one's last word.
+    drop(hold);
+    exit
+}
+
+/// Serves requests until the instance ends.
+async fn serve<S: Service>(
+    svc: &mut S,
+    mail: &mut mpsc::Receiver<Mail<S>>,
+    control: &mut mpsc::Receiver<StopRequest>,
+    ctx: &mut Context,
+) -> Exit {
+    let mut fence = ctx.fence.clone();
     loop {
         let next = tokio::select! {
             biased;
             req = control.recv() => Err(req),
+            _ = fence_lost(&mut fence) => {
+                let reason = StopReason::Error("its coordination lock (fence) was lost".into());
+                let mut exit = failed(svc, ctx, reason).await;
+                exit.fenced_out = true;
+                return exit;
+            }
             m = mail.recv() => Ok(m),
         };
         match next {
@@ -154,6 +231,7 @@ async fn run<S: Service>(
                 return Exit {
                     reason: req.reason,
                     requested: true,
+                    fenced_out: false,
                 };
             }
             Ok(None) => {
@@ -161,6 +239,7 @@ async fn run<S: Service>(
                 return Exit {
                     reason: StopReason::Normal,
                     requested: true,
+                    fenced_out: false,
                 };
             }
             Ok(Some(Mail::Call(req, reply))) => match guard(svc.handle(ctx, req)).await {
@@ -186,8 +265,17 @@ async fn run<S: Service>(
             return Exit {
                 reason: StopReason::Normal,
                 requested: false,
+                fenced_out: false,
             };
         }
+    }
+}
+
+/// Resolves when a fenced instance's lock is lost; never for others.
+async fn fence_lost(fence: &mut Option<Fence>) {
+    match fence {
+        Some(f) => f.lost().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -200,6 +288,7 @@ async fn failed<S: Service>(svc: &mut S, ctx: &mut Context, reason: StopReason) 
     Exit {
         reason,
         requested: false,
+        fenced_out: false,
     }
 }
 

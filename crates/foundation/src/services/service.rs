@@ -234,6 +234,40 @@ pub struct Context {
     pub(crate) addr: ServiceAddr,
     pub(crate) stop: bool,
     pub(crate) restarts: u32,
+    pub(crate) fence: Option<Fence>,
+}
+
+/// The coordination lock a fenced instance runs under
+/// ([`Context::fence`]): its fencing token, and whether it is still held.
+/// Pass the token to what the instance writes to, and have it refuse
+/// smaller ones: a former holder cut off by a partition then cannot
+/// overwrite the new one's work.
+#[derive(Debug, Clone)]
+pub struct Fence {
+    token: u64,
+    held: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Fence {
+    /// A fence with `token`, held while `held` says so.
+    pub fn new(token: u64, held: tokio::sync::watch::Receiver<bool>) -> Self {
+        Fence { token, held }
+    }
+
+    /// The fencing token: larger for every later holder.
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// Whether the lock is still held (by this node's clock).
+    pub fn is_held(&self) -> bool {
+        *self.held.borrow()
+    }
+
+    /// Resolves when the lock is lost.
+    pub async fn lost(&mut self) {
+        let _ = self.held.wait_for(|h| !*h).await;
+    }
 }
 
 impl Context {
@@ -255,5 +289,16 @@ impl Context {
     /// Stops after the current request, with [`StopReason::Normal`].
     pub fn stop(&mut self) {
         self.stop = true;
+    }
+
+    /// The lock a fenced instance runs under (a fenced singleton), set
+    /// before [`Service::started`] runs; `None` for others.
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_ref()
+    }
+
+    /// Sets the fence: the instance stops as soon as it is lost.
+    pub fn set_fence(&mut self, fence: Fence) {
+        self.fence = Some(fence);
     }
 }
