@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::event::ServiceEvent;
-use super::instance::{supervise, Gate, Mail, StopRequest};
+use super::instance::{supervise, Gate, Launch, Mail, StopRequest};
 use super::options::ServiceOptions;
 use super::service::{Context, Service, StopReason};
 use super::service_ref::{CallError, Route, ServiceRef};
@@ -164,7 +164,8 @@ impl Host {
         let events = self.events.clone();
         let cancel = self.cancel.clone();
         self.messenger.tasks.spawn(async move {
-            let run = supervise(factory, mrx, ctx_rx, ctx, opts, handoff, gate, |ev| {
+            let launch = Launch { handoff, gate };
+            let run = supervise(factory, mrx, ctx_rx, ctx, opts, launch, |ev| {
                 let _ = events.send(ev);
             });
             let reason = tokio::select! {

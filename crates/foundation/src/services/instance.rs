@@ -37,6 +37,13 @@ struct Exit {
     fenced_out: bool,
 }
 
+/// How the first instance starts: with a previous instance's state
+/// (postcard), and through a gate if fenced.
+pub(crate) struct Launch {
+    pub(crate) handoff: Option<Bytes>,
+    pub(crate) gate: Option<Gate>,
+}
+
 /// What lets a fenced instance start: it resolves once the instance may
 /// run, with the [`Fence`] its context exposes and a hold that releases
 /// the lock when dropped (after the instance's stopping hook).
@@ -54,14 +61,14 @@ pub(crate) async fn supervise<S, F>(
     mut control: mpsc::Receiver<StopRequest>,
     mut ctx: Context,
     opts: ServiceOptions,
-    mut handoff: Option<Bytes>,
-    gate: Option<Gate>,
+    launch: Launch,
     emit: impl Fn(ServiceEvent),
 ) -> StopReason
 where
     S: Service,
     F: Fn() -> S + Send + 'static,
 {
+    let Launch { mut handoff, gate } = launch;
     let mut history: VecDeque<Instant> = VecDeque::new();
     let addr = ctx.addr;
     let label = opts.label.clone();
