@@ -1,5 +1,7 @@
 //! `foundation bench ...`: benchmarks that print figures (and assert nothing).
 
+mod coord;
+mod coord_etcd;
 mod detect;
 #[cfg(feature = "lab")]
 mod discovery;
@@ -19,6 +21,8 @@ use clap::Subcommand;
 pub(crate) enum BenchCmd {
     /// Control round trip idle and under data load, and data throughput.
     Transport(transport::TransportBench),
+    /// Coordination: locks, key-value, failover (3 processes), or etcd's.
+    Coord(coord::CoordBench),
     /// Time from SIGKILL of a node process to Down on every survivor.
     Detect(detect::DetectBench),
     /// Time for N unconfigured nodes in network namespaces to see each other
@@ -71,6 +75,7 @@ impl BenchCmd {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         match self {
             BenchCmd::Transport(b) => b.run().await,
+            BenchCmd::Coord(b) => b.run().await,
             BenchCmd::Detect(b) => b.run().await,
             #[cfg(feature = "lab")]
             BenchCmd::Discovery(b) => b.run().await,

@@ -24,7 +24,7 @@ pub(crate) struct NodeProcess {
 pub(crate) struct Ports {
     next_udp: u16,
     next_tcp: u16,
-    secret: foundation::config::Secret,
+    pub(crate) secret: foundation::config::Secret,
 }
 
 impl Ports {
@@ -85,6 +85,18 @@ pub(crate) fn spawn_node_with(
     log_dir: &Path,
     extra: &[&str],
 ) -> anyhow::Result<NodeProcess> {
+    spawn_node_env(name, ports, seed, log_dir, extra, &[])
+}
+
+/// [`spawn_node_with`] with extra environment variables.
+pub(crate) fn spawn_node_env(
+    name: &str,
+    ports: &mut Ports,
+    seed: Option<SocketAddr>,
+    log_dir: &Path,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> anyhow::Result<NodeProcess> {
     let exe = std::env::current_exe().context("cannot find the foundation binary")?;
     let port = ports.udp_pair()?;
     let http_port = ports.tcp()?;
@@ -110,6 +122,7 @@ pub(crate) fn spawn_node_with(
             "FOUNDATION_SECRET",
             String::from_utf8_lossy(ports.secret.expose()).as_ref(),
         )
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::piped())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -23,10 +23,18 @@ pub(crate) struct StatusCmd {
 impl StatusCmd {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         let members = fetch_members(&self.http).await?;
+        let coord = http_get::get(&self.http, "/coord", Duration::from_secs(3))
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok());
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&members)?);
+            let out = serde_json::json!({ "members": members, "coord": coord });
+            println!("{}", serde_json::to_string_pretty(&out)?);
         } else {
             print!("{}", member_table(&members));
+            if let Some(c) = coord {
+                println!("{}", coord_line(&c, &members));
+            }
         }
         Ok(())
     }
@@ -56,6 +64,31 @@ pub(crate) fn member_table(members: &[Member]) -> String {
     table::render(
         &["NODE", "ADDRESS", "STATUS", "INCARNATION", "ID", "ROLES"],
         &rows,
+    )
+}
+
+/// One line on coordination: the leader by name, the term, the voters.
+fn coord_line(c: &serde_json::Value, members: &[Member]) -> String {
+    let name = |id: &serde_json::Value| {
+        let id = id.as_u64();
+        members
+            .iter()
+            .find(|m| Some(m.id.0) == id)
+            .map_or_else(|| format!("{id:?}"), |m| m.name.clone())
+    };
+    let leader = match &c["leader"] {
+        serde_json::Value::Null => "none".to_owned(),
+        l => name(l),
+    };
+    let voters: Vec<String> = c["voters"]
+        .as_array()
+        .map(|v| v.iter().map(name).collect())
+        .unwrap_or_default();
+    format!(
+        "\ncoordination: leader {leader}, term {}, voters {}, applied {}",
+        c["term"],
+        voters.join(","),
+        c["applied"]
     )
 }
 

@@ -125,6 +125,9 @@ pub const COORD_SESSION_TTL_MS: u64 = 3000;
 pub const COORD_TIMEOUT_MS: u64 = 5000;
 
 /// Raft election timeout (the minimum; the maximum is twice it). Leader
-/// heartbeats go every sixth of it. 300 ms keeps failover well under a
-/// second on a LAN and above the loaded round trip of a busy node.
-pub const COORD_ELECTION_TIMEOUT_MS: u64 = 300;
+/// heartbeats go every quarter of it. openraft 0.9 keeps a leader lease of
+/// the maximum: a follower refuses votes that long after the last
+/// heartbeat, then waits its own timeout. So a crashed leader is replaced
+/// 3 to 4 timeouts after its last heartbeat: 300-400 ms with 100 ms
+/// (measured with 300 ms: failover p50 1,035 ms, p99 1,218 ms).
+pub const COORD_ELECTION_TIMEOUT_MS: u64 = 100;

@@ -457,7 +457,7 @@ pub const KEYS: &[KeySpec] = &[
     ),
     key!(
         "coord.role",
-        None,
+        Some("FOUNDATION_COORD_ROLE"),
         KeyKind::Text,
         false,
         "only members with this role vote in coordination; the others are learners (default: any member)"
@@ -488,7 +488,7 @@ pub const KEYS: &[KeySpec] = &[
         None,
         KeyKind::Int { min: 20, max: 60_000 },
         false,
-        "Raft election timeout, the minimum (the maximum is twice it); heartbeats every sixth (default: 300)"
+        "Raft election timeout, the minimum (the maximum is twice it); heartbeats every quarter; a crashed leader is replaced 3-4 timeouts after its last heartbeat (default: 100)"
     ),
     key!(
         "dns.query",

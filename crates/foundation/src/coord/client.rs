@@ -15,7 +15,30 @@ use super::{Coord, CoordError};
 /// Pause before asking again when there is no leader or the wrong one.
 const RETRY: Duration = Duration::from_millis(20);
 
+/// Whether applying `command` twice is the same as once: then it may be
+/// sent again when its first attempt's fate is unknown.
+fn idempotent(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Lock { .. }
+            | Command::Unlock { .. }
+            | Command::KeepAlive { .. }
+            | Command::Revoke { .. }
+            | Command::Tick { .. }
+            | Command::NodeDown { .. }
+            | Command::Promote { .. }
+    )
+}
+
 impl Coord {
+    /// Resolves once this node knows a leader other than `leader`.
+    async fn leader_moves_from(&self, leader: u64) {
+        let mut metrics = self.shared.raft.metrics();
+        let _ = metrics
+            .wait_for(|m| m.current_leader.is_some_and(|l| l != leader))
+            .await;
+    }
+
     fn remaining(&self, deadline: Instant) -> Result<Duration, CoordError> {
         if self.shared.cancel.is_cancelled() {
             return Err(CoordError::Stopped);
@@ -52,13 +75,29 @@ impl Coord {
                 self.shared.propose_here(command.clone(), left).await
             } else {
                 let request = Request::Propose(command.clone());
-                match self.shared.rpc.call(leader, request, left).await {
-                    Ok(Reply::Propose(r)) => r,
-                    // Refused before anything was proposed.
-                    Ok(_) => Err(Refused::NotLeader { leader: None }),
-                    Err(e @ RpcError::Timeout(..)) => Err(Refused::Unknown(e.to_string())),
-                    // Never sent.
-                    Err(_) => Err(Refused::NotLeader { leader: None }),
+                let call = self.shared.rpc.call(leader, request, left);
+                tokio::select! {
+                    r = call => match r {
+                        Ok(Reply::Propose(r)) => r,
+                        // Refused before anything was proposed.
+                        Ok(_) => Err(Refused::NotLeader { leader: None }),
+                        Err(e @ RpcError::Timeout(..)) => Err(Refused::Unknown(e.to_string())),
+                        // Never sent.
+                        Err(_) => Err(Refused::NotLeader { leader: None }),
+                    },
+                    // The leader changed while the command was in flight
+                    // (it crashed or was cut off): a command that may be
+                    // applied twice is sent again to the new one; another's
+                    // fate is unknown.
+                    () = self.leader_moves_from(leader) => {
+                        if idempotent(&command) {
+                            Err(Refused::NotLeader { leader: None })
+                        } else {
+                            Err(Refused::Unknown(format!(
+                                "the leader changed from {leader:016x} while the command was in flight"
+                            )))
+                        }
+                    }
                 }
             };
             match answer {

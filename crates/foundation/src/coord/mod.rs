@@ -261,7 +261,7 @@ fn raft_config(c: &CoordConfig) -> Result<openraft::Config, String> {
     let election = c.election_timeout.as_millis() as u64;
     openraft::Config {
         cluster_name: "foundation".into(),
-        heartbeat_interval: (election / 6).max(1),
+        heartbeat_interval: (election / 4).max(1),
         election_timeout_min: election,
         election_timeout_max: election * 2,
         // 64 entries of at most 64 KiB each: a batch stays under 4 MiB.
