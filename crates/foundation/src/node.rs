@@ -620,10 +620,11 @@ impl Node {
 
     async fn stop_tasks(&self) {
         self.inner.cancel.cancel();
-        // openraft runs tasks of its own; the storage file is closed.
-        self.inner.coord.stop().await;
         self.inner.membership.abort();
         self.inner.transport.shutdown().await;
+        // openraft runs tasks of its own; the storage file is closed. After
+        // the transport: an aborted node must fall silent at once.
+        self.inner.coord.stop().await;
         let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.inner.tasks.locked());
         for t in tasks {
             let _ = t.await;

@@ -133,8 +133,19 @@ async fn a_fenced_singleton_moves_with_a_larger_token_and_never_runs_twice() {
     assert_ne!(t[1].0, first);
     assert!(t[1].1 > t[0].1, "tokens {t:?}");
 
-    // Its node cut off from the majority: the old instance loses its fence
-    // and stops before a new one starts on the majority side.
+    // Three nodes and three voters again.
+    c.restart(h).await.expect("restart");
+    define(c.node(h), &seen);
+    assert_eventually(Duration::from_secs(30), "three voters again", || {
+        c.running().all(|n| {
+            let s = n.coord().status();
+            s.voters.len() == 3 && s.leader.is_some()
+        })
+    })
+    .await;
+
+    // Its node cut off from the other two: the old instance loses its
+    // fence and stops before a new one starts on the majority side.
     let second = t[1].0;
     let h2 = c
         .running_indexes()

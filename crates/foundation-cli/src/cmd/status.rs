@@ -23,14 +23,15 @@ pub(crate) struct StatusCmd {
 impl StatusCmd {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         let members = fetch_members(&self.http).await?;
-        let coord = http_get::get(&self.http, "/coord", Duration::from_secs(3))
-            .await
-            .ok()
-            .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok());
         if self.json {
-            let out = serde_json::json!({ "members": members, "coord": coord });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            // The member list, as before (scripts and tests parse it);
+            // coordination is at the node's `/coord`.
+            println!("{}", serde_json::to_string_pretty(&members)?);
         } else {
+            let coord = http_get::get(&self.http, "/coord", Duration::from_secs(3))
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok());
             print!("{}", member_table(&members));
             if let Some(c) = coord {
                 println!("{}", coord_line(&c, &members));
