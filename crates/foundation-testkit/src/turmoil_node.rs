@@ -42,6 +42,17 @@ use foundation::{NodeBuilder, Sockets};
 use crate::cluster::SECRET;
 use crate::turmoil_udp::{Loss, TurmoilUdp};
 
+/// The seeds a whole-node turmoil test runs: `TURMOIL_SEED=n` runs one,
+/// `TURMOIL_SEEDS=k` runs 0..k; three by default.
+pub fn seeds() -> Vec<u64> {
+    let var = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    match (var("TURMOIL_SEED"), var("TURMOIL_SEEDS")) {
+        (Some(one), _) => vec![one],
+        (None, Some(k)) => (0..k).collect(),
+        (None, None) => (0..3).collect(),
+    }
+}
+
 /// Every simulated node's membership port.
 pub const MEMBERSHIP_PORT: u16 = 7946;
 /// Every simulated node's transport port.

@@ -92,17 +92,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Seeds to run: `TURMOIL_SEED=n` runs one, `TURMOIL_SEEDS=k` runs
-/// 0..k; three by default.
-fn seeds() -> Vec<u64> {
-    let var = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
-    match (var("TURMOIL_SEED"), var("TURMOIL_SEEDS")) {
-        (Some(one), _) => vec![one],
-        (None, Some(k)) => (0..k).collect(),
-        (None, None) => (0..3).collect(),
-    }
-}
-
 /// Run for `seed` (panics carry the command that runs it again).
 struct Seed {
     seed: u64,
@@ -429,7 +418,7 @@ impl Run {
 #[test]
 fn seven_nodes_under_five_percent_loss_settle_and_deliver_every_message_in_order() {
     let count = 300;
-    for seed in seeds() {
+    for seed in turmoil_node::seeds() {
         let mut r = Run::new("seven_nodes_under_five_percent_loss", seed, 0.05);
         let formed = r.form();
         r.shared.publish.store(count, Ordering::Relaxed);
@@ -450,7 +439,7 @@ fn seven_nodes_under_five_percent_loss_settle_and_deliver_every_message_in_order
 
 #[test]
 fn a_3_4_partition_for_10_s_heals_to_one_view_one_registry_and_one_holder() {
-    for seed in seeds() {
+    for seed in turmoil_node::seeds() {
         let mut r = Run::new("a_3_4_partition_for_10_s", seed, 0.0);
         r.form();
         // Publishing spans the partition: 20 s of messages.
@@ -508,7 +497,7 @@ fn a_3_4_partition_for_10_s_heals_to_one_view_one_registry_and_one_holder() {
 
 #[test]
 fn the_singleton_host_crashes_and_restarts_at_the_same_address() {
-    for seed in seeds() {
+    for seed in turmoil_node::seeds() {
         let mut r = Run::new("the_singleton_host_crashes", seed, 0.0);
         r.form();
         let holder = r.holder().expect("holder");
@@ -613,7 +602,7 @@ fn loss_and_latency(test: &'static str, seed: u64, configure: Configure) -> Faul
 
 #[test]
 fn ten_percent_loss_and_50_ms_latency_for_30_s_under_pubsub() {
-    for seed in seeds() {
+    for seed in turmoil_node::seeds() {
         let f = loss_and_latency(
             "ten_percent_loss_and_50_ms_latency_for_30_s",
             seed,
@@ -637,7 +626,7 @@ fn ten_percent_loss_and_50_ms_latency_for_30_s_under_pubsub() {
 
 #[test]
 fn with_timings_for_the_round_trip_loss_and_latency_lose_no_message() {
-    for seed in seeds() {
+    for seed in turmoil_node::seeds() {
         let f = loss_and_latency("with_timings_for_the_round_trip", seed, wan);
         eprintln!(
             "10% loss + 50 ms latency for 30 s, probe 1 s / rtt 400 ms / suspect 3 s, seed {seed}: \
@@ -655,7 +644,7 @@ fn with_timings_for_the_round_trip_loss_and_latency_lose_no_message() {
 
 #[test]
 fn a_rolling_restart_while_every_node_adds_to_the_singleton_loses_no_acknowledged_addition() {
-    for seed in seeds() {
+    for seed in turmoil_node::seeds() {
         let mut r = Run::new("a_rolling_restart_while_every_node_adds", seed, 0.0);
         r.form();
         r.shared.calling.store(true, Ordering::Relaxed);

@@ -285,15 +285,6 @@ impl Run {
     }
 }
 
-fn seeds() -> Vec<u64> {
-    let var = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
-    match (var("TURMOIL_SEED"), var("TURMOIL_SEEDS")) {
-        (Some(one), _) => vec![one],
-        (None, Some(k)) => (0..k).collect(),
-        (None, None) => (0..3).collect(),
-    }
-}
-
 fn check_run(r: &Run) -> (usize, usize, usize) {
     let counter: Vec<CounterOp> = lock(&r.shared.counter).iter().flatten().cloned().collect();
     let register: Vec<RegisterOp> = lock(&r.shared.register).iter().flatten().cloned().collect();
@@ -334,7 +325,7 @@ fn check_run(r: &Run) -> (usize, usize, usize) {
 
 #[test]
 fn histories_stay_linearizable_and_locks_never_overlap_under_partition_crash_and_loss() {
-    for seed in seeds() {
+    for seed in turmoil_node::seeds() {
         let mut r = Run::new(seed);
         let all: Vec<usize> = (0..NODES).collect();
         assert!(

@@ -66,12 +66,42 @@ pub(crate) struct Report {
     pub(crate) double_grants: usize,
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
 /// A lock holding, for the overlap check: (start, end) since the run began.
 pub(crate) type Holding = (Duration, Duration);
+
+/// What the contending clients of either system record: each grant's
+/// holding and how long it was waited for.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Contention {
+    holdings: Arc<Mutex<Vec<Holding>>>,
+    waits: Arc<Mutex<Vec<f64>>>,
+}
+
+impl Contention {
+    /// A grant asked for at `asked`, held from now (the lock is released
+    /// at once), in a run that began at `start`.
+    pub(crate) fn granted(&self, start: Instant, asked: Instant) {
+        let from = start.elapsed();
+        self.waits
+            .lock()
+            .map(|mut w| w.push(ms(asked.elapsed())))
+            .ok();
+        let to = start.elapsed();
+        self.holdings.lock().map(|mut h| h.push((from, to))).ok();
+    }
+
+    /// Grants per second since `start`, the waits, and overlapping holdings.
+    pub(crate) fn result(&self, start: Instant) -> (f64, Summary, usize) {
+        let took = start.elapsed().as_secs_f64();
+        let h = self.holdings.lock().map(|h| h.clone()).unwrap_or_default();
+        let w = self.waits.lock().map(|w| w.clone()).unwrap_or_default();
+        (h.len() as f64 / took, summarize(w), overlaps(h))
+    }
+}
 
 /// Holdings that began before an earlier one ended.
 pub(crate) fn overlaps(mut h: Vec<Holding>) -> usize {
@@ -203,21 +233,17 @@ async fn lock_cycles(coord: &Coord, n: usize) -> anyhow::Result<Summary> {
 /// holdings overlap count.
 async fn contended(coord: &Coord, d: Duration) -> anyhow::Result<(f64, Summary, usize)> {
     let start = Instant::now();
-    let holdings = Arc::new(Mutex::new(Vec::<Holding>::new()));
-    let waits = Arc::new(Mutex::new(Vec::new()));
+    let record = Contention::default();
     let mut tasks = Vec::new();
     for _ in 0..16 {
-        let (coord, holdings, waits) = (coord.clone(), holdings.clone(), waits.clone());
+        let (coord, record) = (coord.clone(), record.clone());
         tasks.push(tokio::spawn(async move {
             while start.elapsed() < d {
                 let asked = Instant::now();
                 let Ok(g) = coord.lock("bench-hot").await else {
                     continue;
                 };
-                let from = start.elapsed();
-                waits.lock().map(|mut w| w.push(ms(asked.elapsed()))).ok();
-                let to = start.elapsed();
-                holdings.lock().map(|mut h| h.push((from, to))).ok();
+                record.granted(start, asked);
                 let _ = g.unlock().await;
             }
         }));
@@ -225,10 +251,7 @@ async fn contended(coord: &Coord, d: Duration) -> anyhow::Result<(f64, Summary, 
     for t in tasks {
         t.await?;
     }
-    let took = start.elapsed().as_secs_f64();
-    let h = holdings.lock().map(|h| h.clone()).unwrap_or_default();
-    let w = waits.lock().map(|w| w.clone()).unwrap_or_default();
-    Ok((h.len() as f64 / took, summarize(w), overlaps(h)))
+    Ok(record.result(start))
 }
 
 async fn puts_and_gets(coord: &Coord, n: usize) -> anyhow::Result<(Summary, Summary)> {

@@ -9,14 +9,13 @@
 //! so its `lock_ms` is its durable figure.
 
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _};
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
-use super::coord::{overlaps, Holding, Report};
+use super::coord::{ms, Contention, Report};
 use super::stats::{summarize, Summary};
 
 const BASE: u16 = 24379;
@@ -147,10 +146,6 @@ impl Client {
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 pub(crate) async fn run(ops: usize, d: Duration, trials: usize) -> anyhow::Result<Report> {
     let root = std::env::temp_dir().join(format!("foundation-bench-etcd-{}", std::process::id()));
     let mut members: Vec<Member> = (0..3u16)
@@ -273,11 +268,10 @@ async fn measure(
 
 async fn contended(c: &Client, d: Duration) -> anyhow::Result<(f64, Summary, usize)> {
     let start = Instant::now();
-    let holdings = Arc::new(Mutex::new(Vec::<Holding>::new()));
-    let waits = Arc::new(Mutex::new(Vec::new()));
+    let record = Contention::default();
     let mut tasks = Vec::new();
     for _ in 0..16 {
-        let (c, holdings, waits) = (c.clone(), holdings.clone(), waits.clone());
+        let (c, record) = (c.clone(), record.clone());
         let lease = c.lease().await?;
         tasks.push(tokio::spawn(async move {
             while start.elapsed() < d {
@@ -285,10 +279,7 @@ async fn contended(c: &Client, d: Duration) -> anyhow::Result<(f64, Summary, usi
                 let Ok(key) = c.lock("bench-hot", &lease).await else {
                     continue;
                 };
-                let from = start.elapsed();
-                waits.lock().map(|mut w| w.push(ms(asked.elapsed()))).ok();
-                let to = start.elapsed();
-                holdings.lock().map(|mut h| h.push((from, to))).ok();
+                record.granted(start, asked);
                 let _ = c.unlock(&key).await;
             }
         }));
@@ -296,10 +287,7 @@ async fn contended(c: &Client, d: Duration) -> anyhow::Result<(f64, Summary, usi
     for t in tasks {
         t.await?;
     }
-    let took = start.elapsed().as_secs_f64();
-    let h = holdings.lock().map(|h| h.clone()).unwrap_or_default();
-    let w = waits.lock().map(|w| w.clone()).unwrap_or_default();
-    Ok((h.len() as f64 / took, summarize(w), overlaps(h)))
+    Ok(record.result(start))
 }
 
 async fn failovers(

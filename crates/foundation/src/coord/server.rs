@@ -86,6 +86,13 @@ fn same_group(shared: &Shared, theirs: Option<GroupId>) -> Result<(), Option<Gro
     }
 }
 
+/// A client request from a member of another group (a node in no group
+/// yet may ask): refused, naming ours.
+fn from_elsewhere(shared: &Shared, theirs: Option<GroupId>) -> Option<Reply> {
+    let ours = shared.rpc.group();
+    (theirs.is_some() && theirs != ours).then_some(Reply::WrongGroup { ours })
+}
+
 async fn handle(shared: &Shared, env: Envelope<Request>) -> Reply {
     let raft = &shared.raft;
     let wait = shared.config.timeout;
@@ -103,18 +110,14 @@ async fn handle(shared: &Shared, env: Envelope<Request>) -> Reply {
             Err(ours) => Reply::WrongGroup { ours },
         },
         Request::Propose(command) => {
-            if env.group.is_some() && env.group != shared.rpc.group() {
-                return Reply::WrongGroup {
-                    ours: shared.rpc.group(),
-                };
+            if let Some(refused) = from_elsewhere(shared, env.group) {
+                return refused;
             }
             Reply::Propose(shared.propose_here(command, wait).await)
         }
         Request::ReadIndex => {
-            if env.group.is_some() && env.group != shared.rpc.group() {
-                return Reply::WrongGroup {
-                    ours: shared.rpc.group(),
-                };
+            if let Some(refused) = from_elsewhere(shared, env.group) {
+                return refused;
             }
             let r = tokio::time::timeout(wait, shared.read_index_here()).await;
             Reply::ReadIndex(r.unwrap_or(Err(super::wire::Refused::NotLeader { leader: None })))
