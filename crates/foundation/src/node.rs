@@ -604,7 +604,7 @@ impl Node {
             );
         }
         self.inner.membership.leave().await;
-        self.stop_tasks().await;
+        self.stop_tasks(Silence::AfterTasks).await;
         tracing::info!(node = %self.inner.id, "node stopped");
     }
 
@@ -615,13 +615,23 @@ impl Node {
             return;
         }
         self.inner.membership.abort();
-        self.stop_tasks().await;
+        self.stop_tasks(Silence::First).await;
     }
 
-    async fn stop_tasks(&self) {
-        self.inner.cancel.cancel();
-        self.inner.membership.abort();
-        self.inner.transport.shutdown().await;
+    async fn stop_tasks(&self, silence: Silence) {
+        // A crashed node answers nothing: its transport closes before its
+        // services are cancelled, or a caller would hear "stopped" from a
+        // node that is meant to have vanished. A graceful stop cancels first
+        // so callers get that answer instead of a lost connection.
+        if silence == Silence::First {
+            self.inner.membership.abort();
+            self.inner.transport.shutdown().await;
+            self.inner.cancel.cancel();
+        } else {
+            self.inner.cancel.cancel();
+            self.inner.membership.abort();
+            self.inner.transport.shutdown().await;
+        }
         // openraft runs tasks of its own; the storage file is closed. After
         // the transport: an aborted node must fall silent at once.
         self.inner.coord.stop().await;
@@ -716,4 +726,13 @@ fn check_exposure(config: &Config) -> Result<Exposure, StartError> {
         _ => {}
     }
     Ok(exposure)
+}
+
+/// When a stopping node's transport falls silent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Silence {
+    /// Before anything else: a crash.
+    First,
+    /// After the node's tasks were told to stop: a graceful shutdown.
+    AfterTasks,
 }

@@ -223,10 +223,8 @@ async fn restart_intensity_gives_up_on_a_crash_loop() {
             ..
         }
     ));
-    assert!(matches!(
-        svc.call(Req::Add(1), T).await,
-        Err(CallError::Stopped { .. })
-    ));
+    let after = svc.call(Req::Add(1), T).await;
+    assert!(matches!(after, Err(CallError::Stopped { .. })), "{after:?}");
     node.shutdown().await;
 }
 

@@ -164,14 +164,22 @@ impl Host {
         let events = self.events.clone();
         let cancel = self.cancel.clone();
         self.messenger.tasks.spawn(async move {
+            let mut mrx = mrx;
             let launch = Launch { handoff, gate };
-            let run = supervise(factory, mrx, ctx_rx, ctx, opts, launch, |ev| {
+            let run = supervise(factory, &mut mrx, ctx_rx, ctx, opts, launch, |ev| {
                 let _ = events.send(ev);
             });
             let reason = tokio::select! {
                 r = run => r,
                 _ = cancel.cancelled() => StopReason::Shutdown,
             };
+            // Every caller hears `Stopped` now. Dropping the receiver is not
+            // enough: a sender that won its permit just before would push
+            // after the drop's drain, and its caller would wait out its
+            // whole timeout. `recv` after `close` ends only once no permit
+            // is outstanding.
+            mrx.close();
+            while mrx.recv().await.is_some() {}
             host.exited(local, &reason);
             let _ = done_tx.send(true);
         });

@@ -57,7 +57,7 @@ pub(crate) type Gate = std::sync::Arc<
 /// The mailbox outlives instances, so refs stay valid across restarts.
 pub(crate) async fn supervise<S, F>(
     factory: F,
-    mut mail: mpsc::Receiver<Mail<S>>,
+    mail: &mut mpsc::Receiver<Mail<S>>,
     mut control: mpsc::Receiver<StopRequest>,
     mut ctx: Context,
     opts: ServiceOptions,
@@ -82,7 +82,7 @@ where
                 });
                 run(
                     &mut svc,
-                    &mut mail,
+                    mail,
                     &mut control,
                     &mut ctx,
                     handoff.take(),
