@@ -9,11 +9,12 @@
 
 use std::time::{Duration, Instant};
 
-use foundation::{Member, MemberState};
 use foundation_testkit::netns::Lab;
 use foundation_testkit::skip::skip;
+use lab::{active, alive, http_body, lab_or_skip, members, own_id, wait_formed, wait_until, BIN};
 
-const BIN: &str = env!("CARGO_BIN_EXE_foundation");
+mod lab;
+
 /// The delay line standing in for `tc netem delay` (no netem here).
 const NETDELAY: &str = env!("CARGO_BIN_EXE_foundation-netdelay");
 
@@ -27,51 +28,6 @@ fn loss_and_latency_tools() -> bool {
         }
     }
     true
-}
-
-fn lab_or_skip(hosts: usize) -> Option<Lab> {
-    match Lab::new(hosts) {
-        Ok(lab) => Some(lab),
-        Err(e) => {
-            skip(&e.to_string());
-            None
-        }
-    }
-}
-
-fn members(lab: &Lab, i: usize) -> Option<Vec<Member>> {
-    let out = lab.run(i, BIN, &["status", "--json"]).ok()?;
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
-}
-
-fn alive(lab: &Lab, i: usize) -> usize {
-    members(lab, i)
-        .map(|m| m.iter().filter(|m| m.state == MemberState::Alive).count())
-        .unwrap_or(0)
-}
-
-/// Members host `i` counts in its cluster (alive or suspect).
-fn active(lab: &Lab, i: usize) -> usize {
-    members(lab, i)
-        .map(|m| m.iter().filter(|m| m.state.is_active()).count())
-        .unwrap_or(0)
-}
-
-/// Waits until hosts `0..n` each see `n` alive members.
-fn wait_formed(lab: &Lab, n: usize) -> Duration {
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if (0..n).all(|i| alive(lab, i) == n) {
-            return started.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let views: Vec<_> = (0..lab.len()).map(|i| members(lab, i)).collect();
-    panic!("no single cluster of {n} within 30 s: {views:?}");
 }
 
 /// `/metrics` of host `i` (python3 fetches it inside the namespace).
@@ -180,17 +136,6 @@ fn bench_discovery_runs_and_reports_json() {
     assert!(v["converged_ms"]["samples"] == 1, "{v}");
 }
 
-/// GET `path` from host `i`'s node (python3 inside the namespace).
-fn http_body(lab: &Lab, i: usize, path: &str) -> Option<String> {
-    let script = format!(
-        "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9090{path}', timeout=2).read().decode())"
-    );
-    let out = lab.run(i, "python3", &["-c", &script]).ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// The node id holding `name` in host `i`'s registry view.
 fn holder(lab: &Lab, i: usize, name: &str) -> Option<foundation::NodeId> {
     let body = http_body(lab, i, "/registry")?;
@@ -199,21 +144,6 @@ fn holder(lab: &Lab, i: usize, name: &str) -> Option<foundation::NodeId> {
         .into_iter()
         .find(|e| e.name == name)
         .map(|e| e.service.node)
-}
-
-fn own_id(lab: &Lab, i: usize) -> Option<foundation::NodeId> {
-    members(lab, i)?.first().map(|m| m.id)
-}
-
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if check() {
-            return started.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("not within {timeout:?}: {what}");
 }
 
 #[test]

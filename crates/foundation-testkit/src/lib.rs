@@ -18,6 +18,7 @@
 //!   Gong's search with Lowe's cache).
 
 pub mod cluster;
+pub mod exclusion;
 pub mod linearizability;
 pub mod netdelay;
 pub mod netns;

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use foundation::coord::{Coord, CoordError};
 use foundation::Node;
+use foundation_testkit::exclusion::{self, Holding};
 use foundation_testkit::linearizability::{
     check, Counter, CounterCall, Op, Register, RegisterCall,
 };
@@ -33,16 +34,6 @@ const SEEDS: [&str; 3] = ["n0", "n1", "n2"];
 type CounterOp = Op<CounterCall, i64>;
 type RegisterOp = Op<RegisterCall, Option<u64>>;
 
-/// A lock holding: from the grant to the release (or to the moment the
-/// holder saw it lost), by simulated time in µs.
-#[derive(Debug, Clone)]
-struct Holding {
-    node: usize,
-    token: u64,
-    from: u64,
-    to: u64,
-}
-
 /// A history as recorded: an operation goes in when invoked (so one in
 /// flight on a host that crashes stays, without an answer) and is taken
 /// out again if it is known to have had no effect.
@@ -52,6 +43,7 @@ type History<C, A> = Mutex<Vec<Option<Op<C, A>>>>;
 struct Shared {
     counter: History<CounterCall, i64>,
     register: History<RegisterCall, Option<u64>>,
+    /// Lock holdings, by simulated time in µs.
     holdings: Mutex<Vec<Holding>>,
     /// Per host: the member leading coordination as that host sees it
     /// (by host index), and its voter count.
@@ -188,7 +180,7 @@ async fn locker(coord: Coord, i: usize, seed: u64, shared: Arc<Shared>) {
         // The holder stops using it when it starts releasing.
         let to = to.unwrap_or_else(now_us);
         lock(&shared.holdings).push(Holding {
-            node: i,
+            holder: i,
             token,
             from,
             to,
@@ -301,24 +293,8 @@ fn check_run(r: &Run) -> (usize, usize, usize) {
             r.replay()
         );
     }
-    holdings.sort_by_key(|h| h.from);
-    for w in holdings.windows(2) {
-        assert!(
-            w[0].to <= w[1].from,
-            "{}: nodes {} and {} held the lock at once: {:?} and {:?}",
-            r.replay(),
-            w[0].node,
-            w[1].node,
-            w[0],
-            w[1]
-        );
-        assert!(
-            w[0].token < w[1].token,
-            "{}: a later grant has a smaller fencing token: {:?} then {:?}",
-            r.replay(),
-            w[0],
-            w[1]
-        );
+    if let Err(e) = exclusion::check(&mut holdings) {
+        panic!("{}: {e}", r.replay());
     }
     (counter.len(), register.len(), holdings.len())
 }

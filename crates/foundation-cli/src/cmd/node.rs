@@ -103,6 +103,15 @@ pub(crate) struct NodeCmd {
     /// Test load: call only while this file exists.
     #[arg(long, help_heading = "Test load")]
     call_while: Option<PathBuf>,
+    /// Test load: add 1 to and read this coordination counter, in turns.
+    #[arg(long, help_heading = "Test load")]
+    coord_counter: Option<String>,
+    /// Test load: take this coordination lock, hold it 300 ms, release it.
+    #[arg(long, help_heading = "Test load")]
+    coord_lock: Option<String>,
+    /// Test load: milliseconds between coordination operations.
+    #[arg(long, default_value_t = 50, help_heading = "Test load")]
+    coord_every_ms: u64,
     /// Test load: write what was sent, received and acknowledged to this
     /// JSON file (every 250 ms and on exit).
     #[arg(long, help_heading = "Test load")]
@@ -132,6 +141,9 @@ impl NodeCmd {
             call_singleton: self.call_singleton,
             call_every: Duration::from_millis(self.call_every_ms),
             call_while: self.call_while,
+            coord_counter: self.coord_counter,
+            coord_lock: self.coord_lock,
+            coord_every: Duration::from_millis(self.coord_every_ms),
             report: self.report,
         };
         let load = if load.is_empty() && load.report.is_none() {

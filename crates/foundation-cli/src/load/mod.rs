@@ -1,6 +1,7 @@
 //! Load for chaos runs on real processes (`foundation node --publish`,
-//! `--subscribe`, `--call-singleton`, `--report`): what a test needs to
-//! tell whether anything was lost, written as JSON to a file.
+//! `--subscribe`, `--call-singleton`, `--coord-counter`, `--coord-lock`,
+//! `--report`): what a test needs to tell whether anything was lost,
+//! written as JSON to a file.
 //!
 //! - A publisher broadcasts `(its node id, sequence number)` on a topic
 //!   at a fixed pace.
@@ -11,6 +12,9 @@
 //!   counts the calls acknowledged and the totals returned. With every
 //!   caller's report, nothing was lost if the counter's last total is at
 //!   least the sum of acknowledged calls (and at most the sum attempted).
+//! - Coordination clients record histories ([`coord`]).
+
+mod coord;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -73,6 +77,7 @@ pub(crate) struct Report {
     /// Publishers by node id (hex), what arrived from each.
     received: BTreeMap<String, Received>,
     calls: Calls,
+    coord: coord::CoordReport,
 }
 
 /// What to run.
@@ -85,6 +90,11 @@ pub(crate) struct Load {
     pub(crate) call_every: Duration,
     /// Calls are made only while this file exists (when set).
     pub(crate) call_while: Option<PathBuf>,
+    /// A coordination counter to add to and read.
+    pub(crate) coord_counter: Option<String>,
+    /// A coordination lock to take and release.
+    pub(crate) coord_lock: Option<String>,
+    pub(crate) coord_every: Duration,
     pub(crate) report: Option<PathBuf>,
 }
 
@@ -96,7 +106,11 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 impl Load {
     /// Whether anything is asked.
     pub(crate) fn is_empty(&self) -> bool {
-        self.publish.is_none() && self.subscribe.is_none() && self.call_singleton.is_none()
+        self.publish.is_none()
+            && self.subscribe.is_none()
+            && self.call_singleton.is_none()
+            && self.coord_counter.is_none()
+            && self.coord_lock.is_none()
     }
 
     /// Starts the tasks on `node`; the returned handle writes the final
@@ -155,6 +169,15 @@ impl Load {
                     call_once(&node, &name, &report).await;
                 }
             }));
+        }
+        let coord_every = self.coord_every.max(Duration::from_millis(1));
+        if let Some(name) = self.coord_counter.clone() {
+            let c = coord::counter(node.coord(), name, coord_every, report.clone());
+            tasks.push(tokio::spawn(c));
+        }
+        if let Some(name) = self.coord_lock.clone() {
+            let c = coord::locker(node.coord(), name, coord_every, report.clone());
+            tasks.push(tokio::spawn(c));
         }
         if let Some(path) = self.report.clone() {
             let report = report.clone();
