@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one node (logs show members joining and leaving).
-    Node(cmd::node::NodeCmd),
+    Node(Box<cmd::node::NodeCmd>),
     /// Start a local N-node cluster as child processes, with a live member table.
     Dev(cmd::dev::DevCmd),
     /// Print the member table of a running node.

@@ -109,6 +109,10 @@ pub(crate) struct NodeCmd {
     /// Test load: take this coordination lock, hold it 300 ms, release it.
     #[arg(long, help_heading = "Test load")]
     coord_lock: Option<String>,
+    /// Test load: append every coordination operation and lock holding to
+    /// this file, one JSON line each, as it happens.
+    #[arg(long, help_heading = "Test load")]
+    coord_journal: Option<PathBuf>,
     /// Test load: milliseconds between coordination operations.
     #[arg(long, default_value_t = 50, help_heading = "Test load")]
     coord_every_ms: u64,
@@ -144,6 +148,7 @@ impl NodeCmd {
             coord_counter: self.coord_counter,
             coord_lock: self.coord_lock,
             coord_every: Duration::from_millis(self.coord_every_ms),
+            coord_journal: self.coord_journal,
             report: self.report,
         };
         let load = if load.is_empty() && load.report.is_none() {

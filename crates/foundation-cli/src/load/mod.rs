@@ -1,7 +1,6 @@
 //! Load for chaos runs on real processes (`foundation node --publish`,
-//! `--subscribe`, `--call-singleton`, `--coord-counter`, `--coord-lock`,
-//! `--report`): what a test needs to tell whether anything was lost,
-//! written as JSON to a file.
+//! `--subscribe`, `--call-singleton`, `--report`): what a test needs to
+//! tell whether anything was lost, written as JSON to a file.
 //!
 //! - A publisher broadcasts `(its node id, sequence number)` on a topic
 //!   at a fixed pace.
@@ -12,7 +11,7 @@
 //!   counts the calls acknowledged and the totals returned. With every
 //!   caller's report, nothing was lost if the counter's last total is at
 //!   least the sum of acknowledged calls (and at most the sum attempted).
-//! - Coordination clients record histories ([`coord`]).
+//! - Coordination clients journal their histories ([`coord`]).
 
 mod coord;
 
@@ -21,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use foundation::{Node, NodeId};
 use serde::Serialize;
 
@@ -77,7 +77,6 @@ pub(crate) struct Report {
     /// Publishers by node id (hex), what arrived from each.
     received: BTreeMap<String, Received>,
     calls: Calls,
-    coord: coord::CoordReport,
 }
 
 /// What to run.
@@ -95,6 +94,8 @@ pub(crate) struct Load {
     /// A coordination lock to take and release.
     pub(crate) coord_lock: Option<String>,
     pub(crate) coord_every: Duration,
+    /// Where coordination clients journal what they do.
+    pub(crate) coord_journal: Option<PathBuf>,
     pub(crate) report: Option<PathBuf>,
 }
 
@@ -170,14 +171,24 @@ impl Load {
                 }
             }));
         }
-        let coord_every = self.coord_every.max(Duration::from_millis(1));
-        if let Some(name) = self.coord_counter.clone() {
-            let c = coord::counter(node.coord(), name, coord_every, report.clone());
-            tasks.push(tokio::spawn(c));
-        }
-        if let Some(name) = self.coord_lock.clone() {
-            let c = coord::locker(node.coord(), name, coord_every, report.clone());
-            tasks.push(tokio::spawn(c));
+        let mut coord_journal = None;
+        if self.coord_counter.is_some() || self.coord_lock.is_some() {
+            let path = self
+                .coord_journal
+                .as_deref()
+                .context("--coord-counter and --coord-lock need --coord-journal")?;
+            let journal = coord::Journal::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            let every = self.coord_every.max(Duration::from_millis(1));
+            if let Some(name) = self.coord_counter.clone() {
+                let c = coord::counter(node.coord(), name, every, journal.clone());
+                tasks.push(tokio::spawn(c));
+            }
+            if let Some(name) = self.coord_lock.clone() {
+                let c = coord::locker(node.coord(), name, every, journal.clone());
+                tasks.push(tokio::spawn(c));
+            }
+            coord_journal = Some(journal);
         }
         if let Some(path) = self.report.clone() {
             let report = report.clone();
@@ -193,6 +204,7 @@ impl Load {
             tasks,
             report,
             path: self.report,
+            coord_journal,
         })
     }
 }
@@ -237,6 +249,7 @@ pub(crate) struct Running {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     report: Arc<Mutex<Report>>,
     path: Option<PathBuf>,
+    coord_journal: Option<coord::Journal>,
 }
 
 impl Running {
@@ -244,6 +257,9 @@ impl Running {
     pub(crate) fn finish(self) {
         for t in &self.tasks {
             t.abort();
+        }
+        if let Some(j) = &self.coord_journal {
+            j.end();
         }
         if let Some(path) = &self.path {
             write(path, &self.report);
