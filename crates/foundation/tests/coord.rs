@@ -105,6 +105,15 @@ async fn a_three_node_group_forms_and_serves_every_node() {
         .map(|(k, _)| k)
         .collect();
     assert_eq!(keys, ["config/size", "config/zone"]);
+
+    // Every node knows a commit index at least as far as it applied.
+    for i in 0..3 {
+        let coord = c.node(i).coord().with_timeout(CALL);
+        coord.counter("n").await.expect("read");
+        let s = coord.status();
+        assert!(s.applied > 0 && s.committed >= s.applied, "node {i}: {s:?}");
+        assert_eq!(s.apply_lag(), s.committed - s.applied);
+    }
     c.shutdown().await;
 }
 

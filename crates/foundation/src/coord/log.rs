@@ -75,6 +75,11 @@ impl MemLog {
     }
 
     /// Entries held (not yet purged by a snapshot).
+    /// The last committed log index this node knows of (0: none yet).
+    pub(crate) fn committed(&self) -> u64 {
+        self.inner.locked().committed.map_or(0, |c| c.index)
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.inner.locked().log.len()
     }

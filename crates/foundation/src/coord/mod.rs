@@ -174,6 +174,9 @@ pub struct CoordStatus {
     pub raft_voters: Vec<u64>,
     /// The last log index this node holds.
     pub last_log: u64,
+    /// The last log index this node knows to be committed (0 before the
+    /// first commit it hears of).
+    pub committed: u64,
     /// The last log index applied to this node's replica.
     pub applied: u64,
     /// Log entries held in memory (compacted into snapshots beyond 2,000).
@@ -187,9 +190,9 @@ pub struct CoordStatus {
 }
 
 impl CoordStatus {
-    /// Log entries this node holds but has not applied yet.
+    /// Committed log entries this node has not applied yet.
     pub fn apply_lag(&self) -> u64 {
-        self.last_log.saturating_sub(self.applied)
+        self.committed.saturating_sub(self.applied)
     }
 }
 
@@ -231,6 +234,7 @@ impl Coord {
                 .collect(),
             raft_voters: config.voter_ids().collect(),
             last_log: m.last_log_index.unwrap_or(0),
+            committed: self.shared.log.committed(),
             applied: m.last_applied.map_or(0, |l| l.index),
             log_entries: self.shared.log.len(),
             sessions: self.shared.replica.read(|s| s.lease_owners().count()),

@@ -171,7 +171,7 @@ type PerTopic = fn(&TopicStats) -> u64;
 pub(crate) fn render_coord(status: &crate::coord::CoordStatus, me: crate::NodeId) -> String {
     let mut out = String::new();
     let is_voter = status.voters.contains(&me);
-    let gauges: [(&str, &str, u64); 9] = [
+    let gauges: [(&str, &str, u64); 10] = [
         ("foundation_coord_term", "Current Raft term.", status.term),
         (
             "foundation_coord_is_leader",
@@ -194,13 +194,18 @@ pub(crate) fn render_coord(status: &crate::coord::CoordStatus, me: crate::NodeId
             status.last_log,
         ),
         (
+            "foundation_coord_commit_index",
+            "Last Raft log index this node knows to be committed.",
+            status.committed,
+        ),
+        (
             "foundation_coord_applied_index",
             "Last Raft log index applied to this node's replica.",
             status.applied,
         ),
         (
             "foundation_coord_apply_lag",
-            "Log entries held but not applied yet.",
+            "Committed log entries not applied yet.",
             status.apply_lag(),
         ),
         (
