@@ -43,13 +43,29 @@ use crate::cluster::SECRET;
 use crate::turmoil_udp::{Loss, TurmoilUdp};
 
 /// The seeds a whole-node turmoil test runs: `TURMOIL_SEED=n` runs one,
-/// `TURMOIL_SEEDS=k` runs 0..k; three by default.
+/// `TURMOIL_SEEDS=k` runs 0..k and `TURMOIL_SEEDS=a..b` runs a..b (a sweep
+/// split over processes); three by default.
+///
+/// # Panics
+///
+/// If a variable is set but not a number or a range: a sweep must not
+/// silently run the default seeds.
 pub fn seeds() -> Vec<u64> {
-    let var = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
-    match (var("TURMOIL_SEED"), var("TURMOIL_SEEDS")) {
-        (Some(one), _) => vec![one],
-        (None, Some(k)) => (0..k).collect(),
-        (None, None) => (0..3).collect(),
+    let var = |k: &str| std::env::var(k).ok();
+    let number = |k: &str, v: &str| {
+        v.trim()
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("{k}={v:?} is not a number, n, or a range, a..b"))
+    };
+    if let Some(one) = var("TURMOIL_SEED") {
+        return vec![number("TURMOIL_SEED", &one)];
+    }
+    match var("TURMOIL_SEEDS") {
+        Some(v) => match v.split_once("..") {
+            Some((a, b)) => (number("TURMOIL_SEEDS", a)..number("TURMOIL_SEEDS", b)).collect(),
+            None => (0..number("TURMOIL_SEEDS", &v)).collect(),
+        },
+        None => (0..3).collect(),
     }
 }
 
@@ -114,5 +130,6 @@ pub async fn builder_with_loss(
             lease_clock: Some(std::sync::Arc::new(|| {
                 1_000_000 + turmoil::sim_elapsed().map_or(0, |d| d.as_millis() as u64)
             })),
+            coord_disk_inline: true,
         }))
 }

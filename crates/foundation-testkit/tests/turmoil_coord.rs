@@ -1,24 +1,32 @@
 //! Coordination under faults, on turmoil: five real nodes (coordination
 //! over SWIM and QUIC, every message on turmoil's network and clock) while
 //! clients on every node add to a counter, read it, write and read a
-//! register, and take a lock. The faults: the leader is cut off from the
-//! majority, then heals; the leader crashes and its host restarts; 2% of
-//! datagrams are lost throughout.
+//! register, and take a lock, and every node runs a fenced singleton. The
+//! faults: the leader is cut off from the majority, then heals; the leader
+//! crashes and its host restarts; the singleton's host is cut off, then
+//! heals; 2% of datagrams are lost throughout.
+//! Even seeds run on memory storage (the restarted host is a new member);
+//! odd seeds on durable storage (it comes back with its Raft id, vote and
+//! log, read from its files).
 //!
 //! Afterwards:
 //! - the counter's and the register's histories are linearizable (the
 //!   test kit's checker);
 //! - no two holders of the lock overlap in time, by their own clocks
-//!   ([`LockGuard::is_held`]), and fencing tokens grow with each grant.
+//!   ([`LockGuard::is_held`]), and fencing tokens grow with each grant;
+//! - likewise no two instances of the fenced singleton ran at once. A
+//!   holding open on a host that crashes ends at the crash.
 //!
 //! `TURMOIL_SEED=n` runs one seed, `TURMOIL_SEEDS=k` runs seeds 0..k
 //! (three by default); a failing seed prints the command that replays it.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use foundation::coord::{Coord, CoordError};
+use foundation::process::{Context, Instance, Service, ServiceError, StopReason};
 use foundation::Node;
 use foundation_testkit::exclusion::{self, Holding};
 use foundation_testkit::linearizability::{
@@ -34,6 +42,46 @@ const SEEDS: [&str; 3] = ["n0", "n1", "n2"];
 type CounterOp = Op<CounterCall, i64>;
 type RegisterOp = Op<RegisterCall, Option<u64>>;
 
+/// Holdings as recorded: each goes in when it begins, and gets its end
+/// when it ends, or when its host crashes.
+type Holdings = Mutex<Vec<(Holding, bool)>>;
+
+/// Records a holding that begins now; its slot.
+fn begin(holdings: &Holdings, holder: usize, token: u64) -> usize {
+    let mut h = lock(holdings);
+    let from = now_us();
+    h.push((
+        Holding {
+            holder,
+            token,
+            from,
+            to: from,
+        },
+        false,
+    ));
+    h.len() - 1
+}
+
+/// Ends the holding in `slot` now (once).
+fn end(holdings: &Holdings, slot: usize) {
+    if let Some((h, ended)) = lock(holdings).get_mut(slot) {
+        if !*ended {
+            h.to = now_us();
+            *ended = true;
+        }
+    }
+}
+
+/// Ends every open holding of `holder` now (it crashed, or the run ends).
+fn end_all(holdings: &Holdings, holder: Option<usize>) {
+    for (h, ended) in lock(holdings).iter_mut() {
+        if !*ended && holder.is_none_or(|x| x == h.holder) {
+            h.to = now_us();
+            *ended = true;
+        }
+    }
+}
+
 /// A history as recorded: an operation goes in when invoked (so one in
 /// flight on a host that crashes stays, without an answer) and is taken
 /// out again if it is known to have had no effect.
@@ -44,7 +92,9 @@ struct Shared {
     counter: History<CounterCall, i64>,
     register: History<RegisterCall, Option<u64>>,
     /// Lock holdings, by simulated time in µs.
-    holdings: Mutex<Vec<Holding>>,
+    holdings: Holdings,
+    /// Instances of the fenced singleton, likewise.
+    instances: Holdings,
     /// Per host: the member leading coordination as that host sees it
     /// (by host index), and its voter count.
     views: Mutex<BTreeMap<usize, (Option<usize>, usize)>>,
@@ -165,27 +215,49 @@ async fn locker(coord: Coord, i: usize, seed: u64, shared: Arc<Shared>) {
         let Ok(guard) = coord.lock("L").await else {
             continue;
         };
-        let from = now_us();
+        let slot = begin(&shared.holdings, i, guard.token());
         let hold = Duration::from_millis(rng.random_range(1..40));
         let until = tokio::time::Instant::now() + hold;
-        let mut to = None;
-        while tokio::time::Instant::now() < until {
-            if !guard.is_held() {
-                to = Some(now_us());
-                break;
-            }
+        // The holder stops using it when it sees it lost, or when it
+        // starts releasing.
+        while tokio::time::Instant::now() < until && guard.is_held() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        let token = guard.token();
-        // The holder stops using it when it starts releasing.
-        let to = to.unwrap_or_else(now_us);
-        lock(&shared.holdings).push(Holding {
-            holder: i,
-            token,
-            from,
-            to,
-        });
+        end(&shared.holdings, slot);
         let _ = guard.unlock().await;
+    }
+}
+
+/// The fenced singleton: records when each instance ran, by its fence.
+struct Probe {
+    host: usize,
+    shared: Arc<Shared>,
+    slot: Option<usize>,
+}
+
+impl Service for Probe {
+    type Request = ();
+    type Reply = ();
+    type State = ();
+
+    async fn started(&mut self, ctx: &mut Context, _: Option<()>) -> Result<(), ServiceError> {
+        let token = ctx
+            .fence()
+            .map(|f| f.token())
+            .ok_or_else(|| ServiceError::new("a fenced singleton started without a fence"))?;
+        self.slot = Some(begin(&self.shared.instances, self.host, token));
+        Ok(())
+    }
+
+    async fn handle(&mut self, _: &mut Context, _: ()) -> Result<(), ServiceError> {
+        Ok(())
+    }
+
+    async fn stopping(&mut self, _: &mut Context, _: &StopReason) -> Option<()> {
+        if let Some(slot) = self.slot.take() {
+            end(&self.shared.instances, slot);
+        }
+        None
     }
 }
 
@@ -204,12 +276,31 @@ async fn report(node: Node, i: usize, shared: Arc<Shared>) {
 
 type HostResult = Result<(), Box<dyn std::error::Error>>;
 
-async fn node_main(i: usize, seed: u64, shared: Arc<Shared>) -> HostResult {
-    let node = turmoil_node::builder_with_loss(&name(i), &SEEDS, seed, shared.loss.clone())
-        .await?
-        .start()
-        .await?;
+/// Odd seeds keep coordination on disk, in `dir`, one directory per host.
+fn durable(seed: u64) -> bool {
+    seed % 2 == 1
+}
+
+async fn node_main(i: usize, seed: u64, dir: Arc<PathBuf>, shared: Arc<Shared>) -> HostResult {
+    let mut builder =
+        turmoil_node::builder_with_loss(&name(i), &SEEDS, seed, shared.loss.clone()).await?;
+    if durable(seed) {
+        let data = dir.join(name(i));
+        builder = builder
+            .set("coord.storage", "durable")
+            .set("coord.data_dir", &data.display().to_string());
+    }
+    let node = builder.start().await?;
     lock(&shared.ids).insert(i, node.id());
+    let probe = shared.clone();
+    node.processes()
+        .define("probe", move |_: &(), _: &Instance| Probe {
+            host: i,
+            shared: probe.clone(),
+            slot: None,
+        });
+    node.processes()
+        .start_singleton_fenced("single", "probe", &())?;
     let coord = node.coord().with_timeout(Duration::from_secs(2));
     tokio::spawn(client(coord.clone(), i, seed, shared.clone()));
     tokio::spawn(locker(coord, i, seed, shared.clone()));
@@ -221,6 +312,8 @@ struct Run {
     sim: turmoil::Sim<'static>,
     shared: Arc<Shared>,
     seed: u64,
+    /// Durable storage of every host (odd seeds); removed with the run.
+    _dir: tempfile::TempDir,
 }
 
 impl Run {
@@ -232,17 +325,34 @@ impl Run {
             .max_message_latency(Duration::from_millis(5))
             .build();
         let shared = Arc::new(Shared::default());
-        for i in 0..NODES {
-            let s = shared.clone();
-            sim.host(name(i), move || node_main(i, seed, s.clone()));
+        // On tmpfs where there is one: the files are real, their fsyncs
+        // free (a simulated crash keeps what the kernel has anyway).
+        let shm = std::path::Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            tempfile::tempdir_in(shm)
+        } else {
+            tempfile::tempdir()
         }
-        Run { sim, shared, seed }
+        .expect("a directory for durable storage");
+        let path = Arc::new(dir.path().to_owned());
+        for i in 0..NODES {
+            let (s, p) = (shared.clone(), path.clone());
+            sim.host(name(i), move || node_main(i, seed, p.clone(), s.clone()));
+        }
+        Run {
+            sim,
+            shared,
+            seed,
+            _dir: dir,
+        }
     }
 
     fn replay(&self) -> String {
         format!(
-            "seed {} (again: TURMOIL_SEED={} cargo test --release -p foundation-testkit --test turmoil_coord)",
-            self.seed, self.seed
+            "seed {} ({} storage; again: TURMOIL_SEED={} cargo test --release -p foundation-testkit --test turmoil_coord)",
+            self.seed,
+            if durable(self.seed) { "durable" } else { "memory" },
+            self.seed
         )
     }
 
@@ -265,6 +375,16 @@ impl Run {
         self.until(d, |_| false);
     }
 
+    /// The host of the fenced singleton's running instance.
+    fn singleton_host(&self) -> Option<usize> {
+        let instances = lock(&self.shared.instances);
+        instances
+            .iter()
+            .rev()
+            .find(|(_, ended)| !ended)
+            .map(|(h, _)| h.holder)
+    }
+
     /// The leader every host in `hosts` agrees on, with three voters.
     fn agreed_leader(&self, hosts: &[usize]) -> Option<usize> {
         let views = lock(&self.shared.views);
@@ -277,10 +397,18 @@ impl Run {
     }
 }
 
-fn check_run(r: &Run) -> (usize, usize, usize) {
+fn exclusive(r: &Run, holdings: &Holdings, what: &str) -> usize {
+    end_all(holdings, None);
+    let mut list: Vec<Holding> = lock(holdings).iter().map(|(h, _)| h.clone()).collect();
+    if let Err(e) = exclusion::check(&mut list) {
+        panic!("{}: {what}: {e}", r.replay());
+    }
+    list.len()
+}
+
+fn check_run(r: &Run) -> (usize, usize, usize, usize) {
     let counter: Vec<CounterOp> = lock(&r.shared.counter).iter().flatten().cloned().collect();
     let register: Vec<RegisterOp> = lock(&r.shared.register).iter().flatten().cloned().collect();
-    let mut holdings = lock(&r.shared.holdings).clone();
     if let Err(e) = check(&Counter(0), &counter) {
         panic!(
             "{}: the counter's history is not linearizable: {e}\n{counter:?}",
@@ -293,10 +421,9 @@ fn check_run(r: &Run) -> (usize, usize, usize) {
             r.replay()
         );
     }
-    if let Err(e) = exclusion::check(&mut holdings) {
-        panic!("{}: {e}", r.replay());
-    }
-    (counter.len(), register.len(), holdings.len())
+    let holdings = exclusive(r, &r.shared.holdings, "the lock");
+    let instances = exclusive(r, &r.shared.instances, "the fenced singleton");
+    (counter.len(), register.len(), holdings, instances)
 }
 
 #[test]
@@ -335,29 +462,47 @@ fn histories_stay_linearizable_and_locks_never_overlap_under_partition_crash_and
         }
         r.run_for(Duration::from_secs(5));
 
-        // Crash the leader; its host restarts (a new member, memory
-        // storage) three seconds later.
+        // Crash the leader; its host restarts three seconds later (a new
+        // member on memory storage, the same Raft member on durable).
         let Some(leader) = r.agreed_leader(&all).or_else(|| r.agreed_leader(&rest)) else {
             panic!("{}: no leader after the partition healed", r.replay());
         };
         r.sim.crash(name(leader));
+        end_all(&r.shared.holdings, Some(leader));
+        end_all(&r.shared.instances, Some(leader));
         lock(&r.shared.views).remove(&leader);
         r.run_for(Duration::from_secs(3));
         r.sim.bounce(name(leader));
         r.run_for(Duration::from_secs(8));
+
+        // Cut the fenced singleton's host off for 6 s: its instance loses
+        // its fence; another starts on the majority side only after.
+        let Some(host) = r.singleton_host() else {
+            panic!("{}: the fenced singleton runs nowhere", r.replay());
+        };
+        for other in all.iter().filter(|o| **o != host) {
+            r.sim.partition(name(host), name(*other));
+        }
+        r.run_for(Duration::from_secs(6));
+        for other in all.iter().filter(|o| **o != host) {
+            r.sim.repair(name(host), name(*other));
+        }
+        r.run_for(Duration::from_secs(5));
         r.shared
             .clients
             .store(false, std::sync::atomic::Ordering::Relaxed);
         r.shared.loss.set(0.0);
         r.run_for(Duration::from_secs(3));
 
-        let (counter, register, holdings) = check_run(&r);
+        let (counter, register, holdings, instances) = check_run(&r);
+        let storage = if durable(seed) { "durable" } else { "memory" };
         eprintln!(
-            "seed {seed}: linearizable: {counter} counter and {register} register operations; \
-             {holdings} lock holdings, none overlapping, tokens growing"
+            "seed {seed} ({storage}): linearizable: {counter} counter and {register} register \
+             operations; {holdings} lock holdings and {instances} fenced instances, none \
+             overlapping, tokens growing"
         );
         assert!(
-            counter > 50 && register > 50 && holdings > 10,
+            counter > 50 && register > 50 && holdings > 10 && instances >= 2,
             "{}: too little happened",
             r.replay()
         );

@@ -144,6 +144,7 @@ impl Node {
     ) -> Result<Node, StartError> {
         let config = resolved.config.clone();
         let lease_clock = given.as_ref().and_then(|s| s.lease_clock.clone());
+        let disk_inline = given.as_ref().is_some_and(|s| s.coord_disk_inline);
         let cancel = CancellationToken::new();
         let tasks = Tasks::new(span, cancel.clone());
         let stats = Arc::new(Stats::default());
@@ -273,6 +274,7 @@ impl Node {
             members: membership.subscribe(),
             cancel: cancel.child_token(),
             clock: lease_clock.unwrap_or_else(crate::coord::system_clock),
+            disk_inline,
         })
         .await
         .map_err(StartError::Coord)?;

@@ -6,10 +6,18 @@
 //! queue up while a commit is in flight into the next commit, so one fsync
 //! serves many. Reads happen once, at start: the log stays in memory too
 //! (compaction bounds it).
+//!
+//! A simulation writes inline instead ([`Sockets::coord_disk_inline`]): on
+//! the caller's task, so no thread outside the simulation decides when a
+//! write is done, and the file closes the moment a crashed host drops it.
+//!
+//! [`Sockets::coord_disk_inline`]: crate::Sockets::coord_disk_inline
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::thread;
+
+use crate::locks::Locked;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
@@ -74,7 +82,15 @@ impl Loaded {
 #[derive(Debug)]
 pub(crate) struct Disk {
     path: PathBuf,
-    jobs: mpsc::SyncSender<Msg>,
+    writer: Writer,
+}
+
+#[derive(Debug)]
+enum Writer {
+    /// The writer thread's queue.
+    Thread(mpsc::SyncSender<Msg>),
+    /// The file itself, written on the caller's task; `None` once closed.
+    Inline(Mutex<Option<Database>>),
 }
 
 impl std::fmt::Debug for Job {
@@ -91,19 +107,25 @@ fn err(path: &Path, e: impl std::fmt::Display) -> DiskError {
 }
 
 impl Disk {
-    /// Opens (or creates) the store in `dir` and reads it.
-    pub(crate) fn open(dir: &Path) -> Result<(Disk, Loaded), DiskError> {
+    /// Opens (or creates) the store in `dir` and reads it; `inline`
+    /// writes on the caller's task instead of a writer thread.
+    pub(crate) fn open(dir: &Path, inline: bool) -> Result<(Disk, Loaded), DiskError> {
         std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
         let path = dir.join("coord.redb");
         let db = Database::create(&path).map_err(|e| err(&path, e))?;
         let loaded = load(&db).map_err(|e| err(&path, e))?;
+        if inline {
+            let writer = Writer::Inline(Mutex::new(Some(db)));
+            return Ok((Disk { path, writer }, loaded));
+        }
         let (jobs, rx) = mpsc::sync_channel(QUEUE);
         let thread_path = path.clone();
         thread::Builder::new()
             .name("foundation-coord-disk".into())
             .spawn(move || writer(db, rx, thread_path))
             .map_err(|e| err(&path, e))?;
-        Ok((Disk { path, jobs }, loaded))
+        let writer = Writer::Thread(jobs);
+        Ok((Disk { path, writer }, loaded))
     }
 
     /// Queues `writes`; `done` runs once they are on disk (or failed).
@@ -117,17 +139,36 @@ impl Disk {
             writes,
             done: Box::new(done),
         };
-        if let Err(mpsc::SendError(Msg::Job(job))) = self.jobs.send(Msg::Job(job)) {
-            (job.done)(Err(err(&self.path, "the storage is closed")));
+        let closed = || err(&self.path, "the storage is closed");
+        match &self.writer {
+            Writer::Thread(jobs) => {
+                if let Err(mpsc::SendError(Msg::Job(job))) = jobs.send(Msg::Job(job)) {
+                    (job.done)(Err(closed()));
+                }
+            }
+            Writer::Inline(db) => {
+                let result = match &*db.locked() {
+                    Some(db) => {
+                        commit(db, std::slice::from_ref(&job)).map_err(|e| err(&self.path, e))
+                    }
+                    None => Err(closed()),
+                };
+                (job.done)(result);
+            }
         }
     }
 
     /// Writes what is queued, then closes the file (so another process,
     /// or a restarted node in this one, can open it at once).
     pub(crate) async fn close(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.jobs.send(Msg::Close(tx)).is_ok() {
-            let _ = rx.await;
+        match &self.writer {
+            Writer::Thread(jobs) => {
+                let (tx, rx) = oneshot::channel();
+                if jobs.send(Msg::Close(tx)).is_ok() {
+                    let _ = rx.await;
+                }
+            }
+            Writer::Inline(db) => drop(db.locked().take()),
         }
     }
 
@@ -234,8 +275,14 @@ mod tests {
 
     #[tokio::test]
     async fn writes_survive_a_reopen_in_order() {
+        for inline in [false, true] {
+            writes_survive_a_reopen(inline).await;
+        }
+    }
+
+    async fn writes_survive_a_reopen(inline: bool) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (disk, loaded) = Disk::open(dir.path()).expect("open");
+        let (disk, loaded) = Disk::open(dir.path(), inline).expect("open");
         assert!(loaded.log.is_empty() && loaded.meta.is_empty());
         let entries = (1..=10u64).map(|i| (i, vec![i as u8])).collect();
         disk.write(vec![Write::Append(entries)], |_| {});
@@ -248,18 +295,24 @@ mod tests {
         // Writes after the close are refused, not lost silently.
         assert!(disk.write_now(vec![Write::Purge(4)]).await.is_err());
 
-        let (disk, loaded) = Disk::open(dir.path()).expect("reopen");
+        let (disk, loaded) = Disk::open(dir.path(), inline).expect("reopen");
         let indexes: Vec<u64> = loaded.log.iter().map(|(i, _)| *i).collect();
-        assert_eq!(indexes, [4, 5, 6, 7]);
+        assert_eq!(indexes, [4, 5, 6, 7], "inline: {inline}");
         assert_eq!(loaded.meta("vote"), Some(&[1u8, 2, 3][..]));
-        disk.close().await;
+        drop(disk);
+        // Dropped without a close: an inline store's file is free at once.
+        if inline {
+            let (disk, loaded) = Disk::open(dir.path(), inline).expect("reopen after a drop");
+            assert_eq!(loaded.log.len(), 4);
+            disk.close().await;
+        }
     }
 
     #[tokio::test]
     async fn an_open_file_is_refused_with_its_path() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (disk, _) = Disk::open(dir.path()).expect("open");
-        let again = Disk::open(dir.path()).expect_err("in use");
+        let (disk, _) = Disk::open(dir.path(), false).expect("open");
+        let again = Disk::open(dir.path(), false).expect_err("in use");
         assert!(again.to_string().contains("coord.redb"), "{again}");
         disk.close().await;
     }
@@ -268,7 +321,7 @@ mod tests {
     async fn a_file_that_is_not_a_store_is_an_error() {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("coord.redb"), b"not a database").expect("write");
-        let e = Disk::open(dir.path()).expect_err("garbage");
+        let e = Disk::open(dir.path(), false).expect_err("garbage");
         assert!(e.to_string().contains("coord.redb"), "{e}");
     }
 }

@@ -291,7 +291,7 @@ struct Store {
 }
 
 impl Store {
-    fn open(config: &CoordConfig, member: u64) -> Result<Store, String> {
+    fn open(config: &CoordConfig, member: u64, inline: bool) -> Result<Store, String> {
         let dir = match &config.storage {
             CoordStorage::Memory => {
                 return Ok(Store {
@@ -305,7 +305,7 @@ impl Store {
             CoordStorage::Durable(dir) => dir,
         };
         let bad = |e: String| format!("{}: {e}", dir.display());
-        let (disk, loaded) = disk::Disk::open(dir).map_err(|e| e.to_string())?;
+        let (disk, loaded) = disk::Disk::open(dir, inline).map_err(|e| e.to_string())?;
         let disk = Arc::new(disk);
         let raft_id = match loaded.meta("raft_id") {
             Some(b) => postcard::from_bytes(b).map_err(|e| bad(format!("raft id: {e}")))?,
@@ -352,6 +352,8 @@ pub(crate) struct Parts {
     pub(crate) members: broadcast::Receiver<MemberEvent>,
     pub(crate) cancel: CancellationToken,
     pub(crate) clock: LeaseClock,
+    /// Durable storage written on the caller's task (simulations).
+    pub(crate) disk_inline: bool,
 }
 
 /// Starts this node's Raft and the tasks around it; why not, if it
@@ -365,9 +367,10 @@ pub(crate) async fn start(parts: Parts) -> Result<Coord, String> {
         members,
         cancel,
         clock,
+        disk_inline,
     } = parts;
     let tasks = messenger.tasks.clone();
-    let store = Store::open(&config, messenger.id().0)?;
+    let store = Store::open(&config, messenger.id().0, disk_inline)?;
     let id = store.raft_id;
     let rpc = Arc::new(rpc::Rpc::new(
         messenger,

@@ -32,6 +32,12 @@ pub struct Sockets {
     /// shared by every node); `None`: the system's wall clock. A
     /// simulation gives its own, so leases follow simulated time.
     pub lease_clock: Option<crate::coord::LeaseClock>,
+    /// Durable coordination storage is written on the task that asks,
+    /// not on a writer thread. For simulations: no thread outside the
+    /// simulation decides when a write is done, and a crashed node's file
+    /// is closed the moment the node is dropped. A real node would block
+    /// a runtime thread for each fsync.
+    pub coord_disk_inline: bool,
 }
 
 impl std::fmt::Debug for Sockets {
