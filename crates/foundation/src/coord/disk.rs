@@ -129,7 +129,8 @@ impl Disk {
     }
 
     /// Queues `writes`; `done` runs once they are on disk (or failed).
-    /// Blocks while the queue is full.
+    /// Blocks while the queue is full (on a multi-thread runtime, in
+    /// [`tokio::task::block_in_place`]).
     pub(crate) fn write(
         &self,
         writes: Vec<Write>,
@@ -142,7 +143,23 @@ impl Disk {
         let closed = || err(&self.path, "the storage is closed");
         match &self.writer {
             Writer::Thread(jobs) => {
-                if let Err(mpsc::SendError(Msg::Job(job))) = jobs.send(Msg::Job(job)) {
+                let refused = match jobs.try_send(Msg::Job(job)) {
+                    Ok(()) => None,
+                    Err(mpsc::TrySendError::Disconnected(msg)) => Some(msg),
+                    // The queue is full: wait for room. On a multi-thread
+                    // runtime the worker first hands its other tasks on,
+                    // so the node's other work goes on meanwhile.
+                    Err(mpsc::TrySendError::Full(msg)) => {
+                        let send = || jobs.send(msg).err().map(|mpsc::SendError(m)| m);
+                        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                                tokio::task::block_in_place(send)
+                            }
+                            _ => send(),
+                        }
+                    }
+                };
+                if let Some(Msg::Job(job)) = refused {
                     (job.done)(Err(closed()));
                 }
             }
@@ -306,6 +323,28 @@ mod tests {
             assert_eq!(loaded.log.len(), 4);
             disk.close().await;
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn more_writes_than_the_queue_holds_all_land_in_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (disk, _) = Disk::open(dir.path(), false).expect("open");
+        let n = QUEUE as u64 * 3;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(n as usize);
+        for i in 1..=n {
+            let tx = tx.clone();
+            disk.write(vec![Write::Append(vec![(i, vec![1])])], move |r| {
+                let _ = tx.try_send(r.is_ok());
+            });
+        }
+        for _ in 1..=n {
+            assert_eq!(rx.recv().await, Some(true));
+        }
+        disk.close().await;
+        let (disk, loaded) = Disk::open(dir.path(), false).expect("reopen");
+        let indexes: Vec<u64> = loaded.log.iter().map(|(i, _)| *i).collect();
+        assert_eq!(indexes, (1..=n).collect::<Vec<_>>());
+        disk.close().await;
     }
 
     #[tokio::test]
