@@ -616,7 +616,6 @@ impl Node {
         if self.inner.stopped.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.inner.membership.abort();
         self.stop_tasks(Silence::First).await;
     }
 

@@ -254,33 +254,48 @@ async fn contended(coord: &Coord, d: Duration) -> anyhow::Result<(f64, Summary, 
     Ok(record.result(start))
 }
 
-async fn puts_and_gets(coord: &Coord, n: usize) -> anyhow::Result<(Summary, Summary)> {
-    let (mut put, mut get) = (Vec::with_capacity(n), Vec::with_capacity(n));
+/// `n` puts, each followed by a get of its key (64 keys in turn): the
+/// latency of each, in ms. Both sides of the bench run this phase.
+pub(crate) async fn puts_and_gets<P, G, PF, GF, E>(
+    n: usize,
+    put: P,
+    get: G,
+) -> anyhow::Result<(Summary, Summary)>
+where
+    P: Fn(String, u64) -> PF,
+    G: Fn(String) -> GF,
+    PF: std::future::Future<Output = Result<(), E>>,
+    GF: std::future::Future<Output = Result<(), E>>,
+    anyhow::Error: From<E>,
+{
+    let (mut puts, mut gets) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for i in 0..n {
         let key = format!("bench/k{}", i % 64);
         let t = Instant::now();
-        coord.put(&key, i.to_le_bytes()).await?;
-        put.push(ms(t.elapsed()));
+        put(key.clone(), i as u64).await?;
+        puts.push(ms(t.elapsed()));
         let t = Instant::now();
-        coord.get(&key).await?;
-        get.push(ms(t.elapsed()));
+        get(key).await?;
+        gets.push(ms(t.elapsed()));
     }
-    Ok((summarize(put), summarize(get)))
+    Ok((summarize(puts), summarize(gets)))
 }
 
-async fn puts_per_second(coord: &Coord, d: Duration) -> anyhow::Result<f64> {
+/// Puts per second for `d` from 64 concurrent clients, each to its own
+/// key; `put(key, n)` says whether a put succeeded.
+pub(crate) async fn puts_per_second<P, F>(d: Duration, put: P) -> anyhow::Result<f64>
+where
+    P: Fn(String, u64) -> F + Clone + Send + 'static,
+    F: std::future::Future<Output = bool> + Send,
+{
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..64 {
-        let coord = coord.clone();
+        let put = put.clone();
         tasks.push(tokio::spawn(async move {
             let mut done = 0u64;
             while start.elapsed() < d {
-                if coord
-                    .put(&format!("bench/p{c}"), done.to_le_bytes())
-                    .await
-                    .is_ok()
-                {
+                if put(format!("bench/p{c}"), done).await {
                     done += 1;
                 }
             }
@@ -349,8 +364,26 @@ impl CoordBench {
             let lock_ms = lock_cycles(&coord, self.ops).await?;
             let (contended_grants_per_s, contended_wait_ms, double_grants) =
                 contended(&coord, d).await?;
-            let (put_ms, get_ms) = puts_and_gets(&coord, self.ops).await?;
-            let puts_per_s = puts_per_second(&coord, d).await?;
+            let (put_ms, get_ms) = puts_and_gets(
+                self.ops,
+                |k, v| {
+                    let coord = coord.clone();
+                    async move { coord.put(&k, v.to_le_bytes()).await.map(|_| ()) }
+                },
+                |k| {
+                    let coord = coord.clone();
+                    async move { coord.get(&k).await.map(|_| ()) }
+                },
+            )
+            .await?;
+            let puts_per_s = puts_per_second(d, {
+                let coord = coord.clone();
+                move |k, v| {
+                    let coord = coord.clone();
+                    async move { coord.put(&k, v.to_le_bytes()).await.is_ok() }
+                }
+            })
+            .await?;
             let failover_ms = failovers(&mut c, self.trials).await?;
             Ok::<_, anyhow::Error>(Report {
                 system: "foundation",
@@ -374,13 +407,7 @@ impl CoordBench {
 
 /// A table row in milliseconds with two decimals.
 fn row(name: &str, s: &Summary) -> Vec<String> {
-    vec![
-        name.to_owned(),
-        format!("{:.2}", s.p50),
-        format!("{:.2}", s.p99),
-        format!("{:.2}", s.max),
-        s.samples.to_string(),
-    ]
+    super::stats::row_with(name, s, 2)
 }
 
 pub(crate) fn table(r: &Report) {

@@ -15,7 +15,7 @@ use anyhow::{anyhow, Context as _};
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
-use super::coord::{ms, Contention, Report};
+use super::coord::{ms, puts_and_gets, puts_per_second, Contention, Report};
 use super::stats::{summarize, Summary};
 
 const BASE: u16 = 24379;
@@ -217,39 +217,26 @@ async fn measure(
 
     let (grants, wait, double) = contended(&c, d).await?;
 
-    let (mut put, mut get) = (Vec::new(), Vec::new());
-    for i in 0..ops {
-        let key = format!("bench/k{}", i % 64);
-        let t = Instant::now();
-        c.put(&key, &i.to_le_bytes()).await?;
-        put.push(ms(t.elapsed()));
-        let t = Instant::now();
-        c.get(&key).await?;
-        get.push(ms(t.elapsed()));
-    }
-
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for k in 0..64 {
+    let (put, get) = puts_and_gets(
+        ops,
+        |k, v| {
+            let c = c.clone();
+            async move { c.put(&k, &v.to_le_bytes()).await }
+        },
+        |k| {
+            let c = c.clone();
+            async move { c.get(&k).await }
+        },
+    )
+    .await?;
+    let puts_per_s = puts_per_second(d, {
         let c = c.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            while start.elapsed() < d {
-                if c.put(&format!("bench/p{k}"), &n.to_le_bytes())
-                    .await
-                    .is_ok()
-                {
-                    n += 1;
-                }
-            }
-            n
-        }));
-    }
-    let mut total = 0;
-    for t in tasks {
-        total += t.await?;
-    }
-    let puts_per_s = total as f64 / start.elapsed().as_secs_f64();
+        move |k, v| {
+            let c = c.clone();
+            async move { c.put(&k, &v.to_le_bytes()).await.is_ok() }
+        }
+    })
+    .await?;
 
     let failover_ms = failovers(members, cluster, trials).await?;
     Ok(Report {
@@ -258,8 +245,8 @@ async fn measure(
         lock_durable_ms: lock_ms,
         contended_grants_per_s: grants,
         contended_wait_ms: wait,
-        put_ms: summarize(put),
-        get_ms: summarize(get),
+        put_ms: put,
+        get_ms: get,
         puts_per_s,
         failover_ms,
         double_grants: double,

@@ -198,12 +198,7 @@ fn print_table(r: &Report) {
             format!(", one every {} µs", r.interval_us)
         }
     );
-    let fmt = |name: &str, s: &Summary| {
-        let mut cells = vec![name.to_owned()];
-        cells.extend([s.p50, s.p99, s.max].iter().map(|v| format!("{v:.2}")));
-        cells.push(s.samples.to_string());
-        cells
-    };
+    let fmt = |name: &str, s: &Summary| super::stats::row_with(name, s, 2);
     print!(
         "{}",
         table::render(

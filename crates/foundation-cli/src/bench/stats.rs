@@ -36,13 +36,19 @@ pub(crate) fn summarize(mut samples: Vec<f64>) -> Summary {
 
 /// A table row: name, p50, p99, max (rounded), sample count.
 pub(crate) fn row(name: &str, s: &Summary) -> Vec<String> {
-    vec![
-        name.to_owned(),
-        format!("{:.0}", s.p50),
-        format!("{:.0}", s.p99),
-        format!("{:.0}", s.max),
-        s.samples.to_string(),
-    ]
+    row_with(name, s, 0)
+}
+
+/// [`row`] with `decimals` places (milliseconds want two).
+pub(crate) fn row_with(name: &str, s: &Summary, decimals: usize) -> Vec<String> {
+    let mut cells = vec![name.to_owned()];
+    cells.extend(
+        [s.p50, s.p99, s.max]
+            .iter()
+            .map(|v| format!("{v:.decimals$}")),
+    );
+    cells.push(s.samples.to_string());
+    cells
 }
 
 #[cfg(test)]
