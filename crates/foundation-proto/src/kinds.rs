@@ -20,6 +20,8 @@ pub const PROCESS_MANAGER: RangeInclusive<u16> = 0xFE20..=0xFE2F;
 pub const PUBSUB: RangeInclusive<u16> = 0xFE30..=0xFE3F;
 /// Coordination: Raft's messages and requests forwarded to the leader.
 pub const COORD: RangeInclusive<u16> = 0xFE40..=0xFE4F;
+/// The distributed cache: reads, writes, replication and handoff.
+pub const CACHE: RangeInclusive<u16> = 0xFE50..=0xFE5F;
 /// The node's clock-offset pings.
 pub const CLOCK: RangeInclusive<u16> = 0xFF00..=0xFF0F;
 
@@ -30,6 +32,7 @@ pub const TABLE: &[(&str, RangeInclusive<u16>)] = &[
     ("process manager", PROCESS_MANAGER),
     ("pubsub", PUBSUB),
     ("coord", COORD),
+    ("cache", CACHE),
     ("clock", CLOCK),
 ];
 

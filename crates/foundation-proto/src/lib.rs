@@ -16,6 +16,8 @@
 //! - [`registry`]: the registry's state, merge and conflict rules, and its
 //!   replication protocol.
 //! - [`membership`]: the SWIM core (foca) and datagram sealing.
+//! - [`cache`]: the distributed cache's placement, write order and
+//!   handoff rules.
 //! - [`coord`]: coordination's replicated state machine (keys with
 //!   revisions, session leases, fenced locks, counters).
 //! - [`frame`]: the versioned frame codec every node-to-node message
@@ -59,6 +61,7 @@
 //! assert!(matches!(&plan.commands[..], [Command::Start { instance, .. }] if instance == "leader"));
 //! ```
 
+pub mod cache;
 mod channel;
 pub mod coord;
 pub mod frame;

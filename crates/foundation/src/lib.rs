@@ -196,6 +196,8 @@
 //! - [`telemetry`]: per-node counters ([`http`] renders them for Prometheus).
 
 mod builder;
+pub mod cache;
+mod calls;
 pub mod config;
 pub mod coord;
 pub mod discovery;

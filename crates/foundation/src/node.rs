@@ -73,6 +73,7 @@ struct Inner {
     manager: Arc<ManagerShared>,
     pubsub: Arc<crate::pubsub::Shared>,
     coord: crate::coord::Coord,
+    caches: Arc<crate::cache::Shared>,
     stats: Arc<Stats>,
     candidates: watch::Receiver<Candidates>,
     sink: CandidateSink,
@@ -278,6 +279,12 @@ impl Node {
         })
         .await
         .map_err(StartError::Coord)?;
+        let caches = crate::cache::start(
+            messenger.clone(),
+            transport.subscribe(InboxFilter::kinds(crate::cache::KINDS)),
+            membership.subscribe(),
+            cancel.child_token(),
+        );
         let node = Node {
             inner: Arc::new(Inner {
                 id,
@@ -292,6 +299,7 @@ impl Node {
                 manager,
                 pubsub,
                 coord,
+                caches,
                 stats,
                 candidates,
                 sink,
@@ -650,6 +658,26 @@ impl Node {
     /// store, counters ([`crate::coord`]).
     pub fn coord(&self) -> crate::coord::Coord {
         self.inner.coord.clone()
+    }
+
+    /// The node's caches ([`crate::cache`]).
+    pub fn caches(&self) -> crate::cache::Caches {
+        crate::cache::Caches {
+            shared: self.inner.caches.clone(),
+        }
+    }
+
+    /// Opens cache `name` of `V` by `K`: `node.caches().open(name, options)`.
+    pub fn cache<K, V>(
+        &self,
+        name: &str,
+        options: crate::cache::CacheOptions,
+    ) -> Result<crate::cache::Cache<K, V>, crate::cache::CacheError>
+    where
+        K: serde::Serialize,
+        V: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        self.caches().open(name, options)
     }
 
     /// Waits until at least `n` members (this node included) are alive.

@@ -30,8 +30,14 @@ pub struct Placement {
 /// The rendezvous weight of `node` for `key`: a fixed 64-bit hash (FNV-1a
 /// then a splitmix finalizer), identical on every platform and version.
 pub fn weight(key: &str, node: NodeId) -> u64 {
+    weight_of(key.as_bytes(), node)
+}
+
+/// [`weight`] of a key given as bytes (the cache's keys are serialized
+/// values, not names).
+pub fn weight_of(key: &[u8], node: NodeId) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.as_bytes().iter().chain(&node.0.to_le_bytes()) {
+    for b in key.iter().chain(&node.0.to_le_bytes()) {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }

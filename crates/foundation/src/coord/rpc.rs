@@ -1,15 +1,13 @@
 //! Requests to peers and their replies, matched by a correlation id.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use tokio::sync::oneshot;
 
 use super::disk::{Disk, Write};
 use super::types::GroupId;
 use super::wire::{Envelope, Reply, Request, KIND_REPLY, KIND_REQUEST};
+use crate::calls::Calls;
 use crate::id::NodeId;
 use crate::locks::Locked;
 use crate::messenger::Messenger;
@@ -53,21 +51,8 @@ pub(crate) struct Rpc {
     directory: Mutex<Directory>,
     /// Where the group id is kept, when durable.
     disk: Option<Arc<Disk>>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
-    next: AtomicU64,
+    calls: Calls<Reply>,
     group: Mutex<Option<GroupId>>,
-}
-
-/// Removes a call's slot however the call ends (reply, timeout, drop).
-struct Slot<'a> {
-    rpc: &'a Rpc,
-    corr: u64,
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        self.rpc.pending.locked().remove(&self.corr);
-    }
 }
 
 impl Rpc {
@@ -81,8 +66,7 @@ impl Rpc {
             id,
             disk,
             directory: Mutex::default(),
-            pending: Mutex::default(),
-            next: AtomicU64::new(1),
+            calls: Calls::new(MAX_PENDING),
             group: Mutex::new(group),
             messenger,
         };
@@ -162,18 +146,9 @@ impl Rpc {
         wait: Duration,
     ) -> Result<Reply, RpcError> {
         let to = node.0;
-        let corr = self.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut pending = self.pending.locked();
-            if pending.len() >= MAX_PENDING {
-                return Err(RpcError::Busy(pending.len()));
-            }
-            pending.insert(corr, tx);
-        }
-        let _slot = Slot { rpc: self, corr };
+        let call = self.calls.open().map_err(|f| RpcError::Busy(f.0))?;
         let env = Envelope {
-            corr,
+            corr: call.corr,
             from: self.id,
             group: self.group(),
             body,
@@ -184,7 +159,7 @@ impl Rpc {
                 .send_auto(node, KIND_REQUEST, bytes)
                 .await
                 .map_err(|e| RpcError::Unreachable(to, e.reason.to_string()))?;
-            rx.await.map_err(|_| RpcError::Timeout(to, wait))
+            call.reply().await.ok_or(RpcError::Timeout(to, wait))
         };
         tokio::time::timeout(wait, exchange)
             .await
@@ -193,9 +168,7 @@ impl Rpc {
 
     /// A reply arrived: hands it to its caller, if it still waits.
     pub(crate) fn answered(&self, corr: u64, reply: Reply) {
-        if let Some(tx) = self.pending.locked().remove(&corr) {
-            let _ = tx.send(reply);
-        }
+        self.calls.answered(corr, reply);
     }
 
     /// Sends `reply` to request `corr` from `to`.

@@ -1,0 +1,111 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::NodeId;
+
+fn nodes(ids: &[u64]) -> Vec<NodeId> {
+    ids.iter().map(|i| NodeId(*i)).collect()
+}
+
+#[test]
+fn holders_are_distinct_owner_first_and_bounded() {
+    let m = nodes(&[1, 2, 3, 4, 5]);
+    let h = holders(b"k", &m, 2);
+    assert_eq!(h.len(), 3);
+    let mut d = h.clone();
+    d.dedup();
+    assert_eq!(d.len(), 3);
+    // More replicas than members: every member, once.
+    assert_eq!(holders(b"k", &m, 9).len(), 5);
+    assert!(holders(b"k", &[], 1).is_empty());
+    // The owner is the process manager's rendezvous winner for the same bytes.
+    let owner = crate::process::placement::rendezvous("k", m.iter().copied());
+    assert_eq!(Some(h[0]), owner);
+}
+
+#[test]
+fn a_clock_stamps_after_what_it_made_and_saw() {
+    let mut a = Clock::new(NodeId(1));
+    let v1 = a.stamp(1_000);
+    let v2 = a.stamp(1_000);
+    assert!(v2 > v1);
+    // The wall clock went back: the stamp still moves forward.
+    let v3 = a.stamp(10);
+    assert!(v3 > v2);
+    let mut b = Clock::new(NodeId(2));
+    b.observe(v3);
+    let v4 = b.stamp(5);
+    assert!(v3.is_superseded_by(v4));
+    assert!(!v4.is_superseded_by(v3));
+    // A restarted node (a new clock) stamps after its old writes once the
+    // wall clock has moved on.
+    let mut again = Clock::new(NodeId(1));
+    assert!(again.stamp(2_000) > v2);
+}
+
+proptest! {
+    /// Any order of the members gives the same holders.
+    #[test]
+    fn holders_ignore_member_order(ids in proptest::collection::hash_set(1u64..1_000, 1..12), key in any::<Vec<u8>>(), r in 0usize..4) {
+        let mut m: Vec<NodeId> = ids.into_iter().map(NodeId).collect();
+        let a = holders(&key, &m, r);
+        m.reverse();
+        prop_assert_eq!(&a, &holders(&key, &m, r));
+        m.sort();
+        prop_assert_eq!(&a, &holders(&key, &m, r));
+    }
+
+    /// A node joining changes a key's holders only by taking a place:
+    /// the old holders keep their order, the last one may drop out.
+    #[test]
+    fn a_join_moves_only_what_the_newcomer_takes(ids in proptest::collection::hash_set(1u64..1_000, 1..10), new in 1_000u64..2_000, key in any::<Vec<u8>>(), r in 0usize..3) {
+        let before: Vec<NodeId> = ids.into_iter().map(NodeId).collect();
+        let mut after = before.clone();
+        after.push(NodeId(new));
+        let old = holders(&key, &before, r);
+        let now = holders(&key, &after, r);
+        let kept: Vec<NodeId> = now.iter().copied().filter(|n| n.0 != new).collect();
+        prop_assert!(old.starts_with(&kept), "{:?} then {:?}", old, now);
+    }
+
+    /// After any change of members, every new holder that lacks the key is
+    /// sent it by every old holder still present, and an old holder keeps
+    /// its copy exactly when it is still a holder.
+    #[test]
+    fn handoff_reaches_every_new_holder(
+        before in proptest::collection::hash_set(1u64..40, 1..8),
+        after in proptest::collection::hash_set(1u64..40, 1..8),
+        key in any::<Vec<u8>>(),
+        r in 0usize..3,
+    ) {
+        let before: Vec<NodeId> = before.into_iter().map(NodeId).collect();
+        let after: Vec<NodeId> = after.into_iter().map(NodeId).collect();
+        let old = holders(&key, &before, r);
+        let new = holders(&key, &after, r);
+        for me in old.iter().filter(|n| after.contains(n)) {
+            let h = handoff(*me, &old, &new);
+            prop_assert_eq!(h.keep, new.contains(me));
+            for n in &new {
+                if n != me && !old.contains(n) {
+                    prop_assert!(h.send_to.contains(n), "{:?} not sent to {:?}", me, n);
+                }
+            }
+            prop_assert!(!h.send_to.contains(me));
+        }
+        // A node holding a copy it should not hold sends it to every
+        // holder and drops it.
+        if let Some(stray) = (40u64..50).map(NodeId).find(|n| !new.contains(n)) {
+            let h = handoff(stray, &new, &new);
+            prop_assert!(!h.keep);
+            prop_assert_eq!(&h.send_to, &new);
+        }
+    }
+
+    /// Versions are a total order that every node agrees on.
+    #[test]
+    fn versions_order_totally(a in any::<(u64, u64)>(), b in any::<(u64, u64)>()) {
+        let va = Version { stamp: a.0, node: NodeId(a.1) };
+        let vb = Version { stamp: b.0, node: NodeId(b.1) };
+        prop_assert!(va == vb || va.is_superseded_by(vb) != vb.is_superseded_by(va));
+    }
+}

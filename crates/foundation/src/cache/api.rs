@@ -1,0 +1,200 @@
+//! The typed handle: `node.cache::<K, V>(name, options)`.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::error::CacheError;
+use super::options::Tier;
+use super::route;
+use super::shared::Shared;
+use super::store::{CacheStats, Entry, Store};
+use crate::id::NodeId;
+
+/// A cache of `V` by `K`, spread over the cluster by its [`Tier`]. Keys
+/// and values travel serialized (postcard), so any serde type works.
+/// Clone it freely.
+pub struct Cache<K, V> {
+    shared: Arc<Shared>,
+    store: Arc<Store>,
+    _types: PhantomData<fn(K) -> V>,
+}
+
+impl<K, V> Clone for Cache<K, V> {
+    fn clone(&self) -> Self {
+        Cache {
+            shared: self.shared.clone(),
+            store: self.store.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for Cache<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache").field("store", &self.store).finish()
+    }
+}
+
+impl<K: Serialize, V: Serialize + DeserializeOwned> Cache<K, V> {
+    pub(crate) fn new(shared: Arc<Shared>, store: Arc<Store>) -> Self {
+        Cache {
+            shared,
+            store,
+            _types: PhantomData,
+        }
+    }
+
+    /// The cache's name.
+    pub fn name(&self) -> &str {
+        &self.store.name
+    }
+
+    /// Where the cache keeps its keys.
+    pub fn tier(&self) -> Tier {
+        self.store.options.tier
+    }
+
+    fn key(&self, key: &K) -> Result<Bytes, CacheError> {
+        postcard::to_allocvec(key)
+            .map(Bytes::from)
+            .map_err(|e| self.encode_error(&e))
+    }
+
+    fn encode_error(&self, e: &postcard::Error) -> CacheError {
+        CacheError::Encode {
+            cache: self.store.name.clone(),
+            detail: e.to_string(),
+        }
+    }
+
+    fn value(&self, entry: Entry) -> Result<Option<V>, CacheError> {
+        let Some(bytes) = entry.value else {
+            return Ok(None);
+        };
+        postcard::from_bytes(&bytes)
+            .map(Some)
+            .map_err(|e| CacheError::Decode {
+                cache: self.store.name.clone(),
+                detail: e.to_string(),
+            })
+    }
+
+    /// The value under `key`, if any.
+    pub async fn get(&self, key: &K) -> Result<Option<V>, CacheError> {
+        let key = self.key(key)?;
+        match route::get(&self.shared, &self.store, &key).await? {
+            Some(e) => self.value(e),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether a value is stored under `key`.
+    pub async fn contains(&self, key: &K) -> Result<bool, CacheError> {
+        let key = self.key(key)?;
+        Ok(route::get(&self.shared, &self.store, &key).await?.is_some())
+    }
+
+    /// Stores `value` under `key` with the cache's default TTL. Returns
+    /// once the key's owner has stored it and its replicas have taken the
+    /// copy or failed to answer within the timeout.
+    pub async fn put(&self, key: &K, value: &V) -> Result<(), CacheError> {
+        self.put_ttl(key, value, self.store.options.ttl).await
+    }
+
+    /// [`Cache::put`] with its own time to live.
+    pub async fn put_with_ttl(&self, key: &K, value: &V, ttl: Duration) -> Result<(), CacheError> {
+        self.put_ttl(key, value, Some(ttl)).await
+    }
+
+    async fn put_ttl(&self, key: &K, value: &V, ttl: Option<Duration>) -> Result<(), CacheError> {
+        let key = self.key(key)?;
+        let value = postcard::to_allocvec(value)
+            .map(Bytes::from)
+            .map_err(|e| self.encode_error(&e))?;
+        let ttl_ms = ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        route::write(&self.shared, &self.store, key, Some(value), ttl_ms).await
+    }
+
+    /// Deletes `key` on every holder.
+    pub async fn delete(&self, key: &K) -> Result<(), CacheError> {
+        let key = self.key(key)?;
+        route::write(&self.shared, &self.store, key, None, None).await
+    }
+
+    /// The values under `keys`, in order, asked concurrently.
+    pub async fn get_many<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k K>,
+    ) -> Result<Vec<Option<V>>, CacheError>
+    where
+        K: 'k,
+    {
+        join_all(keys.into_iter().map(|k| self.get(k)))
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// Stores every pair, concurrently; the first error is returned once
+    /// all have finished.
+    pub async fn put_many<'e>(
+        &self,
+        entries: impl IntoIterator<Item = (&'e K, &'e V)>,
+    ) -> Result<(), CacheError>
+    where
+        K: 'e,
+        V: 'e,
+    {
+        join_all(entries.into_iter().map(|(k, v)| self.put(k, v)))
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// Drops this node's own copy of `key` (the local tier's entry, or a
+    /// replica's copy), leaving the other holders' copies: the next read
+    /// here asks the owner. To remove a key everywhere, use
+    /// [`Cache::delete`].
+    pub fn invalidate(&self, key: &K) -> Result<(), CacheError> {
+        let key = self.key(key)?;
+        self.store.forget(&key);
+        Ok(())
+    }
+
+    /// Drops every entry of the cache on every active member.
+    pub async fn clear(&self) -> Result<(), CacheError> {
+        route::clear(&self.shared, &self.store).await
+    }
+
+    /// This node's counters for the cache.
+    pub fn stats(&self) -> CacheStats {
+        self.store.stats()
+    }
+
+    /// The node that owns `key` now, as this node places it.
+    pub fn owner_of(&self, key: &K) -> Result<NodeId, CacheError> {
+        Ok(self.holders_of(key)?[0])
+    }
+
+    /// Every holder of `key`, owner first.
+    pub fn holders_of(&self, key: &K) -> Result<Vec<NodeId>, CacheError> {
+        let key = self.key(key)?;
+        match self.store.options.tier {
+            Tier::Local => Ok(vec![self.shared.me()]),
+            tier => Ok(self.shared.holders(tier, &key)),
+        }
+    }
+
+    /// The moka cache holding this node's entries (reach-through, ADR
+    /// 001): keys are the postcard encoding of `K`, entries carry the
+    /// encoded value (none for a delete's tombstone) and its version.
+    pub fn local(&self) -> &moka::sync::Cache<Bytes, Entry> {
+        &self.store.moka
+    }
+}

@@ -1,0 +1,121 @@
+//! How a cache is spread and bounded: its tier, replicas and limits.
+
+use std::time::Duration;
+
+/// Where a cache keeps its keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Tier {
+    /// This node only: a bounded moka cache, no traffic.
+    Local,
+    /// Each key has an owner and `replicas` more holders, by rendezvous
+    /// hashing over the active members. Reads go to the owner, or to the
+    /// next holder when the owner is suspect or does not answer.
+    Partitioned {
+        /// Copies beyond the owner's. With 0, a write acknowledged by the
+        /// owner alone is lost when the owner crashes.
+        replicas: usize,
+    },
+    /// Every node holds every key and reads locally. Writes go through
+    /// the key's owner, so concurrent writes to one key have one order.
+    Replicated,
+}
+
+impl Tier {
+    /// Copies beyond the owner's among `members` active members.
+    pub(crate) fn replicas(self, members: usize) -> usize {
+        match self {
+            Tier::Local => 0,
+            Tier::Partitioned { replicas } => replicas,
+            Tier::Replicated => members.saturating_sub(1),
+        }
+    }
+
+    /// Name in metrics and listings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Local => "local",
+            Tier::Partitioned { .. } => "partitioned",
+            Tier::Replicated => "replicated",
+        }
+    }
+}
+
+/// One cache's options. The defaults: partitioned with one replica,
+/// 100,000 entries per node, no expiry, 2 s per remote call.
+///
+/// The bounds apply on each node separately, and a node creates its part
+/// of a cache with the options of the first `node.cache()` call there;
+/// when a peer's request reaches a node first, the node uses
+/// [`CacheOptions::default`]'s bounds until then. Open a cache with the
+/// same options on every node.
+#[derive(Clone, Debug)]
+pub struct CacheOptions {
+    /// Where keys live.
+    pub tier: Tier,
+    /// Most entries this node keeps for the cache (least recently and
+    /// least frequently used go first: moka's TinyLFU).
+    pub max_entries: u64,
+    /// Bound by bytes (keys and values) instead of entries, when set.
+    pub max_bytes: Option<u64>,
+    /// Entries expire this long after they were written, unless a put
+    /// gives its own TTL.
+    pub ttl: Option<Duration>,
+    /// Entries expire after this long unread (time to idle).
+    pub tti: Option<Duration>,
+    /// Longest wait for a peer's answer.
+    pub timeout: Duration,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        CacheOptions {
+            tier: Tier::Partitioned { replicas: 1 },
+            max_entries: 100_000,
+            max_bytes: None,
+            ttl: None,
+            tti: None,
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl CacheOptions {
+    /// The defaults with `tier`.
+    pub fn tier(tier: Tier) -> Self {
+        CacheOptions {
+            tier,
+            ..CacheOptions::default()
+        }
+    }
+
+    /// Sets the bound in entries.
+    pub fn max_entries(mut self, n: u64) -> Self {
+        self.max_entries = n;
+        self
+    }
+
+    /// Bounds by bytes instead of entries.
+    pub fn max_bytes(mut self, n: u64) -> Self {
+        self.max_bytes = Some(n);
+        self
+    }
+
+    /// Sets the default time to live.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Sets the time to idle.
+    pub fn tti(mut self, tti: Duration) -> Self {
+        self.tti = Some(tti);
+        self
+    }
+
+    /// Sets the remote call timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}

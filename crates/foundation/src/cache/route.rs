@@ -1,0 +1,249 @@
+//! Where each operation goes: reads to the owner (or the next holder),
+//! writes through the owner, which stamps them and copies them to the
+//! other holders before it answers.
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+
+use super::error::CacheError;
+use super::options::Tier;
+use super::shared::Shared;
+use super::store::{Entry, Store};
+use super::wire::{Op, Reply, Spread, MAX_BATCH};
+use crate::id::NodeId;
+use crate::locks::RwLocked;
+
+/// The spread a tier's requests carry.
+pub(crate) fn spread(tier: Tier) -> Spread {
+    match tier {
+        Tier::Replicated => Spread::Everywhere,
+        other => Spread::Replicas(u32::try_from(other.replicas(0)).unwrap_or(u32::MAX)),
+    }
+}
+
+/// The entry under `key`: from this node for the local and replicated
+/// tiers (the owner is asked on a replicated miss), else from the first
+/// holder that answers. Counts the hit or miss.
+pub(crate) async fn get(
+    shared: &Shared,
+    store: &Store,
+    key: &Bytes,
+) -> Result<Option<Entry>, CacheError> {
+    let tier = store.options.tier;
+    let found = match tier {
+        Tier::Local => store.entry(key),
+        Tier::Replicated => match store.entry(key) {
+            Some(e) => Some(e),
+            None => from_holders(shared, store, key, true).await?,
+        },
+        Tier::Partitioned { .. } => from_holders(shared, store, key, false).await?,
+    };
+    let live = found.filter(|e| e.value.is_some());
+    store.count(live.is_some());
+    Ok(live)
+}
+
+async fn from_holders(
+    shared: &Shared,
+    store: &Store,
+    key: &Bytes,
+    owner_only: bool,
+) -> Result<Option<Entry>, CacheError> {
+    let me = shared.me();
+    let mut order = shared.read_order(store.options.tier, key);
+    if owner_only {
+        order.truncate(1);
+    }
+    let mut tried = Vec::new();
+    for h in order {
+        if h == me {
+            return Ok(store.entry(key));
+        }
+        match shared.call(store, h, Op::Get { key: key.clone() }).await {
+            Ok(Reply::Value(e)) => {
+                if let Some(e) = &e {
+                    shared.observe(e.version);
+                }
+                return Ok(e);
+            }
+            Ok(other) => tried.push((h, format!("answered {other:?}"))),
+            Err(e) => tried.push((h, e.why)),
+        }
+    }
+    Err(CacheError::Unavailable {
+        cache: store.name.clone(),
+        tried,
+        outcome_known: true,
+    })
+}
+
+/// Writes `value` (none: delete) under `key` through its owner. The local
+/// tier stamps and stores here. If the owner cannot be reached, the next
+/// holder takes the write as owner.
+pub(crate) async fn write(
+    shared: &Shared,
+    store: &Store,
+    key: Bytes,
+    value: Option<Bytes>,
+    ttl_ms: Option<u64>,
+) -> Result<(), CacheError> {
+    let tier = store.options.tier;
+    if tier == Tier::Local {
+        let entry = Entry {
+            value,
+            version: shared.stamp(),
+            ttl_ms,
+        };
+        store.apply(key, entry);
+        return Ok(());
+    }
+    let me = shared.me();
+    let mut tried = Vec::new();
+    let mut outcome_known = true;
+    for h in shared.read_order(tier, &key) {
+        if h == me {
+            write_as_owner(shared, store, key, value, ttl_ms).await;
+            return Ok(());
+        }
+        let op = Op::Write {
+            key: key.clone(),
+            value: value.clone(),
+            ttl_ms,
+        };
+        match shared.call(store, h, op).await {
+            Ok(Reply::Written { entry, .. }) => {
+                shared.observe(entry.version);
+                return Ok(());
+            }
+            Ok(other) => tried.push((h, format!("answered {other:?}"))),
+            Err(e) => {
+                outcome_known &= e.unsent;
+                tried.push((h, e.why));
+            }
+        }
+    }
+    Err(CacheError::Unavailable {
+        cache: store.name.clone(),
+        tried,
+        outcome_known,
+    })
+}
+
+/// Stamps and stores a write here, then copies it to the key's other
+/// holders and waits for them (each up to the cache's timeout). Answers
+/// the entry and how many holders took the copy.
+pub(crate) async fn write_as_owner(
+    shared: &Shared,
+    store: &Store,
+    key: Bytes,
+    value: Option<Bytes>,
+    ttl_ms: Option<u64>,
+) -> (Entry, u32) {
+    let me = shared.me();
+    let (entry, others) = {
+        // Placed and stored under one read of the placement: a handoff
+        // that changes it sees this entry afterwards.
+        let p = shared.placement.read_locked();
+        let entry = Entry {
+            value,
+            version: shared.stamp(),
+            ttl_ms,
+        };
+        store.apply(key.clone(), entry.clone());
+        let others: Vec<NodeId> = Shared::holders_in(&p, store.options.tier, &key)
+            .into_iter()
+            .filter(|n| *n != me)
+            .collect();
+        (entry, others)
+    };
+    if value_is_unreplicated(&others, store) {
+        metrics::counter!("foundation_cache_unreplicated_writes_total", "cache" => store.name.clone())
+            .increment(1);
+    }
+    let copies = copy_to(shared, store, &others, vec![(key, entry.clone())]).await;
+    let copies = copies.iter().filter(|ok| **ok).count();
+    if copies < others.len() {
+        metrics::counter!("foundation_cache_copies_missed_total", "cache" => store.name.clone())
+            .increment((others.len() - copies) as u64);
+    }
+    (entry, u32::try_from(copies).unwrap_or(u32::MAX))
+}
+
+fn value_is_unreplicated(others: &[NodeId], store: &Store) -> bool {
+    others.is_empty() && store.options.tier.replicas(2) > 0
+}
+
+/// Sends `entries` to each of `to` in batches; answers, per node, whether
+/// every batch was taken.
+pub(crate) async fn copy_to(
+    shared: &Shared,
+    store: &Store,
+    to: &[NodeId],
+    entries: Vec<(Bytes, Entry)>,
+) -> Vec<bool> {
+    let batches: Vec<Vec<(Bytes, Entry)>> = entries
+        .chunks(MAX_BATCH)
+        .map(<[(Bytes, Entry)]>::to_vec)
+        .collect();
+    let sends = to.iter().map(|n| {
+        let batches = batches.clone();
+        async move {
+            for b in batches {
+                match shared.call(store, *n, Op::Store { entries: b }).await {
+                    Ok(Reply::Done) => {}
+                    Ok(other) => {
+                        tracing::debug!(node = %n, cache = %store.name, reply = ?other, "copy refused");
+                        return false;
+                    }
+                    Err(e) => {
+                        tracing::debug!(node = %n, cache = %store.name, why = %e.why, "copy not taken");
+                        return false;
+                    }
+                }
+            }
+            true
+        }
+    });
+    join_all(sends).await
+}
+
+/// Drops every entry of the cache on every active member.
+pub(crate) async fn clear(shared: &Shared, store: &Store) -> Result<(), CacheError> {
+    store.moka.invalidate_all();
+    if store.options.tier == Tier::Local {
+        return Ok(());
+    }
+    let me = shared.me();
+    let peers: Vec<NodeId> = shared
+        .placement
+        .read_locked()
+        .members
+        .iter()
+        .copied()
+        .filter(|n| *n != me)
+        .collect();
+    let asks = peers
+        .iter()
+        .map(|n| async move { (*n, shared.call(store, *n, Op::Clear).await) });
+    let mut tried = Vec::new();
+    let mut outcome_known = true;
+    for (n, r) in join_all(asks).await {
+        match r {
+            Ok(Reply::Done) => {}
+            Ok(other) => tried.push((n, format!("answered {other:?}"))),
+            Err(e) => {
+                outcome_known &= e.unsent;
+                tried.push((n, e.why));
+            }
+        }
+    }
+    if tried.is_empty() {
+        Ok(())
+    } else {
+        Err(CacheError::Unavailable {
+            cache: store.name.clone(),
+            tried,
+            outcome_known,
+        })
+    }
+}

@@ -1,0 +1,279 @@
+//! The distributed cache across in-process clusters: every tier reads its
+//! writes, a replica takes over from a killed owner, nodes joining one
+//! after another lose no acknowledged key, and bounds and TTLs hold.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use foundation::cache::{Cache, CacheOptions, Tier};
+use foundation::NodeId;
+use foundation_testkit::{assert_eventually, assert_eventually_async, Cluster};
+
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// Waits until every running node places keys over exactly the running
+/// nodes.
+async fn wait_placement(c: &Cluster) {
+    assert_eventually(
+        SETTLE,
+        "every node places keys over the running nodes",
+        || {
+            let running: Vec<NodeId> = {
+                let mut r: Vec<NodeId> = c.running().map(|n| n.id()).collect();
+                r.sort();
+                r
+            };
+            c.running().all(|n| n.caches().members() == running)
+        },
+    )
+    .await;
+}
+
+fn open(c: &Cluster, i: usize, name: &str, options: &CacheOptions) -> Cache<String, u64> {
+    c.node(i).cache(name, options.clone()).expect("open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tier_reads_its_writes_from_every_node() {
+    let c = Cluster::start(3).await.expect("cluster");
+    wait_placement(&c).await;
+    for (name, tier) in [
+        ("partitioned", Tier::Partitioned { replicas: 1 }),
+        ("unreplicated", Tier::Partitioned { replicas: 0 }),
+        ("replicated", Tier::Replicated),
+    ] {
+        let options = CacheOptions::tier(tier);
+        let caches: Vec<_> = (0..3).map(|i| open(&c, i, name, &options)).collect();
+        for (i, cache) in caches.iter().enumerate() {
+            for k in 0..20u64 {
+                let key = format!("{i}-{k}");
+                cache.put(&key, &k).await.expect("put");
+                // Read your write, here and on every other node.
+                for other in &caches {
+                    assert_eq!(other.get(&key).await.expect("get"), Some(k), "{name} {key}");
+                }
+            }
+        }
+        // The holders agree on where a key lives.
+        let holders: BTreeSet<Vec<NodeId>> = caches
+            .iter()
+            .map(|c| c.holders_of(&"0-0".to_owned()).expect("holders"))
+            .collect();
+        assert_eq!(holders.len(), 1, "{name}: {holders:?}");
+        let expected = match tier {
+            Tier::Partitioned { replicas } => replicas + 1,
+            _ => 3,
+        };
+        assert_eq!(holders.first().map(Vec::len), Some(expected), "{name}");
+        // Each holder has its copy the moment the put returned.
+        let key = "1-7".to_owned();
+        caches[2].put(&key, &700).await.expect("put");
+        let encoded = bytes::Bytes::from(postcard::to_allocvec(&key).expect("encode"));
+        for h in caches[0].holders_of(&key).expect("holders") {
+            let i = (0..3).find(|i| c.node(*i).id() == h).expect("a node");
+            let entry = caches[i]
+                .local()
+                .get(&encoded)
+                .expect("a copy on each holder");
+            assert_eq!(
+                entry.value.as_deref(),
+                Some(&postcard::to_allocvec(&700u64).expect("encode")[..])
+            );
+        }
+        // A delete reaches every node; many at once.
+        caches[1].delete(&key).await.expect("delete");
+        for cache in &caches {
+            assert_eq!(cache.get(&key).await.expect("get"), None, "{name}");
+            assert!(!cache.contains(&"1-7".to_owned()).await.expect("contains"));
+        }
+        let keys: Vec<String> = (0..10).map(|k| format!("many-{k}")).collect();
+        let values: Vec<u64> = (0..10).collect();
+        caches[0]
+            .put_many(keys.iter().zip(&values))
+            .await
+            .expect("put_many");
+        let got = caches[2].get_many(&keys).await.expect("get_many");
+        assert_eq!(got, values.iter().copied().map(Some).collect::<Vec<_>>());
+        // Clear empties it everywhere.
+        caches[2].clear().await.expect("clear");
+        for cache in &caches {
+            assert_eq!(cache.get(&keys[0]).await.expect("get"), None);
+        }
+        assert!(caches[0].stats().hits > 0 && caches[0].stats().misses > 0);
+    }
+    let listed = c.node(0).caches().list();
+    let names: Vec<&str> = listed.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["partitioned", "replicated", "unreplicated"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_serves_and_takes_over_when_the_owner_is_killed() {
+    let mut c = Cluster::start(3).await.expect("cluster");
+    wait_placement(&c).await;
+    let options =
+        CacheOptions::tier(Tier::Partitioned { replicas: 1 }).timeout(Duration::from_millis(500));
+    let caches: Vec<_> = (0..3).map(|i| open(&c, i, "sessions", &options)).collect();
+    let keys: Vec<String> = (0..300).map(|k| format!("s{k}")).collect();
+    for (k, key) in keys.iter().enumerate() {
+        caches[k % 3].put(key, &(k as u64)).await.expect("put");
+    }
+    let victim = c.node(1).id();
+    let owned: Vec<&String> = keys
+        .iter()
+        .filter(|k| caches[0].owner_of(k).expect("owner") == victim)
+        .collect();
+    assert!(owned.len() > 50, "node 1 owns {} of 300 keys", owned.len());
+    c.kill(1).await;
+    // Before membership has declared it down, a read falls back to the
+    // replica once the owner does not answer.
+    assert_eq!(
+        caches[0].get(owned[0]).await.expect("get"),
+        Some(keys.iter().position(|k| k == owned[0]).expect("index") as u64)
+    );
+    // Once it is down, the replicas own its keys; nothing is lost.
+    wait_placement(&c).await;
+    for i in [0usize, 2] {
+        for (k, key) in keys.iter().enumerate() {
+            assert_eq!(
+                caches[i].get(key).await.expect("get"),
+                Some(k as u64),
+                "node {i} key {key}"
+            );
+        }
+    }
+    // New writes to its keys have an owner again.
+    caches[2].put(owned[1], &9).await.expect("put");
+    assert_eq!(caches[0].get(owned[1]).await.expect("get"), Some(9));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_joining_one_after_another_lose_no_acknowledged_key() {
+    let mut c = Cluster::start(1).await.expect("cluster");
+    let options = CacheOptions::tier(Tier::Partitioned { replicas: 1 });
+    let writer = open(&c, 0, "joins", &options);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = {
+        let (writer, stop) = (writer.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for k in 0..100_000u64 {
+                if stop.is_cancelled() {
+                    break;
+                }
+                if writer.put(&format!("k{k}"), &k).await.is_ok() {
+                    acked.push(k);
+                }
+                if k % 16 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            acked
+        })
+    };
+    for i in 1..5 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        c.restart(i).await.expect("join");
+        c.node(i)
+            .cache::<String, u64>("joins", options.clone())
+            .expect("open");
+        c.wait_for_members(i + 1, SETTLE).await.expect("joined");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    let acked = task.await.expect("writer");
+    assert!(
+        acked.len() > 100,
+        "only {} writes acknowledged",
+        acked.len()
+    );
+    wait_placement(&c).await;
+    let readers: Vec<Cache<String, u64>> = (0..5).map(|i| open(&c, i, "joins", &options)).collect();
+    // Handoffs run after each view change: every acknowledged key is
+    // readable from every node once they have.
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        let mut missing = Vec::new();
+        for k in &acked {
+            for (i, r) in readers.iter().enumerate() {
+                if r.get(&format!("k{k}")).await.ok().flatten() != Some(*k) {
+                    missing.push((i, *k));
+                }
+            }
+            if missing.len() > 10 {
+                break;
+            }
+        }
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "acknowledged keys not readable (node, key): {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Every key has its two copies and no node keeps a stray one.
+    let total: u64 = readers
+        .iter()
+        .map(|r| {
+            r.local().run_pending_tasks();
+            r.local().iter().filter(|(_, e)| e.value.is_some()).count() as u64
+        })
+        .sum();
+    assert_eq!(total, 2 * acked.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounds_and_ttls_hold_on_each_node() {
+    let c = Cluster::start(1).await.expect("cluster");
+    let small = c
+        .node(0)
+        .cache::<u64, u64>("small", CacheOptions::tier(Tier::Local).max_entries(100))
+        .expect("open");
+    for k in 0..2_000u64 {
+        small.put(&k, &k).await.expect("put");
+    }
+    small.local().run_pending_tasks();
+    assert!(
+        small.local().entry_count() <= 100,
+        "{} entries",
+        small.local().entry_count()
+    );
+    assert!(small.stats().evictions > 0);
+    let by_bytes = c
+        .node(0)
+        .cache::<u64, Vec<u8>>(
+            "bytes",
+            CacheOptions::tier(Tier::Local).max_bytes(64 * 1024),
+        )
+        .expect("open");
+    for k in 0..200u64 {
+        by_bytes.put(&k, &vec![7u8; 1024]).await.expect("put");
+    }
+    by_bytes.local().run_pending_tasks();
+    assert!(by_bytes.local().weighted_size() <= 64 * 1024);
+    let short = c
+        .node(0)
+        .cache::<u64, u64>(
+            "short",
+            CacheOptions::tier(Tier::Partitioned { replicas: 1 }),
+        )
+        .expect("open");
+    short
+        .put_with_ttl(&1, &1, Duration::from_millis(100))
+        .await
+        .expect("put");
+    short.put(&2, &2).await.expect("put");
+    assert_eventually_async(SETTLE, "the entry with a TTL expires", || async {
+        short.get(&1).await.ok().flatten().is_none()
+    })
+    .await;
+    assert_eq!(short.get(&2).await.expect("get"), Some(2));
+    // Another type under the same name is a decode error, not a panic.
+    let wrong = c
+        .node(0)
+        .cache::<u64, String>("short", CacheOptions::default())
+        .expect("open");
+    let err = wrong.get(&2).await.expect_err("a u64 is not a string");
+    assert!(err.to_string().contains("does not decode"), "{err}");
+}
