@@ -277,3 +277,95 @@ async fn bounds_and_ttls_hold_on_each_node() {
     let err = wrong.get(&2).await.expect_err("a u64 is not a string");
     assert!(err.to_string().contains("does not decode"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_or_compute_runs_once_under_a_hundred_callers_on_three_nodes() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let c = Cluster::start(3).await.expect("cluster");
+    wait_placement(&c).await;
+    let options = CacheOptions::tier(Tier::Partitioned { replicas: 1 });
+    let caches: Vec<_> = (0..3).map(|i| open(&c, i, "computed", &options)).collect();
+    let runs = Arc::new(AtomicU64::new(0));
+    let callers = (0..100).map(|i| {
+        let (cache, runs) = (caches[i % 3].clone(), runs.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_compute(&"report".to_owned(), || async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Ok::<_, String>(42)
+                })
+                .await
+        })
+    });
+    for r in futures_util::future::join_all(callers).await {
+        assert_eq!(r.expect("caller").expect("value"), 42);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "computed more than once");
+    // A failed computation is its caller's error; the next caller computes.
+    let failed = caches[1]
+        .get_or_compute(&"flaky".to_owned(), || async {
+            Err::<u64, _>("backend down")
+        })
+        .await
+        .expect_err("the computation failed");
+    assert!(failed.to_string().contains("backend down"), "{failed}");
+    let ok = caches[2]
+        .get_or_compute(&"flaky".to_owned(), || async { Ok::<_, String>(7) })
+        .await
+        .expect("value");
+    assert_eq!(ok, 7);
+    assert_eq!(
+        caches[0].get(&"flaky".to_owned()).await.expect("get"),
+        Some(7)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_computes_when_the_computing_node_dies() {
+    let mut c = Cluster::start(3).await.expect("cluster");
+    wait_placement(&c).await;
+    let options = CacheOptions::tier(Tier::Partitioned { replicas: 1 });
+    let caches: Vec<_> = (0..3).map(|i| open(&c, i, "orphans", &options)).collect();
+    // A key owned by node 0, so the owner outlives the computing node.
+    let owner = c.node(0).id();
+    let key = (0..1000)
+        .map(|k| format!("job-{k}"))
+        .find(|k| caches[0].owner_of(k).expect("owner") == owner)
+        .expect("a key node 0 owns");
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let doomed = {
+        let (cache, key) = (caches[1].clone(), key.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_compute(&key, || async move {
+                    let _ = started_tx.send(());
+                    tokio::time::sleep(Duration::from_secs(120)).await;
+                    Ok::<_, String>(1)
+                })
+                .await
+        })
+    };
+    started.await.expect("node 1 computes");
+    let waiter = {
+        let (cache, key) = (caches[2].clone(), key.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_compute(&key, || async { Ok::<_, String>(2) })
+                .await
+        })
+    };
+    // Let the waiter reach the owner, then crash the computing node.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "the waiter did not wait");
+    c.kill(1).await;
+    let got = tokio::time::timeout(SETTLE, waiter)
+        .await
+        .expect("the waiter was answered")
+        .expect("task")
+        .expect("value");
+    assert_eq!(got, 2);
+    assert_eq!(caches[0].get(&key).await.expect("get"), Some(2));
+    doomed.abort();
+}

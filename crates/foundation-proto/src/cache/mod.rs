@@ -7,12 +7,16 @@
 //!   with a hybrid logical clock, so copies of one key on different nodes
 //!   agree on which write is the latest, across owner changes and
 //!   restarts.
+//! - [`Claims`]: single flight for `get_or_compute`: one computation of
+//!   a missing key at a time, the other callers waiting for its result.
 //! - [`handoff`]: when the member set changes, which new holders a node
 //!   sends a key it holds to, and whether it keeps its own copy.
 
+mod claims;
 mod placement;
 mod version;
 
+pub use claims::{Claimed, Claims, Outcome};
 pub use placement::{handoff, holders, Handoff};
 pub use version::{Clock, Version};
 

@@ -109,3 +109,116 @@ proptest! {
         prop_assert!(va == vb || va.is_superseded_by(vb) != vb.is_superseded_by(va));
     }
 }
+
+#[test]
+fn one_claim_at_a_time_and_waiters_learn_the_outcome() {
+    let t0 = std::time::Instant::now();
+    let lease = std::time::Duration::from_secs(5);
+    let mut c = Claims::new(2);
+    let (a, b, d) = (NodeId(1), NodeId(2), NodeId(3));
+    assert_eq!(c.claim(b"k", a, "a", t0, lease), Claimed::Granted);
+    assert_eq!(c.claim(b"k", b, "b", t0, lease), Claimed::Wait);
+    assert_eq!(c.claim(b"k", d, "d", t0, lease), Claimed::Wait);
+    // A release by a node that does not hold the claim changes nothing.
+    assert!(c.release(b"k", b, t0).is_empty());
+    // The holder gives up: the first waiter computes, the other waits on.
+    assert_eq!(c.release(b"k", a, t0), vec![("b", Outcome::Granted)]);
+    // The new holder dies: the last waiter computes.
+    assert_eq!(c.node_down(b, t0), vec![("d", Outcome::Granted)]);
+    assert_eq!(c.claim(b"k", a, "a2", t0, lease), Claimed::Wait);
+    // The value is stored: every waiter reads it, and the claim is gone.
+    assert_eq!(c.stored(b"k"), vec![("a2", Outcome::Stored)]);
+    assert!(c.is_empty());
+    // The table is bounded.
+    assert_eq!(c.claim(b"x", a, "x", t0, lease), Claimed::Granted);
+    assert_eq!(c.claim(b"y", a, "y", t0, lease), Claimed::Granted);
+    assert_eq!(c.claim(b"z", a, "z", t0, lease), Claimed::Full);
+    // A lease that runs out passes the claim on; with no waiter it ends.
+    assert_eq!(c.claim(b"x", b, "bx", t0, lease), Claimed::Wait);
+    assert_eq!(c.next_expiry(), Some(t0 + lease));
+    let later = t0 + lease;
+    let mut expired = c.expire(later);
+    expired.sort_by_key(|(w, _)| *w);
+    assert_eq!(expired, vec![("bx", Outcome::Granted)]);
+    assert_eq!(c.len(), 1);
+    assert!(c.expire(later + lease).is_empty());
+    assert!(c.is_empty());
+}
+
+proptest! {
+    /// Whatever happens, at most one node holds a key's claim, a waiter
+    /// is answered at most once, and the table holds a claim exactly when
+    /// a model of it says someone computes.
+    #[test]
+    fn at_most_one_holder_and_no_waiter_forgotten(ops in proptest::collection::vec((0u8..5, 1u64..5, 0u64..20), 1..80)) {
+        let lease = std::time::Duration::from_millis(100);
+        let t0 = std::time::Instant::now();
+        let mut c: Claims<u32> = Claims::new(16);
+        // The model: who computes, until when, and who waits.
+        let mut holder: Option<(NodeId, std::time::Instant)> = None;
+        let mut waiting: Vec<(u32, NodeId)> = Vec::new();
+        let mut next = 0u32;
+        for (op, node, ms) in ops {
+            let now = t0 + std::time::Duration::from_millis(ms * 10);
+            let node = NodeId(node);
+            let answered = match op {
+                0 => {
+                    next += 1;
+                    match c.claim(b"k", node, next, now, lease) {
+                        Claimed::Granted => {
+                            prop_assert!(holder.is_none());
+                            holder = Some((node, now + lease));
+                        }
+                        Claimed::Wait => {
+                            prop_assert!(holder.is_some());
+                            waiting.push((next, node));
+                        }
+                        Claimed::Full => prop_assert!(false, "one key cannot fill 16"),
+                    }
+                    Vec::new()
+                }
+                1 => {
+                    holder = None;
+                    let r = c.stored(b"k");
+                    prop_assert!(r.iter().all(|(_, o)| *o == Outcome::Stored));
+                    prop_assert_eq!(r.len(), waiting.len());
+                    waiting.clear();
+                    Vec::new()
+                }
+                2 => {
+                    if holder.is_some_and(|(h, _)| h == node) {
+                        holder = None;
+                    }
+                    c.release(b"k", node, now)
+                }
+                3 => {
+                    waiting.retain(|(_, n)| *n != node);
+                    if holder.is_some_and(|(h, _)| h == node) {
+                        holder = None;
+                    }
+                    c.node_down(node, now)
+                }
+                _ => {
+                    if holder.is_some_and(|(_, until)| until <= now) {
+                        holder = None;
+                    }
+                    c.expire(now)
+                }
+            };
+            for (w, outcome) in answered {
+                prop_assert_eq!(outcome, Outcome::Granted);
+                prop_assert!(holder.is_none(), "granted while {:?} computes", holder);
+                prop_assert_eq!(waiting.first().map(|(x, _)| *x), Some(w), "not the first waiter");
+                let (_, n) = waiting.remove(0);
+                holder = Some((n, now + lease));
+            }
+            if holder.is_none() {
+                // No one computes: a claim left behind would block the key.
+                prop_assert!(waiting.is_empty());
+                prop_assert!(c.is_empty());
+            } else {
+                prop_assert_eq!(c.len(), 1);
+            }
+        }
+    }
+}

@@ -14,6 +14,7 @@ use super::options::Tier;
 use super::route;
 use super::shared::Shared;
 use super::store::{CacheStats, Entry, Store};
+use super::wire::Claim;
 use crate::id::NodeId;
 
 /// A cache of `V` by `K`, spread over the cluster by its [`Tier`]. Keys
@@ -155,6 +156,99 @@ impl<K: Serialize, V: Serialize + DeserializeOwned> Cache<K, V> {
             .await
             .into_iter()
             .collect()
+    }
+
+    /// The value under `key`, or the value `compute` gives, stored.
+    ///
+    /// On a miss, one caller at a time across the cluster computes a key:
+    /// the key's owner grants the claim to the first caller and holds the
+    /// others until the value is stored, then they read it. If the
+    /// computing node dies, fails (`compute` returns an error) or holds
+    /// the claim past `compute_timeout`, the next waiting caller computes
+    /// instead; a failed computation is [`CacheError::Compute`] for its
+    /// own caller only. A caller that waits longer than `compute_timeout`
+    /// plus `timeout` gets [`CacheError::ComputeTimedOut`].
+    ///
+    /// One at a time holds while the members hold still: if the owner
+    /// changes during a computation, the new owner knows no claim and a
+    /// second caller may compute.
+    pub async fn get_or_compute<F, Fut, E>(&self, key: &K, compute: F) -> Result<V, CacheError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<V, E>>,
+        E: std::fmt::Display,
+    {
+        let k = self.key(key)?;
+        let options = &self.store.options;
+        let waited = options.compute_timeout + options.timeout;
+        let deadline = tokio::time::Instant::now() + waited;
+        if matches!(options.tier, Tier::Local | Tier::Replicated) {
+            if let Some(e) = self.store.entry(&k).filter(|e| e.value.is_some()) {
+                self.store.count(true);
+                return self.present(e);
+            }
+        }
+        let mut compute = Some(compute);
+        loop {
+            match route::claim(&self.shared, &self.store, &k).await? {
+                Claim::Value(Some(e)) if e.value.is_some() => {
+                    self.store.count(true);
+                    return self.present(e);
+                }
+                Claim::Granted => {
+                    self.store.count(false);
+                    let Some(f) = compute.take() else {
+                        // Granted twice: the value stored for the first
+                        // grant was gone at once. Claim no more.
+                        route::release(&self.shared, &self.store, &k).await;
+                        break;
+                    };
+                    return match f().await {
+                        Ok(v) => {
+                            if let Err(e) = self.put(key, &v).await {
+                                tracing::debug!(cache = %self.store.name, error = %e, "computed value not stored");
+                                route::release(&self.shared, &self.store, &k).await;
+                            }
+                            Ok(v)
+                        }
+                        Err(e) => {
+                            route::release(&self.shared, &self.store, &k).await;
+                            Err(CacheError::Compute {
+                                cache: self.store.name.clone(),
+                                detail: e.to_string(),
+                            })
+                        }
+                    };
+                }
+                Claim::Full => {
+                    return Err(CacheError::Unavailable {
+                        cache: self.store.name.clone(),
+                        tried: vec![(
+                            self.owner_of(key)?,
+                            "too many keys are being computed".into(),
+                        )],
+                        outcome_known: true,
+                    })
+                }
+                // Deleted or gone the moment it was stored, or the
+                // owner's wait ran out: claim again, gently.
+                Claim::Value(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+        }
+        Err(CacheError::ComputeTimedOut {
+            cache: self.store.name.clone(),
+            waited,
+        })
+    }
+
+    fn present(&self, e: Entry) -> Result<V, CacheError> {
+        self.value(e)?.ok_or_else(|| CacheError::Decode {
+            cache: self.store.name.clone(),
+            detail: "a value without bytes".into(),
+        })
     }
 
     /// Drops this node's own copy of `key` (the local tier's entry, or a

@@ -35,6 +35,24 @@ pub enum CacheError {
         /// may be stored.
         outcome_known: bool,
     },
+    /// The computation of `get_or_compute` failed; the key stays unset and
+    /// the next caller computes.
+    #[error("cache {cache:?}: the computation failed: {detail}")]
+    Compute {
+        /// The cache.
+        cache: String,
+        /// The computation's error.
+        detail: String,
+    },
+    /// `get_or_compute` waited its whole time for another caller's
+    /// computation.
+    #[error("cache {cache:?}: no value within {waited:?} while another caller computed it (options.compute_timeout)")]
+    ComputeTimedOut {
+        /// The cache.
+        cache: String,
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
     /// This node already has the most caches it keeps.
     #[error("cache {cache:?}: this node already has {limit} caches (the limit)")]
     TooManyCaches {

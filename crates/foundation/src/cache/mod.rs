@@ -54,6 +54,7 @@ mod options;
 mod route;
 mod server;
 mod shared;
+mod single_flight;
 mod store;
 mod wire;
 
@@ -92,6 +93,11 @@ pub(crate) fn start(
     let shared = Arc::new(Shared::new(messenger));
     let tasks = shared.messenger.tasks.clone();
     tasks.spawn(server::serve(shared.clone(), inbox, cancel.clone()));
+    tasks.spawn(single_flight::run(
+        shared.clone(),
+        members.resubscribe(),
+        cancel.clone(),
+    ));
     tasks.spawn(handoff::run(shared.clone(), members, cancel));
     shared
 }

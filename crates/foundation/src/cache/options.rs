@@ -42,7 +42,8 @@ impl Tier {
 }
 
 /// One cache's options. The defaults: partitioned with one replica,
-/// 100,000 entries per node, no expiry, 2 s per remote call.
+/// 100,000 entries per node, no expiry, 2 s per remote call, 30 s per
+/// `get_or_compute` computation.
 ///
 /// The bounds apply on each node separately, and a node creates its part
 /// of a cache with the options of the first `node.cache()` call there;
@@ -65,6 +66,10 @@ pub struct CacheOptions {
     pub tti: Option<Duration>,
     /// Longest wait for a peer's answer.
     pub timeout: Duration,
+    /// How long one `get_or_compute` computation may hold a key's claim
+    /// before a waiting caller computes instead; callers wait at most
+    /// this plus `timeout` for a value.
+    pub compute_timeout: Duration,
 }
 
 impl Default for CacheOptions {
@@ -76,6 +81,7 @@ impl Default for CacheOptions {
             ttl: None,
             tti: None,
             timeout: Duration::from_secs(2),
+            compute_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -110,6 +116,12 @@ impl CacheOptions {
     /// Sets the time to idle.
     pub fn tti(mut self, tti: Duration) -> Self {
         self.tti = Some(tti);
+        self
+    }
+
+    /// Sets how long one computation may hold a key's claim.
+    pub fn compute_timeout(mut self, t: Duration) -> Self {
+        self.compute_timeout = t;
         self
     }
 

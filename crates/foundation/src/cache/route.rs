@@ -9,7 +9,7 @@ use super::error::CacheError;
 use super::options::Tier;
 use super::shared::Shared;
 use super::store::{Entry, Store};
-use super::wire::{Op, Reply, Spread, MAX_BATCH};
+use super::wire::{Claim, Op, Reply, Spread, MAX_BATCH};
 use crate::id::NodeId;
 use crate::locks::RwLocked;
 
@@ -94,7 +94,8 @@ pub(crate) async fn write(
             version: shared.stamp(),
             ttl_ms,
         };
-        store.apply(key, entry);
+        store.apply(key.clone(), entry);
+        shared.flight.stored(&store.name, &key);
         return Ok(());
     }
     let me = shared.me();
@@ -150,6 +151,7 @@ pub(crate) async fn write_as_owner(
             ttl_ms,
         };
         store.apply(key.clone(), entry.clone());
+        shared.flight.stored(&store.name, &key);
         let others: Vec<NodeId> = Shared::holders_in(&p, store.options.tier, &key)
             .into_iter()
             .filter(|n| *n != me)
@@ -245,5 +247,55 @@ pub(crate) async fn clear(shared: &Shared, store: &Store) -> Result<(), CacheErr
             tried,
             outcome_known,
         })
+    }
+}
+
+/// Claims `key` at its owner for `get_or_compute`: the value, the grant
+/// to compute it, or (after waiting for another caller's computation)
+/// nothing yet.
+pub(crate) async fn claim(
+    shared: &Shared,
+    store: &Store,
+    key: &Bytes,
+) -> Result<Claim, CacheError> {
+    let me = shared.me();
+    let owner = match store.options.tier {
+        Tier::Local => me,
+        tier => shared.read_order(tier, key)[0],
+    };
+    if owner == me {
+        return Ok(shared.flight.claim(store, key, me).await);
+    }
+    let wait = store.options.compute_timeout + store.options.timeout;
+    let op = Op::Claim { key: key.clone() };
+    match shared.call_for(store, owner, op, wait).await {
+        Ok(Reply::Claim(c)) => Ok(c),
+        Ok(other) => Err(CacheError::Unavailable {
+            cache: store.name.clone(),
+            tried: vec![(owner, format!("answered {other:?}"))],
+            outcome_known: true,
+        }),
+        Err(e) => Err(CacheError::Unavailable {
+            cache: store.name.clone(),
+            tried: vec![(owner, e.why)],
+            outcome_known: true,
+        }),
+    }
+}
+
+/// Gives up a claim on `key` (the computation failed).
+pub(crate) async fn release(shared: &Shared, store: &Store, key: &Bytes) {
+    let me = shared.me();
+    let owner = match store.options.tier {
+        Tier::Local => me,
+        tier => shared.read_order(tier, key)[0],
+    };
+    if owner == me {
+        shared.flight.release(&store.name, key, me);
+    } else if let Err(e) = shared
+        .call(store, owner, Op::Release { key: key.clone() })
+        .await
+    {
+        tracing::debug!(cache = %store.name, %owner, why = %e.why, "claim not released; it ends with its lease");
     }
 }

@@ -39,7 +39,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut inbox: Inbox, cancel: Cancell
                     let shared2 = shared.clone();
                     match slots.clone().try_acquire_owned() {
                         Ok(slot) => shared.messenger.tasks.spawn(async move {
-                            let reply = handle(&shared2, env.body).await;
+                            let reply = handle(&shared2, from, env.body).await;
                             send_reply(&shared2, from, env.corr, reply).await;
                             drop(slot);
                         }),
@@ -73,7 +73,7 @@ async fn send_reply(shared: &Shared, to: NodeId, corr: u64, body: Reply) {
 
 /// Serves one request. A request naming a cache this node cannot keep
 /// (the limit of caches) is answered as busy.
-pub(crate) async fn handle(shared: &Shared, req: Request) -> Reply {
+pub(crate) async fn handle(shared: &Shared, from: NodeId, req: Request) -> Reply {
     let Some(s) = shared.store_for_peer(&req.cache, req.spread) else {
         return Reply::Busy;
     };
@@ -92,6 +92,11 @@ pub(crate) async fn handle(shared: &Shared, req: Request) -> Reply {
         }
         Op::Clear => {
             s.moka.invalidate_all();
+            Reply::Done
+        }
+        Op::Claim { key } => Reply::Claim(shared.flight.claim(&s, &key, from).await),
+        Op::Release { key } => {
+            shared.flight.release(&s.name, &key, from);
             Reply::Done
         }
     }

@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     /// stored after the handoff has looked at the entries.
     pub(crate) placement: RwLock<Placement>,
     pub(crate) calls: Calls<Reply>,
+    /// `get_or_compute`'s claims on keys this node owns.
+    pub(crate) flight: super::single_flight::SingleFlight,
     clock: Mutex<Clock>,
 }
 
@@ -63,6 +65,7 @@ impl Shared {
             }),
             stores: RwLock::default(),
             calls: Calls::new(MAX_PENDING),
+            flight: Default::default(),
             messenger,
         }
     }
@@ -147,7 +150,17 @@ impl Shared {
 
     /// Sends `body` to `to` and waits up to `wait` for the reply.
     pub(crate) async fn call(&self, store: &Store, to: NodeId, op: Op) -> Result<Reply, NoAnswer> {
-        let wait = store.options.timeout;
+        self.call_for(store, to, op, store.options.timeout).await
+    }
+
+    /// [`Shared::call`] waiting up to `wait`.
+    pub(crate) async fn call_for(
+        &self,
+        store: &Store,
+        to: NodeId,
+        op: Op,
+        wait: std::time::Duration,
+    ) -> Result<Reply, NoAnswer> {
         let body = Request {
             cache: store.name.clone(),
             spread: super::route::spread(store.options.tier),

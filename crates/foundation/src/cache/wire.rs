@@ -70,6 +70,23 @@ pub(crate) enum Op {
     Store { entries: Vec<(Bytes, Entry)> },
     /// Drop every entry of the cache on this node.
     Clear,
+    /// `get_or_compute` on a miss: the value if the owner has it, else the
+    /// right to compute it, else wait for whoever computes it.
+    Claim { key: Bytes },
+    /// The computation failed: pass the claim on.
+    Release { key: Bytes },
+}
+
+/// The answer to a claim.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Claim {
+    /// The value is stored (or, when none, was deleted or expired at
+    /// once: claim again).
+    Value(Option<Entry>),
+    /// Compute it, then put it.
+    Granted,
+    /// Too many keys are being computed on the owner.
+    Full,
 }
 
 /// Answered by a peer.
@@ -81,6 +98,8 @@ pub(crate) enum Reply {
     Written { entry: Entry, copies: u32 },
     /// Copies kept or refused as older; clear done.
     Done,
+    /// A claim's answer.
+    Claim(Claim),
     /// Too many requests in progress on the peer.
     Busy,
 }
