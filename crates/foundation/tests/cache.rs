@@ -369,3 +369,77 @@ async fn a_waiter_computes_when_the_computing_node_dies() {
     assert_eq!(caches[0].get(&key).await.expect("get"), Some(2));
     doomed.abort();
 }
+
+/// A key owned by node `owner` that node `outsider` does not hold.
+fn key_owned_by(c: &Cluster, cache: &Cache<String, u64>, owner: usize, outsider: usize) -> String {
+    (0..10_000)
+        .map(|k| format!("key-{k}"))
+        .find(|k| {
+            let h = cache.holders_of(k).expect("holders");
+            h[0] == c.node(owner).id() && !h.contains(&c.node(outsider).id())
+        })
+        .expect("such a key")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_near_tier_serves_locally_and_never_serves_a_value_older_than_an_acknowledged_put() {
+    let c = Cluster::start(3).await.expect("cluster");
+    wait_placement(&c).await;
+    let options = CacheOptions::tier(Tier::Near { replicas: 1 });
+    let caches: Vec<_> = (0..3).map(|i| open(&c, i, "profiles", &options)).collect();
+    assert_eq!(caches[2].tier(), Tier::Near { replicas: 1 });
+    let key = key_owned_by(&c, &caches[0], 0, 2);
+    let encoded = bytes::Bytes::from(postcard::to_allocvec(&key).expect("encode"));
+    caches[0].put(&key, &1).await.expect("put");
+    assert_eq!(caches[2].get(&key).await.expect("get"), Some(1));
+    let near = caches[2].near().expect("a near tier");
+    assert!(near.contains_key(&encoded), "the fetched copy is kept near");
+    // A hit is served from the near tier: no request leaves the node.
+    let calls = caches[2].stats().remote_calls;
+    for _ in 0..10 {
+        assert_eq!(caches[2].get(&key).await.expect("get"), Some(1));
+    }
+    assert_eq!(caches[2].stats().remote_calls, calls);
+    // A write elsewhere: once acknowledged, no near tier serves the old
+    // value (the owner waited for the invalidations).
+    for v in 2..20u64 {
+        caches[(v % 2) as usize].put(&key, &v).await.expect("put");
+        for cache in &caches {
+            assert_eq!(cache.get(&key).await.expect("get"), Some(v));
+        }
+    }
+    // A delete too.
+    caches[1].delete(&key).await.expect("delete");
+    for cache in &caches {
+        assert_eq!(cache.get(&key).await.expect("get"), None);
+    }
+    let listed = c.node(2).caches().list();
+    assert_eq!(listed[0].tier, "near");
+    assert!(listed[0].near_entries.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_invalidation_is_repaired_by_reconciliation() {
+    let c = Cluster::start(3).await.expect("cluster");
+    wait_placement(&c).await;
+    let options = CacheOptions::tier(Tier::Near { replicas: 1 })
+        .reconcile(Duration::from_millis(300))
+        .timeout(Duration::from_millis(300));
+    let caches: Vec<_> = (0..3).map(|i| open(&c, i, "prices", &options)).collect();
+    let key = key_owned_by(&c, &caches[0], 0, 2);
+    caches[0].put(&key, &1).await.expect("put");
+    assert_eq!(caches[2].get(&key).await.expect("get"), Some(1));
+    // The owner's frames to node 2 are lost while the key is written.
+    let faults = c.node(0).raw().faults().clone();
+    faults.block_to([c.node(2).transport_addr()]);
+    caches[1].put(&key, &2).await.expect("put");
+    // Node 2 still serves the old copy: the invalidation was lost...
+    assert_eq!(caches[2].get(&key).await.expect("get"), Some(1));
+    faults.heal();
+    // ...until reconciliation finds it stale.
+    assert_eventually_async(SETTLE, "node 2's near copy is repaired", || async {
+        caches[2].get(&key).await.ok().flatten() == Some(2)
+    })
+    .await;
+    assert_eq!(caches[0].get(&key).await.expect("get"), Some(2));
+}

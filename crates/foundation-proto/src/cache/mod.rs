@@ -9,10 +9,13 @@
 //!   restarts.
 //! - [`Claims`]: single flight for `get_or_compute`: one computation of
 //!   a missing key at a time, the other callers waiting for its result.
+//! - [`near`]: when the near tier keeps a fetched copy and when an
+//!   invalidation drops one.
 //! - [`handoff`]: when the member set changes, which new holders a node
 //!   sends a key it holds to, and whether it keeps its own copy.
 
 mod claims;
+pub mod near;
 mod placement;
 mod version;
 

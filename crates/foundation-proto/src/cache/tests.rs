@@ -222,3 +222,67 @@ proptest! {
         }
     }
 }
+
+fn v(stamp: u64) -> Version {
+    Version {
+        stamp,
+        node: NodeId(1),
+    }
+}
+
+#[test]
+fn a_fetch_crossing_an_invalidation_is_not_kept() {
+    let mut f = near::Fetches::default();
+    let t = f.begin(b"k");
+    let other = f.begin(b"other");
+    // The write at 5 is invalidated while the fetch is out...
+    f.invalidated(b"k", v(5));
+    // ...so the old answer (3) is not kept, and a new one (5) would be.
+    assert!(!f.finish(t, Some(v(3))));
+    let t2 = f.begin(b"k");
+    f.invalidated(b"k", v(5));
+    assert!(f.finish(t2, Some(v(5))));
+    // Another key's fetch is untouched; a miss is never kept.
+    assert!(f.finish(other, Some(v(1))));
+    let t3 = f.begin(b"k");
+    assert!(!f.finish(t3, None));
+    let t4 = f.begin(b"k");
+    f.abandon(t4);
+    assert!(f.is_empty());
+    assert!(near::drops(v(3), v(5)));
+    assert!(!near::drops(v(5), v(5)));
+    assert!(!near::drops(v(6), v(5)));
+}
+
+proptest! {
+    /// Whatever the interleaving of fetch answers and invalidations, a
+    /// copy is kept exactly when it is at least as new as every
+    /// invalidation of its key that arrived while it was fetched, and
+    /// never one older than that.
+    #[test]
+    fn the_near_tier_never_keeps_a_copy_older_than_an_invalidation_it_crossed(
+        events in proptest::collection::vec((0u8..3, 1u64..50), 1..60),
+    ) {
+        let mut f = near::Fetches::default();
+        // Each open fetch with the newest invalidation it has crossed.
+        let mut open: Vec<(near::Ticket, Version)> = Vec::new();
+        for (op, stamp) in events {
+            match op {
+                0 => open.push((f.begin(b"k"), Version::ZERO)),
+                1 => {
+                    f.invalidated(b"k", v(stamp));
+                    for (_, crossed) in &mut open {
+                        *crossed = (*crossed).max(v(stamp));
+                    }
+                }
+                _ => {
+                    if let Some((t, crossed)) = open.pop() {
+                        let kept = f.finish(t, Some(v(stamp)));
+                        prop_assert_eq!(kept, v(stamp) >= crossed);
+                    }
+                }
+            }
+        }
+        prop_assert_eq!(f.len(), open.len());
+    }
+}

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::error::CacheError;
+use super::near::Near;
 use super::options::Tier;
 use super::route;
 use super::shared::Shared;
@@ -23,6 +24,7 @@ use crate::id::NodeId;
 pub struct Cache<K, V> {
     shared: Arc<Shared>,
     store: Arc<Store>,
+    near: Option<Arc<Near>>,
     _types: PhantomData<fn(K) -> V>,
 }
 
@@ -31,6 +33,7 @@ impl<K, V> Clone for Cache<K, V> {
         Cache {
             shared: self.shared.clone(),
             store: self.store.clone(),
+            near: self.near.clone(),
             _types: PhantomData,
         }
     }
@@ -43,10 +46,11 @@ impl<K, V> std::fmt::Debug for Cache<K, V> {
 }
 
 impl<K: Serialize, V: Serialize + DeserializeOwned> Cache<K, V> {
-    pub(crate) fn new(shared: Arc<Shared>, store: Arc<Store>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, store: Arc<Store>, near: Option<Arc<Near>>) -> Self {
         Cache {
             shared,
             store,
+            near,
             _types: PhantomData,
         }
     }
@@ -58,7 +62,10 @@ impl<K: Serialize, V: Serialize + DeserializeOwned> Cache<K, V> {
 
     /// Where the cache keeps its keys.
     pub fn tier(&self) -> Tier {
-        self.store.options.tier
+        match (&self.near, self.store.options.tier) {
+            (Some(_), Tier::Partitioned { replicas }) => Tier::Near { replicas },
+            (_, tier) => tier,
+        }
     }
 
     fn key(&self, key: &K) -> Result<Bytes, CacheError> {
@@ -89,7 +96,7 @@ impl<K: Serialize, V: Serialize + DeserializeOwned> Cache<K, V> {
     /// The value under `key`, if any.
     pub async fn get(&self, key: &K) -> Result<Option<V>, CacheError> {
         let key = self.key(key)?;
-        match route::get(&self.shared, &self.store, &key).await? {
+        match route::get(&self.shared, &self.store, self.near.as_deref(), &key).await? {
             Some(e) => self.value(e),
             None => Ok(None),
         }
@@ -98,7 +105,11 @@ impl<K: Serialize, V: Serialize + DeserializeOwned> Cache<K, V> {
     /// Whether a value is stored under `key`.
     pub async fn contains(&self, key: &K) -> Result<bool, CacheError> {
         let key = self.key(key)?;
-        Ok(route::get(&self.shared, &self.store, &key).await?.is_some())
+        Ok(
+            route::get(&self.shared, &self.store, self.near.as_deref(), &key)
+                .await?
+                .is_some(),
+        )
     }
 
     /// Stores `value` under `key` with the cache's default TTL. Returns
@@ -119,13 +130,32 @@ impl<K: Serialize, V: Serialize + DeserializeOwned> Cache<K, V> {
             .map(Bytes::from)
             .map_err(|e| self.encode_error(&e))?;
         let ttl_ms = ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
-        route::write(&self.shared, &self.store, key, Some(value), ttl_ms).await
+        self.written(
+            key.clone(),
+            route::write(&self.shared, &self.store, key, Some(value), ttl_ms).await,
+        )
+    }
+
+    /// After a write from here, this node's near copy is no older than it.
+    fn written(
+        &self,
+        key: Bytes,
+        r: Result<crate::cache::Version, CacheError>,
+    ) -> Result<(), CacheError> {
+        let version = r?;
+        if let Some(near) = &self.near {
+            near.invalidate(&key, version);
+        }
+        Ok(())
     }
 
     /// Deletes `key` on every holder.
     pub async fn delete(&self, key: &K) -> Result<(), CacheError> {
         let key = self.key(key)?;
-        route::write(&self.shared, &self.store, key, None, None).await
+        self.written(
+            key.clone(),
+            route::write(&self.shared, &self.store, key, None, None).await,
+        )
     }
 
     /// The values under `keys`, in order, asked concurrently.
@@ -182,6 +212,12 @@ impl<K: Serialize, V: Serialize + DeserializeOwned> Cache<K, V> {
         let options = &self.store.options;
         let waited = options.compute_timeout + options.timeout;
         let deadline = tokio::time::Instant::now() + waited;
+        if let Some(near) = &self.near {
+            if let Some(e) = near.get(&k) {
+                self.store.count(true);
+                return self.present(e);
+            }
+        }
         if matches!(options.tier, Tier::Local | Tier::Replicated) {
             if let Some(e) = self.store.entry(&k).filter(|e| e.value.is_some()) {
                 self.store.count(true);
@@ -251,13 +287,16 @@ impl<K: Serialize, V: Serialize + DeserializeOwned> Cache<K, V> {
         })
     }
 
-    /// Drops this node's own copy of `key` (the local tier's entry, or a
-    /// replica's copy), leaving the other holders' copies: the next read
-    /// here asks the owner. To remove a key everywhere, use
-    /// [`Cache::delete`].
+    /// Drops this node's own copy of `key`: the near tier's copy, or for
+    /// the other tiers this node's entry (the local tier's, or a holder's
+    /// copy), leaving the other holders' copies. To remove a key
+    /// everywhere, use [`Cache::delete`].
     pub fn invalidate(&self, key: &K) -> Result<(), CacheError> {
         let key = self.key(key)?;
-        self.store.forget(&key);
+        match &self.near {
+            Some(near) => near.moka.invalidate(&key),
+            None => self.store.forget(&key),
+        }
         Ok(())
     }
 
@@ -285,10 +324,16 @@ impl<K: Serialize, V: Serialize + DeserializeOwned> Cache<K, V> {
         }
     }
 
-    /// The moka cache holding this node's entries (reach-through, ADR
-    /// 001): keys are the postcard encoding of `K`, entries carry the
-    /// encoded value (none for a delete's tombstone) and its version.
+    /// The moka cache holding this node's entries as a holder
+    /// (reach-through, ADR 001): keys are the postcard encoding of `K`,
+    /// entries carry the encoded value (none for a delete's tombstone)
+    /// and its version.
     pub fn local(&self) -> &moka::sync::Cache<Bytes, Entry> {
         &self.store.moka
+    }
+
+    /// The near tier's moka cache, for a cache opened as [`Tier::Near`].
+    pub fn near(&self) -> Option<&moka::sync::Cache<Bytes, Entry>> {
+        self.near.as_ref().map(|n| &n.moka)
     }
 }

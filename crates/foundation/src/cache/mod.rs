@@ -7,7 +7,12 @@
 //!   rendezvous hashing over the active members (the placement rules are
 //!   in [`foundation_proto::cache`]). Reads go to the owner, or to the next
 //!   holder when the owner is suspect or does not answer;
-//! - **replicated**: every node holds every key and reads locally.
+//! - **replicated**: every node holds every key and reads locally;
+//! - **near**: a partitioned cache with a moka tier in front on each node
+//!   that opens it so. Owners push invalidations (with the write's
+//!   version) to the nodes that fetched a key, and each node checks its
+//!   near copies with their owners every `reconcile` period, so a copy
+//!   whose invalidation was lost is served at most that long.
 //!
 //! Writes go through the key's owner, which stamps them with a version
 //! (a hybrid logical clock), stores them, and copies them to the other
@@ -50,6 +55,7 @@
 mod api;
 mod error;
 mod handoff;
+mod near;
 mod options;
 mod route;
 mod server;
@@ -90,7 +96,7 @@ pub(crate) fn start(
     members: broadcast::Receiver<MemberEvent>,
     cancel: CancellationToken,
 ) -> Arc<Shared> {
-    let shared = Arc::new(Shared::new(messenger));
+    let shared = Arc::new(Shared::new(messenger, cancel.clone()));
     let tasks = shared.messenger.tasks.clone();
     tasks.spawn(server::serve(shared.clone(), inbox, cancel.clone()));
     tasks.spawn(single_flight::run(
@@ -108,10 +114,12 @@ pub(crate) fn start(
 pub struct CacheInfo {
     /// Its name.
     pub name: String,
-    /// `local`, `partitioned` or `replicated`.
+    /// `local`, `partitioned`, `near` or `replicated`.
     pub tier: &'static str,
-    /// Entries on this node.
+    /// Entries on this node as a holder.
     pub entries: u64,
+    /// Entries in this node's near tier, for a near cache.
+    pub near_entries: Option<u64>,
     /// Hits over gets on this node (0 before the first get).
     pub hit_rate: f64,
     /// Counters on this node.
@@ -137,10 +145,16 @@ impl Caches {
         V: Serialize + DeserializeOwned,
     {
         let store = self.shared.store(name, &options)?;
-        if store.options.tier != options.tier {
+        if route::spread(store.options.tier) != route::spread(options.tier)
+            || (store.options.tier == Tier::Local) != (options.tier == Tier::Local)
+        {
             tracing::warn!(cache = name, kept = ?store.options.tier, asked = ?options.tier, "cache already exists on this node with another tier; the first one is kept");
         }
-        Ok(Cache::new(self.shared.clone(), store))
+        let near = match options.tier {
+            Tier::Near { .. } => Some(self.shared.near(&store, &options)),
+            _ => None,
+        };
+        Ok(Cache::new(self.shared.clone(), store, near))
     }
 
     /// The members keys are placed over, as this node sees them now
@@ -159,9 +173,16 @@ impl Caches {
             .map(|s| {
                 let st = s.stats();
                 let gets = st.hits + st.misses;
+                let near = self.shared.near_of(&s.name);
                 CacheInfo {
                     name: s.name.clone(),
-                    tier: s.options.tier.as_str(),
+                    tier: match (&near, s.options.tier) {
+                        (Some(_), Tier::Partitioned { replicas }) => {
+                            Tier::Near { replicas }.as_str()
+                        }
+                        (_, tier) => tier.as_str(),
+                    },
+                    near_entries: near.map(|n| n.moka.entry_count()),
                     entries: st.entries,
                     hit_rate: if gets == 0 {
                         0.0

@@ -16,6 +16,16 @@ pub enum Tier {
         /// owner alone is lost when the owner crashes.
         replicas: usize,
     },
+    /// A partitioned cache with a local moka tier in front on each node
+    /// that opens it this way: reads are served from the near tier when
+    /// it holds the key. The owner pushes an invalidation to every node
+    /// that fetched a key when the key is written, and each node checks
+    /// its near copies against the owners every `reconcile` period, so a
+    /// copy whose invalidation was lost is served at most that long.
+    Near {
+        /// Copies beyond the owner's, as for [`Tier::Partitioned`].
+        replicas: usize,
+    },
     /// Every node holds every key and reads locally. Writes go through
     /// the key's owner, so concurrent writes to one key have one order.
     Replicated,
@@ -26,7 +36,7 @@ impl Tier {
     pub(crate) fn replicas(self, members: usize) -> usize {
         match self {
             Tier::Local => 0,
-            Tier::Partitioned { replicas } => replicas,
+            Tier::Partitioned { replicas } | Tier::Near { replicas } => replicas,
             Tier::Replicated => members.saturating_sub(1),
         }
     }
@@ -36,6 +46,7 @@ impl Tier {
         match self {
             Tier::Local => "local",
             Tier::Partitioned { .. } => "partitioned",
+            Tier::Near { .. } => "near",
             Tier::Replicated => "replicated",
         }
     }
@@ -43,7 +54,7 @@ impl Tier {
 
 /// One cache's options. The defaults: partitioned with one replica,
 /// 100,000 entries per node, no expiry, 2 s per remote call, 30 s per
-/// `get_or_compute` computation.
+/// `get_or_compute` computation, near copies checked every 5 s.
 ///
 /// The bounds apply on each node separately, and a node creates its part
 /// of a cache with the options of the first `node.cache()` call there;
@@ -70,6 +81,8 @@ pub struct CacheOptions {
     /// before a waiting caller computes instead; callers wait at most
     /// this plus `timeout` for a value.
     pub compute_timeout: Duration,
+    /// How often a near tier checks its copies against their owners.
+    pub reconcile: Duration,
 }
 
 impl Default for CacheOptions {
@@ -82,6 +95,7 @@ impl Default for CacheOptions {
             tti: None,
             timeout: Duration::from_secs(2),
             compute_timeout: Duration::from_secs(30),
+            reconcile: Duration::from_secs(5),
         }
     }
 }
@@ -122,6 +136,12 @@ impl CacheOptions {
     /// Sets how long one computation may hold a key's claim.
     pub fn compute_timeout(mut self, t: Duration) -> Self {
         self.compute_timeout = t;
+        self
+    }
+
+    /// Sets how often a near tier checks its copies with their owners.
+    pub fn reconcile(mut self, every: Duration) -> Self {
+        self.reconcile = every;
         self
     }
 

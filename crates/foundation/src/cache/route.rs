@@ -5,7 +5,10 @@
 use bytes::Bytes;
 use futures_util::future::join_all;
 
+use foundation_proto::cache::Version;
+
 use super::error::CacheError;
+use super::near::Near;
 use super::options::Tier;
 use super::shared::Shared;
 use super::store::{Entry, Store};
@@ -22,21 +25,34 @@ pub(crate) fn spread(tier: Tier) -> Spread {
 }
 
 /// The entry under `key`: from this node for the local and replicated
-/// tiers (the owner is asked on a replicated miss), else from the first
-/// holder that answers. Counts the hit or miss.
+/// tiers (the owner is asked on a replicated miss), from the near tier
+/// when it holds it, else from the first holder that answers. Counts the
+/// hit or miss.
 pub(crate) async fn get(
     shared: &Shared,
     store: &Store,
+    near: Option<&Near>,
     key: &Bytes,
 ) -> Result<Option<Entry>, CacheError> {
     let tier = store.options.tier;
-    let found = match tier {
-        Tier::Local => store.entry(key),
-        Tier::Replicated => match store.entry(key) {
+    let found = match (tier, near) {
+        (_, Some(near)) => match near.get(key) {
             Some(e) => Some(e),
-            None => from_holders(shared, store, key, true).await?,
+            None => {
+                let fetch = near.begin(key);
+                let found = from_holders(shared, store, key, false, true).await?;
+                fetch.finish(key.clone(), found.as_ref());
+                found
+            }
         },
-        Tier::Partitioned { .. } => from_holders(shared, store, key, false).await?,
+        (Tier::Local, None) => store.entry(key),
+        (Tier::Replicated, None) => match store.entry(key) {
+            Some(e) => Some(e),
+            None => from_holders(shared, store, key, true, false).await?,
+        },
+        (Tier::Partitioned { .. } | Tier::Near { .. }, None) => {
+            from_holders(shared, store, key, false, false).await?
+        }
     };
     let live = found.filter(|e| e.value.is_some());
     store.count(live.is_some());
@@ -48,6 +64,7 @@ async fn from_holders(
     store: &Store,
     key: &Bytes,
     owner_only: bool,
+    near: bool,
 ) -> Result<Option<Entry>, CacheError> {
     let me = shared.me();
     let mut order = shared.read_order(store.options.tier, key);
@@ -57,9 +74,16 @@ async fn from_holders(
     let mut tried = Vec::new();
     for h in order {
         if h == me {
+            if near {
+                store.interested(key, me);
+            }
             return Ok(store.entry(key));
         }
-        match shared.call(store, h, Op::Get { key: key.clone() }).await {
+        let op = Op::Get {
+            key: key.clone(),
+            near,
+        };
+        match shared.call(store, h, op).await {
             Ok(Reply::Value(e)) => {
                 if let Some(e) = &e {
                     shared.observe(e.version);
@@ -77,34 +101,35 @@ async fn from_holders(
     })
 }
 
-/// Writes `value` (none: delete) under `key` through its owner. The local
-/// tier stamps and stores here. If the owner cannot be reached, the next
-/// holder takes the write as owner.
+/// Writes `value` (none: delete) under `key` through its owner, and
+/// answers the write's version. The local tier stamps and stores here. If
+/// the owner cannot be reached, the next holder takes the write as owner.
 pub(crate) async fn write(
     shared: &Shared,
     store: &Store,
     key: Bytes,
     value: Option<Bytes>,
     ttl_ms: Option<u64>,
-) -> Result<(), CacheError> {
+) -> Result<Version, CacheError> {
     let tier = store.options.tier;
     if tier == Tier::Local {
+        let version = shared.stamp();
         let entry = Entry {
             value,
-            version: shared.stamp(),
+            version,
             ttl_ms,
         };
         store.apply(key.clone(), entry);
         shared.flight.stored(&store.name, &key);
-        return Ok(());
+        return Ok(version);
     }
     let me = shared.me();
     let mut tried = Vec::new();
     let mut outcome_known = true;
     for h in shared.read_order(tier, &key) {
         if h == me {
-            write_as_owner(shared, store, key, value, ttl_ms).await;
-            return Ok(());
+            let (entry, _) = write_as_owner(shared, store, key, value, ttl_ms).await;
+            return Ok(entry.version);
         }
         let op = Op::Write {
             key: key.clone(),
@@ -114,7 +139,7 @@ pub(crate) async fn write(
         match shared.call(store, h, op).await {
             Ok(Reply::Written { entry, .. }) => {
                 shared.observe(entry.version);
-                return Ok(());
+                return Ok(entry.version);
             }
             Ok(other) => tried.push((h, format!("answered {other:?}"))),
             Err(e) => {
@@ -162,13 +187,43 @@ pub(crate) async fn write_as_owner(
         metrics::counter!("foundation_cache_unreplicated_writes_total", "cache" => store.name.clone())
             .increment(1);
     }
-    let copies = copy_to(shared, store, &others, vec![(key, entry.clone())]).await;
+    let near = store.take_interest(&key);
+    let pushes = invalidate(shared, store, &near, key.clone(), entry.version);
+    let (copies, ()) = tokio::join!(
+        copy_to(shared, store, &others, vec![(key, entry.clone())]),
+        pushes
+    );
     let copies = copies.iter().filter(|ok| **ok).count();
     if copies < others.len() {
         metrics::counter!("foundation_cache_copies_missed_total", "cache" => store.name.clone())
             .increment((others.len() - copies) as u64);
     }
     (entry, u32::try_from(copies).unwrap_or(u32::MAX))
+}
+
+/// Tells each node in `near` that `key` is now at `version`, and waits
+/// for their acknowledgements (each up to the cache's timeout). A lost
+/// one is repaired by the node's reconciliation.
+async fn invalidate(shared: &Shared, store: &Store, near: &[NodeId], key: Bytes, version: Version) {
+    let me = shared.me();
+    let sends = near.iter().map(|n| {
+        let key = key.clone();
+        async move {
+            if *n == me {
+                if let Some(near) = shared.near_of(&store.name) {
+                    near.invalidate(&key, version);
+                }
+                return;
+            }
+            let op = Op::Invalidate {
+                keys: vec![(key, version)],
+            };
+            if let Err(e) = shared.call(store, *n, op).await {
+                tracing::debug!(node = %n, cache = %store.name, why = %e.why, "invalidation not acknowledged");
+            }
+        }
+    });
+    join_all(sends).await;
 }
 
 fn value_is_unreplicated(others: &[NodeId], store: &Store) -> bool {

@@ -78,7 +78,12 @@ pub(crate) async fn handle(shared: &Shared, from: NodeId, req: Request) -> Reply
         return Reply::Busy;
     };
     match req.op {
-        Op::Get { key } => Reply::Value(s.entry(&key)),
+        Op::Get { key, near } => {
+            if near {
+                s.interested(&key, from);
+            }
+            Reply::Value(s.entry(&key))
+        }
         Op::Write { key, value, ttl_ms } => {
             let (entry, copies) = write_as_owner(shared, &s, key, value, ttl_ms).await;
             Reply::Written { entry, copies }
@@ -99,5 +104,14 @@ pub(crate) async fn handle(shared: &Shared, from: NodeId, req: Request) -> Reply
             shared.flight.release(&s.name, &key, from);
             Reply::Done
         }
+        Op::Invalidate { keys } => {
+            if let Some(near) = shared.near_of(&s.name) {
+                for (k, v) in keys {
+                    near.invalidate(&k, v);
+                }
+            }
+            Reply::Done
+        }
+        Op::Versions { keys } => Reply::Stale(super::near::stale(&s, from, keys)),
     }
 }

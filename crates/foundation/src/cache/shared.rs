@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use foundation_proto::cache::{holders, Clock, Version};
 
+use tokio_util::sync::CancellationToken;
+
 use super::error::CacheError;
+use super::near::Near;
 use super::options::{CacheOptions, Tier};
 use super::store::Store;
 use super::wire::{Envelope, Op, Reply, Request, Spread, KIND_REQUEST};
@@ -43,7 +46,10 @@ pub(crate) struct Shared {
     pub(crate) calls: Calls<Reply>,
     /// `get_or_compute`'s claims on keys this node owns.
     pub(crate) flight: super::single_flight::SingleFlight,
+    /// Near tiers opened on this node.
+    nears: RwLock<HashMap<String, Arc<Near>>>,
     clock: Mutex<Clock>,
+    pub(crate) cancel: CancellationToken,
 }
 
 /// Why a peer did not answer.
@@ -55,7 +61,7 @@ pub(crate) struct NoAnswer {
 }
 
 impl Shared {
-    pub(crate) fn new(messenger: Messenger) -> Self {
+    pub(crate) fn new(messenger: Messenger, cancel: CancellationToken) -> Self {
         let me = messenger.id();
         Shared {
             clock: Mutex::new(Clock::new(me)),
@@ -66,6 +72,8 @@ impl Shared {
             stores: RwLock::default(),
             calls: Calls::new(MAX_PENDING),
             flight: Default::default(),
+            nears: RwLock::default(),
+            cancel,
             messenger,
         }
     }
@@ -108,6 +116,33 @@ impl Shared {
             },
         };
         self.store(name, &CacheOptions::tier(tier)).ok()
+    }
+
+    /// The near tier of `store` on this node, created (with its
+    /// reconciliation task) if new.
+    pub(crate) fn near(self: &Arc<Self>, store: &Arc<Store>, options: &CacheOptions) -> Arc<Near> {
+        if let Some(n) = self.nears.read_locked().get(&store.name) {
+            return n.clone();
+        }
+        let mut nears = self.nears.write_locked();
+        if let Some(n) = nears.get(&store.name) {
+            return n.clone();
+        }
+        let n = Arc::new(Near::new(&store.name, options, &store.counters));
+        nears.insert(store.name.clone(), n.clone());
+        self.messenger.tasks.spawn(super::near::reconcile(
+            Arc::downgrade(self),
+            store.clone(),
+            n.clone(),
+            options.reconcile,
+            self.cancel.clone(),
+        ));
+        n
+    }
+
+    /// The near tier of cache `name` on this node, if opened.
+    pub(crate) fn near_of(&self, name: &str) -> Option<Arc<Near>> {
+        self.nears.read_locked().get(name).cloned()
     }
 
     /// Every cache on this node.

@@ -14,6 +14,11 @@ use moka::Expiry;
 use serde::{Deserialize, Serialize};
 
 use super::options::CacheOptions;
+use crate::id::NodeId;
+
+/// Most nodes recorded as keeping near copies of one key; a node beyond
+/// it learns of changes by reconciliation.
+const MAX_INTERESTED: usize = 256;
 
 /// How long a delete's tombstone is kept, so a write older than the
 /// delete that arrives late (from a slow replica or a handoff) cannot
@@ -95,6 +100,9 @@ pub(crate) struct Store {
     pub(crate) name: String,
     pub(crate) options: CacheOptions,
     pub(crate) moka: Moka<Bytes, Entry>,
+    /// Which nodes keep near copies of which keys this node owns (bounded
+    /// like the cache; a record evicted is repaired by reconciliation).
+    interest: Moka<Bytes, Vec<NodeId>>,
     pub(crate) counters: Arc<Counters>,
 }
 
@@ -108,33 +116,68 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// A bounded moka cache of entries built from `options`, counting its
+/// evictions into `counters` under metric label `name`.
+pub(crate) fn bounded(
+    name: &str,
+    options: &CacheOptions,
+    counters: &Arc<Counters>,
+) -> Moka<Bytes, Entry> {
+    let evicted = counters.clone();
+    let label = name.to_owned();
+    let mut b = Moka::builder()
+        .expire_after(PerEntryTtl)
+        .eviction_listener(move |_, _, cause| {
+            if cause == RemovalCause::Size {
+                evicted.evictions.fetch_add(1, Relaxed);
+                metrics::counter!("foundation_cache_evictions_total", "cache" => label.clone())
+                    .increment(1);
+            }
+        });
+    b = match options.max_bytes {
+        Some(bytes) => b.max_capacity(bytes).weigher(Entry::weight),
+        None => b.max_capacity(options.max_entries),
+    };
+    if let Some(tti) = options.tti {
+        b = b.time_to_idle(tti);
+    }
+    b.build()
+}
+
 impl Store {
     pub(crate) fn new(name: &str, options: CacheOptions) -> Self {
         let counters = Arc::new(Counters::default());
-        let evicted = counters.clone();
-        let label = name.to_owned();
-        let mut b = Moka::builder().expire_after(PerEntryTtl).eviction_listener(
-            move |_, _, cause| {
-                if cause == RemovalCause::Size {
-                    evicted.evictions.fetch_add(1, Relaxed);
-                    metrics::counter!("foundation_cache_evictions_total", "cache" => label.clone())
-                        .increment(1);
-                }
-            },
-        );
-        b = match options.max_bytes {
-            Some(bytes) => b.max_capacity(bytes).weigher(Entry::weight),
-            None => b.max_capacity(options.max_entries),
-        };
-        if let Some(tti) = options.tti {
-            b = b.time_to_idle(tti);
-        }
+        let interest = Moka::builder().max_capacity(options.max_entries).build();
         Store {
             name: name.to_owned(),
+            moka: bounded(name, &options, &counters),
+            interest,
             options,
-            moka: b.build(),
             counters,
         }
+    }
+
+    /// `node` keeps a near copy of `key`: tell it when the key changes.
+    pub(crate) fn interested(&self, key: &Bytes, node: NodeId) {
+        self.interest
+            .entry(key.clone())
+            .and_compute_with(|held| match held {
+                Some(h) if h.value().contains(&node) => Op::Nop,
+                Some(h) => {
+                    let mut nodes = h.into_value();
+                    if nodes.len() < MAX_INTERESTED {
+                        nodes.push(node);
+                    }
+                    Op::Put(nodes)
+                }
+                None => Op::Put(vec![node]),
+            });
+    }
+
+    /// The nodes that keep a near copy of `key`, forgotten: they are told
+    /// once, and ask again when they fetch it again.
+    pub(crate) fn take_interest(&self, key: &Bytes) -> Vec<NodeId> {
+        self.interest.remove(key).unwrap_or_default()
     }
 
     /// The entry under `key`, tombstones included.

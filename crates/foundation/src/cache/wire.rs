@@ -2,6 +2,7 @@
 //! envelope that matches them.
 
 use bytes::Bytes;
+use foundation_proto::cache::Version;
 use serde::{Deserialize, Serialize};
 
 use super::store::Entry;
@@ -56,8 +57,9 @@ pub(crate) struct Request {
 /// What a request asks.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Op {
-    /// The entry under `key`, as this node holds it.
-    Get { key: Bytes },
+    /// The entry under `key`, as this node holds it; `near`: the caller
+    /// keeps a near copy, so tell it when the key changes.
+    Get { key: Bytes, near: bool },
     /// Stamp and store a write (`value` none: a delete) as the key's
     /// owner, and copy it to the other holders.
     Write {
@@ -75,6 +77,11 @@ pub(crate) enum Op {
     Claim { key: Bytes },
     /// The computation failed: pass the claim on.
     Release { key: Bytes },
+    /// These keys were written at these versions: drop older near copies.
+    Invalidate { keys: Vec<(Bytes, Version)> },
+    /// Reconciliation: the near copies the caller keeps, at their
+    /// versions; the owner answers which are stale.
+    Versions { keys: Vec<(Bytes, Version)> },
 }
 
 /// The answer to a claim.
@@ -100,13 +107,14 @@ pub(crate) enum Reply {
     Done,
     /// A claim's answer.
     Claim(Claim),
+    /// Reconciliation: the keys whose near copies are stale.
+    Stale(Vec<Bytes>),
     /// Too many requests in progress on the peer.
     Busy,
 }
 
 #[cfg(test)]
 mod tests {
-    use foundation_proto::cache::Version;
     use foundation_proto::NodeId;
     use proptest::prelude::*;
 
