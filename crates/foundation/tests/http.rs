@@ -1,4 +1,4 @@
-//! The HTTP endpoint: /health, /ready, /metrics, /members.
+//! The HTTP endpoint: /health, /ready, /metrics, /members, /caches.
 
 mod common;
 
@@ -56,9 +56,28 @@ async fn health_ready_and_metrics() {
 
     assert_eq!(get(http, "/ready").await.0, 200);
 
+    // A cache with one entry, one hit and one miss.
+    let cache = a
+        .cache::<u32, u32>("sessions", foundation::cache::CacheOptions::default())
+        .expect("cache");
+    cache.put(&1, &10).await.expect("put");
+    assert_eq!(cache.get(&1).await.expect("get"), Some(10));
+    assert_eq!(cache.get(&2).await.expect("get"), None);
+    let (code, body) = get(http, "/caches").await;
+    assert_eq!(code, 200);
+    let caches: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(caches[0]["name"], "sessions", "{body}");
+    assert_eq!(caches[0]["tier"], "partitioned", "{body}");
+    assert_eq!(caches[0]["hits"], 1, "{body}");
+    assert_eq!(caches[0]["hit_rate"], 0.5, "{body}");
+
     let (code, text) = get(http, "/metrics").await;
     assert_eq!(code, 200);
     for needle in [
+        "foundation_cache_hits_total{cache=\"sessions\",tier=\"partitioned\"} 1",
+        "foundation_cache_misses_total{cache=\"sessions\",tier=\"partitioned\"} 1",
+        "foundation_cache_hit_ratio{cache=\"sessions\",tier=\"partitioned\"} 0.5",
+        "# TYPE foundation_cache_entries gauge",
         "foundation_members{state=\"alive\"} 2",
         "foundation_messages_sent_total{channel=\"control\"}",
         "foundation_bytes_received_total{channel=\"data\"}",

@@ -128,6 +128,8 @@ pub struct CacheInfo {
     pub misses: u64,
     /// Entries dropped to stay within the bounds.
     pub evictions: u64,
+    /// Requests this node sent to peers for the cache.
+    pub remote_calls: u64,
 }
 
 /// The node's caches: `node.caches()`.
@@ -192,6 +194,7 @@ impl Caches {
                     hits: st.hits,
                     misses: st.misses,
                     evictions: st.evictions,
+                    remote_calls: st.remote_calls,
                 }
             })
             .collect();

@@ -9,7 +9,7 @@ use foundation_proto::Channel;
 
 type PerChannel = fn(&Stats, Channel) -> u64;
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(super) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
@@ -156,7 +156,7 @@ fn labeled<'a>(
 }
 
 /// Escapes a label value (backslash, double quote, newline).
-fn label(value: &str) -> String {
+pub(super) fn label(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

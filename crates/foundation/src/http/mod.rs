@@ -1,8 +1,11 @@
 //! HTTP endpoint (axum): `/health`, `/ready`, `/metrics`, `/members`, `/registry`,
-//! `/clocks` (peers' clock offsets, measured over the control channel).
+//! `/clocks` (peers' clock offsets, measured over the control channel),
+//! `/coord` (the coordination group) and `/caches` (caches, tiers, sizes
+//! and hit rates on this node).
 //!
 //! Off by default in library use, on in the CLI (`http.enabled`).
 
+mod cache_metrics;
 mod health;
 mod metrics;
 
@@ -33,6 +36,7 @@ pub fn router(node: Node) -> Router {
         .route("/registry", get(registry_handler))
         .route("/clocks", get(clocks_handler))
         .route("/coord", get(coord_handler))
+        .route("/caches", get(caches_handler))
         .with_state(node)
 }
 
@@ -118,6 +122,10 @@ struct CoordView {
     sessions: usize,
 }
 
+async fn caches_handler(State(node): State<Node>) -> impl IntoResponse {
+    Json(node.caches().list())
+}
+
 async fn coord_handler(State(node): State<Node>) -> impl IntoResponse {
     let s = node.coord().status();
     Json(CoordView {
@@ -154,6 +162,7 @@ async fn metrics_handler(State(node): State<Node>) -> impl IntoResponse {
             pubsub.rejected_frames(),
         ));
         text.push_str(&metrics::render_coord(&node.coord().status(), node.id()));
+        text.push_str(&cache_metrics::render_caches(&node.caches().list()));
         text
     })
 }
