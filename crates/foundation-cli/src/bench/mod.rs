@@ -1,5 +1,7 @@
 //! `foundation bench ...`: benchmarks that print figures (and assert nothing).
 
+mod cache;
+mod cache_phases;
 mod coord;
 mod coord_etcd;
 mod detect;
@@ -21,6 +23,9 @@ use clap::Subcommand;
 pub(crate) enum BenchCmd {
     /// Control round trip idle and under data load, and data throughput.
     Transport(transport::TransportBench),
+    /// The distributed cache: local, remote and near reads, invalidation,
+    /// rebalance (3 processes).
+    Cache(cache::CacheBench),
     /// Coordination: locks, key-value, failover (3 processes), or etcd's.
     Coord(coord::CoordBench),
     /// Time from SIGKILL of a node process to Down on every survivor.
@@ -75,6 +80,7 @@ impl BenchCmd {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         match self {
             BenchCmd::Transport(b) => b.run().await,
+            BenchCmd::Cache(b) => b.run().await,
             BenchCmd::Coord(b) => b.run().await,
             BenchCmd::Detect(b) => b.run().await,
             #[cfg(feature = "lab")]

@@ -173,6 +173,8 @@ impl Caches {
             .stores()
             .iter()
             .map(|s| {
+                // moka counts what its pending work has applied: apply it.
+                s.moka.run_pending_tasks();
                 let st = s.stats();
                 let gets = st.hits + st.misses;
                 let near = self.shared.near_of(&s.name);

@@ -37,6 +37,14 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut inbox: Inbox, cancel: Cancell
                 Ok(env) => {
                     let from = m.from;
                     let shared2 = shared.clone();
+                    if let Some(reply) = at_once(&shared, from, &env.body) {
+                        // Answered here, without a task of its own: only
+                        // the reply's send is spawned.
+                        shared.messenger.tasks.spawn(async move {
+                            send_reply(&shared2, from, env.corr, reply).await;
+                        });
+                        continue;
+                    }
                     match slots.clone().try_acquire_owned() {
                         Ok(slot) => shared.messenger.tasks.spawn(async move {
                             let reply = handle(&shared2, from, env.body).await;
@@ -69,6 +77,20 @@ async fn send_reply(shared: &Shared, to: NodeId, corr: u64, body: Reply) {
         }
         Err(e) => tracing::warn!(%to, error = %e, "cache reply does not encode"),
     }
+}
+
+/// The answer to a request that needs no waiting (a read), if it is one.
+fn at_once(shared: &Shared, from: NodeId, req: &Request) -> Option<Reply> {
+    let Op::Get { key, near } = &req.op else {
+        return None;
+    };
+    let Some(s) = shared.store_for_peer(&req.cache, req.spread) else {
+        return Some(Reply::Busy);
+    };
+    if *near {
+        s.interested(key, from);
+    }
+    Some(Reply::Value(s.entry(key)))
 }
 
 /// Serves one request. A request naming a cache this node cannot keep

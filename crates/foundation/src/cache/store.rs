@@ -185,15 +185,16 @@ impl Store {
         self.moka.get(key)
     }
 
-    /// Counts a get's outcome.
+    /// Counts a get's outcome (in the cache's own counters, which
+    /// `/metrics` renders: a `metrics` macro with a label here would
+    /// allocate on every get).
     pub(crate) fn count(&self, hit: bool) {
-        let (c, name) = if hit {
-            (&self.counters.hits, "foundation_cache_hits_total")
+        let c = if hit {
+            &self.counters.hits
         } else {
-            (&self.counters.misses, "foundation_cache_misses_total")
+            &self.counters.misses
         };
         c.fetch_add(1, Relaxed);
-        metrics::counter!(name, "cache" => self.name.clone()).increment(1);
     }
 
     /// Stores `entry` unless the copy held is as new or newer. Answers
