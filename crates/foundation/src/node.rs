@@ -267,6 +267,9 @@ impl Node {
             members: membership.subscribe(),
             cancel: cancel.child_token(),
         };
+        // One wall clock for coordination's leases and the cache's write
+        // stamps: the system's, or a simulation's.
+        let clock = lease_clock.unwrap_or_else(crate::coord::system_clock);
         let coord = crate::coord::start(crate::coord::Parts {
             messenger: messenger.clone(),
             view: view.clone(),
@@ -274,7 +277,7 @@ impl Node {
             inbox: transport.subscribe(InboxFilter::kinds(crate::coord::KINDS)),
             members: membership.subscribe(),
             cancel: cancel.child_token(),
-            clock: lease_clock.unwrap_or_else(crate::coord::system_clock),
+            clock: clock.clone(),
             disk_inline,
         })
         .await
@@ -284,6 +287,7 @@ impl Node {
             transport.subscribe(InboxFilter::kinds(crate::cache::KINDS)),
             membership.subscribe(),
             cancel.child_token(),
+            clock,
         );
         let node = Node {
             inner: Arc::new(Inner {

@@ -4,7 +4,7 @@
 //! copies a node holds without being a holder (it received them under an
 //! older view, or a handoff to it failed) to the holders, then drops them.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -107,10 +107,17 @@ async fn move_store(shared: &Shared, store: &Store, before: &Placement, after: &
     let r_before = store.options.tier.replicas(before.members.len());
     let r_after = store.options.tier.replicas(after.members.len());
     // Per destination, the entries it gets; per key, whether it stays.
-    let mut out: HashMap<NodeId, Vec<(Bytes, Entry)>> = HashMap::new();
+    let mut out: BTreeMap<NodeId, Vec<(Bytes, Entry)>> = BTreeMap::new();
     let mut leaving: Vec<(Bytes, Entry, Vec<NodeId>)> = Vec::new();
-    for (key, entry) in store.moka.iter() {
-        let key = Bytes::clone(&key);
+    // In key order: moka's own order follows its hasher's random state,
+    // and a simulation must replay the same sends.
+    let mut entries: Vec<(Bytes, Entry)> = store
+        .moka
+        .iter()
+        .map(|(k, e)| (Bytes::clone(&k), e))
+        .collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (key, entry) in entries {
         let old = holders(&key, &before.members, r_before);
         let new = holders(&key, &after.members, r_after);
         let h = handoff(me, &old, &new);

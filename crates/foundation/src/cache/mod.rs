@@ -95,8 +95,9 @@ pub(crate) fn start(
     inbox: Inbox,
     members: broadcast::Receiver<MemberEvent>,
     cancel: CancellationToken,
+    clock: crate::coord::LeaseClock,
 ) -> Arc<Shared> {
-    let shared = Arc::new(Shared::new(messenger, cancel.clone()));
+    let shared = Arc::new(Shared::new(messenger, cancel.clone(), clock));
     let tasks = shared.messenger.tasks.clone();
     tasks.spawn(server::serve(shared.clone(), inbox, cancel.clone()));
     tasks.spawn(single_flight::run(

@@ -2,7 +2,7 @@
 //! cache, kept fresh by invalidations the owners push and by periodic
 //! reconciliation with the owners (ADR 022).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
@@ -150,8 +150,10 @@ pub(crate) async fn reconcile(
 /// One round of reconciliation; answers how many copies were stale.
 pub(crate) async fn reconcile_once(shared: &Shared, store: &Store, near: &Near) -> usize {
     let me = shared.me();
-    let mut by_owner: HashMap<NodeId, Vec<(Bytes, Version)>> = HashMap::new();
-    for (k, e) in near.moka.iter() {
+    let mut by_owner: BTreeMap<NodeId, Vec<(Bytes, Version)>> = BTreeMap::new();
+    let mut held: Vec<(std::sync::Arc<Bytes>, Entry)> = near.moka.iter().collect();
+    held.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (k, e) in held {
         if e.value.is_some() {
             let key = Bytes::clone(&k);
             let owner = shared.read_order(store.options.tier, &key)[0];

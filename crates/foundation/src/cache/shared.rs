@@ -49,7 +49,18 @@ pub(crate) struct Shared {
     /// Near tiers opened on this node.
     nears: RwLock<HashMap<String, Arc<Near>>>,
     clock: Mutex<Clock>,
+    /// Wall milliseconds for stamps (the system's, or a simulation's).
+    wall: Wall,
     pub(crate) cancel: CancellationToken,
+}
+
+/// The clock write stamps read.
+struct Wall(crate::coord::LeaseClock);
+
+impl std::fmt::Debug for Wall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Wall")
+    }
 }
 
 /// Why a peer did not answer.
@@ -61,7 +72,11 @@ pub(crate) struct NoAnswer {
 }
 
 impl Shared {
-    pub(crate) fn new(messenger: Messenger, cancel: CancellationToken) -> Self {
+    pub(crate) fn new(
+        messenger: Messenger,
+        cancel: CancellationToken,
+        wall: crate::coord::LeaseClock,
+    ) -> Self {
         let me = messenger.id();
         Shared {
             clock: Mutex::new(Clock::new(me)),
@@ -74,6 +89,7 @@ impl Shared {
             flight: Default::default(),
             nears: RwLock::default(),
             cancel,
+            wall: Wall(wall),
             messenger,
         }
     }
@@ -175,7 +191,7 @@ impl Shared {
 
     /// A version for a write this node stamps now.
     pub(crate) fn stamp(&self) -> Version {
-        self.clock.locked().stamp(crate::shell_time::wall_ms())
+        self.clock.locked().stamp((self.wall.0)())
     }
 
     /// A version stamped elsewhere was seen.

@@ -62,7 +62,10 @@ impl SingleFlight {
         while let Some((w, outcome)) = answers.pop() {
             let granted = outcome == Outcome::Granted;
             if w.tx.send(outcome).is_err() && granted {
-                let more = self.claims.locked().release(&w.id, w.node, Instant::now());
+                let more = self
+                    .claims
+                    .locked()
+                    .release(&w.id, w.node, crate::shell_time::now());
                 answers.extend(more);
             }
         }
@@ -90,7 +93,7 @@ impl SingleFlight {
                 return Claim::Value(Some(e));
             }
             let lease = store.options.compute_timeout;
-            claims.claim(&id, node, waiter, Instant::now(), lease)
+            claims.claim(&id, node, waiter, crate::shell_time::now(), lease)
         };
         match claimed {
             Claimed::Granted => Claim::Granted,
@@ -121,22 +124,25 @@ impl SingleFlight {
 
     /// `node` gave up computing `key`.
     pub(crate) fn release(&self, cache: &str, key: &[u8], node: NodeId) {
-        let answers = self
-            .claims
-            .locked()
-            .release(&claim_id(cache, key), node, Instant::now());
+        let answers =
+            self.claims
+                .locked()
+                .release(&claim_id(cache, key), node, crate::shell_time::now());
         self.deliver(answers);
     }
 
     fn node_down(&self, node: NodeId) {
-        let answers = self.claims.locked().node_down(node, Instant::now());
+        let answers = self
+            .claims
+            .locked()
+            .node_down(node, crate::shell_time::now());
         self.deliver(answers);
     }
 
     fn expire(&self) -> Option<Instant> {
         let (answers, next) = {
             let mut claims = self.claims.locked();
-            let answers = claims.expire(Instant::now());
+            let answers = claims.expire(crate::shell_time::now());
             (answers, claims.next_expiry())
         };
         self.deliver(answers);
@@ -155,7 +161,8 @@ pub(crate) async fn run(
     loop {
         let next = flight.expire();
         let sleep = next.map_or(IDLE_CHECK, |t| {
-            t.saturating_duration_since(Instant::now()).min(IDLE_CHECK)
+            t.saturating_duration_since(crate::shell_time::now())
+                .min(IDLE_CHECK)
         });
         tokio::select! {
             _ = cancel.cancelled() => return,
