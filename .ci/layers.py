@@ -19,14 +19,14 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "crates" / "foundation" 
 # SIDEWAYS allows it, and any module of a lower layer.
 LAYERS = [
     ["locks"],
-    ["id", "shell_time", "faults", "tasks", "throttle"],
+    ["id", "shell_time", "faults", "tasks", "throttle", "calls"],
     ["config", "telemetry"],
     ["security"],
     ["transport", "membership", "discovery"],
     ["messenger", "peers"],
     ["services"],
     ["registry", "coord"],
-    ["process", "pubsub"],
+    ["process", "pubsub", "cache"],
     ["messaging"],
     ["node", "error"],
     ["http"],

@@ -288,6 +288,7 @@ impl Node {
             membership.subscribe(),
             cancel.child_token(),
             clock,
+            &config.cache,
         );
         let node = Node {
             inner: Arc::new(Inner {

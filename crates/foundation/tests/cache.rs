@@ -226,6 +226,10 @@ async fn nodes_joining_one_after_another_lose_no_acknowledged_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bounds_and_ttls_hold_on_each_node() {
     let c = Cluster::start(1).await.expect("cluster");
+    // The development profile's default tier is local.
+    let defaults = c.node(0).caches().defaults();
+    assert_eq!(defaults.tier, Tier::Local);
+    assert_eq!(defaults.max_entries, 100_000);
     let small = c
         .node(0)
         .cache::<u64, u64>("small", CacheOptions::tier(Tier::Local).max_entries(100))

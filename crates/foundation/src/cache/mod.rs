@@ -96,8 +96,10 @@ pub(crate) fn start(
     members: broadcast::Receiver<MemberEvent>,
     cancel: CancellationToken,
     clock: crate::coord::LeaseClock,
+    config: &crate::config::CacheConfig,
 ) -> Arc<Shared> {
-    let shared = Arc::new(Shared::new(messenger, cancel.clone(), clock));
+    let defaults = CacheOptions::from_config(config);
+    let shared = Arc::new(Shared::new(messenger, cancel.clone(), clock, defaults));
     let tasks = shared.messenger.tasks.clone();
     tasks.spawn(server::serve(shared.clone(), inbox, cancel.clone()));
     tasks.spawn(single_flight::run(
@@ -158,6 +160,14 @@ impl Caches {
             _ => None,
         };
         Ok(Cache::new(self.shared.clone(), store, near))
+    }
+
+    /// The options configuration gives this node (`cache.*` keys): the
+    /// tier is local in development and partitioned in production unless
+    /// `cache.tier` says otherwise. `node.cache(name,
+    /// node.caches().defaults())` opens a cache as configured.
+    pub fn defaults(&self) -> CacheOptions {
+        self.shared.defaults.clone()
     }
 
     /// The members keys are placed over, as this node sees them now

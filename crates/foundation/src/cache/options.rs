@@ -58,9 +58,10 @@ impl Tier {
 ///
 /// The bounds apply on each node separately, and a node creates its part
 /// of a cache with the options of the first `node.cache()` call there;
-/// when a peer's request reaches a node first, the node uses
-/// [`CacheOptions::default`]'s bounds until then. Open a cache with the
-/// same options on every node.
+/// when a peer's request reaches a node first, the node uses its
+/// configured bounds ([`CacheOptions::from_config`]). Open a cache with
+/// the same options on every node. `node.caches().defaults()` gives the
+/// configured options (`cache.*` keys).
 #[derive(Clone, Debug)]
 pub struct CacheOptions {
     /// Where keys live.
@@ -101,6 +102,26 @@ impl Default for CacheOptions {
 }
 
 impl CacheOptions {
+    /// The options configuration gives (`cache.*` keys; the tier is local
+    /// in development and partitioned in production unless `cache.tier`
+    /// says otherwise).
+    pub fn from_config(c: &crate::config::CacheConfig) -> Self {
+        use crate::config::CacheTier as T;
+        let replicas = c.replicas;
+        CacheOptions {
+            tier: match c.tier {
+                T::Local => Tier::Local,
+                T::Partitioned => Tier::Partitioned { replicas },
+                T::Replicated => Tier::Replicated,
+                T::Near => Tier::Near { replicas },
+            },
+            max_entries: c.max_entries,
+            timeout: c.timeout,
+            reconcile: c.reconcile,
+            ..CacheOptions::default()
+        }
+    }
+
     /// The defaults with `tier`.
     pub fn tier(tier: Tier) -> Self {
         CacheOptions {

@@ -49,6 +49,9 @@ pub(crate) struct Shared {
     /// Near tiers opened on this node.
     nears: RwLock<HashMap<String, Arc<Near>>>,
     clock: Mutex<Clock>,
+    /// The node's configured defaults: the bounds of a cache a peer's
+    /// request creates here.
+    pub(crate) defaults: CacheOptions,
     /// Wall milliseconds for stamps (the system's, or a simulation's).
     wall: Wall,
     pub(crate) cancel: CancellationToken,
@@ -76,6 +79,7 @@ impl Shared {
         messenger: Messenger,
         cancel: CancellationToken,
         wall: crate::coord::LeaseClock,
+        defaults: CacheOptions,
     ) -> Self {
         let me = messenger.id();
         Shared {
@@ -90,6 +94,7 @@ impl Shared {
             nears: RwLock::default(),
             cancel,
             wall: Wall(wall),
+            defaults,
             messenger,
         }
     }
@@ -122,8 +127,8 @@ impl Shared {
         Ok(s)
     }
 
-    /// The store a peer's request names, created with the default bounds
-    /// and the tier the request implies.
+    /// The store a peer's request names, created with the node's default
+    /// bounds and the tier the request implies.
     pub(crate) fn store_for_peer(&self, name: &str, spread: Spread) -> Option<Arc<Store>> {
         let tier = match spread {
             Spread::Everywhere => Tier::Replicated,
@@ -131,7 +136,11 @@ impl Shared {
                 replicas: r as usize,
             },
         };
-        self.store(name, &CacheOptions::tier(tier)).ok()
+        let options = CacheOptions {
+            tier,
+            ..self.defaults.clone()
+        };
+        self.store(name, &options).ok()
     }
 
     /// The near tier of `store` on this node, created (with its

@@ -131,3 +131,15 @@ pub const COORD_TIMEOUT_MS: u64 = 5000;
 /// 3 to 4 timeouts after its last heartbeat: 300-400 ms with 100 ms
 /// (measured with 300 ms: failover p50 1,035 ms, p99 1,218 ms).
 pub const COORD_ELECTION_TIMEOUT_MS: u64 = 100;
+
+/// Cache replicas beyond the owner's: one survives a crash.
+pub const CACHE_REPLICAS: u64 = 1;
+
+/// Entries one node keeps per cache.
+pub const CACHE_MAX_ENTRIES: u64 = 100_000;
+
+/// How long a cache call waits for a peer.
+pub const CACHE_TIMEOUT_MS: u64 = 2000;
+
+/// How often a near tier reconciles its copies with their owners.
+pub const CACHE_RECONCILE_MS: u64 = 5000;

@@ -171,6 +171,19 @@ impl Resolved {
             ("coord.session_ttl_ms", ms(c.coord.session_ttl)),
             ("coord.timeout_ms", ms(c.coord.timeout)),
             ("coord.election_timeout_ms", ms(c.coord.election_timeout)),
+            (
+                "cache.tier",
+                match c.cache.tier {
+                    super::types::CacheTier::Local => "local".into(),
+                    super::types::CacheTier::Partitioned => "partitioned".into(),
+                    super::types::CacheTier::Replicated => "replicated".into(),
+                    super::types::CacheTier::Near => "near".into(),
+                },
+            ),
+            ("cache.replicas", c.cache.replicas.to_string()),
+            ("cache.max_entries", c.cache.max_entries.to_string()),
+            ("cache.timeout_ms", ms(c.cache.timeout)),
+            ("cache.reconcile_ms", ms(c.cache.reconcile)),
             ("dns.query", opt(c.dns.query.clone())),
             (
                 "dns.record",

@@ -491,6 +491,41 @@ pub const KEYS: &[KeySpec] = &[
         "Raft election timeout, the minimum (the maximum is twice it); heartbeats every quarter; a crashed leader is replaced 3-4 timeouts after its last heartbeat (default: 100)"
     ),
     key!(
+        "cache.tier",
+        Some("FOUNDATION_CACHE_TIER"),
+        KeyKind::Word(&["local", "partitioned", "replicated", "near"]),
+        false,
+        "tier of caches opened with the node's defaults (node.caches().defaults()): local (the development default), partitioned (the production default), replicated or near"
+    ),
+    key!(
+        "cache.replicas",
+        None,
+        KeyKind::Int { min: 0, max: 16 },
+        false,
+        "copies beyond the owner's in partitioned and near caches; 0 loses a key with its owner (default: 1)"
+    ),
+    key!(
+        "cache.max_entries",
+        Some("FOUNDATION_CACHE_MAX_ENTRIES"),
+        KeyKind::Int { min: 1, max: 1_000_000_000 },
+        false,
+        "most entries one node keeps per cache, unless a cache is opened with its own bound (default: 100000)"
+    ),
+    key!(
+        "cache.timeout_ms",
+        None,
+        MS,
+        false,
+        "longest a cache call waits for a peer's answer (default: 2000)"
+    ),
+    key!(
+        "cache.reconcile_ms",
+        None,
+        MS,
+        false,
+        "how often a near tier checks its copies with their owners: the longest a copy whose invalidation was lost is served (default: 5000)"
+    ),
+    key!(
         "dns.query",
         Some("FOUNDATION_DNS_QUERY"),
         KeyKind::Text,

@@ -25,10 +25,10 @@ pub use layer::{Layer, Value};
 pub use resolve::{Resolved, Resolver, Source, Tier};
 pub(crate) use types::certificate_name;
 pub use types::{
-    ChannelsConfig, ClusterConfig, Config, ConsulConfig, CoordConfig, CoordStorage, DiscoveryKind,
-    DnsConfig, DnsRecord, EtcdConfig, GossipConfig, HttpConfig, KubernetesConfig, MembershipConfig,
-    NodeConfig, Profile, PubSubConfig, RegistryConfig, Secret, SeedAddr, TlsConfig,
-    TransportConfig, CERTIFICATE_NAME_SUFFIX,
+    CacheConfig, CacheTier, ChannelsConfig, ClusterConfig, Config, ConsulConfig, CoordConfig,
+    CoordStorage, DiscoveryKind, DnsConfig, DnsRecord, EtcdConfig, GossipConfig, HttpConfig,
+    KubernetesConfig, MembershipConfig, NodeConfig, Profile, PubSubConfig, RegistryConfig, Secret,
+    SeedAddr, TlsConfig, TransportConfig, CERTIFICATE_NAME_SUFFIX,
 };
 
 #[cfg(test)]

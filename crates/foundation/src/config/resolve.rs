@@ -405,6 +405,24 @@ impl Resolver {
                 timeout: m.ms("coord.timeout_ms", d::COORD_TIMEOUT_MS),
                 election_timeout: m.ms("coord.election_timeout_ms", d::COORD_ELECTION_TIMEOUT_MS),
             },
+            cache: CacheConfig {
+                tier: {
+                    let default = match profile {
+                        Profile::Production => "partitioned",
+                        Profile::Development => "local",
+                    };
+                    match m.text("cache.tier", || (d_text(default), None)).as_str() {
+                        "partitioned" => CacheTier::Partitioned,
+                        "replicated" => CacheTier::Replicated,
+                        "near" => CacheTier::Near,
+                        _ => CacheTier::Local,
+                    }
+                },
+                replicas: m.int("cache.replicas", d::CACHE_REPLICAS) as usize,
+                max_entries: m.int("cache.max_entries", d::CACHE_MAX_ENTRIES),
+                timeout: m.ms("cache.timeout_ms", d::CACHE_TIMEOUT_MS),
+                reconcile: m.ms("cache.reconcile_ms", d::CACHE_RECONCILE_MS),
+            },
             registry: RegistryConfig {
                 sync_interval: m.ms("registry.sync_interval_ms", d::REGISTRY_SYNC_INTERVAL_MS),
             },

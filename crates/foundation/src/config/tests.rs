@@ -641,3 +641,27 @@ fn production_refuses_secrets_that_are_easy_to_guess() {
 
 #[path = "membership_tests.rs"]
 mod membership;
+
+#[test]
+fn the_cache_tier_follows_the_profile_unless_set() {
+    let dev = env(&[]).resolve().expect("resolves");
+    assert_eq!(dev.config.cache.tier, super::CacheTier::Local);
+    let prod = env(&[
+        ("FOUNDATION_PROFILE", "production"),
+        ("FOUNDATION_SECRET", "a-production-secret-0123456789"),
+    ])
+    .resolve()
+    .expect("resolves");
+    assert_eq!(prod.config.cache.tier, super::CacheTier::Partitioned);
+    assert_eq!(prod.config.cache.replicas, 1);
+    let near = env(&[
+        ("FOUNDATION_CACHE_TIER", "near"),
+        ("FOUNDATION_CACHE_MAX_ENTRIES", "500"),
+    ])
+    .resolve()
+    .expect("resolves");
+    assert_eq!(near.config.cache.tier, super::CacheTier::Near);
+    assert_eq!(near.config.cache.max_entries, 500);
+    let bad = env(&[("FOUNDATION_CACHE_TIER", "nearby")]).resolve();
+    assert!(bad.is_err(), "an unknown tier is refused");
+}

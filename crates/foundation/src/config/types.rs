@@ -35,6 +35,8 @@ pub struct Config {
     pub process: ProcessConfig,
     /// Coordination (Raft).
     pub coord: CoordConfig,
+    /// The defaults of caches.
+    pub cache: CacheConfig,
     /// HTTP endpoint: health, ready, metrics.
     pub http: HttpConfig,
     /// The `gossip` discovery strategy.
@@ -446,6 +448,34 @@ pub struct CoordConfig {
     pub timeout: Duration,
     /// Raft's election timeout (minimum; the maximum is twice it).
     pub election_timeout: Duration,
+}
+
+/// The defaults a node opens caches with (`node.caches().defaults()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// The tier: local in development, partitioned in production.
+    pub tier: CacheTier,
+    /// Copies beyond the owner's (partitioned and near).
+    pub replicas: usize,
+    /// Most entries per cache on one node.
+    pub max_entries: u64,
+    /// Longest wait for a peer's answer.
+    pub timeout: Duration,
+    /// How often a near tier reconciles with the owners.
+    pub reconcile: Duration,
+}
+
+/// A cache tier, as configuration names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheTier {
+    /// This node only.
+    Local,
+    /// Owner and replicas by rendezvous hashing.
+    Partitioned,
+    /// Every node holds every key.
+    Replicated,
+    /// Partitioned, with a local tier in front.
+    Near,
 }
 
 /// Where coordination keeps its Raft log, vote and snapshots.
