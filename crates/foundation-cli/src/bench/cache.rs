@@ -2,7 +2,8 @@
 //! processes on loopback, driven by two client nodes in this process (the
 //! near tiers whose freshness is measured live there), 100-byte values:
 //!
-//! - local tier get (ns) and gets per second on one core;
+//! - local tier get (ns) and gets per second on one core, and moka's own
+//!   get of the same entries (what the cache adds to it);
 //! - partitioned get from a non-holder (µs), and gets per second with 64
 //!   concurrent callers;
 //! - near tier hit (ns);
@@ -53,6 +54,7 @@ pub(crate) struct CacheBench {
 pub(crate) struct Report {
     pub(crate) local_get_ns: Summary,
     pub(crate) local_ops_per_s: f64,
+    pub(crate) moka_get_ns: Summary,
     pub(crate) remote_get_us: Summary,
     pub(crate) remote_gets_per_s: f64,
     pub(crate) near_hit_ns: Summary,
@@ -143,7 +145,7 @@ impl CacheBench {
     async fn measure(&self) -> anyhow::Result<Report> {
         let mut c = Cluster::start(self.base_port).await?;
         let result = async {
-            let (local_get_ns, local_ops_per_s) = phase::local(&c.a, self.ops).await?;
+            let (local_get_ns, local_ops_per_s, moka_get_ns) = phase::local(&c.a, self.ops).await?;
             let (remote_get_us, remote_gets_per_s) =
                 phase::remote(&c, self.ops / 4, Duration::from_secs(self.seconds)).await?;
             let near_hit_ns = phase::near_hits(&c, self.ops).await?;
@@ -152,6 +154,7 @@ impl CacheBench {
             Ok::<_, anyhow::Error>(Report {
                 local_get_ns,
                 local_ops_per_s,
+                moka_get_ns,
                 remote_get_us,
                 remote_gets_per_s,
                 near_hit_ns,
@@ -176,6 +179,7 @@ pub(crate) fn table(r: &Report) {
             &["", "P50", "P99", "MAX", "SAMPLES"],
             &[
                 row_with("local tier get, ns", &r.local_get_ns, 0),
+                row_with("moka's own get of the same entries, ns", &r.moka_get_ns, 0),
                 row_with("partitioned get from a non-holder, µs", &r.remote_get_us, 0),
                 row_with("near tier hit, ns", &r.near_hit_ns, 0),
                 row_with(
