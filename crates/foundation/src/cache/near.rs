@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::options::CacheOptions;
 use super::shared::Shared;
-use super::store::{bounded, Counters, Entry, Store};
+use super::store::{bounded, forget_if, Counters, Entry, Store};
 use super::wire::{Op, Reply, MAX_BATCH};
 use crate::id::NodeId;
 use crate::locks::Locked;
@@ -86,18 +86,9 @@ impl Near {
         if let Some(held) = self.moka.get(key) {
             if drops(held.version, version) {
                 metrics::counter!("foundation_cache_near_invalidations_total").increment(1);
-                self.forget_if(key, held.version);
+                forget_if(&self.moka, key, held.version);
             }
         }
-    }
-
-    fn forget_if(&self, key: &Bytes, version: Version) {
-        self.moka
-            .entry(key.clone())
-            .and_compute_with(|held| match held {
-                Some(h) if h.value().version == version => moka::ops::compute::Op::Remove,
-                _ => moka::ops::compute::Op::Nop,
-            });
     }
 }
 
@@ -176,7 +167,7 @@ pub(crate) async fn reconcile_once(shared: &Shared, store: &Store, near: &Near) 
             };
             for k in stale_keys {
                 if let Some((_, v)) = batch.iter().find(|(b, _)| *b == k) {
-                    near.forget_if(&k, *v);
+                    forget_if(&near.moka, &k, *v);
                     repaired += 1;
                 }
             }

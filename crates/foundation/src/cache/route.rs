@@ -314,10 +314,7 @@ pub(crate) async fn claim(
     key: &Bytes,
 ) -> Result<Claim, CacheError> {
     let me = shared.me();
-    let owner = match store.options.tier {
-        Tier::Local => me,
-        tier => shared.read_order(tier, key)[0],
-    };
+    let owner = owner(shared, store, key);
     if owner == me {
         return Ok(shared.flight.claim(store, key, me).await);
     }
@@ -341,10 +338,7 @@ pub(crate) async fn claim(
 /// Gives up a claim on `key` (the computation failed).
 pub(crate) async fn release(shared: &Shared, store: &Store, key: &Bytes) {
     let me = shared.me();
-    let owner = match store.options.tier {
-        Tier::Local => me,
-        tier => shared.read_order(tier, key)[0],
-    };
+    let owner = owner(shared, store, key);
     if owner == me {
         shared.flight.release(&store.name, key, me);
     } else if let Err(e) = shared
@@ -352,5 +346,14 @@ pub(crate) async fn release(shared: &Shared, store: &Store, key: &Bytes) {
         .await
     {
         tracing::debug!(cache = %store.name, %owner, why = %e.why, "claim not released; it ends with its lease");
+    }
+}
+
+/// The node that coordinates `key`'s claims: this node for the local
+/// tier, else the first holder reads would ask.
+fn owner(shared: &Shared, store: &Store, key: &Bytes) -> NodeId {
+    match store.options.tier {
+        Tier::Local => shared.me(),
+        tier => shared.read_order(tier, key)[0],
     }
 }

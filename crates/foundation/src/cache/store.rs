@@ -144,6 +144,15 @@ pub(crate) fn bounded(
     b.build()
 }
 
+/// Drops `key` from `moka` if it is still at `version` (a newer write
+/// that arrived since is kept): the holder's store and the near tier both.
+pub(crate) fn forget_if(moka: &Moka<Bytes, Entry>, key: &Bytes, version: Version) {
+    moka.entry(key.clone()).and_compute_with(|held| match held {
+        Some(h) if h.value().version == version => Op::Remove,
+        _ => Op::Nop,
+    });
+}
+
 impl Store {
     pub(crate) fn new(name: &str, options: CacheOptions) -> Self {
         let counters = Arc::new(Counters::default());
@@ -219,12 +228,7 @@ impl Store {
     /// Drops this node's copy of `key` if it is still at `version` (a
     /// newer write that arrived since is kept).
     pub(crate) fn forget_if(&self, key: &Bytes, version: Version) {
-        self.moka
-            .entry(key.clone())
-            .and_compute_with(|held| match held {
-                Some(h) if h.value().version == version => Op::Remove,
-                _ => Op::Nop,
-            });
+        forget_if(&self.moka, key, version);
     }
 
     pub(crate) fn stats(&self) -> CacheStats {
