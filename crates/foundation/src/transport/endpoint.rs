@@ -314,7 +314,10 @@ impl Transport {
         if inner.cancel.is_cancelled() {
             return fail(SendFailure::ShuttingDown);
         }
-        let peer = match inner.connect(addr).await {
+        // The caller may be an application task outside the node's span:
+        // what connecting logs still names the node.
+        let connecting = tracing::Instrument::instrument(inner.connect(addr), inner.span.clone());
+        let peer = match connecting.await {
             Ok(p) => p,
             Err(reason) => return fail(reason),
         };
