@@ -96,6 +96,29 @@ async fn health_ready_and_metrics() {
         .find_map(|l| l.strip_prefix("foundation_membership_events_total{kind=\"up\"} "))
         .and_then(|v| v.parse::<u64>().ok());
     assert!(ups.is_some_and(|n| n >= 1), "up events: {ups:?}\n{text}");
+    // Joining took membership datagrams both ways, and this process has
+    // resident memory.
+    let value = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    for prefix in [
+        "foundation_membership_datagrams_total{direction=\"sent\"} ",
+        "foundation_membership_datagrams_total{direction=\"received\"} ",
+        "foundation_membership_bytes_total{direction=\"sent\"} ",
+        "foundation_membership_bytes_total{direction=\"received\"} ",
+    ] {
+        assert!(value(prefix).is_some_and(|n| n > 0), "{prefix}\n{text}");
+    }
+    assert!(
+        value("foundation_membership_bytes_per_second{direction=\"sent\"} ").is_some(),
+        "{text}"
+    );
+    assert!(
+        value("foundation_process_resident_memory_bytes ").is_some_and(|n| n > 1 << 20),
+        "{text}"
+    );
 
     let (code, body) = get(http, "/members").await;
     assert_eq!(code, 200);

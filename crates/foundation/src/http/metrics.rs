@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use crate::membership::MemberState;
 use crate::pubsub::TopicStats;
-use crate::telemetry::{DropReason, MemberEventKind, Stats};
+use crate::telemetry::{DropReason, MemberEventKind, MembershipTraffic, Stats};
 use foundation_proto::Channel;
 
 type PerChannel = fn(&Stats, Channel) -> u64;
@@ -138,7 +138,47 @@ pub(crate) fn render(stats: &Stats, members: &[(MemberState, usize)]) -> String 
         "reason",
         DropReason::ALL.map(|r| (r.as_str(), stats.datagrams_dropped(r))),
     );
+    membership_traffic(&mut out, stats.membership_traffic());
+    if let Some(rss) = crate::telemetry::process::resident_memory_bytes() {
+        let name = "foundation_process_resident_memory_bytes";
+        header(
+            &mut out,
+            name,
+            "gauge",
+            "Resident memory of the process this node runs in (shared by every node of the process).",
+        );
+        let _ = writeln!(out, "{name} {rss}");
+    }
     out
+}
+
+/// The membership protocol's datagrams and bytes, and its recent rate.
+fn membership_traffic(out: &mut String, t: &MembershipTraffic) {
+    let (sent, received) = (t.total_sent(), t.total_received());
+    labeled(
+        out,
+        "foundation_membership_datagrams_total",
+        "Membership datagrams, by direction (canary nudges are datagrams of 0 bytes).",
+        "direction",
+        [("sent", sent.datagrams), ("received", received.datagrams)],
+    );
+    labeled(
+        out,
+        "foundation_membership_bytes_total",
+        "Membership UDP payload bytes, by direction (IP and UDP headers not included).",
+        "direction",
+        [("sent", sent.bytes), ("received", received.bytes)],
+    );
+    let name = "foundation_membership_bytes_per_second";
+    header(
+        out,
+        name,
+        "gauge",
+        "Membership UDP payload bytes per second over the last 10 s, by direction.",
+    );
+    let (per_s_sent, per_s_received) = t.bytes_per_second();
+    let _ = writeln!(out, "{name}{{direction=\"sent\"}} {per_s_sent}");
+    let _ = writeln!(out, "{name}{{direction=\"received\"}} {per_s_received}");
 }
 
 /// A counter with one label: its header, then a line per value.

@@ -19,7 +19,7 @@ use super::socket::MembershipSocket;
 use super::{Member, MemberEvent, MemberId, MemberState};
 use crate::id::NodeId;
 use crate::shell_time::{now, sleep_until, wall_ms};
-use crate::telemetry::{DropReason, MemberEventKind, Stats};
+use crate::telemetry::{DropReason, MemberEventKind, RateMeter, Stats, RATE_WINDOW};
 
 /// Events buffered per subscriber; a subscriber that falls further behind
 /// skips the oldest and is told how many it missed.
@@ -222,12 +222,26 @@ impl Shell {
         nudge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sync = tokio::time::interval(SYNC_INTERVAL);
         sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let start = tokio::time::Instant::now() + RATE_WINDOW;
+        let mut rates = tokio::time::interval_at(start, RATE_WINDOW);
+        rates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut meter = RateMeter::new(
+            tokio::time::Instant::now().into_std(),
+            self.stats.membership_traffic(),
+        );
         loop {
             let next = self.timers.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
                 _ = self.cancel.cancelled() => return,
                 r = self.socket.recv(&mut buf) => match r {
                     Ok(got) => {
+                        let traffic = self.stats.membership_traffic();
+                        for datagram in buf[..got.len].chunks(got.stride) {
+                            traffic.received(datagram.len());
+                        }
+                        if got.len == 0 {
+                            traffic.received(0);
+                        }
                         for datagram in buf[..got.len].chunks_mut(got.stride) {
                             self.datagram(datagram, got.from);
                         }
@@ -237,6 +251,9 @@ impl Shell {
                 _ = sleep_until(next) => self.fire_timers(),
                 _ = nudge.tick() => self.nudge().await,
                 _ = sync.tick() => self.core.sync_round(),
+                _ = rates.tick() => {
+                    meter.update(tokio::time::Instant::now().into_std(), self.stats.membership_traffic());
+                }
                 Some(addr) = self.unreachable.recv() => {
                     if self.core.unreachable(addr, now()) {
                         tracing::info!(peer = %addr, "member's port unreachable (its process is gone): declared down");
@@ -316,10 +333,12 @@ impl Shell {
                 continue;
             }
             if let Some(c) = canaries.socket(to) {
-                if let Err(e) = c.send(&[]).await {
-                    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                match c.send(&[]).await {
+                    Ok(_) => self.stats.membership_traffic().sent(0),
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                         canaries.refused(to);
                     }
+                    Err(_) => {}
                 }
             }
         }
@@ -370,7 +389,7 @@ impl Shell {
                             }
                         }
                         Err(e) => tracing::debug!(%to, error = %e, "membership send"),
-                        Ok(()) => {}
+                        Ok(()) => self.stats.membership_traffic().sent(sealed.len()),
                     }
                 }
                 Output::Schedule { after, timer } => {

@@ -4,6 +4,10 @@
 //! one process) and are mirrored to the `metrics` facade, so an application
 //! that installs a recorder sees them too (summed over the process's nodes).
 
+pub mod process;
 mod stats;
+mod traffic;
 
 pub use stats::{DropReason, MemberEventKind, Stats};
+pub use traffic::{MembershipTraffic, Traffic};
+pub(crate) use traffic::{RateMeter, RATE_WINDOW};

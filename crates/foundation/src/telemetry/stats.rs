@@ -4,6 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use foundation_proto::Channel;
 
+use super::traffic::MembershipTraffic;
+
 /// Why a membership datagram was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
@@ -62,6 +64,7 @@ pub struct Stats {
     membership_health: AtomicU64,
     member_events: [AtomicU64; MemberEventKind::ALL.len()],
     rejoins: AtomicU64,
+    membership_traffic: MembershipTraffic,
 }
 
 /// The kinds of member events a node counts.
@@ -266,6 +269,10 @@ impl Stats {
     /// Failed connection attempts.
     pub fn connect_failures(&self) -> u64 {
         self.connect_failures.load(Relaxed)
+    }
+    /// What the membership protocol sent and received.
+    pub fn membership_traffic(&self) -> &MembershipTraffic {
+        &self.membership_traffic
     }
     /// Membership datagrams dropped for a reason.
     pub fn datagrams_dropped(&self, reason: DropReason) -> u64 {
