@@ -49,6 +49,11 @@ struct Row {
     overlap_ms: Summary,
     /// Lowest delivery ratio over the runs.
     delivery_ratio_min: f64,
+    /// `form` only: sealed membership bytes per node per second in the
+    /// formed cluster, over the runs.
+    membership_bytes_per_node_s: Option<Summary>,
+    /// `form` only, first run: (carried, datagrams/s, bytes/s) per node.
+    membership_by_kind: Vec<(String, f64, f64)>,
     /// Wall-clock seconds of the slowest run.
     wall_s_max: f64,
     failures: Vec<String>,
@@ -71,6 +76,17 @@ fn row(s: Scenario, nodes: usize, outs: &[Outcome]) -> Row {
         ),
         overlap_ms: summarize(outs.iter().map(|o| ms(o.overlap)).collect()),
         delivery_ratio_min: outs.iter().map(|o| o.delivery_ratio).fold(1.0, f64::min),
+        membership_bytes_per_node_s: {
+            let v: Vec<f64> = outs
+                .iter()
+                .filter_map(|o| o.membership_bytes_per_node_s)
+                .collect();
+            (!v.is_empty()).then(|| summarize(v))
+        },
+        membership_by_kind: outs
+            .first()
+            .map(|o| o.membership_by_kind.clone())
+            .unwrap_or_default(),
         wall_s_max: outs
             .iter()
             .map(|o| o.wall.as_secs_f64())
@@ -121,6 +137,17 @@ fn table(report: &Report) {
         )
     );
     println!("(virtual time; settle = until one member set, one registry and one holder per singleton everywhere)");
+    for r in &report.rows {
+        if let Some(m) = &r.membership_bytes_per_node_s {
+            println!(
+                "membership traffic of a formed {}-node cluster: p50 {:.0} B/s sent per node (max {:.0}; sealed UDP payload, no canary nudges)",
+                r.nodes, m.p50, m.max
+            );
+            for (what, n, bytes) in &r.membership_by_kind {
+                println!("  {what:<24} {n:>8.2} datagrams/s {bytes:>8.0} B/s");
+            }
+        }
+    }
 }
 
 impl SimCmd {

@@ -26,6 +26,11 @@ const SENT: usize = 8;
 /// Bytes a sealed datagram adds to its plaintext (the kind byte aside).
 pub const OVERHEAD: usize = 1 + NONCE_LEN + SENT + 16;
 
+/// Length of the sealed datagram of a `body_len`-byte body.
+pub const fn sealed_len(body_len: usize) -> usize {
+    OVERHEAD + 1 + body_len
+}
+
 /// What a membership datagram carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -207,6 +212,7 @@ mod tests {
         let a = Sealer::new(&[1; 32]);
         let b = Sealer::new(&[2; 32]);
         let mut d = a.seal(DatagramKind::Swim, b"ping", [7; 12], T0);
+        assert_eq!(d.len(), sealed_len(4));
         let mut copy = d.clone();
         assert_eq!(
             a.open(&mut d),

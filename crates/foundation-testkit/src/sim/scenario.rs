@@ -83,6 +83,13 @@ pub struct Outcome {
     /// (sampled every 100 ms): the window before the split-brain policy or
     /// conflict resolution acts. After settling it must be zero.
     pub overlap: Duration,
+    /// For `form`: sealed membership bytes per node per second over the
+    /// 10 virtual seconds after the cluster formed (a stable cluster's
+    /// cost); `None` for the other scenarios.
+    pub membership_bytes_per_node_s: Option<f64>,
+    /// For `form`, over the same window: (what the datagrams carry,
+    /// datagrams and bytes per node per second).
+    pub membership_by_kind: Vec<(String, f64, f64)>,
     /// Events the simulation processed.
     pub steps: u64,
     /// Wall-clock time the run took.
@@ -155,6 +162,8 @@ const TOPIC: &str = "sim-events";
 const FORM_LIMIT: Duration = Duration::from_secs(120);
 /// Time the cluster gets to settle after a fault.
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+/// Virtual time a formed cluster runs for its membership traffic figure.
+const STEADY_WINDOW: Duration = Duration::from_secs(10);
 
 fn holder(sim: &Sim, name: &str) -> Option<usize> {
     sim.nodes
@@ -186,9 +195,23 @@ pub fn run(scenario: Scenario, nodes: usize, seed: u64) -> Outcome {
     }
     let formed = settle(&mut sim, FORM_LIMIT);
     let mut settled_after = None;
+    let mut membership_bytes_per_node_s = None;
+    let mut membership_by_kind = Vec::new();
     match (scenario, formed) {
         (_, Err(e)) => failures.push(format!("forming: {e}")),
-        (Scenario::Form, Ok(t)) => settled_after = Some(t),
+        (Scenario::Form, Ok(t)) => {
+            settled_after = Some(t);
+            sim.membership_sent = (0, 0);
+            sim.membership_by_kind.clear();
+            sim.run_for(STEADY_WINDOW);
+            let per_node_s = |bytes: u64| bytes as f64 / nodes as f64 / STEADY_WINDOW.as_secs_f64();
+            membership_bytes_per_node_s = Some(per_node_s(sim.membership_sent.1));
+            membership_by_kind = sim
+                .membership_by_kind
+                .iter()
+                .map(|(k, (n, bytes))| (k.clone(), per_node_s(*n), per_node_s(*bytes)))
+                .collect();
+        }
         (_, Ok(_)) => {
             // The quorum's base is confirmed once a view was stable.
             run_checked(&mut sim, Duration::from_secs(3), 1, &mut overlap);
@@ -262,6 +285,8 @@ pub fn run(scenario: Scenario, nodes: usize, seed: u64) -> Outcome {
         sent: sim.sent,
         delivery_ratio,
         overlap,
+        membership_bytes_per_node_s,
+        membership_by_kind,
         steps: sim.steps,
         wall: wall.elapsed(),
     }

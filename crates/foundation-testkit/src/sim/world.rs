@@ -1,7 +1,7 @@
 //! The discrete-event loop: virtual time, a queue of events, and the
 //! shell rules that connect the cores of each node to the network.
 
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use foundation::config::defaults as d;
 use foundation::config::MembershipConfig;
 use foundation::{MemberEvent, NodeId};
 use foundation_proto::membership::core::SYNC_INTERVAL;
-use foundation_proto::membership::seal::DatagramKind;
+use foundation_proto::membership::seal::{sealed_len, DatagramKind};
 use foundation_proto::membership::{CoreTimer, Output};
 use foundation_proto::registry::{sync, Delta, RegistryMsg};
 use rand::rngs::SmallRng;
@@ -137,6 +137,35 @@ pub struct Sim {
     pub false_downs: Vec<(Duration, usize, NodeId)>,
     /// Every Down event: (when, observer, member).
     pub downs: Vec<(Duration, usize, NodeId)>,
+    /// Membership datagrams the nodes sent, and their sealed bytes (UDP
+    /// payload, as the shell would send them; canary nudges, which only
+    /// the shell sends, not included).
+    pub membership_sent: (u64, u64),
+    /// The same, by what the datagrams carry (the datagram kind, and for
+    /// SWIM packets foca's message type): where the bytes go.
+    pub membership_by_kind: BTreeMap<String, (u64, u64)>,
+}
+
+/// What a membership datagram carries: its kind, and for SWIM packets
+/// foca's message type (decoded with the codec the core uses).
+fn traffic_label(kind: DatagramKind, body: &[u8]) -> String {
+    if kind != DatagramKind::Swim {
+        return format!("{kind:?}");
+    }
+    match foca::Codec::<foundation_proto::membership::MemberId>::decode_header(
+        &mut foca::PostcardCodec,
+        body,
+    ) {
+        Ok(h) => {
+            let message = format!("{:?}", h.message);
+            let name = message
+                .split(|c: char| !c.is_alphanumeric())
+                .next()
+                .unwrap_or("?");
+            format!("Swim {name}")
+        }
+        Err(_) => "Swim (undecodable)".to_owned(),
+    }
 }
 
 fn addr(i: usize) -> SocketAddr {
@@ -174,6 +203,8 @@ impl Sim {
             next_pub: HashMap::new(),
             violations: Vec::new(),
             sent: 0,
+            membership_sent: (0, 0),
+            membership_by_kind: BTreeMap::new(),
             expected: 0,
             delivered: 0,
             steps: 0,
@@ -405,6 +436,15 @@ impl Sim {
         while let Some(out) = self.nodes[i].core.poll_output() {
             match out {
                 Output::Send { to, kind, body } => {
+                    let len = sealed_len(body.len()) as u64;
+                    self.membership_sent.0 += 1;
+                    self.membership_sent.1 += len;
+                    let by_kind = self
+                        .membership_by_kind
+                        .entry(traffic_label(kind, &body))
+                        .or_default();
+                    by_kind.0 += 1;
+                    by_kind.1 += len;
                     let Some(&j) = self.by_addr.get(&to) else {
                         continue;
                     };
