@@ -127,6 +127,10 @@ impl std::fmt::Debug for MembershipCore {
     }
 }
 
+/// How often a node announces itself to one random member (foca's
+/// periodic announce; the answer is a packet of members).
+pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(30);
+
 /// foca settings from ours.
 pub fn foca_config(c: &MembershipConfig) -> foca::Config {
     let mut f = foca::Config::new_lan(NonZeroU32::MIN.saturating_add(15));
@@ -142,14 +146,17 @@ pub fn foca_config(c: &MembershipConfig) -> foca::Config {
     if let Some(g) = f.periodic_gossip.as_mut() {
         g.frequency = c.gossip_period;
     }
-    // Announce to one random member every few seconds (memberlist's
-    // push-pull, in foca's terms): the answer is a sample of its members,
-    // and our announcement makes us known to it again. Gossip alone loses
-    // the tail of a mass join: an update is sent a bounded number of times,
-    // and in the simulation a fifth of a 100-node cluster that started at
-    // once stayed unknown to part of it until foca's default 30 s announce.
+    // Announce to one random member now and then (memberlist's push-pull,
+    // in foca's terms): the answer is a sample of its members, and our
+    // announcement makes us known to it again. It was every 2 s, to fill
+    // the tail of a mass join that gossip alone loses; the join's Pull and
+    // the digest rounds of `state_sync` now do that, and each answer is a
+    // packet of up to `max_packet_size` bytes: at 100 simulated nodes the
+    // 2 s announce was 740 of 1,757 bytes per node per second. At 30 s,
+    // the 100-node scenarios settle as fast (docs/BENCHMARKS.md,
+    // "Membership traffic").
     f.periodic_announce = Some(foca::PeriodicParams {
-        frequency: Duration::from_secs(2),
+        frequency: ANNOUNCE_EVERY,
         num_members: NonZeroUsize::MIN,
     });
     // Re-announce to members believed down every second, so both sides of
