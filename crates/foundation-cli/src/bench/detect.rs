@@ -120,7 +120,7 @@ impl DetectBench {
     }
 }
 
-async fn wait_converged(nodes: &[procs::NodeProcess], n: usize) -> anyhow::Result<()> {
+pub(crate) async fn wait_converged(nodes: &[procs::NodeProcess], n: usize) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let mut ok = 0;

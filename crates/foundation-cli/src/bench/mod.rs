@@ -11,6 +11,7 @@ mod failover;
 #[cfg(feature = "lab")]
 mod falsedowns;
 mod hol;
+mod memory;
 mod registry;
 pub(crate) mod stats;
 mod throughput;
@@ -44,6 +45,12 @@ pub(crate) enum BenchCmd {
     Registry(registry::RegistryBench),
     /// Control round trips while the data channel is saturated, vs one stream.
     Hol(hol::HolBench),
+    /// Resident memory of node processes (idle, in a cluster, per names,
+    /// topics and services) and membership traffic per node.
+    Memory(memory::MemoryBench),
+    /// The process `bench memory` measures (not for direct use).
+    #[command(hide = true)]
+    MemoryLoad(memory::MemoryLoad),
     /// Pub/sub messages per second: two nodes per channel, then fan-out.
     Throughput(throughput::ThroughputBench),
 }
@@ -90,6 +97,8 @@ impl BenchCmd {
             BenchCmd::Registry(b) => b.run().await,
             BenchCmd::Failover(b) => b.run().await,
             BenchCmd::Hol(b) => b.run().await,
+            BenchCmd::Memory(b) => b.run().await,
+            BenchCmd::MemoryLoad(b) => b.run().await,
             BenchCmd::Throughput(b) => b.run().await,
         }
     }
