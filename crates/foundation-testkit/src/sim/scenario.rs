@@ -201,11 +201,11 @@ pub fn run(scenario: Scenario, nodes: usize, seed: u64) -> Outcome {
         (_, Err(e)) => failures.push(format!("forming: {e}")),
         (Scenario::Form, Ok(t)) => {
             settled_after = Some(t);
-            sim.membership_sent = (0, 0);
             sim.membership_by_kind.clear();
             sim.run_for(STEADY_WINDOW);
             let per_node_s = |bytes: u64| bytes as f64 / nodes as f64 / STEADY_WINDOW.as_secs_f64();
-            membership_bytes_per_node_s = Some(per_node_s(sim.membership_sent.1));
+            let bytes = sim.membership_by_kind.values().map(|(_, b)| b).sum();
+            membership_bytes_per_node_s = Some(per_node_s(bytes));
             membership_by_kind = sim
                 .membership_by_kind
                 .iter()

@@ -137,12 +137,10 @@ pub struct Sim {
     pub false_downs: Vec<(Duration, usize, NodeId)>,
     /// Every Down event: (when, observer, member).
     pub downs: Vec<(Duration, usize, NodeId)>,
-    /// Membership datagrams the nodes sent, and their sealed bytes (UDP
+    /// Membership datagrams the nodes sent and their sealed bytes (UDP
     /// payload, as the shell would send them; canary nudges, which only
-    /// the shell sends, not included).
-    pub membership_sent: (u64, u64),
-    /// The same, by what the datagrams carry (the datagram kind, and for
-    /// SWIM packets foca's message type): where the bytes go.
+    /// the shell sends, not included), by what the datagrams carry (the
+    /// datagram kind, and for SWIM packets foca's message type).
     pub membership_by_kind: BTreeMap<String, (u64, u64)>,
 }
 
@@ -203,7 +201,6 @@ impl Sim {
             next_pub: HashMap::new(),
             violations: Vec::new(),
             sent: 0,
-            membership_sent: (0, 0),
             membership_by_kind: BTreeMap::new(),
             expected: 0,
             delivered: 0,
@@ -437,8 +434,6 @@ impl Sim {
             match out {
                 Output::Send { to, kind, body } => {
                     let len = sealed_len(body.len()) as u64;
-                    self.membership_sent.0 += 1;
-                    self.membership_sent.1 += len;
                     let by_kind = self
                         .membership_by_kind
                         .entry(traffic_label(kind, &body))

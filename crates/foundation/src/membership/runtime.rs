@@ -235,14 +235,11 @@ impl Shell {
                 _ = self.cancel.cancelled() => return,
                 r = self.socket.recv(&mut buf) => match r {
                     Ok(got) => {
-                        let traffic = self.stats.membership_traffic();
-                        for datagram in buf[..got.len].chunks(got.stride) {
-                            traffic.received(datagram.len());
-                        }
                         if got.len == 0 {
-                            traffic.received(0);
+                            self.stats.membership_traffic().received(0);
                         }
                         for datagram in buf[..got.len].chunks_mut(got.stride) {
+                            self.stats.membership_traffic().received(datagram.len());
                             self.datagram(datagram, got.from);
                         }
                     }

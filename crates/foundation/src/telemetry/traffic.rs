@@ -20,49 +20,59 @@ pub struct Traffic {
     pub bytes: u64,
 }
 
+/// The counters of one direction.
+#[derive(Debug, Default)]
+struct Counters {
+    datagrams: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Counters {
+    /// Counts one datagram, here and in the `metrics` facade.
+    fn count(&self, bytes: usize, direction: &'static str) {
+        self.datagrams.fetch_add(1, Relaxed);
+        self.bytes.fetch_add(bytes as u64, Relaxed);
+        metrics::counter!("foundation_membership_datagrams_total", "direction" => direction)
+            .increment(1);
+        metrics::counter!("foundation_membership_bytes_total", "direction" => direction)
+            .increment(bytes as u64);
+    }
+
+    fn total(&self) -> Traffic {
+        Traffic {
+            datagrams: self.datagrams.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+        }
+    }
+}
+
 /// The membership protocol's traffic counters of one node.
 #[derive(Debug, Default)]
 pub struct MembershipTraffic {
-    sent: [AtomicU64; 2],
-    received: [AtomicU64; 2],
+    sent: Counters,
+    received: Counters,
     rate: [AtomicU64; 2],
 }
 
 impl MembershipTraffic {
     /// Counts a datagram sent.
     pub fn sent(&self, bytes: usize) {
-        self.sent[0].fetch_add(1, Relaxed);
-        self.sent[1].fetch_add(bytes as u64, Relaxed);
-        metrics::counter!("foundation_membership_datagrams_total", "direction" => "sent")
-            .increment(1);
-        metrics::counter!("foundation_membership_bytes_total", "direction" => "sent")
-            .increment(bytes as u64);
+        self.sent.count(bytes, "sent");
     }
 
     /// Counts a datagram received (whether or not it was then accepted).
     pub fn received(&self, bytes: usize) {
-        self.received[0].fetch_add(1, Relaxed);
-        self.received[1].fetch_add(bytes as u64, Relaxed);
-        metrics::counter!("foundation_membership_datagrams_total", "direction" => "received")
-            .increment(1);
-        metrics::counter!("foundation_membership_bytes_total", "direction" => "received")
-            .increment(bytes as u64);
+        self.received.count(bytes, "received");
     }
 
     /// Everything sent so far.
     pub fn total_sent(&self) -> Traffic {
-        Traffic {
-            datagrams: self.sent[0].load(Relaxed),
-            bytes: self.sent[1].load(Relaxed),
-        }
+        self.sent.total()
     }
 
     /// Everything received so far.
     pub fn total_received(&self) -> Traffic {
-        Traffic {
-            datagrams: self.received[0].load(Relaxed),
-            bytes: self.received[1].load(Relaxed),
-        }
+        self.received.total()
     }
 
     /// Bytes per second sent and received over the last complete window
