@@ -39,24 +39,35 @@ fn metrics(lab: &Lab, i: usize) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// mDNS alone: what proves the mDNS strategy itself works.
 #[test]
 fn three_unconfigured_nodes_form_one_cluster_over_mdns_and_another_cluster_stays_out() {
+    unconfigured_nodes_form_and_another_cluster_stays_out(&[(
+        "FOUNDATION_GOSSIP_WITH_MDNS",
+        "false",
+    )]);
+}
+
+/// The default: mDNS and gossip beacons at once.
+#[test]
+fn three_unconfigured_nodes_form_over_mdns_with_beacons_and_another_cluster_stays_out() {
+    unconfigured_nodes_form_and_another_cluster_stays_out(&[]);
+}
+
+fn unconfigured_nodes_form_and_another_cluster_stays_out(env: &[(&str, &str)]) {
     let Some(mut lab) = lab_or_skip(4) else {
         return;
     };
     let started = Instant::now();
     for i in 0..3 {
-        lab.spawn(i, BIN, &["node"], &[]);
+        lab.spawn(i, BIN, &["node"], env);
     }
-    lab.spawn(
-        3,
-        BIN,
-        &["node"],
-        &[("FOUNDATION_CLUSTER_NAME", "someone-else")],
-    );
+    let mut outsider = env.to_vec();
+    outsider.push(("FOUNDATION_CLUSTER_NAME", "someone-else"));
+    lab.spawn(3, BIN, &["node"], &outsider);
     wait_formed(&lab, 3);
     eprintln!(
-        "3 unconfigured nodes formed one cluster {:?} after start (includes process start)",
+        "3 unconfigured nodes ({env:?}) formed one cluster {:?} after start (includes process start)",
         started.elapsed()
     );
     // The other cluster's node stays alone, and nobody lists it.

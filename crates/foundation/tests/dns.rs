@@ -116,6 +116,7 @@ fn context(server: SocketAddr, query: &str, record: DnsRecord, port: u16) -> Dis
             port: 7945,
             ttl: 1,
             interval: Duration::from_secs(1),
+            with_mdns: true,
         },
         dns: DnsConfig {
             query: Some(query.into()),

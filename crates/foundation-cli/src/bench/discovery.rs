@@ -22,7 +22,8 @@ pub(crate) struct DiscoveryBench {
     /// Runs (a fresh lab each).
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Discovery strategy: mdns or gossip.
+    /// Discovery strategy: mdns (with gossip beacons, the default), gossip,
+    /// or mdns-alone (`gossip.with_mdns = false`).
     #[arg(long, default_value = "mdns")]
     strategy: String,
     /// Print one JSON object instead of a table.
@@ -59,8 +60,8 @@ impl DiscoveryBench {
             "--nodes must be 2..=32"
         );
         anyhow::ensure!(
-            ["mdns", "gossip"].contains(&self.strategy.as_str()),
-            "--strategy must be mdns or gossip"
+            ["mdns", "gossip", "mdns-alone"].contains(&self.strategy.as_str()),
+            "--strategy must be mdns, gossip or mdns-alone"
         );
         let exe = std::env::current_exe().context("cannot find the foundation binary")?;
         let exe = exe.to_string_lossy().into_owned();
@@ -71,7 +72,14 @@ impl DiscoveryBench {
                 let mut lab = Lab::new(cfg.nodes).map_err(|e| anyhow!("{e}"))?;
                 let start = Instant::now();
                 for i in 0..cfg.nodes {
-                    lab.spawn(i, &exe, &["node"], &[("FOUNDATION_CLUSTER", &cfg.strategy)]);
+                    let env: &[(&str, &str)] = match cfg.strategy.as_str() {
+                        "mdns-alone" => &[
+                            ("FOUNDATION_CLUSTER", "mdns"),
+                            ("FOUNDATION_GOSSIP_WITH_MDNS", "false"),
+                        ],
+                        s => &[("FOUNDATION_CLUSTER", s)],
+                    };
+                    lab.spawn(i, &exe, &["node"], env);
                 }
                 let deadline = start + Duration::from_secs(30);
                 let mut done = vec![false; cfg.nodes];

@@ -220,6 +220,7 @@ impl Resolved {
             ("gossip.port", c.gossip.port.to_string()),
             ("gossip.ttl", c.gossip.ttl.to_string()),
             ("gossip.interval_ms", ms(c.gossip.interval)),
+            ("gossip.with_mdns", c.gossip.with_mdns.to_string()),
             ("http.enabled", c.http.enabled.to_string()),
             ("http.bind", c.http.bind.to_string()),
             ("http.port", c.http.port.to_string()),

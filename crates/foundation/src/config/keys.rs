@@ -675,6 +675,13 @@ pub const KEYS: &[KeySpec] = &[
         "gossip strategy: beacon interval (default: 1000)"
     ),
     key!(
+        "gossip.with_mdns",
+        Some("FOUNDATION_GOSSIP_WITH_MDNS"),
+        KeyKind::Bool,
+        false,
+        "mdns strategy: also send gossip beacons and use what either finds (default: true; mDNS answers after ~1 s of probing, a beacon at once)"
+    ),
+    key!(
         "http.enabled",
         Some("FOUNDATION_HTTP"),
         KeyKind::Bool,

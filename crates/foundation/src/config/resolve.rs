@@ -447,6 +447,7 @@ impl Resolver {
                 port: m.int("gossip.port", d::GOSSIP_PORT.into()) as u16,
                 ttl: m.int("gossip.ttl", d::GOSSIP_TTL.into()) as u32,
                 interval: m.ms("gossip.interval_ms", d::GOSSIP_INTERVAL_MS),
+                with_mdns: m.bool("gossip.with_mdns", true),
             },
             dns: DnsConfig {
                 query: dns_query,

@@ -519,6 +519,9 @@ pub struct GossipConfig {
     pub ttl: u32,
     /// Beacon interval.
     pub interval: Duration,
+    /// Whether the `mdns` strategy sends beacons too (and uses what either
+    /// finds).
+    pub with_mdns: bool,
 }
 
 /// Which DNS records the `dns` strategy queries.

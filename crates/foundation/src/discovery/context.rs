@@ -106,6 +106,7 @@ impl DiscoveryContext {
                 port: 7945,
                 ttl: 1,
                 interval: std::time::Duration::from_millis(100),
+                with_mdns: true,
             },
             dns: DnsConfig {
                 query: None,

@@ -10,9 +10,15 @@
 //! Announcements and queries stay on the interface of the bind address (every
 //! interface when bound to a wildcard). Note: mdns-sd joins the mDNS group
 //! on every interface when its daemon starts, before the selection applies,
-//! so each interface sees one group membership report. When mDNS cannot
-//! start at all, the strategy falls back to gossip beacons (see
-//! [`super::Gossip`]).
+//! so each interface sees one group membership report.
+//!
+//! The strategy sends gossip beacons (see [`super::Gossip`]) at the same
+//! time, on the same network, and publishes the union of what both found.
+//! mdns-sd answers only after probing for name conflicts (RFC 6762 §8.1:
+//! three probes 250 ms apart), so five nodes took about 930 ms to see each
+//! other over mDNS alone; a beacon goes out at once. Where mDNS cannot
+//! start, the beacons carry on alone. `gossip.with_mdns = false` runs mDNS
+//! alone.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -71,30 +77,46 @@ impl Strategy for Mdns {
         cancel: CancellationToken,
     ) -> StrategyTask {
         Box::pin(async move {
-            let mut first = true;
-            loop {
-                match session(&ctx, &sink, &cancel).await {
-                    Ok(()) => return,
-                    // mDNS that cannot even start will not start later
-                    // either: fall back to gossip multicast beacons.
-                    Err(Failure::NoDaemon(e)) if first => {
-                        tracing::warn!(error = %e, "mDNS unavailable; falling back to gossip beacons");
-                        return Box::new(Gossip::new()).run(ctx, sink, cancel).await;
-                    }
-                    Err(Failure::NoDaemon(message) | Failure::Session(message)) => {
-                        sink.fail(DiscoveryError {
-                            strategy: "mdns",
-                            message,
-                        })
-                    }
-                }
-                first = false;
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(RETRY) => {}
-                }
+            if !ctx.gossip.with_mdns {
+                return sessions(&ctx, sink, &cancel).await;
             }
+            let (mdns, mdns_found) = sink.part();
+            let (beacons, beacons_found) = sink.part();
+            let beaconing = Box::new(Gossip::new()).run(ctx.clone(), beacons, cancel.clone());
+            tokio::join!(
+                sessions(&ctx, mdns, &cancel),
+                beaconing,
+                sink.union(vec![mdns_found, beacons_found]),
+            );
         })
+    }
+}
+
+/// mDNS sessions until cancelled: a failed one is retried after
+/// [`RETRY`]; where no daemon can start at all, it stops (the beacons go
+/// on).
+async fn sessions(ctx: &DiscoveryContext, sink: CandidateSink, cancel: &CancellationToken) {
+    let mut first = true;
+    loop {
+        match session(ctx, &sink, cancel).await {
+            Ok(()) => return,
+            // mDNS that cannot even start will not start later either.
+            Err(Failure::NoDaemon(e)) if first => {
+                tracing::warn!(error = %e, "mDNS unavailable; discovery goes on with gossip beacons alone");
+                return;
+            }
+            Err(Failure::NoDaemon(message) | Failure::Session(message)) => {
+                sink.fail(DiscoveryError {
+                    strategy: "mdns",
+                    message,
+                })
+            }
+        }
+        first = false;
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(RETRY) => {}
+        }
     }
 }
 
