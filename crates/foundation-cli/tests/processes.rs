@@ -415,3 +415,35 @@ fn doctor_reports_ok_and_names_what_to_fix() {
     );
     assert!(text.contains("FAIL  discovery"), "{text}");
 }
+
+#[test]
+fn bench_soak_restarts_processes_and_reports_start_and_end() {
+    let port = free_port().to_string();
+    let out = Command::new(BIN)
+        .args(["bench", "soak", "--json", "--minutes", "0.4"])
+        .args(["--restart-every-s", "6", "--window-s", "2"])
+        .args(["--nodes", "3", "--base-port", &port])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run bench soak");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON object");
+    let num = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k}: {r}"));
+    assert!((0.4..0.6).contains(&num(&r, "minutes")), "{r}");
+    assert!(num(&r, "restarts") >= 2.0, "{r}");
+    for at in ["start", "end"] {
+        let p = &r[at];
+        assert!(num(p, "rss_mb") > 1.0, "{at}: {r}");
+        assert!(num(p, "tasks") > 0.0, "{at}: {r}");
+        assert!(num(p, "samples") > 0.0, "{at}: {r}");
+        assert!(num(p, "call_p99_ms") > 0.0, "{at}: {r}");
+        assert!(num(p, "publish_p99_ms") > 0.0, "{at}: {r}");
+    }
+    let intervals = r["intervals"].as_array().expect("intervals");
+    assert!(!intervals.is_empty(), "{r}");
+}

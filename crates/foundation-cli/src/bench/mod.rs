@@ -10,9 +10,12 @@ mod discovery;
 mod failover;
 #[cfg(feature = "lab")]
 mod falsedowns;
+mod histogram;
 mod hol;
 mod memory;
 mod registry;
+mod soak;
+mod soak_node;
 pub(crate) mod stats;
 mod throughput;
 pub(crate) mod transport;
@@ -51,6 +54,12 @@ pub(crate) enum BenchCmd {
     /// The process `bench memory` measures (not for direct use).
     #[command(hide = true)]
     MemoryLoad(memory::MemoryLoad),
+    /// Processes under mixed load for a long run (one restarted every few
+    /// minutes): memory, tasks and p99 latencies at the start and the end.
+    Soak(soak::SoakBench),
+    /// A process of `bench soak` (not for direct use).
+    #[command(hide = true)]
+    SoakNode(soak_node::SoakNode),
     /// Pub/sub messages per second: two nodes per channel, then fan-out.
     Throughput(throughput::ThroughputBench),
 }
@@ -99,6 +108,8 @@ impl BenchCmd {
             BenchCmd::Hol(b) => b.run().await,
             BenchCmd::Memory(b) => b.run().await,
             BenchCmd::MemoryLoad(b) => b.run().await,
+            BenchCmd::Soak(b) => b.run().await,
+            BenchCmd::SoakNode(b) => b.run().await,
             BenchCmd::Throughput(b) => b.run().await,
         }
     }

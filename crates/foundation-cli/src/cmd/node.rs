@@ -166,7 +166,7 @@ impl NodeCmd {
 }
 
 /// Ctrl-C, SIGTERM, or (when asked) standard input closing.
-async fn wait_for_stop(stdin_eof: bool) {
+pub(crate) async fn wait_for_stop(stdin_eof: bool) {
     let stdin = async {
         if stdin_eof {
             let mut buf = [0u8; 64];

@@ -97,6 +97,20 @@ pub(crate) fn spawn_node_env(
     extra: &[&str],
     env: &[(&str, String)],
 ) -> anyhow::Result<NodeProcess> {
+    spawn_command(&["node"], name, ports, seed, log_dir, extra, env)
+}
+
+/// Starts this binary's `command` (`node`, or a bench's node process that
+/// takes the same flags) on loopback; it leaves when its stdin closes.
+pub(crate) fn spawn_command(
+    command: &[&str],
+    name: &str,
+    ports: &mut Ports,
+    seed: Option<SocketAddr>,
+    log_dir: &Path,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> anyhow::Result<NodeProcess> {
     let exe = std::env::current_exe().context("cannot find the foundation binary")?;
     let port = ports.udp_pair()?;
     let http_port = ports.tcp()?;
@@ -108,7 +122,7 @@ pub(crate) fn spawn_node_env(
     let mut cmd = Command::new(exe);
     // Seeded by the first node, `static`: two local clusters on one machine
     // (two `dev` runs, a bench beside a dev cluster) stay apart.
-    cmd.arg("node")
+    cmd.args(command)
         .args(["--cluster", "static", "--name", name, "--bind", "127.0.0.1"])
         .args([
             "--port",
