@@ -210,6 +210,22 @@ pub fn encode_parts(
     kind: u16,
     from: NodeId,
     headers: &[(String, String)],
+    body: (Codec, &Bytes),
+    max: usize,
+) -> Result<[Bytes; 2], FrameError> {
+    encode_parts_led(channel, kind, from, headers, &[], body, max)
+}
+
+/// [`encode_parts`] for a payload in two pieces: `lead` (a few bytes,
+/// copied into the first chunk) then `payload` (shared, not copied). The
+/// receiver sees one payload, `lead` followed by `payload`; `codec` must
+/// describe the two together.
+pub fn encode_parts_led(
+    channel: Channel,
+    kind: u16,
+    from: NodeId,
+    headers: &[(String, String)],
+    lead: &[u8],
     (codec, payload): (Codec, &Bytes),
     max: usize,
 ) -> Result<[Bytes; 2], FrameError> {
@@ -223,13 +239,15 @@ pub fn encode_parts(
         headers: std::borrow::Cow::Borrowed(headers),
         codec,
     };
-    let mut out = BytesMut::with_capacity(LENGTH_PREFIX + 64);
+    let mut out = BytesMut::with_capacity(LENGTH_PREFIX + 64 + lead.len());
     out.put_u32(0);
     out.put_u8(PROTOCOL_VERSION);
     let writer = (&mut out).writer();
     let writer =
         postcard::to_io(&head, writer).map_err(|e| FrameError::Malformed(e.to_string()))?;
-    postcard::to_io(&payload.len(), writer).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let payload_len = lead.len() + payload.len();
+    postcard::to_io(&payload_len, writer).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    out.extend_from_slice(lead);
     let len = out.len() - LENGTH_PREFIX + payload.len();
     if len > max {
         return Err(FrameError::Oversized { len, max });
@@ -381,6 +399,37 @@ mod tests {
         let dec = FrameDecoder::new(1024);
         assert_eq!(dec.decode(&mut buf), Ok(Some(env)));
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_led_payload_arrives_as_one() {
+        let env = sample(b"lead|the rest, shared");
+        let rest = env.payload.slice(5..);
+        let [head, payload] = encode_parts_led(
+            env.channel,
+            env.kind,
+            env.from,
+            &env.headers,
+            b"lead|",
+            (Codec::Plain, &rest),
+            1024,
+        )
+        .expect("fits");
+        assert_eq!(payload.as_ptr(), rest.as_ptr(), "the rest is not copied");
+        assert_eq!(
+            [&head[..], &payload[..]].concat(),
+            &encode(&env, 1024).expect("fits")[..]
+        );
+        let too_small = encode_parts_led(
+            env.channel,
+            env.kind,
+            env.from,
+            &env.headers,
+            b"lead|",
+            (Codec::Plain, &rest),
+            head.len() + payload.len() - LENGTH_PREFIX - 1,
+        );
+        assert!(matches!(too_small, Err(FrameError::Oversized { .. })));
     }
 
     #[test]

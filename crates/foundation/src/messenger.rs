@@ -66,7 +66,7 @@ impl Messenger {
                 to,
                 channel,
                 SendFailure::UnknownNode,
-                payload.bytes().clone(),
+                payload.joined(),
             ));
         };
         self.transport

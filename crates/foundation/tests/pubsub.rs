@@ -251,6 +251,40 @@ async fn compression_is_used_only_between_nodes_that_both_offer_it() {
     c.shutdown().await;
 }
 
+/// Raw bytes go out without being serialized (a short item header, then
+/// the message itself) and come back as a slice of the frame; subscribers
+/// of another type with the same encoding (`Vec<u8>`) still read them, on
+/// the publishing node and on the others, large or batched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_messages_cross_uncopied_and_other_types_still_read_them() {
+    let mut c = Cluster::start_with(2, |b, _| b.set("channels.compression", "off"))
+        .await
+        .expect("cluster");
+    let raw = |i: usize| c.node(i).pubsub().subscribe::<Bytes>("raw").expect("sub");
+    let vec = |i: usize| c.node(i).pubsub().subscribe::<Vec<u8>>("raw").expect("sub");
+    let (mut raw0, mut raw1, mut vec0, mut vec1) = (raw(0), raw(1), vec(0), vec(1));
+    interest(c.node(0), "raw", 1).await;
+    let large = Bytes::from(foundation_proto::frame::noise(300_000));
+    let small: Vec<Bytes> = (0..20u8).map(|i| Bytes::from(vec![i; 100])).collect();
+    let sent: Vec<Bytes> = std::iter::once(large).chain(small).collect();
+    for m in &sent {
+        let p = c
+            .node(0)
+            .pubsub()
+            .broadcast_with("raw", m.clone(), Publish::on(Channel::Data))
+            .await
+            .expect("broadcast");
+        assert_eq!((p.local, p.nodes), (2, 1));
+    }
+    for m in &sent {
+        assert_eq!(*next(&mut raw0).await, *m);
+        assert_eq!(*next(&mut raw1).await, *m);
+        assert_eq!(next(&mut vec0).await.as_slice(), &m[..]);
+        assert_eq!(next(&mut vec1).await.as_slice(), &m[..]);
+    }
+    c.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100_mib_message_does_not_hold_the_data_channel() {
     let mut c = Cluster::start_with(2, |b, _| {

@@ -1,8 +1,10 @@
 //! The pub/sub facade: `node.pubsub()`.
 
+use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -11,7 +13,7 @@ use super::options::{lane_of, pick_channel, Publish};
 use super::sender::{Item, NotQueued, Route, Sender};
 use super::stats::{Counters, TopicStats};
 use super::subscription::Subscription;
-use super::wire::encode_item_of;
+use super::wire::{encode_bytes_item, encode_item_of};
 use crate::config::PubSubConfig;
 use crate::id::NodeId;
 use crate::registry::{RegistryShared, MAX_NAME_LEN};
@@ -171,6 +173,21 @@ pub struct PubSub {
     pub(crate) shared: Arc<Shared>,
 }
 
+/// `msg` encoded as an item: its payload, and where the message's own
+/// bytes start in it. A message of raw bytes ([`Bytes`]) is not copied:
+/// the payload is a few bytes of item header, then the message itself.
+fn encode_item<T: Serialize + 'static>(
+    topic: &str,
+    msg: &T,
+) -> Result<(Payload, usize), postcard::Error> {
+    if let Some(raw) = (msg as &dyn Any).downcast_ref::<Bytes>() {
+        let (lead, body_at) = encode_bytes_item(topic, raw);
+        return Ok((Payload::led(lead, raw.clone()), body_at));
+    }
+    let (item, body_at) = encode_item_of(topic, msg)?;
+    Ok((Payload::new(item), body_at))
+}
+
 fn check_topic(topic: &str) -> Result<(), PubSubError> {
     let why = if topic.is_empty() {
         "empty"
@@ -264,10 +281,9 @@ impl PubSub {
         let counters = self.shared.counters.topic(topic);
         counters.published.fetch_add(1, Relaxed);
         let msg = Arc::new(msg);
-        let d = self
-            .shared
-            .local
-            .deliver(topic, &msg, 0, || postcard::to_allocvec(&*msg).ok());
+        let d = self.shared.local.deliver(topic, &msg, 0, || {
+            postcard::to_allocvec(&*msg).ok().map(Bytes::from)
+        });
         Ok(d.reached)
     }
 
@@ -300,12 +316,12 @@ impl PubSub {
         let encoded = if peers.is_empty() {
             None
         } else {
-            Some(encode_item_of(topic, &msg).map_err(encode_err)?)
+            Some(encode_item(topic, &msg).map_err(encode_err)?)
         };
         let msg = Arc::new(msg);
         let delivered = s.local.deliver(topic, &msg, skip, || match &encoded {
-            Some((item, at)) => Some(item[*at..].to_vec()),
-            None => postcard::to_allocvec(&*msg).ok(),
+            Some((item, at)) => Some(item.joined().slice(*at..)),
+            None => postcard::to_allocvec(&*msg).ok().map(Bytes::from),
         });
         let mut out = Published {
             local: delivered.reached,
@@ -324,7 +340,7 @@ impl PubSub {
             });
         }
         let item = Arc::new(Item {
-            payload: Payload::new(item),
+            payload: item,
             counters: counters.clone(),
         });
         let channel = pick_channel(opts, body_len, s.data_threshold);

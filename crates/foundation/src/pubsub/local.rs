@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 
@@ -29,7 +30,7 @@ pub(crate) trait Ring: Send + Sync {
     fn as_any(&self) -> &dyn Any;
     /// Decodes `body` as this ring's type and delivers it; the number of
     /// subscriptions reached, or the decoding error.
-    fn deliver_bytes(&self, body: &[u8], skip: u64) -> Result<usize, postcard::Error>;
+    fn deliver_bytes(&self, body: &Bytes, skip: u64) -> Result<usize, postcard::Error>;
     /// Messages the slowest subscription has not read (at most the buffer).
     fn queued(&self) -> usize;
 }
@@ -43,14 +44,27 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Ring for TypedRing<T> {
         self
     }
 
-    fn deliver_bytes(&self, body: &[u8], skip: u64) -> Result<usize, postcard::Error> {
-        let msg: T = postcard::from_bytes(body)?;
+    fn deliver_bytes(&self, body: &Bytes, skip: u64) -> Result<usize, postcard::Error> {
+        let msg: T = decode(body)?;
         Ok(self.tx.send((Arc::new(msg), skip)).unwrap_or(0))
     }
 
     fn queued(&self) -> usize {
         self.tx.len()
     }
+}
+
+/// Decodes one message. Raw bytes ([`Bytes`]) come out as a slice of
+/// `body`, not a copy.
+pub(crate) fn decode<T: DeserializeOwned + 'static>(body: &Bytes) -> Result<T, postcard::Error> {
+    if TypeId::of::<T>() == TypeId::of::<Bytes>() {
+        let raw: &[u8] = postcard::from_bytes(body)?;
+        let shared: Box<dyn Any> = Box::new(body.slice_ref(raw));
+        if let Ok(msg) = shared.downcast::<T>() {
+            return Ok(*msg);
+        }
+    }
+    postcard::from_bytes(body)
 }
 
 struct Topic {
@@ -142,14 +156,14 @@ impl Local {
         topic: &str,
         msg: &Arc<T>,
         skip: u64,
-        encode: impl FnOnce() -> Option<Vec<u8>>,
+        encode: impl FnOnce() -> Option<Bytes>,
     ) -> Delivered {
         let topics = self.lock();
         let Some(t) = topics.get(topic) else {
             return Delivered::default();
         };
         let mut out = Delivered::default();
-        let mut encoded: Option<Option<Vec<u8>>> = None;
+        let mut encoded: Option<Option<Bytes>> = None;
         let mut encode = Some(encode);
         for (id, ring) in &t.rings {
             if *id == TypeId::of::<T>() {
@@ -159,7 +173,7 @@ impl Local {
                 continue;
             }
             let bytes = encoded.get_or_insert_with(|| encode.take().and_then(|f| f()));
-            match bytes.as_deref().map(|b| ring.deliver_bytes(b, skip)) {
+            match bytes.as_ref().map(|b| ring.deliver_bytes(b, skip)) {
                 Some(Ok(n)) => out.reached += n,
                 _ => out.undecodable += 1,
             }
@@ -169,17 +183,17 @@ impl Local {
     }
 
     /// Delivers messages of one topic received from another node, in order.
-    pub(crate) fn deliver_bytes<'a>(
+    pub(crate) fn deliver_bytes(
         &self,
         topic: &str,
-        bodies: impl Iterator<Item = &'a [u8]>,
+        bodies: impl Iterator<Item = Bytes>,
     ) -> Option<Delivered> {
         let topics = self.lock();
         let t = topics.get(topic)?;
         let mut out = Delivered::default();
         for body in bodies {
             for (_, ring) in &t.rings {
-                match ring.deliver_bytes(body, 0) {
+                match ring.deliver_bytes(&body, 0) {
                     Ok(n) => out.reached += n,
                     Err(_) => out.undecodable += 1,
                 }
@@ -211,5 +225,27 @@ impl Local {
     /// Drops every ring: subscriptions drain what they hold, then end.
     pub(crate) fn close(&self) {
         self.lock().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_bytes_decode_as_a_slice_of_the_frame_and_other_types_as_usual() {
+        let msg = Bytes::from(vec![9u8; 1000]);
+        let body = Bytes::from(postcard::to_allocvec(&msg).expect("encode"));
+        let got: Bytes = decode(&body).expect("decode");
+        assert_eq!(got, msg);
+        assert!(
+            body.as_ptr_range().contains(&got.as_ptr()),
+            "a slice of the body, not a copy"
+        );
+        // The same bytes read as another type that has the same encoding.
+        let v: Vec<u8> = decode(&body).expect("decode");
+        assert_eq!(v, msg.to_vec());
+        assert!(decode::<Bytes>(&Bytes::from_static(&[0xFF])).is_err());
+        assert!(decode::<Bytes>(&Bytes::from_static(&[5, 1, 2])).is_err());
     }
 }

@@ -1,8 +1,10 @@
 //! The receiving side: pub/sub frames in, local deliveries out.
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -54,6 +56,15 @@ impl ReceiveTask {
     }
 }
 
+/// `part` of `frame` as shared bytes: a slice, not a copy (decoding
+/// borrows every body from the frame).
+fn share(frame: &Bytes, part: &Cow<'_, [u8]>) -> Bytes {
+    match part {
+        Cow::Borrowed(b) => frame.slice_ref(b),
+        Cow::Owned(v) => Bytes::copy_from_slice(v),
+    }
+}
+
 /// Handles one pub/sub frame. A malformed frame is counted and logged;
 /// the items before the bad part are still delivered.
 pub(crate) fn receive(shared: &Shared, msg: Incoming) {
@@ -65,10 +76,8 @@ pub(crate) fn receive(shared: &Shared, msg: Incoming) {
         counters.received.fetch_add(run.len() as u64, Relaxed);
         let bytes: usize = run.iter().map(|i| i.body.len()).sum();
         counters.received_bytes.fetch_add(bytes as u64, Relaxed);
-        match shared
-            .local
-            .deliver_bytes(topic, run.iter().map(|i| &*i.body))
-        {
+        let bodies = run.iter().map(|i| share(&msg.payload, &i.body));
+        match shared.local.deliver_bytes(topic, bodies) {
             // Interest lags a round trip behind an unsubscribe.
             None => tracing::trace!(%topic, "no subscriber here any more"),
             Some(d) if d.undecodable > 0 => {

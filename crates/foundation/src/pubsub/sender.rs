@@ -125,7 +125,7 @@ impl Sender {
         item: SharedItem,
         patience: Duration,
     ) -> Result<(), NotQueued> {
-        let len = item.payload.bytes().len();
+        let len = item.payload.len();
         self.queues.push(route, item, len, patience).await
     }
 
@@ -165,8 +165,8 @@ pub(crate) fn frames(items: &[SharedItem]) -> Vec<Frame> {
         }
     };
     for (i, item) in items.iter().enumerate() {
-        let bytes = item.payload.bytes();
-        if bytes.len() >= BATCH_BYTES / 2 {
+        let len = item.payload.len();
+        if len >= BATCH_BYTES / 2 {
             pack(&mut batch, &mut out, start..i);
             out.push(Frame {
                 packed: None,
@@ -175,11 +175,11 @@ pub(crate) fn frames(items: &[SharedItem]) -> Vec<Frame> {
             start = i + 1;
             continue;
         }
-        if batch.len() + bytes.len() > BATCH_BYTES {
+        if batch.len() + len > BATCH_BYTES {
             pack(&mut batch, &mut out, start..i);
             start = i;
         }
-        batch.extend_from_slice(bytes);
+        item.payload.write_to(&mut batch);
     }
     pack(&mut batch, &mut out, start..items.len());
     out
@@ -200,8 +200,8 @@ mod tests {
 
     fn len(items: &[SharedItem], f: &Frame) -> usize {
         match &f.packed {
-            Some(p) => p.bytes().len(),
-            None => items[f.items.start].payload.bytes().len(),
+            Some(p) => p.len(),
+            None => items[f.items.start].payload.len(),
         }
     }
 

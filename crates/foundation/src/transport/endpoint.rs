@@ -299,14 +299,7 @@ impl Transport {
         // 30 ms at a time).
         tokio::task::coop::consume_budget().await;
         let inner = &self.inner;
-        let fail = |reason| {
-            Err(SendError::new(
-                addr,
-                channel,
-                reason,
-                payload.bytes().clone(),
-            ))
-        };
+        let fail = |reason| Err(SendError::new(addr, channel, reason, payload.joined()));
         if inner.settings.faults.drops_to(addr) {
             // Lost on the (simulated) wire, as a partition would.
             return Ok(());
@@ -323,16 +316,26 @@ impl Transport {
         };
         let wants_lz4 = peer.compress
             && channel == Channel::Data
-            && payload.bytes().len() > inner.settings.compress_above;
-        let body = match payload.compressed().filter(|_| wants_lz4) {
-            Some(packed) => (frame::Codec::Lz4, packed),
-            None => (frame::Codec::Plain, payload.bytes()),
+            && payload.len() > inner.settings.compress_above;
+        let (lead, rest) = payload.pieces();
+        // Compress only what is asked (data frames above the threshold, to
+        // peers that negotiated it): `compressed()` costs a pass, or a
+        // sample of a large payload, the first time.
+        let packed = if wants_lz4 {
+            payload.compressed()
+        } else {
+            None
         };
-        let parts = match frame::encode_parts(
+        let (lead, body) = match packed {
+            Some(packed) => (&[][..], (frame::Codec::Lz4, packed)),
+            None => (&lead[..], (frame::Codec::Plain, rest)),
+        };
+        let parts = match frame::encode_parts_led(
             channel,
             kind,
             inner.local,
             headers,
+            lead,
             body,
             inner.settings.max_frame_size,
         ) {
