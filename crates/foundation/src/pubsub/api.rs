@@ -136,6 +136,11 @@ impl Shared {
 /// broadcast goes only to nodes that have subscribers for its topic. A
 /// remote broadcast is serialized once and the same bytes are queued for
 /// every interested node; local subscribers share one `Arc` of the message.
+/// Raw bytes ([`bytes::Bytes`] messages) are not serialized at all: the
+/// publisher's buffer goes out behind a few bytes of header, and a `Bytes`
+/// subscriber receives a slice of the frame that carried it, so a large
+/// blob is never copied by pub/sub (a subscriber of `Vec<u8>` on the same
+/// topic decodes the same bytes, with a copy).
 ///
 /// Delivery is at most once, in order per (publisher node, topic,
 /// channel). A message is lost when its node crashes, when a subscriber

@@ -1,8 +1,9 @@
 //! This node's subscriptions: per topic, one ring buffer per message type.
 //!
-//! A ring is a tokio `broadcast` channel of `Arc<T>`: every subscription
-//! of the topic and type reads the same `Arc`, so local delivery neither
-//! copies nor serializes per subscriber. A subscription that falls more
+//! A ring ([`super::ring`]) carries `Arc<T>`: every subscription of the
+//! topic and type reads the same `Arc`, so local delivery neither copies
+//! nor serializes per subscriber. A ring allocates only for the messages it
+//! holds, so a quiet topic costs little whatever `pubsub.buffer` is. A subscription that falls more
 //! than the buffer behind loses the oldest messages and counts them.
 
 use crate::locks::Locked as _;
@@ -11,9 +12,9 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
+use super::ring;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
-use tokio::sync::broadcast;
 
 use super::stats::TopicCounters;
 
@@ -36,7 +37,7 @@ pub(crate) trait Ring: Send + Sync {
 }
 
 pub(crate) struct TypedRing<T> {
-    pub(crate) tx: broadcast::Sender<Slot<T>>,
+    pub(crate) tx: ring::Sender<Slot<T>>,
 }
 
 impl<T: DeserializeOwned + Send + Sync + 'static> Ring for TypedRing<T> {
@@ -46,7 +47,7 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Ring for TypedRing<T> {
 
     fn deliver_bytes(&self, body: &Bytes, skip: u64) -> Result<usize, postcard::Error> {
         let msg: T = decode(body)?;
-        Ok(self.tx.send((Arc::new(msg), skip)).unwrap_or(0))
+        Ok(self.tx.send((Arc::new(msg), skip)))
     }
 
     fn queued(&self) -> usize {
@@ -108,7 +109,7 @@ impl Local {
         topic: &str,
         buffer: usize,
         counters: impl FnOnce() -> Arc<TopicCounters>,
-    ) -> (broadcast::Receiver<Slot<T>>, Arc<TopicCounters>, bool) {
+    ) -> (ring::Receiver<Slot<T>>, Arc<TopicCounters>, bool) {
         let mut topics = self.lock();
         let first = !topics.contains_key(topic);
         let t = topics.entry(topic.to_owned()).or_insert_with(|| Topic {
@@ -126,7 +127,8 @@ impl Local {
             None => None,
         };
         let rx = rx.unwrap_or_else(|| {
-            let (tx, rx) = broadcast::channel(buffer.max(1));
+            let tx = ring::channel(buffer.max(1).next_power_of_two());
+            let rx = tx.subscribe();
             t.rings.push((id, Box::new(TypedRing { tx })));
             rx
         });
@@ -168,7 +170,7 @@ impl Local {
         for (id, ring) in &t.rings {
             if *id == TypeId::of::<T>() {
                 if let Some(r) = ring.as_any().downcast_ref::<TypedRing<T>>() {
-                    out.reached += r.tx.send((msg.clone(), skip)).unwrap_or(0);
+                    out.reached += r.tx.send((msg.clone(), skip));
                 }
                 continue;
             }

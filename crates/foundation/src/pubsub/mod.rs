@@ -10,6 +10,7 @@
 mod api;
 mod local;
 mod options;
+mod ring;
 pub(crate) mod runtime;
 mod sender;
 mod stats;

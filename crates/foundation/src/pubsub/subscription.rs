@@ -4,10 +4,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use futures_util::Stream;
-use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
 use super::api::Shared;
 use super::local::{Slot, SubscriptionId};
+use super::ring::{self, RecvError};
 use super::stats::TopicCounters;
 
 /// A typed stream of the messages published on one topic, from every node
@@ -20,7 +20,7 @@ use super::stats::TopicCounters;
 pub struct Subscription<T> {
     pub(crate) id: SubscriptionId,
     pub(crate) topic: String,
-    pub(crate) rx: broadcast::Receiver<Slot<T>>,
+    pub(crate) rx: ring::Receiver<Slot<T>>,
     pub(crate) capacity: usize,
     pub(crate) dropped: u64,
     pub(crate) counters: Arc<TopicCounters>,
@@ -47,7 +47,7 @@ impl<T: Send + Sync + 'static> Subscription<T> {
                 Ok((msg, skip)) if skip != self.id.0 => return Some(msg),
                 Ok(_) => continue,
                 Err(RecvError::Lagged(n)) => self.lost(n),
-                Err(RecvError::Closed) => return None,
+                Err(RecvError::Closed | RecvError::Empty) => return None,
             }
         }
     }
@@ -58,8 +58,8 @@ impl<T: Send + Sync + 'static> Subscription<T> {
             match self.rx.try_recv() {
                 Ok((msg, skip)) if skip != self.id.0 => return Some(msg),
                 Ok(_) => continue,
-                Err(TryRecvError::Lagged(n)) => self.lost(n),
-                Err(TryRecvError::Empty | TryRecvError::Closed) => return None,
+                Err(RecvError::Lagged(n)) => self.lost(n),
+                Err(RecvError::Empty | RecvError::Closed) => return None,
             }
         }
     }
