@@ -1,6 +1,5 @@
 //! The receiving side: pub/sub frames in, local deliveries out.
 
-use std::borrow::Cow;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -57,11 +56,15 @@ impl ReceiveTask {
 }
 
 /// `part` of `frame` as shared bytes: a slice, not a copy (decoding
-/// borrows every body from the frame).
-fn share(frame: &Bytes, part: &Cow<'_, [u8]>) -> Bytes {
-    match part {
-        Cow::Borrowed(b) => frame.slice_ref(b),
-        Cow::Owned(v) => Bytes::copy_from_slice(v),
+/// borrows every body from the frame); a copy of anything else.
+fn share(frame: &Bytes, part: &[u8]) -> Bytes {
+    let (whole, p) = (frame.as_ptr_range(), part.as_ptr_range());
+    if part.is_empty() {
+        Bytes::new()
+    } else if whole.start <= p.start && p.end <= whole.end {
+        frame.slice_ref(part)
+    } else {
+        Bytes::copy_from_slice(part)
     }
 }
 
@@ -90,5 +93,25 @@ pub(crate) fn receive(shared: &Shared, msg: Incoming) {
         shared.counters.rejected.fetch_add(1, Relaxed);
         metrics::counter!("foundation_pubsub_frames_rejected_total").increment(1);
         tracing::warn!(from = %msg.from, error = %e, "malformed pub/sub frame");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_slices_of_their_frame_and_anything_else_is_copied() {
+        let frame = Bytes::from(vec![1u8, 2, 3, 4, 5]);
+        let inner = share(&frame, &frame[1..4]);
+        assert_eq!(
+            (&inner[..], inner.as_ptr()),
+            (&[2u8, 3, 4][..], frame[1..].as_ptr())
+        );
+        let other = [2u8, 3, 4];
+        let copied = share(&frame, &other);
+        assert_eq!(&copied[..], &other[..]);
+        assert_ne!(copied.as_ptr(), other.as_ptr());
+        assert!(share(&frame, &[]).is_empty());
     }
 }
