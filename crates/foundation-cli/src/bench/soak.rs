@@ -12,7 +12,7 @@
 //! compared, and the run is shown in intervals.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::histogram::Histogram;
-use super::soak_node::WindowLine;
+use super::soak_node::{unix_us, WindowLine};
 use crate::cmd::procs::{self, NodeProcess, Ports};
 use crate::table;
 
@@ -151,7 +151,7 @@ impl SoakBench {
         let seed = nodes[0].port;
         let result = async {
             super::detect::wait_converged(&nodes, self.nodes).await?;
-            let began = unix_ms();
+            let began = unix_us() / 1000;
             let start = Instant::now();
             let total = Duration::from_secs_f64(self.minutes * 60.0);
             let every = Duration::from_secs(self.restart_every_s);
@@ -198,12 +198,6 @@ impl SoakBench {
 
 fn stats_file(dir: &Path, i: usize) -> PathBuf {
     dir.join(format!("soak-{i}.jsonl"))
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn read_lines(path: &Path) -> anyhow::Result<Vec<WindowLine>> {

@@ -97,7 +97,8 @@ impl Service for Echo {
     }
 }
 
-fn unix_us() -> u64 {
+/// Wall-clock microseconds since the Unix epoch.
+pub(crate) fn unix_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)

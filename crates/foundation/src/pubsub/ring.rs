@@ -192,10 +192,7 @@ impl<T> Drop for Receiver<T> {
         for (_, rem) in s.buf.iter_mut().skip(start) {
             *rem -= 1;
         }
-        while s.buf.front().is_some_and(|(_, rem)| *rem == 0) {
-            s.buf.pop_front();
-            s.head += 1;
-        }
+        s.pop_read();
     }
 }
 

@@ -51,8 +51,7 @@ impl Payload {
             return self.rest.clone();
         }
         let mut out = BytesMut::with_capacity(self.len());
-        out.extend_from_slice(&self.lead);
-        out.extend_from_slice(&self.rest);
+        self.write_to(&mut out);
         out.freeze()
     }
 
