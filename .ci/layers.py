@@ -26,7 +26,7 @@ LAYERS = [
     ["messenger", "peers"],
     ["services"],
     ["registry", "coord"],
-    ["process", "pubsub", "cache"],
+    ["process", "pubsub", "cache", "mesh"],
     ["messaging"],
     ["node", "error"],
     ["http"],

@@ -16,6 +16,8 @@
 //! - [`registry`]: the registry's state, merge and conflict rules, and its
 //!   replication protocol.
 //! - [`membership`]: the SWIM core (foca) and datagram sealing.
+//! - [`mesh`]: service metadata, discovery criteria, the load balancer
+//!   and the retry budget.
 //! - [`cache`]: the distributed cache's placement, write order and
 //!   handoff rules.
 //! - [`coord`]: coordination's replicated state machine (keys with
@@ -68,6 +70,7 @@ pub mod frame;
 mod id;
 pub mod kinds;
 pub mod membership;
+pub mod mesh;
 pub mod process;
 pub mod pubsub;
 pub mod readiness;
@@ -78,4 +81,4 @@ pub use id::NodeId;
 
 /// Version of the wire formats: frames, discovery beacons and records. A
 /// peer speaking another version is rejected.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;

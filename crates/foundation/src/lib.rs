@@ -207,6 +207,7 @@ pub mod http;
 mod id;
 mod locks;
 pub mod membership;
+pub mod mesh;
 pub mod messaging;
 mod messenger;
 mod node;

@@ -74,6 +74,7 @@ struct Inner {
     pubsub: Arc<crate::pubsub::Shared>,
     coord: crate::coord::Coord,
     caches: Arc<crate::cache::Shared>,
+    mesh: Arc<crate::mesh::Shared>,
     stats: Arc<Stats>,
     candidates: watch::Receiver<Candidates>,
     sink: CandidateSink,
@@ -305,6 +306,7 @@ impl Node {
                 pubsub,
                 coord,
                 caches,
+                mesh: Default::default(),
                 stats,
                 candidates,
                 sink,
@@ -663,6 +665,19 @@ impl Node {
     /// store, counters ([`crate::coord`]).
     pub fn coord(&self) -> crate::coord::Coord {
         self.inner.coord.clone()
+    }
+
+    /// The service mesh: discovery by criteria and load-balanced calls
+    /// ([`crate::mesh`]).
+    pub fn mesh(&self) -> crate::mesh::Mesh {
+        crate::mesh::Mesh::new(
+            self.registry(),
+            self.inner.view.clone(),
+            self.inner.membership.clone(),
+            self.inner.host.clone(),
+            self.inner.id,
+            self.inner.mesh.clone(),
+        )
     }
 
     /// The node's caches ([`crate::cache`]).

@@ -239,3 +239,56 @@ async fn health_says_when_the_development_secret_is_in_use_beyond_loopback() {
     assert_eq!(check(&body), None, "{body}");
     own.shutdown().await;
 }
+
+/// Answers with the number it is given.
+struct Echo;
+
+impl foundation::Service for Echo {
+    type Request = u32;
+    type Reply = u32;
+    type State = ();
+
+    async fn handle(
+        &mut self,
+        _: &mut foundation::process::Context,
+        n: u32,
+    ) -> Result<u32, foundation::process::ServiceError> {
+        Ok(n)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesh_lists_each_client_with_its_endpoints() {
+    use foundation::mesh::{Criteria, ServiceMeta};
+    init_tracing();
+    let n = builder("m0")
+        .http(true)
+        .http_port(0)
+        .start()
+        .await
+        .expect("node");
+    let svc = n
+        .services()
+        .spawn(|| Echo, foundation::process::ServiceOptions::default());
+    n.registry()
+        .join_with("echo", &svc, ServiceMeta::new().version("1.0.0"))
+        .expect("join");
+    let client = n.mesh().client::<Echo>(Criteria::name("echo"));
+    assert_eq!(client.call(7, SETTLE).await.expect("call"), 7);
+
+    let (code, body) = get(n.http_addr().expect("http on"), "/mesh").await;
+    assert_eq!(code, 200);
+    let clients: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let c = &clients[0];
+    assert_eq!(c["criteria"], "echo", "{body}");
+    assert_eq!(c["strategy"], "P2cEwma", "{body}");
+    let e = &c["endpoints"][0];
+    assert_eq!(e["successes"], 1, "{body}");
+    assert_eq!(e["in_flight"], 0, "{body}");
+    assert_eq!(e["breaker"], "closed", "{body}");
+    assert!(e["ewma_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{body}");
+    drop(client);
+    let (_, body) = get(n.http_addr().expect("http on"), "/mesh").await;
+    assert_eq!(body, "[]", "a dropped client is no longer listed");
+    n.shutdown().await;
+}

@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::mesh::ServiceMeta;
 use crate::NodeId;
 
 /// Where a service lives: its node and its id on that node.
@@ -66,6 +67,8 @@ pub struct Entry {
     pub protocol: String,
     /// When the owner registered it (ms since the Unix epoch, owner's clock).
     pub registered_at: u64,
+    /// Version, capabilities and metadata (the mesh discovers by them).
+    pub meta: ServiceMeta,
 }
 
 impl Entry {

@@ -100,6 +100,14 @@ pub enum RegisterError {
         /// What is wrong.
         why: &'static str,
     },
+    /// The service metadata is too large or its version does not parse.
+    #[error("registration of {name:?}: {source}")]
+    InvalidMeta {
+        /// The name.
+        name: String,
+        /// What is wrong.
+        source: crate::mesh::MetaError,
+    },
 }
 
 /// How two digests differ, seen from this node.
@@ -139,21 +147,36 @@ impl RegistryState {
     }
 
     /// Registers a local service under `name`. Registering the same
-    /// service under the same name again changes nothing (`Ok(None)`).
+    /// service under the same name again changes nothing (`Ok(None)`),
+    /// unless its metadata changed: then the entry is replaced.
     pub fn register(&mut self, entry: Entry) -> Result<Option<Delta>, RegisterError> {
         check_name(&entry.name)?;
+        entry
+            .meta
+            .validate()
+            .map_err(|source| RegisterError::InvalidMeta {
+                name: entry.name.chars().take(64).collect(),
+                source,
+            })?;
         debug_assert_eq!(entry.owner(), self.local);
         if entry.kind == EntryKind::Unique {
             if let Some(holder) = self.lookup(&entry.name) {
-                if holder.service == entry.service {
+                if holder.service != entry.service {
+                    return Err(RegisterError::Taken {
+                        name: entry.name,
+                        holder: holder.service,
+                    });
+                }
+                if holder.meta == entry.meta {
                     return Ok(None);
                 }
-                return Err(RegisterError::Taken {
-                    name: entry.name,
-                    holder: holder.service,
-                });
             }
-        } else if self.local_set().entries.contains_key(&entry.key()) {
+        } else if self
+            .local_set()
+            .entries
+            .get(&entry.key())
+            .is_some_and(|held| held.meta == entry.meta)
+        {
             return Ok(None);
         }
         Ok(Some(self.local_change(vec![Op::Put(entry)])))
@@ -469,7 +492,9 @@ fn check_op(owner: NodeId, op: &Op) -> Result<(), &'static str> {
             if e.protocol.len() > MAX_PROTOCOL_LEN {
                 return Err("a too long protocol name");
             }
-            Ok(())
+            e.meta
+                .validate()
+                .map_err(|_| "service metadata out of bounds or an invalid version")
         }
         Op::Remove(k) if k.name.len() > MAX_NAME_LEN => Err("a too long name"),
         Op::Remove(_) => Ok(()),

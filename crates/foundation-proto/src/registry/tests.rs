@@ -15,6 +15,7 @@ fn entry(node: u64, local: u64, name: &str, at: u64) -> Entry {
         },
         protocol: "p".to_owned(),
         registered_at: at,
+        meta: Default::default(),
     }
 }
 
@@ -90,6 +91,59 @@ fn names_must_be_non_empty_and_bounded() {
         s.register(entry(1, 1, &long, 1)),
         Err(RegisterError::InvalidName { .. })
     ));
+}
+
+#[test]
+fn metadata_travels_with_the_entry_is_bounded_and_a_change_replaces_it() {
+    use crate::mesh::ServiceMeta;
+    let mut owner = RegistryState::new(NodeId(2));
+    let v1 = ServiceMeta::new().version("1.0.0").capability("gpu");
+    let e = Entry {
+        meta: v1.clone(),
+        ..group(2, 1, "resize")
+    };
+    let d1 = owner.register(e.clone()).expect("ok").expect("delta");
+    assert_eq!(owner.register(e.clone()), Ok(None), "same metadata: no-op");
+    let v2 = ServiceMeta::new().version("1.1.0").capability("gpu");
+    let d2 = owner
+        .register(Entry {
+            meta: v2.clone(),
+            ..e.clone()
+        })
+        .expect("ok")
+        .expect("a metadata change is a new delta");
+    assert_eq!(owner.members_of("resize").len(), 1, "replaced, not added");
+
+    let mut s = RegistryState::new(NodeId(1));
+    assert_eq!(s.apply_delta(&d1), Applied::Applied);
+    assert_eq!(s.members_of("resize")[0].meta, v1);
+    assert_eq!(s.apply_delta(&d2), Applied::Applied);
+    assert_eq!(s.members_of("resize").len(), 1);
+    assert_eq!(s.members_of("resize")[0].meta, v2);
+
+    // Invalid metadata: refused locally with the reason, and from a peer.
+    let bad = Entry {
+        meta: ServiceMeta::new().version("one"),
+        ..group(2, 2, "resize")
+    };
+    assert!(matches!(
+        owner.register(bad.clone()),
+        Err(RegisterError::InvalidMeta { .. })
+    ));
+    let forged = Delta {
+        owner: NodeId(2),
+        base: 2,
+        version: 3,
+        ops: vec![Op::Put(bad.clone())],
+    };
+    assert!(matches!(s.apply_delta(&forged), Applied::Refused(_)));
+    let snap = Snapshot {
+        owner: NodeId(2),
+        version: 9,
+        entries: vec![bad],
+    };
+    assert!(s.merge_snapshot(&snap).is_err());
+    assert_eq!(s.members_of("resize")[0].meta, v2);
 }
 
 #[test]

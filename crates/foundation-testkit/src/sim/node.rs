@@ -163,6 +163,7 @@ impl SimNode {
             },
             protocol: String::new(),
             registered_at: at_ms,
+            meta: Default::default(),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! HTTP endpoint (axum): `/health`, `/ready`, `/metrics`, `/members`, `/registry`,
 //! `/clocks` (peers' clock offsets, measured over the control channel),
-//! `/coord` (the coordination group) and `/caches` (caches, tiers, sizes
-//! and hit rates on this node).
+//! `/coord` (the coordination group), `/caches` (caches, tiers, sizes
+//! and hit rates on this node) and `/mesh` (each mesh client's endpoints
+//! with their latency estimate, calls in flight and ejection state).
 //!
 //! Off by default in library use, on in the CLI (`http.enabled`).
 
@@ -37,6 +38,7 @@ pub fn router(node: Node) -> Router {
         .route("/clocks", get(clocks_handler))
         .route("/coord", get(coord_handler))
         .route("/caches", get(caches_handler))
+        .route("/mesh", get(mesh_handler))
         .with_state(node)
 }
 
@@ -124,6 +126,10 @@ struct CoordView {
 
 async fn caches_handler(State(node): State<Node>) -> impl IntoResponse {
     Json(node.caches().list())
+}
+
+async fn mesh_handler(State(node): State<Node>) -> impl IntoResponse {
+    Json(node.mesh().clients())
 }
 
 async fn coord_handler(State(node): State<Node>) -> impl IntoResponse {

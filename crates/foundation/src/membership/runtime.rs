@@ -142,6 +142,12 @@ impl Membership {
         view.get(&id).is_some_and(|m| m.state.is_active())
     }
 
+    /// The state of member `id` as this node sees it, if it knows it.
+    pub fn state_of(&self, id: NodeId) -> Option<MemberState> {
+        let view = self.view.read_locked();
+        view.get(&id).map(|m| m.state)
+    }
+
     /// A receiver of membership events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<MemberEvent> {
         self.events.subscribe()

@@ -12,6 +12,7 @@ use super::RegisterError;
 use super::{Entry, EntryKind};
 use crate::id::NodeId;
 use crate::services::{Host, Service, ServiceRef};
+use foundation_proto::mesh::ServiceMeta;
 
 /// Why a registry call failed.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +122,7 @@ impl Registry {
         kind: EntryKind,
         name: &str,
         service: &ServiceRef<S>,
+        meta: ServiceMeta,
     ) -> Result<Entry, RegistryError> {
         let addr = service.addr();
         if addr.node != self.shared.messenger.id() {
@@ -132,6 +134,7 @@ impl Registry {
             service: addr,
             protocol: std::any::type_name::<S>().to_owned(),
             registered_at: now_ms(),
+            meta,
         })
     }
 
@@ -161,7 +164,19 @@ impl Registry {
         name: &str,
         service: &ServiceRef<S>,
     ) -> Result<(), RegistryError> {
-        let e = self.entry(EntryKind::Unique, name, service)?;
+        self.register_with(name, service, ServiceMeta::default())
+    }
+
+    /// [`Registry::register`] with a version, capabilities and metadata
+    /// that the mesh discovers it by. Registering the same service again
+    /// with other metadata replaces it.
+    pub fn register_with<S: Service>(
+        &self,
+        name: &str,
+        service: &ServiceRef<S>,
+        meta: ServiceMeta,
+    ) -> Result<(), RegistryError> {
+        let e = self.entry(EntryKind::Unique, name, service, meta)?;
         self.change(e, false).map(|_| ())
     }
 
@@ -173,7 +188,7 @@ impl Registry {
         service: &ServiceRef<S>,
         timeout: Duration,
     ) -> Result<(), RegistryError> {
-        let e = self.entry(EntryKind::Unique, name, service)?;
+        let e = self.entry(EntryKind::Unique, name, service, ServiceMeta::default())?;
         let version = match self.change(e, true)? {
             Some((v, _)) => v,
             // Already registered: wait for the current version.
@@ -196,7 +211,19 @@ impl Registry {
         group: &str,
         service: &ServiceRef<S>,
     ) -> Result<(), RegistryError> {
-        let e = self.entry(EntryKind::Group, group, service)?;
+        self.join_with(group, service, ServiceMeta::default())
+    }
+
+    /// [`Registry::join`] with a version, capabilities and metadata that
+    /// the mesh discovers it by (`node.mesh()`). Joining again with other
+    /// metadata replaces it.
+    pub fn join_with<S: Service>(
+        &self,
+        group: &str,
+        service: &ServiceRef<S>,
+        meta: ServiceMeta,
+    ) -> Result<(), RegistryError> {
+        let e = self.entry(EntryKind::Group, group, service, meta)?;
         self.change(e, false).map(|_| ())
     }
 

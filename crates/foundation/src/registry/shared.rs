@@ -87,6 +87,7 @@ impl RegistryShared {
             service: ServiceAddr { node: me, local: 0 },
             protocol: String::new(),
             registered_at: super::api::now_ms(),
+            meta: Default::default(),
         };
         let delta = self.state().register(entry)?;
         if let Some(d) = delta {
