@@ -20,6 +20,8 @@
 //!   and the retry budget.
 //! - [`cache`]: the distributed cache's placement, write order and
 //!   handoff rules.
+//! - [`context`]: the request context in frame headers (W3C trace
+//!   context, the deadline, W3C baggage).
 //! - [`coord`]: coordination's replicated state machine (keys with
 //!   revisions, session leases, fenced locks, counters).
 //! - [`frame`]: the versioned frame codec every node-to-node message
@@ -65,6 +67,7 @@
 
 pub mod cache;
 mod channel;
+pub mod context;
 pub mod coord;
 pub mod frame;
 mod id;
