@@ -19,8 +19,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "crates" / "foundation" 
 # SIDEWAYS allows it, and any module of a lower layer.
 LAYERS = [
     ["locks"],
-    ["id", "shell_time", "faults", "tasks", "throttle", "calls"],
-    ["config", "telemetry"],
+    ["id", "shell_time", "faults", "tasks", "throttle", "calls", "context"],
+    ["config", "telemetry", "spans"],
     ["security"],
     ["transport", "membership", "discovery"],
     ["messenger", "peers"],

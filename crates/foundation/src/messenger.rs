@@ -19,6 +19,8 @@ pub(crate) struct Messenger {
     pub(crate) local: MemberId,
     /// The node's tasks: what the cluster services spawn goes here.
     pub(crate) tasks: crate::tasks::Tasks,
+    /// Where the node's spans go.
+    pub(crate) spans: crate::spans::Spans,
 }
 
 impl Messenger {
@@ -104,6 +106,22 @@ impl Messenger {
             Channel::Control
         };
         self.send(to, channel, kind, Vec::new(), payload).await
+    }
+
+    /// [`Messenger::send_auto`] with frame headers (a request's context).
+    pub(crate) async fn send_auto_with(
+        &self,
+        to: NodeId,
+        kind: u16,
+        headers: Vec<(String, String)>,
+        payload: Bytes,
+    ) -> Result<(), SendError> {
+        let channel = if payload.len() > LARGE_PAYLOAD {
+            Channel::Data
+        } else {
+            Channel::Control
+        };
+        self.send(to, channel, kind, headers, payload).await
     }
 
     /// Active members other than this node.

@@ -223,7 +223,9 @@ impl Node {
             membership: membership.clone(),
             local: local.clone(),
             tasks: tasks.clone(),
+            spans: crate::spans::Spans::new(local.id, config.tracing.sample_percent),
         };
+        start_export(&config, id, &messenger, &tasks, &cancel);
         let registry = Arc::new(RegistryShared::new(
             messenger.clone(),
             Outbox::new(messenger.clone(), cancel.child_token(), "registry"),
@@ -667,6 +669,13 @@ impl Node {
         self.inner.coord.clone()
     }
 
+    /// Hands every span this node records (for sampled traces) to
+    /// `exporter` too: calls, handlers, casts, publishes and deliveries
+    /// ([`crate::spans`]).
+    pub fn add_span_exporter(&self, exporter: Arc<dyn crate::spans::SpanExporter>) {
+        self.inner.messenger.spans.add(exporter);
+    }
+
     /// The service mesh: discovery by criteria and load-balanced calls
     /// ([`crate::mesh`]).
     pub fn mesh(&self) -> crate::mesh::Mesh {
@@ -784,4 +793,34 @@ enum Silence {
     First,
     /// After the node's tasks were told to stop: a graceful shutdown.
     AfterTasks,
+}
+
+/// Starts OTLP export of this node's spans when it is configured.
+fn start_export(
+    config: &Config,
+    id: NodeId,
+    messenger: &Messenger,
+    tasks: &Tasks,
+    cancel: &CancellationToken,
+) {
+    let Some(url) = config.tracing.traces_url() else {
+        return;
+    };
+    #[cfg(feature = "otlp")]
+    {
+        let resource = vec![
+            ("service.name", config.tracing.service_name.clone()),
+            ("service.instance.id", id.to_string()),
+            ("foundation.node.name", config.node.name.clone()),
+        ];
+        let (exporter, task) =
+            crate::spans::otlp::OtlpExporter::start(url, resource, cancel.child_token());
+        tasks.spawn(task);
+        messenger.spans.add(exporter);
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        let _ = (id, messenger, tasks, cancel);
+        tracing::warn!(%url, "an OTLP endpoint is set, but this build has no `otlp` cargo feature: spans are not exported");
+    }
 }

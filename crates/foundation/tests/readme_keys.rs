@@ -11,13 +11,18 @@ fn readme() -> String {
     std::fs::read_to_string(path).expect("README.md at the workspace root")
 }
 
-/// `FOUNDATION_*` names in the README's configuration table rows.
+/// `FOUNDATION_*` (and the standard `OTEL_*`) names in the README's
+/// configuration table rows.
 fn documented(readme: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for line in readme.lines().filter(|l| l.starts_with("| `FOUNDATION_")) {
+    let ours = |s: &str| s.starts_with("FOUNDATION_") || s.starts_with("OTEL_");
+    for line in readme
+        .lines()
+        .filter(|l| l.starts_with("| `FOUNDATION_") || l.starts_with("| `OTEL_"))
+    {
         let first_cell = line.split('|').nth(1).unwrap_or_default();
         for name in first_cell.split('`') {
-            if name.starts_with("FOUNDATION_") {
+            if ours(name) {
                 out.insert(name.to_owned());
             }
         }

@@ -65,7 +65,11 @@ impl WireContext {
         let mut h = Vec::new();
         if let Some(tp) = &self.trace {
             h.push((TRACEPARENT.to_owned(), tp.to_string()));
-            if let Some(ts) = self.tracestate.as_ref().filter(|s| s.len() <= MAX_TRACESTATE) {
+            if let Some(ts) = self
+                .tracestate
+                .as_ref()
+                .filter(|s| s.len() <= MAX_TRACESTATE)
+            {
                 h.push((TRACESTATE.to_owned(), ts.clone()));
             }
         }

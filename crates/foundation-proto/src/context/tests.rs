@@ -19,9 +19,11 @@ fn the_specification_examples_parse_and_bad_ones_do_not() {
         .expect("valid");
     assert!(!unsampled.sampled());
     // A later version with more fields: the first four are read.
-    assert!("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra"
-        .parse::<TraceParent>()
-        .is_ok());
+    assert!(
+        "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra"
+            .parse::<TraceParent>()
+            .is_ok()
+    );
     for bad in [
         "",
         "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
@@ -43,7 +45,10 @@ fn malformed_headers_are_left_out_and_the_rest_kept() {
         (TRACEPARENT.to_owned(), "garbage".to_owned()),
         (TRACESTATE.to_owned(), "k=v".to_owned()),
         (DEADLINE.to_owned(), "12x".to_owned()),
-        (BAGGAGE.to_owned(), "a=1,=bad,b c=2,c=%zz,d=4;prop=1".to_owned()),
+        (
+            BAGGAGE.to_owned(),
+            "a=1,=bad,b c=2,c=%zz,d=4;prop=1".to_owned(),
+        ),
         ("other".to_owned(), "x".to_owned()),
     ];
     let ctx = WireContext::from_headers(&headers);
@@ -52,14 +57,19 @@ fn malformed_headers_are_left_out_and_the_rest_kept() {
     assert_eq!(ctx.deadline, None);
     assert_eq!(
         ctx.baggage,
-        vec![("a".to_owned(), "1".to_owned()), ("d".to_owned(), "4".to_owned())]
+        vec![
+            ("a".to_owned(), "1".to_owned()),
+            ("d".to_owned(), "4".to_owned())
+        ]
     );
     assert!(WireContext::default().to_headers().is_empty());
 }
 
 #[test]
 fn baggage_is_bounded_both_ways() {
-    let many: Vec<(String, String)> = (0..100).map(|i| (format!("k{i}"), "v".repeat(200))).collect();
+    let many: Vec<(String, String)> = (0..100)
+        .map(|i| (format!("k{i}"), "v".repeat(200)))
+        .collect();
     let enc = baggage::encode(&many);
     assert!(enc.len() <= baggage::MAX_BAGGAGE_BYTES);
     let back = baggage::decode(&enc);

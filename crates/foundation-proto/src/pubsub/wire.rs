@@ -4,6 +4,10 @@
 //! each `postcard(Item)`. A broadcast encodes its item once; every peer's
 //! queue shares those bytes, and a peer's sender concatenates what is
 //! queued into one frame. Decoding borrows topic and body from the frame.
+//!
+//! An item with an empty topic is no message: its body (postcard of the
+//! header pairs of a [`WireContext`]) is the request context of the item
+//! that follows it. Untraced messages carry none and pay nothing.
 
 use std::borrow::Cow;
 use std::ops::RangeInclusive;
@@ -11,6 +15,7 @@ use std::ops::RangeInclusive;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::context::WireContext;
 use crate::registry::MAX_NAME_LEN;
 
 /// Message kinds reserved for pub/sub (`crate::kinds::PUBSUB`).
@@ -27,6 +32,9 @@ pub struct Item<'a> {
     /// The message, postcard-encoded by the publisher.
     #[serde(borrow)]
     pub body: Cow<'a, [u8]>,
+    /// The publisher's request context (from the context item before it).
+    #[serde(skip)]
+    pub context: Option<WireContext>,
 }
 
 /// Why a pub/sub frame was rejected.
@@ -121,6 +129,18 @@ pub fn encode_item(topic: &str, body: &[u8]) -> Bytes {
     let item = Item {
         topic: Cow::Borrowed(topic),
         body: Cow::Borrowed(body),
+        context: None,
+    };
+    Bytes::from(postcard::to_allocvec(&item).unwrap_or_default())
+}
+
+/// The context item that carries `context` for the item after it.
+pub fn encode_context_item(context: &WireContext) -> Bytes {
+    let headers = postcard::to_allocvec(&context.to_headers()).unwrap_or_default();
+    let item = Item {
+        topic: Cow::Borrowed(""),
+        body: Cow::Borrowed(&headers),
+        context: None,
     };
     Bytes::from(postcard::to_allocvec(&item).unwrap_or_default())
 }
@@ -130,14 +150,26 @@ pub fn encode_item(topic: &str, body: &[u8]) -> Bytes {
 pub fn decode_batch(mut data: &[u8]) -> (Vec<Item<'_>>, Option<WireError>) {
     let total = data.len();
     let mut items = Vec::new();
+    let mut context = None;
     while !data.is_empty() {
         let at = total - data.len();
         match postcard::take_from_bytes::<Item<'_>>(data) {
-            Ok((item, rest)) => {
+            Ok((item, rest)) if item.topic.is_empty() => {
+                match postcard::from_bytes::<Vec<(String, String)>>(&item.body) {
+                    Ok(headers) => context = Some(WireContext::from_headers(&headers)),
+                    Err(e) => {
+                        let why = format!("context item: {e}");
+                        return (items, Some(WireError::Malformed { at, why }));
+                    }
+                }
+                data = rest;
+            }
+            Ok((mut item, rest)) => {
                 let len = item.topic.len();
-                if len == 0 || len > MAX_NAME_LEN {
+                if len > MAX_NAME_LEN {
                     return (items, Some(WireError::Topic { len }));
                 }
+                item.context = context.take();
                 items.push(item);
                 data = rest;
             }
@@ -193,15 +225,44 @@ mod tests {
             matches!(err, Some(WireError::Malformed { at: 5, .. })),
             "{err:?}"
         );
+        // An empty topic marks a context item: one that is no header list
+        // is malformed.
         let empty = encode_item("", b"x");
         let (items, err) = decode_batch(&empty);
         assert!(items.is_empty());
-        assert_eq!(err, Some(WireError::Topic { len: 0 }));
+        assert!(
+            matches!(err, Some(WireError::Malformed { at: 0, .. })),
+            "{err:?}"
+        );
         let long = "t".repeat(MAX_NAME_LEN + 1);
         assert!(matches!(
             decode_batch(&encode_item(&long, b"")).1,
             Some(WireError::Topic { .. })
         ));
+    }
+
+    #[test]
+    fn a_context_item_gives_its_context_to_the_next_item_only() {
+        let ctx = WireContext {
+            trace: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                .parse()
+                .ok(),
+            tracestate: None,
+            deadline: None,
+            baggage: vec![("k".into(), "v".into())],
+        };
+        let mut batch = encode_item("a", b"0").to_vec();
+        batch.extend_from_slice(&encode_context_item(&ctx));
+        batch.extend_from_slice(&encode_item("b", b"1"));
+        batch.extend_from_slice(&encode_item("c", b"2"));
+        let (items, err) = decode_batch(&batch);
+        assert_eq!(err, None);
+        let contexts: Vec<Option<WireContext>> = items.iter().map(|i| i.context.clone()).collect();
+        assert_eq!(contexts, [None, Some(ctx), None]);
+        // A context item at the end carries nothing further.
+        let alone = encode_context_item(&WireContext::default());
+        let (items, err) = decode_batch(&alone);
+        assert!(items.is_empty() && err.is_none());
     }
 
     proptest! {

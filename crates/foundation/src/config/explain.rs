@@ -224,6 +224,19 @@ impl Resolved {
             ("http.enabled", c.http.enabled.to_string()),
             ("http.bind", c.http.bind.to_string()),
             ("http.port", c.http.port.to_string()),
+            (
+                "tracing.sample_percent",
+                opt(c.tracing.sample_percent.map(|p| p.to_string())),
+            ),
+            (
+                "tracing.otlp_endpoint",
+                opt(c.tracing.otlp_endpoint.clone()),
+            ),
+            (
+                "tracing.otlp_traces_endpoint",
+                opt(c.tracing.otlp_traces_endpoint.clone()),
+            ),
+            ("tracing.service_name", c.tracing.service_name.clone()),
         ];
         rows.into_iter()
             .map(|(k, v)| {

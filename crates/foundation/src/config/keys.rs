@@ -702,6 +702,34 @@ pub const KEYS: &[KeySpec] = &[
         true,
         "HTTP port (default: 9090)"
     ),
+    key!(
+        "tracing.sample_percent",
+        Some("FOUNDATION_TRACE_SAMPLE_PERCENT"),
+        KeyKind::Int { min: 0, max: 100 },
+        false,
+        "start a trace for each call or publish made outside one, recorded with this probability in percent (default: unset, only traces the application starts)"
+    ),
+    key!(
+        "tracing.otlp_endpoint",
+        Some("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        KeyKind::Text,
+        false,
+        "OTLP/HTTP collector URL; spans go to <url>/v1/traces (needs the otlp feature, on in the foundation binary)"
+    ),
+    key!(
+        "tracing.otlp_traces_endpoint",
+        Some("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        KeyKind::Text,
+        false,
+        "OTLP/HTTP traces URL, used as given; wins over tracing.otlp_endpoint"
+    ),
+    key!(
+        "tracing.service_name",
+        Some("OTEL_SERVICE_NAME"),
+        KeyKind::Text,
+        false,
+        "service.name of exported spans (default: foundation)"
+    ),
 ];
 
 /// Looks a key up by its dotted name.

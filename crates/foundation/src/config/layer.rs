@@ -75,14 +75,15 @@ impl Layer {
         self.values.insert(key, value);
     }
 
-    /// Reads the `FOUNDATION_*` variables from `vars`. Unknown
+    /// Reads the `FOUNDATION_*` variables from `vars`, and the standard
+    /// ones a key declares (`OTEL_EXPORTER_OTLP_ENDPOINT`, ...). Unknown
     /// `FOUNDATION_*` variables are errors (a typo must not be ignored).
     pub fn from_env<'a>(
         vars: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Layer, ConfigError> {
         let mut layer = Layer::new();
         for (var, raw) in vars {
-            if !var.starts_with("FOUNDATION_") || var == keys::CONFIG_FILE_ENV {
+            if var == keys::CONFIG_FILE_ENV {
                 continue;
             }
             let origin = format!("environment variable {var}");
@@ -91,6 +92,7 @@ impl Layer {
                     let value = parse_str(spec, raw, &origin)?;
                     layer.values.insert(spec.key, value);
                 }
+                None if !var.starts_with("FOUNDATION_") => continue,
                 None => {
                     return Err(ConfigError::UnknownKey {
                         key: var.to_owned(),

@@ -28,7 +28,7 @@ pub use types::{
     CacheConfig, CacheTier, ChannelsConfig, ClusterConfig, Config, ConsulConfig, CoordConfig,
     CoordStorage, DiscoveryKind, DnsConfig, DnsRecord, EtcdConfig, GossipConfig, HttpConfig,
     KubernetesConfig, MembershipConfig, NodeConfig, Profile, PubSubConfig, RegistryConfig, Secret,
-    SeedAddr, TlsConfig, TransportConfig, CERTIFICATE_NAME_SUFFIX,
+    SeedAddr, TlsConfig, TracingConfig, TransportConfig, CERTIFICATE_NAME_SUFFIX,
 };
 
 #[cfg(test)]

@@ -516,6 +516,23 @@ impl Resolver {
                 bind: m.ip("http.bind", || (IpAddr::V4(Ipv4Addr::LOCALHOST), None)),
                 port: m.int("http.port", d::HTTP_PORT.into()) as u16,
             },
+            tracing: TracingConfig {
+                sample_percent: match m.opt("tracing.sample_percent") {
+                    Some(Value::Int(p)) => Some(p.min(100) as u8),
+                    _ => None,
+                },
+                otlp_endpoint: match m.opt("tracing.otlp_endpoint") {
+                    Some(Value::Text(u)) => Some(u),
+                    _ => None,
+                },
+                otlp_traces_endpoint: match m.opt("tracing.otlp_traces_endpoint") {
+                    Some(Value::Text(u)) => Some(u),
+                    _ => None,
+                },
+                service_name: m.text("tracing.service_name", || {
+                    (Value::Text("foundation".into()), None)
+                }),
+            },
         };
         Ok(config)
     }

@@ -642,6 +642,9 @@ fn production_refuses_secrets_that_are_easy_to_guess() {
 #[path = "membership_tests.rs"]
 mod membership;
 
+#[path = "tracing_tests.rs"]
+mod tracing_keys;
+
 #[test]
 fn the_cache_tier_follows_the_profile_unless_set() {
     let dev = env(&[]).resolve().expect("resolves");

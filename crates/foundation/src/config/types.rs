@@ -39,6 +39,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// HTTP endpoint: health, ready, metrics.
     pub http: HttpConfig,
+    /// Traces: sampling of root traces and OTLP export.
+    pub tracing: TracingConfig,
     /// The `gossip` discovery strategy.
     pub gossip: GossipConfig,
     /// The `dns` discovery strategy.
@@ -396,6 +398,35 @@ pub struct HttpConfig {
     pub bind: IpAddr,
     /// Port; 0 picks a free one.
     pub port: u16,
+}
+
+/// Trace settings (issue 19, ADR 025).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracingConfig {
+    /// When set, a call or publish made outside any request context starts
+    /// a new trace, sampled (recorded) with this probability in percent;
+    /// when unset, only traces the application starts exist.
+    pub sample_percent: Option<u8>,
+    /// OTLP/HTTP collector base URL (`/v1/traces` is appended), as the
+    /// standard `OTEL_EXPORTER_OTLP_ENDPOINT`. Export needs the `otlp`
+    /// cargo feature.
+    pub otlp_endpoint: Option<String>,
+    /// OTLP/HTTP traces URL, used as given (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`);
+    /// wins over `otlp_endpoint`.
+    pub otlp_traces_endpoint: Option<String>,
+    /// The `service.name` resource attribute of exported spans.
+    pub service_name: String,
+}
+
+impl TracingConfig {
+    /// The URL spans are posted to, if export is configured.
+    pub fn traces_url(&self) -> Option<String> {
+        self.otlp_traces_endpoint.clone().or_else(|| {
+            self.otlp_endpoint
+                .as_ref()
+                .map(|base| format!("{}/v1/traces", base.trim_end_matches('/')))
+        })
+    }
 }
 
 /// Channel settings.

@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::discover::Sources;
 use super::{Balancer, BalancerConfig, BudgetConfig, Criteria, EndpointView, NoEndpoint};
 use super::{Outcome, RetryBudget};
+use crate::context::RequestContext;
 use crate::id::NodeId;
 use crate::locks::Locked as _;
 use crate::membership::MemberState;
@@ -204,6 +205,15 @@ impl ClientInner {
     }
 }
 
+/// The deadline of a call given `timeout`: never later than the current
+/// request context's.
+fn deadline_of(timeout: Duration) -> tokio::time::Instant {
+    let own = tokio::time::Instant::now() + timeout;
+    RequestContext::current()
+        .and_then(|rc| rc.deadline())
+        .map_or(own, |d| d.min(own))
+}
+
 /// How the balancer counts an attempt's result.
 fn outcome<T>(r: &Result<T, CallError>) -> Outcome {
     match r {
@@ -299,7 +309,7 @@ impl<S: Service> MeshClient<S> {
         request: S::Request,
         timeout: Duration,
     ) -> Result<S::Reply, MeshError> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = deadline_of(timeout);
         self.inner.state.locked().budget.deposit();
         let addr = self.inner.pick(None, &[])?;
         self.attempt(addr, request, deadline, timeout, 1)
@@ -315,7 +325,7 @@ impl<S: Service> MeshClient<S> {
         request: S::Request,
         timeout: Duration,
     ) -> Result<S::Reply, MeshError> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = deadline_of(timeout);
         self.inner.state.locked().budget.deposit();
         let addr = self.inner.pick(Some(key), &[])?;
         self.attempt(addr, request, deadline, timeout, 1)
@@ -336,7 +346,7 @@ impl<S: Service> MeshClient<S> {
     where
         S::Request: Clone,
     {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = deadline_of(timeout);
         self.inner.state.locked().budget.deposit();
         let mut tried = Vec::new();
         let mut last = None;
@@ -398,7 +408,11 @@ impl<S: Service> MeshClient<S> {
         let per_attempt = self.inner.options.attempt_timeout;
         let budget = per_attempt.map_or(left, |t| t.min(left));
         let target = self.inner.host.ref_for::<S>(addr);
-        let result = target.call(request, budget).await;
+        // The call's deadline travels with it, to every hop after this one.
+        let rc = RequestContext::current()
+            .unwrap_or_default()
+            .with_deadline(deadline);
+        let result = rc.scope(target.call(request, budget)).await;
         self.inner.finish(addr, began, outcome(&result));
         result.map_err(|e| match e {
             CallError::Timeout { .. } if budget == left => (

@@ -8,15 +8,18 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::local::Ctx;
 use super::local::{Local, SubscriptionId};
 use super::options::{lane_of, pick_channel, Publish};
 use super::sender::{Item, NotQueued, Route, Sender};
 use super::stats::{Counters, TopicStats};
 use super::subscription::Subscription;
-use super::wire::{encode_bytes_item, encode_item_of};
+use super::wire::{encode_bytes_item, encode_context_item, encode_item_of};
 use crate::config::PubSubConfig;
+use crate::context::{RequestContext, WireContext};
 use crate::id::NodeId;
 use crate::registry::{RegistryShared, MAX_NAME_LEN};
+use crate::spans::SpanKind;
 use crate::transport::{Channel, Payload};
 
 /// Room a frame needs besides its item (prefix, version, head).
@@ -193,6 +196,23 @@ fn encode_item<T: Serialize + 'static>(
     Ok((Payload::new(item), body_at))
 }
 
+/// `item` led by the context item that carries `context` (the item's own
+/// bytes are not copied; its body starts that much later).
+fn with_context(context: &WireContext, (item, body_at): (Payload, usize)) -> (Payload, usize) {
+    let head = encode_context_item(context);
+    let shift = head.len();
+    let (lead, rest) = item.pieces();
+    let payload = if lead.is_empty() {
+        Payload::led(head, rest.clone())
+    } else {
+        let mut joined = bytes::BytesMut::with_capacity(head.len() + lead.len());
+        joined.extend_from_slice(&head);
+        joined.extend_from_slice(lead);
+        Payload::led(joined.freeze(), rest.clone())
+    };
+    (payload, body_at + shift)
+}
+
 fn check_topic(topic: &str) -> Result<(), PubSubError> {
     let why = if topic.is_empty() {
         "empty"
@@ -237,6 +257,7 @@ impl PubSub {
             dropped: 0,
             counters,
             shared: s.clone(),
+            context: None,
         })
     }
 
@@ -286,18 +307,48 @@ impl PubSub {
         let counters = self.shared.counters.topic(topic);
         counters.published.fetch_add(1, Relaxed);
         let msg = Arc::new(msg);
-        let d = self.shared.local.deliver(topic, &msg, 0, || {
+        let ctx = RequestContext::current().map(Arc::new);
+        let d = self.shared.local.deliver(topic, &msg, 0, &ctx, || {
             postcard::to_allocvec(&*msg).ok().map(Bytes::from)
         });
         Ok(d.reached)
     }
 
+    /// Publishes in the current request context, inside a `publish` span
+    /// when the context carries a trace.
     async fn publish<T>(
         &self,
         topic: &str,
         msg: T,
         opts: Publish,
         skip: u64,
+    ) -> Result<Published, PubSubError>
+    where
+        T: Serialize + Send + Sync + 'static,
+    {
+        let spans = &self.shared.registry.messenger.spans;
+        let Some(rc) = spans.current_or_root() else {
+            return self.publish_in(topic, msg, opts, skip, None).await;
+        };
+        let attrs = vec![("foundation.topic", topic.to_owned())];
+        let span = spans.start("publish", SpanKind::Producer, &rc, attrs);
+        let ctx = span.as_ref().map_or_else(|| rc.clone(), |s| s.context(&rc));
+        let result = self
+            .publish_in(topic, msg, opts, skip, Some(Arc::new(ctx)))
+            .await;
+        if let Some(span) = span {
+            spans.end(span, result.as_ref().err().map(ToString::to_string));
+        }
+        result
+    }
+
+    async fn publish_in<T>(
+        &self,
+        topic: &str,
+        msg: T,
+        opts: Publish,
+        skip: u64,
+        ctx: Ctx,
     ) -> Result<Published, PubSubError>
     where
         T: Serialize + Send + Sync + 'static,
@@ -321,10 +372,14 @@ impl PubSub {
         let encoded = if peers.is_empty() {
             None
         } else {
-            Some(encode_item(topic, &msg).map_err(encode_err)?)
+            let item = encode_item(topic, &msg).map_err(encode_err)?;
+            Some(match ctx.as_deref().map(RequestContext::to_wire) {
+                Some(wire) if !wire.is_empty() => with_context(&wire, item),
+                _ => item,
+            })
         };
         let msg = Arc::new(msg);
-        let delivered = s.local.deliver(topic, &msg, skip, || match &encoded {
+        let delivered = s.local.deliver(topic, &msg, skip, &ctx, || match &encoded {
             Some((item, at)) => Some(item.joined().slice(*at..)),
             None => postcard::to_allocvec(&*msg).ok().map(Bytes::from),
         });

@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use super::ring;
+use crate::context::RequestContext;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
@@ -22,16 +23,19 @@ use super::stats::TopicCounters;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SubscriptionId(pub(crate) u64);
 
-/// What a ring carries: the message, and the subscription it must skip
-/// (`broadcast_from`; 0 skips none).
-pub(crate) type Slot<T> = (Arc<T>, u64);
+/// What a ring carries: the message, the subscription it must skip
+/// (`broadcast_from`; 0 skips none), and the publisher's request context.
+pub(crate) type Slot<T> = (Arc<T>, u64, Ctx);
+
+/// A message's request context, shared by every ring it goes to.
+pub(crate) type Ctx = Option<Arc<RequestContext>>;
 
 /// A ring of one message type, behind a type-erased face.
 pub(crate) trait Ring: Send + Sync {
     fn as_any(&self) -> &dyn Any;
     /// Decodes `body` as this ring's type and delivers it; the number of
     /// subscriptions reached, or the decoding error.
-    fn deliver_bytes(&self, body: &Bytes, skip: u64) -> Result<usize, postcard::Error>;
+    fn deliver_bytes(&self, body: &Bytes, skip: u64, ctx: &Ctx) -> Result<usize, postcard::Error>;
     /// Messages the slowest subscription has not read (at most the buffer).
     fn queued(&self) -> usize;
 }
@@ -45,9 +49,9 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Ring for TypedRing<T> {
         self
     }
 
-    fn deliver_bytes(&self, body: &Bytes, skip: u64) -> Result<usize, postcard::Error> {
+    fn deliver_bytes(&self, body: &Bytes, skip: u64, ctx: &Ctx) -> Result<usize, postcard::Error> {
         let msg: T = decode(body)?;
-        Ok(self.tx.send((Arc::new(msg), skip)))
+        Ok(self.tx.send((Arc::new(msg), skip, ctx.clone())))
     }
 
     fn queued(&self) -> usize {
@@ -158,6 +162,7 @@ impl Local {
         topic: &str,
         msg: &Arc<T>,
         skip: u64,
+        ctx: &Ctx,
         encode: impl FnOnce() -> Option<Bytes>,
     ) -> Delivered {
         let topics = self.lock();
@@ -170,12 +175,12 @@ impl Local {
         for (id, ring) in &t.rings {
             if *id == TypeId::of::<T>() {
                 if let Some(r) = ring.as_any().downcast_ref::<TypedRing<T>>() {
-                    out.reached += r.tx.send((msg.clone(), skip));
+                    out.reached += r.tx.send((msg.clone(), skip, ctx.clone()));
                 }
                 continue;
             }
             let bytes = encoded.get_or_insert_with(|| encode.take().and_then(|f| f()));
-            match bytes.as_ref().map(|b| ring.deliver_bytes(b, skip)) {
+            match bytes.as_ref().map(|b| ring.deliver_bytes(b, skip, ctx)) {
                 Some(Ok(n)) => out.reached += n,
                 _ => out.undecodable += 1,
             }
@@ -188,14 +193,14 @@ impl Local {
     pub(crate) fn deliver_bytes(
         &self,
         topic: &str,
-        bodies: impl Iterator<Item = Bytes>,
+        bodies: impl Iterator<Item = (Bytes, Ctx)>,
     ) -> Option<Delivered> {
         let topics = self.lock();
         let t = topics.get(topic)?;
         let mut out = Delivered::default();
-        for body in bodies {
+        for (body, ctx) in bodies {
             for (_, ring) in &t.rings {
-                match ring.deliver_bytes(&body, 0) {
+                match ring.deliver_bytes(&body, 0, &ctx) {
                     Ok(n) => out.reached += n,
                     Err(_) => out.undecodable += 1,
                 }

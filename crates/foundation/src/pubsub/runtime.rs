@@ -9,7 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::api::Shared;
 use super::wire::decode_batch;
+use crate::context::RequestContext;
 use crate::membership::MemberEvent;
+use crate::spans::SpanKind;
 use crate::transport::{Inbox, Incoming};
 
 /// Bytes decoded between yields.
@@ -72,6 +74,7 @@ fn share(frame: &Bytes, part: &[u8]) -> Bytes {
 /// the items before the bad part are still delivered.
 pub(crate) fn receive(shared: &Shared, msg: Incoming) {
     let (items, err) = decode_batch(&msg.payload);
+    let spans = &shared.registry.messenger.spans;
     // Items of one topic usually come in runs: one lookup per run.
     for run in items.chunk_by(|a, b| a.topic == b.topic) {
         let topic = &run[0].topic;
@@ -79,7 +82,26 @@ pub(crate) fn receive(shared: &Shared, msg: Incoming) {
         counters.received.fetch_add(run.len() as u64, Relaxed);
         let bytes: usize = run.iter().map(|i| i.body.len()).sum();
         counters.received_bytes.fetch_add(bytes as u64, Relaxed);
-        let bodies = run.iter().map(|i| share(&msg.payload, &i.body));
+        let bodies = run.iter().map(|i| {
+            let ctx = i.context.clone().map(|w| {
+                let rc = RequestContext::from_wire(w);
+                let attrs = vec![
+                    ("foundation.peer.id", msg.from.to_string()),
+                    ("foundation.topic", topic.to_string()),
+                ];
+                // The delivery is a span of its own: the subscriber's work
+                // continues from it.
+                match spans.start("deliver", SpanKind::Consumer, &rc, attrs) {
+                    Some(span) => {
+                        let passed = span.context(&rc);
+                        spans.end(span, None);
+                        Arc::new(passed)
+                    }
+                    None => Arc::new(rc),
+                }
+            });
+            (share(&msg.payload, &i.body), ctx)
+        });
         match shared.local.deliver_bytes(topic, bodies) {
             // Interest lags a round trip behind an unsubscribe.
             None => tracing::trace!(%topic, "no subscriber here any more"),

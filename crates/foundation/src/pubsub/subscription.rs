@@ -6,9 +6,10 @@ use std::sync::Arc;
 use futures_util::Stream;
 
 use super::api::Shared;
-use super::local::{Slot, SubscriptionId};
+use super::local::{Ctx, Slot, SubscriptionId};
 use super::ring::{self, RecvError};
 use super::stats::TopicCounters;
+use crate::context::RequestContext;
 
 /// A typed stream of the messages published on one topic, from every node
 /// of the cluster. Dropping it (or [`Subscription::unsubscribe`]) ends it.
@@ -25,6 +26,8 @@ pub struct Subscription<T> {
     pub(crate) dropped: u64,
     pub(crate) counters: Arc<TopicCounters>,
     pub(crate) shared: Arc<Shared>,
+    /// The request context of the message last returned.
+    pub(crate) context: Ctx,
 }
 
 impl<T> std::fmt::Debug for Subscription<T> {
@@ -44,7 +47,10 @@ impl<T: Send + Sync + 'static> Subscription<T> {
     pub async fn recv(&mut self) -> Option<Arc<T>> {
         loop {
             match self.rx.recv().await {
-                Ok((msg, skip)) if skip != self.id.0 => return Some(msg),
+                Ok((msg, skip, ctx)) if skip != self.id.0 => {
+                    self.context = ctx;
+                    return Some(msg);
+                }
                 Ok(_) => continue,
                 Err(RecvError::Lagged(n)) => self.lost(n),
                 Err(RecvError::Closed | RecvError::Empty) => return None,
@@ -56,7 +62,10 @@ impl<T: Send + Sync + 'static> Subscription<T> {
     pub fn try_recv(&mut self) -> Option<Arc<T>> {
         loop {
             match self.rx.try_recv() {
-                Ok((msg, skip)) if skip != self.id.0 => return Some(msg),
+                Ok((msg, skip, ctx)) if skip != self.id.0 => {
+                    self.context = ctx;
+                    return Some(msg);
+                }
                 Ok(_) => continue,
                 Err(RecvError::Lagged(n)) => self.lost(n),
                 Err(RecvError::Empty | RecvError::Closed) => return None,
@@ -69,6 +78,15 @@ impl<T: Send + Sync + 'static> Subscription<T> {
         self.counters.dropped.fetch_add(n, Relaxed);
         self.shared.dropped_metric(n);
         tracing::debug!(topic = %self.topic, lost = n, "slow subscriber: oldest messages dropped");
+    }
+
+    /// The request context the message last returned was published in
+    /// (its trace, deadline and baggage; the trace continues from the
+    /// delivery on this node). `None` when it was published outside any
+    /// [`RequestContext`]. Run its handling in it to keep the trace:
+    /// `ctx.clone().scope(handle(msg)).await`.
+    pub fn context(&self) -> Option<&RequestContext> {
+        self.context.as_deref()
     }
 
     /// Messages waiting to be read (at most the buffer).

@@ -18,14 +18,25 @@ use super::options::ServiceOptions;
 use super::service::{Context, Service, StopReason};
 use super::service_ref::{CallError, Route, ServiceRef};
 use super::wire::{RemoteFailure, ServiceMsg, KIND_MSG};
+use crate::context::{RequestContext, WireContext};
 use crate::id::NodeId;
 use crate::messenger::Messenger;
+use crate::spans::{OpenSpan, SpanKind};
 use crate::transport::{Incoming, SendFailure};
 use foundation_proto::registry::ServiceAddr;
+use tracing::Instrument as _;
 
 /// Delivers a remote request (postcard) into a typed mailbox; for a call,
 /// the reply goes back to `(node, corr)`.
-type Deliver = Box<dyn Fn(Option<(NodeId, u64)>, Bytes) -> Result<(), RemoteFailure> + Send + Sync>;
+type Deliver = Box<dyn Fn(Inbound, Bytes) -> Result<(), RemoteFailure> + Send + Sync>;
+
+/// Who sent a remote request, in what context, and where a reply goes.
+struct Inbound {
+    from: NodeId,
+    /// The call's correlation id; `None` for a cast.
+    corr: Option<u64>,
+    context: RequestContext,
+}
 
 struct Slot {
     protocol: &'static str,
@@ -277,21 +288,60 @@ impl Host {
             protocol: protocol.to_owned(),
             payload,
         };
-        if let Err(e) = self.send(addr, msg).await {
-            self.lock_pending().remove(&corr);
-            return Err(e);
-        }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(CallError::Stopped { addr }),
-            Err(_) => {
+        let (span, headers) = self.outgoing("call", SpanKind::Client, addr, timeout);
+        let traced = span
+            .as_ref()
+            .map_or_else(tracing::Span::none, |s| s.tracing.clone());
+        let result = async {
+            if let Err(e) = self.send(addr, msg, headers).await {
                 self.lock_pending().remove(&corr);
-                Err(CallError::Timeout {
-                    addr,
-                    after: timeout,
-                })
+                return Err(e);
+            }
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) => Err(CallError::Stopped { addr }),
+                Err(_) => {
+                    self.lock_pending().remove(&corr);
+                    Err(CallError::Timeout {
+                        addr,
+                        after: timeout,
+                    })
+                }
             }
         }
+        .instrument(traced)
+        .await;
+        if let Some(span) = span {
+            let error = result.as_ref().err().map(ToString::to_string);
+            self.messenger.spans.end(span, error);
+        }
+        result
+    }
+
+    /// The span of an outgoing request (when it belongs to a trace) and
+    /// the headers that carry its context, with the deadline of `timeout`
+    /// (`Duration::MAX`: none).
+    fn outgoing(
+        &self,
+        name: &'static str,
+        kind: SpanKind,
+        addr: ServiceAddr,
+        timeout: Duration,
+    ) -> (Option<OpenSpan>, Vec<(String, String)>) {
+        // The deadline travels even without a context.
+        let rc = self.messenger.spans.current_or_root().unwrap_or_default();
+        let span = self.messenger.spans.start(
+            name,
+            kind,
+            &rc,
+            vec![
+                ("foundation.peer.id", addr.node.to_string()),
+                ("foundation.service", addr.to_string()),
+            ],
+        );
+        let passed = span.as_ref().map_or_else(|| rc.clone(), |s| s.context(&rc));
+        let headers = passed.with_timeout(timeout).to_wire().to_headers();
+        (span, headers)
     }
 
     pub(crate) async fn remote_cast(
@@ -305,12 +355,23 @@ impl Host {
             protocol: protocol.to_owned(),
             payload,
         };
-        self.send(addr, msg).await
+        let (span, headers) = self.outgoing("cast", SpanKind::Producer, addr, Duration::MAX);
+        let result = self.send(addr, msg, headers).await;
+        if let Some(span) = span {
+            let error = result.as_ref().err().map(ToString::to_string);
+            self.messenger.spans.end(span, error);
+        }
+        result
     }
 
-    async fn send(&self, addr: ServiceAddr, msg: ServiceMsg) -> Result<(), CallError> {
+    async fn send(
+        &self,
+        addr: ServiceAddr,
+        msg: ServiceMsg,
+        headers: Vec<(String, String)>,
+    ) -> Result<(), CallError> {
         self.messenger
-            .send_auto(addr.node, KIND_MSG, msg.encode())
+            .send_auto_with(addr.node, KIND_MSG, headers, msg.encode())
             .await
             .map_err(|e| match e.reason {
                 SendFailure::UnknownNode => CallError::NodeDown {
@@ -346,6 +407,7 @@ impl Host {
     /// Handles a service message from a peer.
     pub(crate) fn incoming(&self, msg: Incoming) {
         let from = msg.from;
+        let context = RequestContext::from_wire(WireContext::from_headers(&msg.headers));
         let decoded = match ServiceMsg::decode(&msg.payload) {
             Ok(m) => m,
             Err(e) => {
@@ -361,7 +423,12 @@ impl Host {
                 protocol,
                 payload,
             } => {
-                if let Err(f) = self.deliver(to, &protocol, Some((from, corr)), payload) {
+                let inbound = Inbound {
+                    from,
+                    corr: Some(corr),
+                    context,
+                };
+                if let Err(f) = self.deliver(to, &protocol, inbound, payload) {
                     reply(&self.messenger, from, corr, Err(f));
                 }
             }
@@ -370,7 +437,12 @@ impl Host {
                 protocol,
                 payload,
             } => {
-                if let Err(f) = self.deliver(to, &protocol, None, payload) {
+                let inbound = Inbound {
+                    from,
+                    corr: None,
+                    context,
+                };
+                if let Err(f) = self.deliver(to, &protocol, inbound, payload) {
                     tracing::debug!(service = to, peer = %from, failure = ?f, "cast not delivered");
                     metrics::counter!("foundation_service_casts_dropped_total").increment(1);
                 }
@@ -396,7 +468,7 @@ impl Host {
         &self,
         to: u64,
         protocol: &str,
-        reply_to: Option<(NodeId, u64)>,
+        inbound: Inbound,
         payload: Bytes,
     ) -> Result<(), RemoteFailure> {
         let slots = self.lock_slots();
@@ -407,7 +479,7 @@ impl Host {
                 slot.protocol
             )));
         }
-        (slot.deliver)(reply_to, payload)
+        (slot.deliver)(inbound, payload)
     }
 }
 
@@ -418,15 +490,44 @@ fn deliverer<S: Service>(
     tx: mpsc::Sender<Mail<S>>,
     messenger: Messenger,
 ) -> Deliver {
-    Box::new(move |reply_to, payload| {
+    Box::new(move |inbound, payload| {
         let req: S::Request =
             postcard::from_bytes(&payload).map_err(|e| RemoteFailure::Decode(e.to_string()))?;
         let full = |_| RemoteFailure::Overloaded;
-        match reply_to {
-            None => tx.try_send(Mail::Cast(req)).map_err(full),
-            Some((node, corr)) => {
+        let Inbound {
+            from,
+            corr,
+            context,
+        } = inbound;
+        let attrs = vec![
+            ("foundation.peer.id", from.to_string()),
+            ("foundation.service", addr.to_string()),
+        ];
+        match corr {
+            None => {
+                let span = messenger
+                    .spans
+                    .start("cast", SpanKind::Consumer, &context, attrs);
+                let handled = span
+                    .as_ref()
+                    .map_or_else(|| context.clone(), |s| s.context(&context));
+                let sent = tx.try_send(Mail::Cast(req, handled)).map_err(full);
+                if let Some(span) = span {
+                    let error = sent.as_ref().err().map(|f| format!("{f:?}"));
+                    messenger.spans.end(span, error);
+                }
+                sent
+            }
+            Some(corr) => {
+                let node = from;
+                let span = messenger
+                    .spans
+                    .start("handle", SpanKind::Server, &context, attrs);
+                let handled = span
+                    .as_ref()
+                    .map_or_else(|| context.clone(), |s| s.context(&context));
                 let (rtx, rrx) = oneshot::channel();
-                tx.try_send(Mail::Call(req, rtx)).map_err(full)?;
+                tx.try_send(Mail::Call(req, rtx, handled)).map_err(full)?;
                 let messenger = messenger.clone();
                 messenger.tasks.clone().spawn(async move {
                     let result = match rrx.await {
@@ -438,6 +539,10 @@ fn deliverer<S: Service>(
                         Ok(Err(e)) => Err(RemoteFailure::Failed(e.to_string())),
                         Err(_) => Err(RemoteFailure::Failed(format!("service {addr} stopped"))),
                     };
+                    if let Some(span) = span {
+                        let error = result.as_ref().err().map(|f| format!("{f:?}"));
+                        messenger.spans.end(span, error);
+                    }
                     reply(&messenger, node, corr, result);
                 });
                 Ok(())

@@ -13,11 +13,19 @@ use super::event::ServiceEvent;
 use super::options::{Restart, ServiceOptions};
 use super::service::{Context, Fence, Service, ServiceError, StopReason};
 use super::service_ref::CallError;
+use crate::context::RequestContext;
 
 /// A request in a service's mailbox.
 pub(crate) enum Mail<S: Service> {
-    Call(S::Request, oneshot::Sender<Result<S::Reply, CallError>>),
-    Cast(S::Request),
+    /// A request, where its reply goes, and the request's context (the
+    /// handler runs in it).
+    Call(
+        S::Request,
+        oneshot::Sender<Result<S::Reply, CallError>>,
+        RequestContext,
+    ),
+    /// A request without reply, and its context.
+    Cast(S::Request, RequestContext),
 }
 
 /// A request to stop; the handoff state (postcard) is sent back.
@@ -249,20 +257,29 @@ async fn serve<S: Service>(
                     fenced_out: false,
                 };
             }
-            Ok(Some(Mail::Call(req, reply))) => match guard(svc.handle(ctx, req)).await {
-                Ok(r) => {
-                    let _ = reply.send(Ok(r));
+            // Nobody waits for the reply any more: not handled.
+            Ok(Some(Mail::Call(_, reply, rc))) if rc.expired() => {
+                let _ = reply.send(Err(CallError::Timeout {
+                    addr: ctx.addr,
+                    after: std::time::Duration::ZERO,
+                }));
+            }
+            Ok(Some(Mail::Call(req, reply, rc))) => {
+                match rc.scope(guard(svc.handle(ctx, req))).await {
+                    Ok(r) => {
+                        let _ = reply.send(Ok(r));
+                    }
+                    Err(reason) => {
+                        let _ = reply.send(Err(CallError::Failed {
+                            addr: ctx.addr,
+                            message: reason.to_string(),
+                        }));
+                        return failed(svc, ctx, reason).await;
+                    }
                 }
-                Err(reason) => {
-                    let _ = reply.send(Err(CallError::Failed {
-                        addr: ctx.addr,
-                        message: reason.to_string(),
-                    }));
-                    return failed(svc, ctx, reason).await;
-                }
-            },
-            Ok(Some(Mail::Cast(req))) => {
-                if let Err(reason) = guard(svc.handle(ctx, req)).await {
+            }
+            Ok(Some(Mail::Cast(req, rc))) => {
+                if let Err(reason) = rc.scope(guard(svc.handle(ctx, req))).await {
                     return failed(svc, ctx, reason).await;
                 }
             }

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::host::Host;
 use super::instance::Mail;
 use super::service::Service;
+use crate::context::RequestContext;
 use crate::id::NodeId;
 use foundation_proto::registry::ServiceAddr;
 
@@ -134,18 +135,29 @@ impl<S: Service> ServiceRef<S> {
         matches!(self.route, Route::Local(_))
     }
 
-    /// Sends a request and waits for the reply, at most `timeout`.
+    /// Sends a request and waits for the reply, at most `timeout`, and
+    /// never past the deadline of the current
+    /// [`RequestContext`](crate::context::RequestContext), which travels
+    /// with the request (the handler runs in it).
     pub async fn call(
         &self,
         request: S::Request,
         timeout: Duration,
     ) -> Result<S::Reply, CallError> {
         let addr = self.addr;
+        let rc = RequestContext::current().unwrap_or_default();
+        let timeout = rc.cap(timeout);
+        if timeout.is_zero() {
+            return Err(CallError::Timeout {
+                addr,
+                after: timeout,
+            });
+        }
         match &self.route {
             Route::Local(tx) => {
                 let fut = async {
                     let (rtx, rrx) = oneshot::channel();
-                    tx.send(Mail::Call(request, rtx))
+                    tx.send(Mail::Call(request, rtx, rc))
                         .await
                         .map_err(|_| CallError::Stopped { addr })?;
                     rrx.await.map_err(|_| CallError::Stopped { addr })?
@@ -178,7 +190,10 @@ impl<S: Service> ServiceRef<S> {
         let addr = self.addr;
         match &self.route {
             Route::Local(tx) => tx
-                .send(Mail::Cast(request))
+                .send(Mail::Cast(
+                    request,
+                    RequestContext::current().unwrap_or_default(),
+                ))
                 .await
                 .map_err(|_| CallError::Stopped { addr }),
             Route::Remote(host) => {

@@ -1,0 +1,187 @@
+//! Spans of distributed traces: calls (client and server), casts,
+//! publishes and deliveries, recorded for sampled traces and handed to
+//! the node's span exporters (OTLP with the `otlp` feature, or your own).
+//!
+//! Every span also exists as a `tracing` span (`foundation.call`, ...)
+//! carrying the trace and span ids, so logs written inside it can be tied
+//! to the trace.
+
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use crate::context::{new_span_id, RequestContext};
+use crate::id::NodeId;
+use crate::locks::RwLocked as _;
+
+/// What a span stands for (OpenTelemetry's span kinds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SpanKind {
+    /// Work inside this node.
+    Internal,
+    /// The server side of a call.
+    Server,
+    /// The client side of a call.
+    Client,
+    /// A message sent without reply (cast, publish).
+    Producer,
+    /// A message received without reply (cast, delivery).
+    Consumer,
+}
+
+/// One finished span of a sampled trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpanRecord {
+    /// What it did: `call`, `handle`, `cast`, `publish`, `deliver`.
+    pub name: &'static str,
+    /// Its kind.
+    pub kind: SpanKind,
+    /// The trace.
+    pub trace_id: [u8; 16],
+    /// This span.
+    pub span_id: [u8; 8],
+    /// The span it descends from, on this node or another.
+    pub parent_span_id: Option<[u8; 8]>,
+    /// When it started.
+    pub start: SystemTime,
+    /// When it ended.
+    pub end: SystemTime,
+    /// `foundation.node.id`, `foundation.peer.id`, `foundation.service`,
+    /// `foundation.topic`, ...
+    pub attributes: Vec<(&'static str, String)>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// Receives the spans a node records. Called on the node's tasks: it must
+/// not block (queue, and drop when the queue is full).
+pub trait SpanExporter: Send + Sync + fmt::Debug {
+    /// One finished span.
+    fn export(&self, span: SpanRecord);
+}
+
+#[cfg(feature = "otlp")]
+pub mod otlp;
+#[cfg(feature = "otlp")]
+mod protobuf;
+
+/// A node's span recording: its id, its exporters, and how often it starts
+/// a trace of its own.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Spans {
+    node: Option<NodeId>,
+    exporters: Arc<RwLock<Vec<Arc<dyn SpanExporter>>>>,
+    /// `tracing.sample_percent`.
+    sample_percent: Option<u8>,
+}
+
+/// A span being timed; [`Spans::end`] records it.
+#[derive(Debug)]
+pub(crate) struct OpenSpan {
+    name: &'static str,
+    kind: SpanKind,
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    parent: Option<[u8; 8]>,
+    start: SystemTime,
+    sampled: bool,
+    attributes: Vec<(&'static str, String)>,
+    /// The `tracing` span of the same name.
+    pub(crate) tracing: tracing::Span,
+}
+
+impl OpenSpan {
+    /// The context to pass on: this span as the parent.
+    pub(crate) fn context(&self, of: &RequestContext) -> RequestContext {
+        of.child(self.span_id)
+    }
+}
+
+impl Spans {
+    pub(crate) fn new(node: NodeId, sample_percent: Option<u8>) -> Self {
+        Spans {
+            node: Some(node),
+            exporters: Arc::default(),
+            sample_percent,
+        }
+    }
+
+    /// The context a call or publish made outside any goes out in: a new
+    /// trace when `tracing.sample_percent` is set (recorded with that
+    /// probability), else none.
+    pub(crate) fn current_or_root(&self) -> Option<RequestContext> {
+        RequestContext::current().or_else(|| {
+            let pct = self.sample_percent?;
+            let sampled = rand::random_range(0u8..100) < pct;
+            Some(RequestContext::new_trace(sampled))
+        })
+    }
+
+    /// Adds an exporter.
+    pub(crate) fn add(&self, exporter: Arc<dyn SpanExporter>) {
+        self.exporters.write_locked().push(exporter);
+    }
+
+    /// Starts a span under `parent`'s trace; `None` when the request
+    /// carries no trace (nothing to record or pass on).
+    pub(crate) fn start(
+        &self,
+        name: &'static str,
+        kind: SpanKind,
+        parent: &RequestContext,
+        attributes: Vec<(&'static str, String)>,
+    ) -> Option<OpenSpan> {
+        let tp = parent.trace()?;
+        let span_id = new_span_id();
+        let tracing = tracing::debug_span!(
+            "foundation",
+            op = name,
+            trace_id = %tp.trace_hex(),
+            span_id = %hex8(&span_id),
+        );
+        let mut attrs = attributes;
+        if let Some(n) = self.node {
+            attrs.insert(0, ("foundation.node.id", n.to_string()));
+        }
+        Some(OpenSpan {
+            name,
+            kind,
+            trace_id: tp.trace_id,
+            span_id,
+            parent: Some(tp.span_id),
+            start: SystemTime::now(),
+            sampled: tp.sampled(),
+            attributes: attrs,
+            tracing,
+        })
+    }
+
+    /// Ends a span and hands it to the exporters if its trace is sampled.
+    pub(crate) fn end(&self, span: OpenSpan, error: Option<String>) {
+        if !span.sampled {
+            return;
+        }
+        let exporters = self.exporters.read_locked();
+        if exporters.is_empty() {
+            return;
+        }
+        let record = SpanRecord {
+            name: span.name,
+            kind: span.kind,
+            trace_id: span.trace_id,
+            span_id: span.span_id,
+            parent_span_id: span.parent,
+            start: span.start,
+            end: SystemTime::now(),
+            attributes: span.attributes,
+            error,
+        };
+        for e in exporters.iter() {
+            e.export(record.clone());
+        }
+    }
+}
+
+fn hex8(id: &[u8; 8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
