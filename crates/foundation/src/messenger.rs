@@ -21,6 +21,8 @@ pub(crate) struct Messenger {
     pub(crate) tasks: crate::tasks::Tasks,
     /// Where the node's spans go.
     pub(crate) spans: crate::spans::Spans,
+    /// Call latencies and outcomes by service protocol.
+    pub(crate) calls: std::sync::Arc<crate::telemetry::CallStats>,
 }
 
 impl Messenger {

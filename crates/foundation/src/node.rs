@@ -224,6 +224,7 @@ impl Node {
             local: local.clone(),
             tasks: tasks.clone(),
             spans: crate::spans::Spans::new(local.id, config.tracing.sample_percent),
+            calls: Default::default(),
         };
         start_export(&config, id, &messenger, &tasks, &cancel);
         let registry = Arc::new(RegistryShared::new(
@@ -667,6 +668,12 @@ impl Node {
     /// store, counters ([`crate::coord`]).
     pub fn coord(&self) -> crate::coord::Coord {
         self.inner.coord.clone()
+    }
+
+    /// Call latencies and outcomes by service protocol, as callers on
+    /// this node saw them.
+    pub fn calls(&self) -> &Arc<crate::telemetry::CallStats> {
+        &self.inner.messenger.calls
     }
 
     /// Hands every span this node records (for sampled traces) to

@@ -9,6 +9,7 @@
 mod cache_metrics;
 mod health;
 mod metrics;
+mod runtime_metrics;
 
 use std::net::SocketAddr;
 
@@ -169,6 +170,14 @@ async fn metrics_handler(State(node): State<Node>) -> impl IntoResponse {
         ));
         text.push_str(&metrics::render_coord(&node.coord().status(), node.id()));
         text.push_str(&cache_metrics::render_caches(&node.caches().list()));
+        let raw = node.raw();
+        runtime_metrics::render_runtime(
+            &mut text,
+            &raw.stats().busy_sample,
+            raw.transport().connected_peers(),
+        );
+        runtime_metrics::render_calls(&mut text, node.calls());
+        runtime_metrics::render_mesh(&mut text, &node.mesh().clients());
         text
     })
 }

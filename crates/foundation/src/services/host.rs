@@ -105,6 +105,11 @@ impl Host {
         &self.messenger.tasks
     }
 
+    /// The node's call figures.
+    pub(crate) fn calls(&self) -> &Arc<crate::telemetry::CallStats> {
+        &self.messenger.calls
+    }
+
     fn lock_slots(&self) -> MutexGuard<'_, HashMap<u64, Slot>> {
         self.slots.locked()
     }
@@ -196,7 +201,7 @@ impl Host {
         });
         ServiceRef {
             addr,
-            route: Route::Local(mtx),
+            route: Route::Local(mtx, self.calls().clone()),
         }
     }
 
@@ -238,7 +243,9 @@ impl Host {
             self.lock_slots()
                 .get(&addr.local)
                 .and_then(|s| s.typed.downcast_ref::<mpsc::Sender<Mail<S>>>())
-                .map_or(Route::Gone, |tx| Route::Local(tx.clone()))
+                .map_or(Route::Gone, |tx| {
+                    Route::Local(tx.clone(), self.calls().clone())
+                })
         };
         ServiceRef { addr, route }
     }

@@ -11,6 +11,7 @@ use super::instance::Mail;
 use super::service::Service;
 use crate::context::RequestContext;
 use crate::id::NodeId;
+use crate::telemetry::{CallOutcome, CallStats};
 use foundation_proto::registry::ServiceAddr;
 
 /// Why a call or cast failed. Each names the target.
@@ -83,7 +84,7 @@ pub struct ServiceRef<S: Service> {
 }
 
 pub(crate) enum Route<S: Service> {
-    Local(mpsc::Sender<Mail<S>>),
+    Local(mpsc::Sender<Mail<S>>, Arc<CallStats>),
     Remote(Arc<Host>),
     Gone,
 }
@@ -93,7 +94,7 @@ impl<S: Service> Clone for ServiceRef<S> {
         ServiceRef {
             addr: self.addr,
             route: match &self.route {
-                Route::Local(tx) => Route::Local(tx.clone()),
+                Route::Local(tx, calls) => Route::Local(tx.clone(), calls.clone()),
                 Route::Remote(h) => Route::Remote(h.clone()),
                 Route::Gone => Route::Gone,
             },
@@ -104,7 +105,7 @@ impl<S: Service> Clone for ServiceRef<S> {
 impl<S: Service> fmt::Debug for ServiceRef<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let route = match self.route {
-            Route::Local(_) => "local",
+            Route::Local(..) => "local",
             Route::Remote(_) => "remote",
             Route::Gone => "gone",
         };
@@ -132,7 +133,7 @@ impl<S: Service> ServiceRef<S> {
 
     /// Whether the service runs on this node.
     pub fn is_local(&self) -> bool {
-        matches!(self.route, Route::Local(_))
+        matches!(self.route, Route::Local(..))
     }
 
     /// Sends a request and waits for the reply, at most `timeout`, and
@@ -144,6 +145,28 @@ impl<S: Service> ServiceRef<S> {
         request: S::Request,
         timeout: Duration,
     ) -> Result<S::Reply, CallError> {
+        let began = tokio::time::Instant::now();
+        let result = self.call_in(request, timeout).await;
+        let calls = match &self.route {
+            Route::Local(_, calls) => Some(calls),
+            Route::Remote(host) => Some(host.calls()),
+            Route::Gone => None,
+        };
+        if let Some(calls) = calls {
+            let outcome = match &result {
+                Ok(_) => CallOutcome::Ok,
+                Err(CallError::Timeout { .. }) => CallOutcome::Timeout,
+                Err(CallError::Overloaded { .. }) => CallOutcome::Overloaded,
+                Err(CallError::Failed { .. }) => CallOutcome::Failed,
+                Err(CallError::Codec { .. }) => CallOutcome::Codec,
+                Err(_) => CallOutcome::Unavailable,
+            };
+            calls.record(std::any::type_name::<S>(), began.elapsed(), outcome);
+        }
+        result
+    }
+
+    async fn call_in(&self, request: S::Request, timeout: Duration) -> Result<S::Reply, CallError> {
         let addr = self.addr;
         let rc = RequestContext::current().unwrap_or_default();
         let timeout = rc.cap(timeout);
@@ -154,7 +177,7 @@ impl<S: Service> ServiceRef<S> {
             });
         }
         match &self.route {
-            Route::Local(tx) => {
+            Route::Local(tx, _) => {
                 let fut = async {
                     let (rtx, rrx) = oneshot::channel();
                     tx.send(Mail::Call(request, rtx, rc))
@@ -189,7 +212,7 @@ impl<S: Service> ServiceRef<S> {
     pub async fn cast(&self, request: S::Request) -> Result<(), CallError> {
         let addr = self.addr;
         match &self.route {
-            Route::Local(tx) => tx
+            Route::Local(tx, _) => tx
                 .send(Mail::Cast(
                     request,
                     RequestContext::current().unwrap_or_default(),

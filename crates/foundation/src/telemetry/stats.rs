@@ -65,6 +65,8 @@ pub struct Stats {
     member_events: [AtomicU64; MemberEventKind::ALL.len()],
     rejoins: AtomicU64,
     membership_traffic: MembershipTraffic,
+    /// The runtime's busy time at the previous `/metrics` scrape.
+    pub(crate) busy_sample: std::sync::Mutex<Option<(std::time::Instant, std::time::Duration)>>,
 }
 
 /// The kinds of member events a node counts.
