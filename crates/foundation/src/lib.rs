@@ -186,12 +186,18 @@
 //! - [`membership`]: the sans-IO SWIM core and its tokio shell.
 //! - [`discovery`]: the strategy trait and the seven built-in strategies.
 //! - [`security`]: keys and certificates derived from the cluster secret.
-//! - [`http`]: `/health`, `/ready`, `/metrics`, `/members`, `/registry` (axum).
+//! - [`http`]: `/health`, `/ready`, `/metrics`, `/members`, `/registry`,
+//!   `/mesh` (axum).
 //! - [`registry`]: the cluster-wide registry: sans-IO state, sync task, facade.
 //! - [`process`]: services, the local supervisor, the process manager
 //!   (placement, handoff, split-brain policy).
 //! - [`pubsub`]: topics, typed subscriptions, broadcasts (ADR 010).
 //! - [`messaging`]: one `send` to a service, a registered name or a topic.
+//! - [`mesh`]: discovery by version, capability and role; load-balanced
+//!   calls with deadlines, budgeted retries and ejection.
+//! - [`context`]: the request context (trace, deadline, baggage) that
+//!   follows a request across nodes; [`spans`]: what traces record, and
+//!   OTLP export (feature `otlp`).
 //! - [`faults`]: transport-level fault injection for tests.
 //! - [`telemetry`]: per-node counters ([`http`] renders them for Prometheus).
 

@@ -294,3 +294,54 @@ async fn a_deadline_set_on_a_cuts_the_call_two_hops_away() {
     }
     s.cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_and_placements_are_spans_of_the_trace_they_happen_in() {
+    foundation_testkit::init_tracing();
+    // Every decision made outside a trace starts one (sampled).
+    let node = foundation_testkit::builder("spans")
+        .set("tracing.sample_percent", "100")
+        .set("process.expected_members", "1")
+        .start()
+        .await
+        .expect("node");
+    let spans = Arc::new(Collect::default());
+    node.add_span_exporter(spans.clone());
+
+    let inner = node.clone();
+    let echo = node.services().spawn(
+        move || Back {
+            node: inner.clone(),
+            seen: mpsc::channel(1).0,
+        },
+        ServiceOptions::default(),
+    );
+    let root = RequestContext::new_trace(true);
+    let trace = root.trace().expect("trace");
+    root.scope(async { node.registry().register("traced", &echo) })
+        .await
+        .expect("register");
+    let register = spans.one("register").expect("a register span");
+    assert_eq!(register.trace_id, trace.trace_id);
+    assert_eq!(register.parent_span_id, Some(trace.span_id));
+    assert_eq!(register.kind, SpanKind::Internal);
+    assert!(register
+        .attributes
+        .contains(&("foundation.name", "traced".to_owned())));
+
+    foundation_demo::define(&node);
+    node.processes()
+        .start_singleton("counted", foundation_demo::KIND, &())
+        .expect("singleton");
+    assert_eventually(SETTLE, "a placement span", || {
+        spans.0.lock().expect("spans").iter().any(|s| {
+            s.name == "place"
+                && s.attributes
+                    .contains(&("foundation.instance", "counted".to_owned()))
+                && s.attributes
+                    .contains(&("foundation.decision", "start".to_owned()))
+        })
+    })
+    .await;
+    node.shutdown().await;
+}

@@ -304,3 +304,39 @@ async fn the_deadline_covers_the_call_and_nothing_matching_is_a_clear_error() {
     assert!(err.to_string().contains("who +gpu"), "{err}");
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_is_a_tower_service_that_layers_wrap() {
+    use tower::{ServiceBuilder, ServiceExt as _};
+    let mut c = Cluster::start(2).await.expect("cluster");
+    let a = c.node(0).clone();
+    let s = spawn_who(c.node(1), false);
+    c.node(1).registry().join("who", &s).expect("join");
+    assert_eventually(SETTLE, "endpoint known", || {
+        a.mesh().discover(&Criteria::name("who")).len() == 1
+    })
+    .await;
+    let client = a.mesh().client::<Who>(Criteria::name("who"));
+    let layered = ServiceBuilder::new()
+        .concurrency_limit(4)
+        .timeout(T)
+        .service(client.clone());
+    let reply = layered.oneshot(Ask::Who).await.expect("through the layers");
+    assert_eq!(reply, "n1");
+    // The layer's own timeout fires before the service's reply.
+    let short = ServiceBuilder::new()
+        .timeout(Duration::from_millis(50))
+        .service(client.clone());
+    let err = short
+        .oneshot(Ask::Sleep(2_000))
+        .await
+        .expect_err("slower than the layer's timeout");
+    assert!(
+        err.is::<tower::timeout::error::Elapsed>(),
+        "the layer's error: {err}"
+    );
+    // The call the layer dropped is no longer counted in flight.
+    let view = client.endpoints();
+    assert_eq!((view[0].successes, view[0].in_flight), (1, 0));
+    c.shutdown().await;
+}

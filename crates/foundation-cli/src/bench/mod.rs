@@ -13,6 +13,8 @@ mod falsedowns;
 mod histogram;
 mod hol;
 mod memory;
+mod mesh;
+mod mesh_node;
 mod registry;
 mod soak;
 mod soak_node;
@@ -48,6 +50,12 @@ pub(crate) enum BenchCmd {
     Registry(registry::RegistryBench),
     /// Control round trips while the data channel is saturated, vs one stream.
     Hol(hol::HolBench),
+    /// The mesh client's cost, routing around a slowed endpoint, and the
+    /// cost of context propagation (3 processes).
+    Mesh(mesh::MeshBench),
+    /// A process of `bench mesh` (not for direct use).
+    #[command(hide = true)]
+    MeshNode(mesh_node::MeshNode),
     /// Resident memory of node processes (idle, in a cluster, per names,
     /// topics and services) and membership traffic per node.
     Memory(memory::MemoryBench),
@@ -107,6 +115,8 @@ impl BenchCmd {
             BenchCmd::Failover(b) => b.run().await,
             BenchCmd::Hol(b) => b.run().await,
             BenchCmd::Memory(b) => b.run().await,
+            BenchCmd::Mesh(b) => b.run().await,
+            BenchCmd::MeshNode(b) => b.run().await,
             BenchCmd::MemoryLoad(b) => b.run().await,
             BenchCmd::Soak(b) => b.run().await,
             BenchCmd::SoakNode(b) => b.run().await,

@@ -34,6 +34,9 @@ pub struct ClientOptions {
     /// before the call's deadline (then a timed-out attempt is not
     /// retried).
     pub attempt_timeout: Option<Duration>,
+    /// The timeout of calls made through the client's tower `Service`
+    /// face (which takes no timeout argument).
+    pub call_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -43,6 +46,7 @@ impl Default for ClientOptions {
             budget: BudgetConfig::default(),
             max_attempts: 3,
             attempt_timeout: None,
+            call_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -205,6 +209,23 @@ impl ClientInner {
     }
 }
 
+/// An attempt under way; dropped unfinished, it ends as
+/// [`Outcome::Ignored`].
+struct Pending<'a> {
+    inner: &'a ClientInner,
+    addr: ServiceAddr,
+    began: std::time::Instant,
+    done: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.inner.finish(self.addr, self.began, Outcome::Ignored);
+        }
+    }
+}
+
 /// The deadline of a call given `timeout`: never later than the current
 /// request context's.
 fn deadline_of(timeout: Duration) -> tokio::time::Instant {
@@ -239,6 +260,11 @@ fn retryable(e: &CallError, attempt_timeout: bool) -> bool {
 /// Calls services matching some criteria, one endpoint per call, through
 /// the balancer. Behaves like a [`ServiceRef`](crate::ServiceRef) whose
 /// target is chosen per call; clone it freely (clones share the balancer).
+///
+/// It is also a tower `Service` of `S::Request` (no retry, the
+/// `call_timeout` of its options, the deadline of the current request
+/// context), so tower's layers (rate limits, concurrency limits, your
+/// own) wrap it.
 pub struct MeshClient<S: Service> {
     pub(crate) inner: Arc<ClientInner>,
     _service: PhantomData<fn() -> S>,
@@ -404,6 +430,14 @@ impl<S: Service> MeshClient<S> {
         attempt: u32,
     ) -> Result<S::Reply, (MeshError, bool)> {
         let began = now();
+        // A call dropped before its end (a caller's own timeout, a tower
+        // layer's) still leaves the balancer's count of calls in flight.
+        let mut pending = Pending {
+            inner: &self.inner,
+            addr,
+            began,
+            done: false,
+        };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let per_attempt = self.inner.options.attempt_timeout;
         let budget = per_attempt.map_or(left, |t| t.min(left));
@@ -413,6 +447,7 @@ impl<S: Service> MeshClient<S> {
             .unwrap_or_default()
             .with_deadline(deadline);
         let result = rc.scope(target.call(request, budget)).await;
+        pending.done = true;
         self.inner.finish(addr, began, outcome(&result));
         result.map_err(|e| match e {
             CallError::Timeout { .. } if budget == left => (
@@ -428,5 +463,28 @@ impl<S: Service> MeshClient<S> {
                 (MeshError::Call(e), again)
             }
         })
+    }
+}
+
+impl<S: Service> tower_service::Service<S::Request> for MeshClient<S> {
+    type Response = S::Reply;
+    type Error = MeshError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<S::Reply, MeshError>> + Send + 'static>,
+    >;
+
+    /// Always ready: a full or ejected endpoint set fails the call at
+    /// once instead ([`MeshError::Unavailable`]).
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), MeshError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: S::Request) -> Self::Future {
+        let client = self.clone();
+        let timeout = client.inner.options.call_timeout;
+        Box::pin(async move { client.call(request, timeout).await })
     }
 }

@@ -241,6 +241,18 @@ impl ManagerTask {
             tracing::warn!(%kind, %spec, "kind not defined on this node: cannot run its instances here");
         }
         for command in plan.commands {
+            let (decision, instance) = match &command {
+                Command::Stop { instance, .. } => ("stop", instance),
+                Command::Adopt { instance, .. } => ("adopt", instance),
+                Command::Start { instance, .. } => ("start", instance),
+            };
+            scope.host.spans().decision(
+                "place",
+                vec![
+                    ("foundation.instance", instance.clone()),
+                    ("foundation.decision", decision.to_owned()),
+                ],
+            );
             match command {
                 Command::Stop {
                     instance,

@@ -105,6 +105,11 @@ impl Host {
         &self.messenger.tasks
     }
 
+    /// Where the node's spans go.
+    pub(crate) fn spans(&self) -> &crate::spans::Spans {
+        &self.messenger.spans
+    }
+
     /// The node's call figures.
     pub(crate) fn calls(&self) -> &Arc<crate::telemetry::CallStats> {
         &self.messenger.calls

@@ -156,6 +156,17 @@ impl Spans {
         })
     }
 
+    /// Records a decision made now (a registration, a placement) as an
+    /// internal span of the current trace, or of a new one when
+    /// `tracing.sample_percent` is set.
+    pub(crate) fn decision(&self, name: &'static str, attributes: Vec<(&'static str, String)>) {
+        if let Some(rc) = self.current_or_root() {
+            if let Some(span) = self.start(name, SpanKind::Internal, &rc, attributes) {
+                self.end(span, None);
+            }
+        }
+    }
+
     /// Ends a span and hands it to the exporters if its trace is sampled.
     pub(crate) fn end(&self, span: OpenSpan, error: Option<String>) {
         if !span.sampled {
