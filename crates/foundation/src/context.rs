@@ -90,6 +90,11 @@ impl RequestContext {
         CURRENT.scope(self, f).await
     }
 
+    /// Runs `f` (not async) with this context as the current one.
+    pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self, f)
+    }
+
     /// With a trace position.
     pub fn with_trace(mut self, trace: TraceParent) -> Self {
         self.trace = Some(trace);

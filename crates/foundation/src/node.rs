@@ -347,6 +347,7 @@ impl Node {
                     alone_by_config,
                 }),
                 said_waiting: false,
+                handoff_contexts: Default::default(),
             }
             .run(),
         );

@@ -345,3 +345,98 @@ async fn registrations_and_placements_are_spans_of_the_trace_they_happen_in() {
     .await;
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handoff_carries_its_trace_to_the_next_owner() {
+    foundation_testkit::init_tracing();
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut spans: Vec<Arc<Collect>> = Vec::new();
+    for i in 0..2 {
+        let seeds: Vec<String> = nodes
+            .iter()
+            .map(|n| n.membership_addr().to_string())
+            .collect();
+        let node = foundation_testkit::builder(&format!("h{i}"))
+            .set("tracing.sample_percent", "100")
+            .seeds(seeds.iter().map(String::as_str))
+            .start()
+            .await
+            .expect("node");
+        let s = Arc::new(Collect::default());
+        node.add_span_exporter(s.clone());
+        foundation_demo::define(&node);
+        nodes.push(node);
+        spans.push(s);
+    }
+    for n in &nodes {
+        n.wait_for_members(2, SETTLE).await.expect("formed");
+    }
+    nodes[0]
+        .processes()
+        .start_singleton("handed", foundation_demo::KIND, &())
+        .expect("singleton");
+    let mut holder = None;
+    assert_eventually(SETTLE, "the singleton runs", || {
+        holder = nodes[0]
+            .registry()
+            .whereis("handed")
+            .map(|e| e.service.node);
+        holder.is_some()
+    })
+    .await;
+    let from = nodes
+        .iter()
+        .position(|n| Some(n.id()) == holder)
+        .expect("a holder");
+    let to = 1 - from;
+    nodes[from].shutdown().await;
+
+    let sent = spans[from]
+        .0
+        .lock()
+        .expect("spans")
+        .iter()
+        .find(|s| s.name == "handoff" && s.kind == SpanKind::Producer)
+        .cloned()
+        .expect("the leaving node records its handoff");
+    let received = || {
+        spans[to]
+            .0
+            .lock()
+            .expect("spans")
+            .iter()
+            .find(|s| s.name == "handoff" && s.kind == SpanKind::Consumer)
+            .cloned()
+    };
+    assert_eventually(SETTLE, "the next owner records the handoff", || {
+        received().is_some()
+    })
+    .await;
+    let received = received().expect("received");
+    assert_eq!(received.trace_id, sent.trace_id);
+    assert_eq!(received.parent_span_id, Some(sent.span_id));
+    // The start on the next owner continues the same trace.
+    let start = || {
+        spans[to]
+            .0
+            .lock()
+            .expect("spans")
+            .iter()
+            .find(|s| {
+                s.name == "place"
+                    && s.trace_id == sent.trace_id
+                    && s.attributes
+                        .contains(&("foundation.decision", "start".to_owned()))
+            })
+            .cloned()
+    };
+    assert_eventually(SETTLE, "the next owner starts it in the trace", || {
+        start().is_some()
+    })
+    .await;
+    assert_eq!(
+        start().expect("start").parent_span_id,
+        Some(received.span_id)
+    );
+    nodes[to].shutdown().await;
+}

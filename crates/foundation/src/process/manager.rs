@@ -3,6 +3,7 @@
 //! owner when a node goes down, migrated with handoff when ownership
 //! changes, and stopped on the minority side of a partition.
 
+use crate::context::RequestContext;
 use crate::locks::Locked as _;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -62,8 +63,20 @@ pub enum ProcessError {
 }
 
 /// Starts an instance: spawns the service, registers its name; its local id.
-pub(crate) type Starter =
-    Arc<dyn Fn(&Scope, &ChildSpec, &Instance, Option<Bytes>) -> Result<u64, String> + Send + Sync>;
+/// Starts an instance: with its handoff state, if any, and the request
+/// context its `started` hook runs in (the placement's or the handoff's
+/// trace).
+pub(crate) type Starter = Arc<
+    dyn Fn(
+            &Scope,
+            &ChildSpec,
+            &Instance,
+            Option<Bytes>,
+            Option<RequestContext>,
+        ) -> Result<u64, String>
+        + Send
+        + Sync,
+>;
 
 pub(crate) use super::planner::Running;
 
@@ -231,7 +244,7 @@ impl ProcessManager {
         F: Fn(&A, &Instance) -> S + Send + Sync + 'static,
     {
         let make = Arc::new(make);
-        let starter: Starter = Arc::new(move |scope, spec, inst, handoff| {
+        let starter: Starter = Arc::new(move |scope, spec, inst, handoff, context| {
             let args: A = postcard::from_bytes(&spec.args).map_err(|e| {
                 format!(
                     "arguments of {:?} do not decode as {}: {e}",
@@ -251,6 +264,7 @@ impl ProcessManager {
                 ServiceOptions::labelled(inst.name.clone()),
                 handoff,
                 gate,
+                context,
             );
             match scope.registry.register(&inst.name, &r) {
                 Ok(()) => Ok(r.addr().local),

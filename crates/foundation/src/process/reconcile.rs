@@ -4,7 +4,7 @@
 //! (`foundation_proto::process::planner`); this file only executes them.
 
 use crate::locks::Locked as _;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,10 +17,12 @@ use super::manager_wire::{ManagerMsg, KIND_MSG};
 use super::planner::{self, Command, Facts, Input, Planner, Presence, StopCause};
 use super::scope::Scope;
 use super::spec::{ChildSpec, MAX_SPECS};
+use crate::context::{RequestContext, WireContext};
 use crate::id::NodeId;
 use crate::membership::MemberEvent;
 use crate::services::StopReason;
 use crate::shell_time::{now, sleep_until};
+use crate::spans::SpanKind;
 use crate::transport::{Inbox, Incoming};
 
 pub(crate) struct ManagerTask {
@@ -34,7 +36,13 @@ pub(crate) struct ManagerTask {
     pub(crate) planner: Planner,
     /// The "waiting for peers" warning was logged.
     pub(crate) said_waiting: bool,
+    /// The request context each received handoff came in, for the start
+    /// of its instance (bounded by [`MAX_HANDOFF_CONTEXTS`]).
+    pub(crate) handoff_contexts: HashMap<String, RequestContext>,
 }
+
+/// Most handoff contexts held for instances not started yet.
+const MAX_HANDOFF_CONTEXTS: usize = 1024;
 
 impl ManagerTask {
     pub(crate) async fn run(mut self) {
@@ -172,6 +180,7 @@ impl ManagerTask {
                     .handoff_received(&instance, state, from, leaving, now())
                 {
                     tracing::debug!(%instance, peer = %from, bytes, leaving, "handoff received");
+                    self.keep_handoff_context(&instance, from, &m.headers);
                     // Acknowledged only once held: the sender's wait then
                     // tells the truth (a dropped handoff times out there
                     // and is logged on both sides).
@@ -246,20 +255,28 @@ impl ManagerTask {
                 Command::Adopt { instance, .. } => ("adopt", instance),
                 Command::Start { instance, .. } => ("start", instance),
             };
-            scope.host.spans().decision(
-                "place",
-                vec![
-                    ("foundation.instance", instance.clone()),
-                    ("foundation.decision", decision.to_owned()),
-                ],
-            );
+            // A start continues the trace of the handoff it starts from.
+            let received = self.handoff_contexts.remove(instance);
+            let place = || {
+                scope.host.spans().decision(
+                    "place",
+                    vec![
+                        ("foundation.instance", instance.clone()),
+                        ("foundation.decision", decision.to_owned()),
+                    ],
+                )
+            };
+            let placed = match received {
+                Some(rc) => rc.sync_scope(place),
+                None => place(),
+            };
             match command {
                 Command::Stop {
                     instance,
                     local,
                     cause,
                 } => {
-                    self.stop(instance, local, cause, stopping);
+                    self.stop(instance, local, cause, stopping, placed);
                 }
                 Command::Adopt {
                     instance,
@@ -286,7 +303,7 @@ impl ManagerTask {
                         shard,
                     };
                     tracing::debug!(%instance, handoff = handoff.is_some(), "starting a managed instance");
-                    match starter(&scope, &spec, &inst, handoff) {
+                    match starter(&scope, &spec, &inst, handoff, placed) {
                         Ok(local) => {
                             self.shared.running.locked().insert(
                                 instance,
@@ -315,6 +332,7 @@ impl ManagerTask {
         local: u64,
         cause: StopCause,
         stopping: &Arc<Mutex<HashSet<String>>>,
+        context: Option<RequestContext>,
     ) {
         let (reason, to) = match cause {
             StopCause::Migrate { to } => (StopReason::Migrate { to }, Some(to)),
@@ -331,7 +349,7 @@ impl ManagerTask {
             self.scope.host.clone(),
             stopping.clone(),
         );
-        self.shared.messenger.tasks.spawn(async move {
+        let work = async move {
             let state = host.stop_for_handoff(local, reason).await;
             shared.running.locked().remove(&instance);
             if let Some(to) = to {
@@ -340,7 +358,36 @@ impl ManagerTask {
             host.withdraw(local);
             stopping.locked().remove(&instance);
             shared.wake.notify_one();
-        });
+        };
+        // The handoff goes out in the trace of the decision to stop.
+        match context {
+            Some(rc) => self.shared.messenger.tasks.spawn(rc.scope(work)),
+            None => self.shared.messenger.tasks.spawn(work),
+        }
+    }
+
+    /// Keeps the context a handoff came in (its `handoff` span's), for the
+    /// start of its instance.
+    fn keep_handoff_context(&mut self, instance: &str, from: NodeId, headers: &[(String, String)]) {
+        let wire = WireContext::from_headers(headers);
+        if wire.trace.is_none() || self.handoff_contexts.len() >= MAX_HANDOFF_CONTEXTS {
+            return;
+        }
+        let rc = RequestContext::from_wire(wire);
+        let spans = &self.shared.messenger.spans;
+        let attrs = vec![
+            ("foundation.instance", instance.to_owned()),
+            ("foundation.peer.id", from.to_string()),
+        ];
+        let next = match spans.start("handoff", SpanKind::Consumer, &rc, attrs) {
+            Some(span) => {
+                let next = span.context(&rc);
+                spans.end(span, None);
+                next
+            }
+            None => rc,
+        };
+        self.handoff_contexts.insert(instance.to_owned(), next);
     }
 }
 
@@ -429,8 +476,27 @@ async fn hand_off(
         state,
         leaving,
     };
+    // In a trace, the handoff is a span whose context goes with it.
+    let spans = &shared.messenger.spans;
+    let span = spans.current_or_root().and_then(|rc| {
+        let attrs = vec![
+            ("foundation.instance", instance.to_owned()),
+            ("foundation.peer.id", to.to_string()),
+        ];
+        let span = spans.start("handoff", SpanKind::Producer, &rc, attrs)?;
+        let headers = span.context(&rc).to_wire().to_headers();
+        Some((span, headers))
+    });
+    let headers = span.as_ref().map(|(_, h)| h.clone()).unwrap_or_default();
     // Sent directly: during shutdown the outbox stops with the node.
-    match shared.messenger.send_auto(to, KIND_MSG, msg.encode()).await {
+    let sent = shared
+        .messenger
+        .send_auto_with(to, KIND_MSG, headers, msg.encode())
+        .await;
+    if let Some((span, _)) = span {
+        spans.end(span, sent.as_ref().err().map(ToString::to_string));
+    }
+    match sent {
         Ok(()) => match tokio::time::timeout(HANDOFF_ACK_WAIT, rx).await {
             Ok(Ok(())) => tracing::debug!(%instance, peer = %to, "handed off"),
             _ => tracing::warn!(%instance, peer = %to, "handoff not acknowledged within 2 s"),

@@ -141,7 +141,7 @@ impl Registry {
     /// Puts a local change into the state and pushes it; the new local
     /// version and the peers it went to.
     fn change(&self, entry: Entry, ack: bool) -> Result<Option<(u64, Vec<NodeId>)>, RegistryError> {
-        self.host.spans().decision(
+        let _ = self.host.spans().decision(
             "register",
             vec![
                 ("foundation.name", entry.name.clone()),

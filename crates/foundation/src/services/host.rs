@@ -139,7 +139,7 @@ impl Host {
         S: Service,
         F: Fn() -> S + Send + 'static,
     {
-        self.spawn_gated(factory, opts, handoff, None)
+        self.spawn_gated(factory, opts, handoff, None, None)
     }
 
     /// [`Host::spawn`], each instance starting only once `gate` let it
@@ -150,6 +150,7 @@ impl Host {
         opts: ServiceOptions,
         handoff: Option<Bytes>,
         gate: Option<Gate>,
+        context: Option<RequestContext>,
     ) -> ServiceRef<S>
     where
         S: Service,
@@ -186,7 +187,11 @@ impl Host {
         let cancel = self.cancel.clone();
         self.messenger.tasks.spawn(async move {
             let mut mrx = mrx;
-            let launch = Launch { handoff, gate };
+            let launch = Launch {
+                handoff,
+                gate,
+                context,
+            };
             let run = supervise(factory, &mut mrx, ctx_rx, ctx, opts, launch, |ev| {
                 let _ = events.send(ev);
             });

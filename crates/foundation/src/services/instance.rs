@@ -50,6 +50,9 @@ struct Exit {
 pub(crate) struct Launch {
     pub(crate) handoff: Option<Bytes>,
     pub(crate) gate: Option<Gate>,
+    /// The request context the first instance's `started` hook runs in
+    /// (the trace of the placement or handoff that started it).
+    pub(crate) context: Option<RequestContext>,
 }
 
 /// What lets a fenced instance start: it resolves once the instance may
@@ -76,7 +79,11 @@ where
     S: Service,
     F: Fn() -> S + Send + 'static,
 {
-    let Launch { mut handoff, gate } = launch;
+    let Launch {
+        mut handoff,
+        gate,
+        mut context,
+    } = launch;
     let mut history: VecDeque<Instant> = VecDeque::new();
     let addr = ctx.addr;
     let label = opts.label.clone();
@@ -95,6 +102,7 @@ where
                     &mut ctx,
                     handoff.take(),
                     gate.as_ref(),
+                    context.take(),
                 )
                 .await
             }
@@ -164,6 +172,7 @@ async fn run<S: Service>(
     ctx: &mut Context,
     handoff: Option<Bytes>,
     gate: Option<&Gate>,
+    context: Option<RequestContext>,
 ) -> Exit {
     let raw = handoff.clone();
     let state = handoff.and_then(|b| match postcard::from_bytes::<S::State>(&b) {
@@ -186,7 +195,11 @@ async fn run<S: Service>(
                 ctx.fence = Some(fence);
                 hold = Some(h);
             }
-            guard(svc.started(ctx, state)).await
+            let hook = guard(svc.started(ctx, state));
+            match context {
+                Some(rc) => rc.scope(hook).await,
+                None => hook.await,
+            }
         } => Ok(r),
     };
     match started {

@@ -159,12 +159,18 @@ impl Spans {
     /// Records a decision made now (a registration, a placement) as an
     /// internal span of the current trace, or of a new one when
     /// `tracing.sample_percent` is set.
-    pub(crate) fn decision(&self, name: &'static str, attributes: Vec<(&'static str, String)>) {
-        if let Some(rc) = self.current_or_root() {
-            if let Some(span) = self.start(name, SpanKind::Internal, &rc, attributes) {
-                self.end(span, None);
-            }
-        }
+    /// Returns the context the decision's work continues in (`None`
+    /// outside any trace).
+    pub(crate) fn decision(
+        &self,
+        name: &'static str,
+        attributes: Vec<(&'static str, String)>,
+    ) -> Option<RequestContext> {
+        let rc = self.current_or_root()?;
+        let span = self.start(name, SpanKind::Internal, &rc, attributes)?;
+        let next = span.context(&rc);
+        self.end(span, None);
+        Some(next)
     }
 
     /// Ends a span and hands it to the exporters if its trace is sampled.
