@@ -42,7 +42,8 @@ pub(crate) struct MeshBench {
     /// Concurrent callers.
     #[arg(long, default_value_t = 64)]
     callers: usize,
-    /// Seconds of each phase.
+    /// Seconds of each variant (the four healthy ones take turns, a second
+    /// at a time, each round led by another).
     #[arg(long, default_value_t = 5)]
     seconds: u64,
     /// Extra time per call of the slowed endpoint, ms.
@@ -57,12 +58,35 @@ pub(crate) struct MeshBench {
 }
 
 /// One phase's figures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Default)]
 pub(crate) struct Phase {
     pub(crate) calls_per_s: f64,
     /// Latency, ms.
     pub(crate) latency_ms: Summary,
     pub(crate) failed: u64,
+    /// The latencies (ms) and the time taken, to merge rounds.
+    #[serde(skip)]
+    samples: Vec<f64>,
+    #[serde(skip)]
+    seconds: f64,
+}
+
+/// The rounds of one variant as one phase.
+fn merge(rounds: Vec<Phase>) -> Phase {
+    let seconds: f64 = rounds.iter().map(|p| p.seconds).sum();
+    let failed = rounds.iter().map(|p| p.failed).sum();
+    let samples: Vec<f64> = rounds.into_iter().flat_map(|p| p.samples).collect();
+    Phase {
+        calls_per_s: if seconds > 0.0 {
+            samples.len() as f64 / seconds
+        } else {
+            0.0
+        },
+        latency_ms: summarize(samples),
+        failed,
+        samples: Vec::new(),
+        seconds,
+    }
 }
 
 /// The figures (the keys first).
@@ -163,18 +187,34 @@ impl MeshBench {
             Duration::from_secs(1),
         )
         .await;
-        let plain = self.phase(Target::Plain(endpoints.clone()), secs).await;
-        let mesh_p = self
-            .phase(Target::Mesh(mesh.clone(), Trace::None), secs)
-            .await;
-        let unsampled = self
-            .phase(Target::Mesh(mesh.clone(), Trace::Unsampled), secs)
-            .await;
+        // The four healthy variants take turns, one second each, so that
+        // what the machine does meanwhile weighs on all of them alike.
         let spans = Arc::new(CountSpans::default());
         client.add_span_exporter(spans.clone());
-        let sampled = self
-            .phase(Target::Mesh(mesh.clone(), Trace::Sampled), secs)
-            .await;
+        let variants = [
+            Target::Plain(endpoints.clone()),
+            Target::Mesh(mesh.clone(), Trace::None),
+            Target::Mesh(mesh.clone(), Trace::Unsampled),
+            Target::Mesh(mesh.clone(), Trace::Sampled),
+        ];
+        let mut runs: Vec<Vec<Phase>> = vec![Vec::new(); variants.len()];
+        for round in 0..secs.as_secs() {
+            for k in 0..variants.len() {
+                // A different variant leads each round.
+                let i = (k + round as usize) % variants.len();
+                runs[i].push(
+                    self.phase(variants[i].clone(), Duration::from_secs(1))
+                        .await,
+                );
+            }
+        }
+        let mut merged = runs.into_iter().map(merge);
+        let (plain, mesh_p, unsampled, sampled) = (
+            merged.next().unwrap_or_default(),
+            merged.next().unwrap_or_default(),
+            merged.next().unwrap_or_default(),
+            merged.next().unwrap_or_default(),
+        );
 
         let slow = &endpoints[2];
         slow.call(MeshReq::SetDelay(self.slow_ms), CALL_TIMEOUT)
@@ -251,8 +291,10 @@ impl MeshBench {
         let samples = latencies.lock().map(|l| l.clone()).unwrap_or_default();
         Phase {
             calls_per_s: samples.len() as f64 / elapsed,
-            latency_ms: summarize(samples),
+            latency_ms: summarize(samples.clone()),
             failed: failed.load(Relaxed),
+            samples,
+            seconds: elapsed,
         }
     }
 }

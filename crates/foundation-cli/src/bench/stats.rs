@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// p50, p99 and max of a sample, in microseconds.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Default)]
 pub(crate) struct Summary {
     pub(crate) p50: f64,
     pub(crate) p99: f64,

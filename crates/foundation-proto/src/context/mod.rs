@@ -14,7 +14,7 @@ mod traceparent;
 
 use std::time::Duration;
 
-pub use traceparent::{TraceParent, TraceParentError};
+pub use traceparent::{hex, TraceParent, TraceParentError};
 
 /// Header: W3C trace context.
 pub const TRACEPARENT: &str = "traceparent";
@@ -64,7 +64,7 @@ impl WireContext {
     pub fn to_headers(&self) -> Vec<(String, String)> {
         let mut h = Vec::new();
         if let Some(tp) = &self.trace {
-            h.push((TRACEPARENT.to_owned(), tp.to_string()));
+            h.push((TRACEPARENT.to_owned(), tp.header()));
             if let Some(ts) = self
                 .tracestate
                 .as_ref()

@@ -61,11 +61,14 @@ impl TraceParent {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use fmt::Write as _;
+/// Lower-case hex of `bytes` (a table, not the formatting machinery: it
+/// runs for every traced request).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        let _ = write!(s, "{b:02x}");
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     s
 }
@@ -121,15 +124,24 @@ impl std::str::FromStr for TraceParent {
     }
 }
 
+impl TraceParent {
+    /// The header value (`00-<trace>-<span>-<flags>`), built without the
+    /// formatting machinery.
+    pub fn header(&self) -> String {
+        let mut s = String::with_capacity(55);
+        s.push_str("00-");
+        s.push_str(&hex(&self.trace_id));
+        s.push('-');
+        s.push_str(&hex(&self.span_id));
+        s.push('-');
+        s.push_str(&hex(&[self.flags]));
+        s
+    }
+}
+
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{}-{}-{:02x}",
-            self.trace_hex(),
-            self.span_hex(),
-            self.flags
-        )
+        f.write_str(&self.header())
     }
 }
 

@@ -153,8 +153,12 @@ impl ClientInner {
 
     /// Re-reads the endpoints when the registry changed since last time.
     fn refresh(&self) {
-        let version = *self.sources.registry.shared.changed.borrow();
         let mut st = self.state.locked();
+        self.refresh_locked(&mut st);
+    }
+
+    fn refresh_locked(&self, st: &mut State) {
+        let version = *self.sources.registry.shared.changed.borrow();
         if st.seen == Some(version) {
             return;
         }
@@ -175,9 +179,20 @@ impl ClientInner {
             || self.sources.membership.state_of(addr.node) == Some(MemberState::Alive)
     }
 
-    fn pick(&self, key: Option<&[u8]>, tried: &[ServiceAddr]) -> Result<ServiceAddr, MeshError> {
-        self.refresh();
+    /// Picks an endpoint and counts the call started; `first`: the first
+    /// attempt of a call, which earns the retry budget its share. One
+    /// lock for all of it.
+    fn pick(
+        &self,
+        key: Option<&[u8]>,
+        tried: &[ServiceAddr],
+        first: bool,
+    ) -> Result<ServiceAddr, MeshError> {
         let mut st = self.state.locked();
+        if first {
+            st.budget.deposit();
+        }
+        self.refresh_locked(&mut st);
         let picked = st
             .balancer
             .pick(now(), key, |a| tried.contains(a) || !self.usable(a));
@@ -336,8 +351,7 @@ impl<S: Service> MeshClient<S> {
         timeout: Duration,
     ) -> Result<S::Reply, MeshError> {
         let deadline = deadline_of(timeout);
-        self.inner.state.locked().budget.deposit();
-        let addr = self.inner.pick(None, &[])?;
+        let addr = self.inner.pick(None, &[], true)?;
         self.attempt(addr, request, deadline, timeout, 1)
             .await
             .map_err(|(e, _)| e)
@@ -352,8 +366,7 @@ impl<S: Service> MeshClient<S> {
         timeout: Duration,
     ) -> Result<S::Reply, MeshError> {
         let deadline = deadline_of(timeout);
-        self.inner.state.locked().budget.deposit();
-        let addr = self.inner.pick(Some(key), &[])?;
+        let addr = self.inner.pick(Some(key), &[], true)?;
         self.attempt(addr, request, deadline, timeout, 1)
             .await
             .map_err(|(e, _)| e)
@@ -373,7 +386,6 @@ impl<S: Service> MeshClient<S> {
         S::Request: Clone,
     {
         let deadline = deadline_of(timeout);
-        self.inner.state.locked().budget.deposit();
         let mut tried = Vec::new();
         let mut last = None;
         for attempt in 1..=self.inner.options.max_attempts.max(1) {
@@ -388,7 +400,7 @@ impl<S: Service> MeshClient<S> {
                     break;
                 }
             }
-            let addr = match self.inner.pick(None, &tried) {
+            let addr = match self.inner.pick(None, &tried, attempt == 1) {
                 Ok(a) => a,
                 // Nothing left to try: the last error says more.
                 Err(e) => return Err(last.map_or(e, MeshError::Call)),

@@ -258,13 +258,12 @@ impl ManagerTask {
             // A start continues the trace of the handoff it starts from.
             let received = self.handoff_contexts.remove(instance);
             let place = || {
-                scope.host.spans().decision(
-                    "place",
+                scope.host.spans().decision("place", || {
                     vec![
                         ("foundation.instance", instance.clone()),
                         ("foundation.decision", decision.to_owned()),
-                    ],
-                )
+                    ]
+                })
             };
             let placed = match received {
                 Some(rc) => rc.sync_scope(place),
@@ -375,10 +374,12 @@ impl ManagerTask {
         }
         let rc = RequestContext::from_wire(wire);
         let spans = &self.shared.messenger.spans;
-        let attrs = vec![
-            ("foundation.instance", instance.to_owned()),
-            ("foundation.peer.id", from.to_string()),
-        ];
+        let attrs = || {
+            vec![
+                ("foundation.instance", instance.to_owned()),
+                ("foundation.peer.id", from.to_string()),
+            ]
+        };
         let next = match spans.start("handoff", SpanKind::Consumer, &rc, attrs) {
             Some(span) => {
                 let next = span.context(&rc);
@@ -479,10 +480,12 @@ async fn hand_off(
     // In a trace, the handoff is a span whose context goes with it.
     let spans = &shared.messenger.spans;
     let span = spans.current_or_root().and_then(|rc| {
-        let attrs = vec![
-            ("foundation.instance", instance.to_owned()),
-            ("foundation.peer.id", to.to_string()),
-        ];
+        let attrs = || {
+            vec![
+                ("foundation.instance", instance.to_owned()),
+                ("foundation.peer.id", to.to_string()),
+            ]
+        };
         let span = spans.start("handoff", SpanKind::Producer, &rc, attrs)?;
         let headers = span.context(&rc).to_wire().to_headers();
         Some((span, headers))

@@ -330,7 +330,7 @@ impl PubSub {
         let Some(rc) = spans.current_or_root() else {
             return self.publish_in(topic, msg, opts, skip, None).await;
         };
-        let attrs = vec![("foundation.topic", topic.to_owned())];
+        let attrs = || vec![("foundation.topic", topic.to_owned())];
         let span = spans.start("publish", SpanKind::Producer, &rc, attrs);
         let ctx = span.as_ref().map_or_else(|| rc.clone(), |s| s.context(&rc));
         let result = self

@@ -85,10 +85,12 @@ pub(crate) fn receive(shared: &Shared, msg: Incoming) {
         let bodies = run.iter().map(|i| {
             let ctx = i.context.clone().map(|w| {
                 let rc = RequestContext::from_wire(w);
-                let attrs = vec![
-                    ("foundation.peer.id", msg.from.to_string()),
-                    ("foundation.topic", topic.to_string()),
-                ];
+                let attrs = || {
+                    vec![
+                        ("foundation.peer.id", msg.from.to_string()),
+                        ("foundation.topic", topic.to_string()),
+                    ]
+                };
                 // The delivery is a span of its own: the subscriber's work
                 // continues from it.
                 match spans.start("deliver", SpanKind::Consumer, &rc, attrs) {

@@ -141,13 +141,12 @@ impl Registry {
     /// Puts a local change into the state and pushes it; the new local
     /// version and the peers it went to.
     fn change(&self, entry: Entry, ack: bool) -> Result<Option<(u64, Vec<NodeId>)>, RegistryError> {
-        let _ = self.host.spans().decision(
-            "register",
+        let _ = self.host.spans().decision("register", || {
             vec![
                 ("foundation.name", entry.name.clone()),
                 ("foundation.service", entry.service.to_string()),
-            ],
-        );
+            ]
+        });
         let local = entry.service.local;
         let delta = {
             let mut st = self.shared.state();

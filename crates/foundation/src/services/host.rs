@@ -347,15 +347,12 @@ impl Host {
     ) -> (Option<OpenSpan>, Vec<(String, String)>) {
         // The deadline travels even without a context.
         let rc = self.messenger.spans.current_or_root().unwrap_or_default();
-        let span = self.messenger.spans.start(
-            name,
-            kind,
-            &rc,
+        let span = self.messenger.spans.start(name, kind, &rc, || {
             vec![
                 ("foundation.peer.id", addr.node.to_string()),
                 ("foundation.service", addr.to_string()),
-            ],
-        );
+            ]
+        });
         let passed = span.as_ref().map_or_else(|| rc.clone(), |s| s.context(&rc));
         let headers = passed.with_timeout(timeout).to_wire().to_headers();
         (span, headers)
@@ -516,10 +513,12 @@ fn deliverer<S: Service>(
             corr,
             context,
         } = inbound;
-        let attrs = vec![
-            ("foundation.peer.id", from.to_string()),
-            ("foundation.service", addr.to_string()),
-        ];
+        let attrs = || {
+            vec![
+                ("foundation.peer.id", from.to_string()),
+                ("foundation.service", addr.to_string()),
+            ]
+        };
         match corr {
             None => {
                 let span = messenger

@@ -123,13 +123,14 @@ impl Spans {
     }
 
     /// Starts a span under `parent`'s trace; `None` when the request
-    /// carries no trace (nothing to record or pass on).
+    /// carries no trace (nothing to record or pass on). `attributes` are
+    /// built only for a sampled trace: an unsampled one costs a span id.
     pub(crate) fn start(
         &self,
         name: &'static str,
         kind: SpanKind,
         parent: &RequestContext,
-        attributes: Vec<(&'static str, String)>,
+        attributes: impl FnOnce() -> Vec<(&'static str, String)>,
     ) -> Option<OpenSpan> {
         let tp = parent.trace()?;
         let span_id = new_span_id();
@@ -139,10 +140,15 @@ impl Spans {
             trace_id = %tp.trace_hex(),
             span_id = %hex8(&span_id),
         );
-        let mut attrs = attributes;
-        if let Some(n) = self.node {
-            attrs.insert(0, ("foundation.node.id", n.to_string()));
-        }
+        let attrs = if tp.sampled() {
+            let mut attrs = attributes();
+            if let Some(n) = self.node {
+                attrs.insert(0, ("foundation.node.id", n.to_string()));
+            }
+            attrs
+        } else {
+            Vec::new()
+        };
         Some(OpenSpan {
             name,
             kind,
@@ -164,7 +170,7 @@ impl Spans {
     pub(crate) fn decision(
         &self,
         name: &'static str,
-        attributes: Vec<(&'static str, String)>,
+        attributes: impl FnOnce() -> Vec<(&'static str, String)>,
     ) -> Option<RequestContext> {
         let rc = self.current_or_root()?;
         let span = self.start(name, SpanKind::Internal, &rc, attributes)?;
@@ -200,5 +206,5 @@ impl Spans {
 }
 
 fn hex8(id: &[u8; 8]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    foundation_proto::context::hex(id)
 }
