@@ -102,12 +102,7 @@ impl Messenger {
         kind: u16,
         payload: Bytes,
     ) -> Result<(), SendError> {
-        let channel = if payload.len() > LARGE_PAYLOAD {
-            Channel::Data
-        } else {
-            Channel::Control
-        };
-        self.send(to, channel, kind, Vec::new(), payload).await
+        self.send_auto_with(to, kind, Vec::new(), payload).await
     }
 
     /// [`Messenger::send_auto`] with frame headers (a request's context).

@@ -64,6 +64,22 @@ fn spawn_who(node: &Node, broken: bool) -> foundation::ServiceRef<Who> {
     )
 }
 
+/// A cluster of `n` nodes where every node but the first runs a `Who`
+/// (broken where `broken` says) in group `who`, once node 0 sees them all.
+async fn who_cluster(n: usize, broken: &[bool]) -> (Cluster, Node) {
+    let c = Cluster::start(n).await.expect("cluster");
+    let a = c.node(0).clone();
+    for i in 1..n {
+        let s = spawn_who(c.node(i), broken.get(i).copied().unwrap_or(false));
+        c.node(i).registry().join("who", &s).expect("join");
+    }
+    assert_eventually(SETTLE, "every endpoint known", || {
+        a.mesh().discover(&Criteria::name("who")).len() == n - 1
+    })
+    .await;
+    (c, a)
+}
+
 fn with_roles(b: foundation::NodeBuilder, i: usize) -> foundation::NodeBuilder {
     if i == 2 {
         b.roles(["edge"])
@@ -154,16 +170,7 @@ async fn discovery_filters_by_version_capability_and_role_and_follows_changes() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_spread_and_skip_a_node_that_is_not_alive_before_the_next_call() {
-    let mut c = Cluster::start(3).await.expect("cluster");
-    let a = c.node(0).clone();
-    for i in [1, 2] {
-        let s = spawn_who(c.node(i), false);
-        c.node(i).registry().join("who", &s).expect("join");
-    }
-    assert_eventually(SETTLE, "both endpoints known", || {
-        a.mesh().discover(&Criteria::name("who")).len() == 2
-    })
-    .await;
+    let (mut c, a) = who_cluster(3, &[]).await;
     let client = a.mesh().client_with::<Who>(
         Criteria::name("who"),
         ClientOptions::default().strategy(Strategy::RoundRobin),
@@ -196,16 +203,8 @@ async fn calls_spread_and_skip_a_node_that_is_not_alive_before_the_next_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_endpoint_is_ejected_and_the_view_shows_it() {
-    let mut c = Cluster::start(3).await.expect("cluster");
-    let a = c.node(0).clone();
-    let good = spawn_who(c.node(1), false);
-    let bad = spawn_who(c.node(2), true);
-    c.node(1).registry().join("who", &good).expect("join");
-    c.node(2).registry().join("who", &bad).expect("join");
-    assert_eventually(SETTLE, "both endpoints known", || {
-        a.mesh().discover(&Criteria::name("who")).len() == 2
-    })
-    .await;
+    let (mut c, a) = who_cluster(3, &[false, false, true]).await;
+    let bad_node = c.node(2).id();
     // A long ejection: no half-open trial within this test.
     let mut options = ClientOptions::default().strategy(Strategy::RoundRobin);
     options.balancer.ejection = Duration::from_secs(60);
@@ -223,7 +222,7 @@ async fn a_failing_endpoint_is_ejected_and_the_view_shows_it() {
     let view = client.endpoints();
     let b = view
         .iter()
-        .find(|v| v.addr == bad.addr())
+        .find(|v| v.addr.node == bad_node)
         .expect("bad endpoint listed");
     assert_eq!(b.breaker, Breaker::Open);
     assert_eq!(b.failures, 5);
@@ -237,16 +236,7 @@ async fn a_failing_endpoint_is_ejected_and_the_view_shows_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_calls_retry_elsewhere_and_others_do_not() {
-    let mut c = Cluster::start(3).await.expect("cluster");
-    let a = c.node(0).clone();
-    for i in [1, 2] {
-        let s = spawn_who(c.node(i), false);
-        c.node(i).registry().join("who", &s).expect("join");
-    }
-    assert_eventually(SETTLE, "both endpoints known", || {
-        a.mesh().discover(&Criteria::name("who")).len() == 2
-    })
-    .await;
+    let (mut c, a) = who_cluster(3, &[]).await;
     // Node 0's frames to node 2's transport are lost; membership still
     // holds node 2 alive, so only a timeout tells.
     a.raw().faults().block_to([c.node(2).transport_addr()]);
@@ -279,14 +269,7 @@ async fn idempotent_calls_retry_elsewhere_and_others_do_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deadline_covers_the_call_and_nothing_matching_is_a_clear_error() {
-    let mut c = Cluster::start(2).await.expect("cluster");
-    let a = c.node(0).clone();
-    let s = spawn_who(c.node(1), false);
-    c.node(1).registry().join("who", &s).expect("join");
-    assert_eventually(SETTLE, "endpoint known", || {
-        a.mesh().discover(&Criteria::name("who")).len() == 1
-    })
-    .await;
+    let (mut c, a) = who_cluster(2, &[]).await;
     let client = a.mesh().client::<Who>(Criteria::name("who"));
     let err = client
         .call_idempotent(Ask::Sleep(2_000), Duration::from_millis(50))
@@ -308,14 +291,7 @@ async fn the_deadline_covers_the_call_and_nothing_matching_is_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_is_a_tower_service_that_layers_wrap() {
     use tower::{ServiceBuilder, ServiceExt as _};
-    let mut c = Cluster::start(2).await.expect("cluster");
-    let a = c.node(0).clone();
-    let s = spawn_who(c.node(1), false);
-    c.node(1).registry().join("who", &s).expect("join");
-    assert_eventually(SETTLE, "endpoint known", || {
-        a.mesh().discover(&Criteria::name("who")).len() == 1
-    })
-    .await;
+    let (mut c, a) = who_cluster(2, &[]).await;
     let client = a.mesh().client::<Who>(Criteria::name("who"));
     let layered = ServiceBuilder::new()
         .concurrency_limit(4)
