@@ -24,6 +24,11 @@ pub fn builder(name: &str) -> NodeBuilder {
         .secret(SECRET)
         .bind(IpAddr::V4(Ipv4Addr::LOCALHOST))
         .port(0)
+        // A strategy or TLS files that make the profile production would
+        // make coordination durable under `<name>.coord` in the working
+        // directory: files left behind by every run. Tests of durability
+        // set a temporary directory.
+        .set("coord.storage", "memory")
 }
 
 pub fn init_tracing() {
