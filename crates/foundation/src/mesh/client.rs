@@ -139,6 +139,12 @@ pub(crate) struct ClientInner {
     state: Mutex<State>,
 }
 
+impl fmt::Debug for ClientInner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClientInner({})", self.label)
+    }
+}
+
 impl ClientInner {
     pub(crate) fn view(&self) -> ClientView {
         let st = self.state.locked();
@@ -244,10 +250,11 @@ impl Drop for Pending<'_> {
 /// The deadline of a call given `timeout`: never later than the current
 /// request context's.
 fn deadline_of(timeout: Duration) -> tokio::time::Instant {
-    let own = tokio::time::Instant::now() + timeout;
     RequestContext::current()
-        .and_then(|rc| rc.deadline())
-        .map_or(own, |d| d.min(own))
+        .unwrap_or_default()
+        .with_timeout(timeout)
+        .deadline()
+        .unwrap_or_else(|| tokio::time::Instant::now() + timeout)
 }
 
 /// How the balancer counts an attempt's result.
@@ -350,11 +357,7 @@ impl<S: Service> MeshClient<S> {
         request: S::Request,
         timeout: Duration,
     ) -> Result<S::Reply, MeshError> {
-        let deadline = deadline_of(timeout);
-        let addr = self.inner.pick(None, &[], true)?;
-        self.attempt(addr, request, deadline, timeout, 1)
-            .await
-            .map_err(|(e, _)| e)
+        self.call_once(None, request, timeout).await
     }
 
     /// Calls with `key` deciding the endpoint under consistent hashing
@@ -365,8 +368,18 @@ impl<S: Service> MeshClient<S> {
         request: S::Request,
         timeout: Duration,
     ) -> Result<S::Reply, MeshError> {
+        self.call_once(Some(key), request, timeout).await
+    }
+
+    /// One attempt on the endpoint the balancer picks for `key`.
+    async fn call_once(
+        &self,
+        key: Option<&[u8]>,
+        request: S::Request,
+        timeout: Duration,
+    ) -> Result<S::Reply, MeshError> {
         let deadline = deadline_of(timeout);
-        let addr = self.inner.pick(Some(key), &[], true)?;
+        let addr = self.inner.pick(key, &[], true)?;
         self.attempt(addr, request, deadline, timeout, 1)
             .await
             .map_err(|(e, _)| e)

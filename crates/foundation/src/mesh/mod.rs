@@ -78,12 +78,6 @@ pub(crate) struct Shared {
     seed: std::sync::atomic::AtomicU64,
 }
 
-impl std::fmt::Debug for ClientInner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ClientInner")
-    }
-}
-
 /// The mesh facade: `node.mesh()`.
 #[derive(Clone, Debug)]
 pub struct Mesh {

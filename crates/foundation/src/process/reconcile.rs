@@ -380,14 +380,7 @@ impl ManagerTask {
                 ("foundation.peer.id", from.to_string()),
             ]
         };
-        let next = match spans.start("handoff", SpanKind::Consumer, &rc, attrs) {
-            Some(span) => {
-                let next = span.context(&rc);
-                spans.end(span, None);
-                next
-            }
-            None => rc,
-        };
+        let next = spans.mark("handoff", SpanKind::Consumer, &rc, attrs);
         self.handoff_contexts.insert(instance.to_owned(), next);
     }
 }
@@ -479,26 +472,29 @@ async fn hand_off(
     };
     // In a trace, the handoff is a span whose context goes with it.
     let spans = &shared.messenger.spans;
-    let span = spans.current_or_root().and_then(|rc| {
-        let attrs = || {
-            vec![
-                ("foundation.instance", instance.to_owned()),
-                ("foundation.peer.id", to.to_string()),
-            ]
-        };
-        let span = spans.start("handoff", SpanKind::Producer, &rc, attrs)?;
-        let headers = span.context(&rc).to_wire().to_headers();
-        Some((span, headers))
-    });
-    let headers = span.as_ref().map(|(_, h)| h.clone()).unwrap_or_default();
+    let (span, headers) = match spans.current_or_root() {
+        Some(rc) => {
+            let attrs = || {
+                vec![
+                    ("foundation.instance", instance.to_owned()),
+                    ("foundation.peer.id", to.to_string()),
+                ]
+            };
+            let (span, passed) = spans.enter("handoff", SpanKind::Producer, &rc, attrs);
+            let headers = match span {
+                Some(_) => passed.to_wire().to_headers(),
+                None => Vec::new(),
+            };
+            (span, headers)
+        }
+        None => (None, Vec::new()),
+    };
     // Sent directly: during shutdown the outbox stops with the node.
     let sent = shared
         .messenger
         .send_auto_with(to, KIND_MSG, headers, msg.encode())
         .await;
-    if let Some((span, _)) = span {
-        spans.end(span, sent.as_ref().err().map(ToString::to_string));
-    }
+    spans.end(span, || sent.as_ref().err().map(ToString::to_string));
     match sent {
         Ok(()) => match tokio::time::timeout(HANDOFF_ACK_WAIT, rx).await {
             Ok(Ok(())) => tracing::debug!(%instance, peer = %to, "handed off"),

@@ -331,14 +331,11 @@ impl PubSub {
             return self.publish_in(topic, msg, opts, skip, None).await;
         };
         let attrs = || vec![("foundation.topic", topic.to_owned())];
-        let span = spans.start("publish", SpanKind::Producer, &rc, attrs);
-        let ctx = span.as_ref().map_or_else(|| rc.clone(), |s| s.context(&rc));
+        let (span, ctx) = spans.enter("publish", SpanKind::Producer, &rc, attrs);
         let result = self
             .publish_in(topic, msg, opts, skip, Some(Arc::new(ctx)))
             .await;
-        if let Some(span) = span {
-            spans.end(span, result.as_ref().err().map(ToString::to_string));
-        }
+        spans.end(span, || result.as_ref().err().map(ToString::to_string));
         result
     }
 

@@ -93,14 +93,7 @@ pub(crate) fn receive(shared: &Shared, msg: Incoming) {
                 };
                 // The delivery is a span of its own: the subscriber's work
                 // continues from it.
-                match spans.start("deliver", SpanKind::Consumer, &rc, attrs) {
-                    Some(span) => {
-                        let passed = span.context(&rc);
-                        spans.end(span, None);
-                        Arc::new(passed)
-                    }
-                    None => Arc::new(rc),
-                }
+                Arc::new(spans.mark("deliver", SpanKind::Consumer, &rc, attrs))
             });
             (share(&msg.payload, &i.body), ctx)
         });

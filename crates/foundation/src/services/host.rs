@@ -328,10 +328,9 @@ impl Host {
         }
         .instrument(traced)
         .await;
-        if let Some(span) = span {
-            let error = result.as_ref().err().map(ToString::to_string);
-            self.messenger.spans.end(span, error);
-        }
+        self.messenger
+            .spans
+            .end(span, || result.as_ref().err().map(ToString::to_string));
         result
     }
 
@@ -347,13 +346,12 @@ impl Host {
     ) -> (Option<OpenSpan>, Vec<(String, String)>) {
         // The deadline travels even without a context.
         let rc = self.messenger.spans.current_or_root().unwrap_or_default();
-        let span = self.messenger.spans.start(name, kind, &rc, || {
+        let (span, passed) = self.messenger.spans.enter(name, kind, &rc, || {
             vec![
                 ("foundation.peer.id", addr.node.to_string()),
                 ("foundation.service", addr.to_string()),
             ]
         });
-        let passed = span.as_ref().map_or_else(|| rc.clone(), |s| s.context(&rc));
         let headers = passed.with_timeout(timeout).to_wire().to_headers();
         (span, headers)
     }
@@ -371,10 +369,9 @@ impl Host {
         };
         let (span, headers) = self.outgoing("cast", SpanKind::Producer, addr, Duration::MAX);
         let result = self.send(addr, msg, headers).await;
-        if let Some(span) = span {
-            let error = result.as_ref().err().map(ToString::to_string);
-            self.messenger.spans.end(span, error);
-        }
+        self.messenger
+            .spans
+            .end(span, || result.as_ref().err().map(ToString::to_string));
         result
     }
 
@@ -521,27 +518,22 @@ fn deliverer<S: Service>(
         };
         match corr {
             None => {
-                let span = messenger
-                    .spans
-                    .start("cast", SpanKind::Consumer, &context, attrs);
-                let handled = span
-                    .as_ref()
-                    .map_or_else(|| context.clone(), |s| s.context(&context));
+                let (span, handled) =
+                    messenger
+                        .spans
+                        .enter("cast", SpanKind::Consumer, &context, attrs);
                 let sent = tx.try_send(Mail::Cast(req, handled)).map_err(full);
-                if let Some(span) = span {
-                    let error = sent.as_ref().err().map(|f| format!("{f:?}"));
-                    messenger.spans.end(span, error);
-                }
+                messenger
+                    .spans
+                    .end(span, || sent.as_ref().err().map(|f| format!("{f:?}")));
                 sent
             }
             Some(corr) => {
                 let node = from;
-                let span = messenger
-                    .spans
-                    .start("handle", SpanKind::Server, &context, attrs);
-                let handled = span
-                    .as_ref()
-                    .map_or_else(|| context.clone(), |s| s.context(&context));
+                let (span, handled) =
+                    messenger
+                        .spans
+                        .enter("handle", SpanKind::Server, &context, attrs);
                 let (rtx, rrx) = oneshot::channel();
                 tx.try_send(Mail::Call(req, rtx, handled)).map_err(full)?;
                 let messenger = messenger.clone();
@@ -555,10 +547,9 @@ fn deliverer<S: Service>(
                         Ok(Err(e)) => Err(RemoteFailure::Failed(e.to_string())),
                         Err(_) => Err(RemoteFailure::Failed(format!("service {addr} stopped"))),
                     };
-                    if let Some(span) = span {
-                        let error = result.as_ref().err().map(|f| format!("{f:?}"));
-                        messenger.spans.end(span, error);
-                    }
+                    messenger
+                        .spans
+                        .end(span, || result.as_ref().err().map(|f| format!("{f:?}")));
                     reply(&messenger, node, corr, result);
                 });
                 Ok(())

@@ -92,7 +92,7 @@ pub(crate) struct OpenSpan {
 
 impl OpenSpan {
     /// The context to pass on: this span as the parent.
-    pub(crate) fn context(&self, of: &RequestContext) -> RequestContext {
+    fn context(&self, of: &RequestContext) -> RequestContext {
         of.child(self.span_id)
     }
 }
@@ -173,14 +173,45 @@ impl Spans {
         attributes: impl FnOnce() -> Vec<(&'static str, String)>,
     ) -> Option<RequestContext> {
         let rc = self.current_or_root()?;
-        let span = self.start(name, SpanKind::Internal, &rc, attributes)?;
-        let next = span.context(&rc);
-        self.end(span, None);
-        Some(next)
+        rc.trace()?;
+        Some(self.mark(name, SpanKind::Internal, &rc, attributes))
     }
 
-    /// Ends a span and hands it to the exporters if its trace is sampled.
-    pub(crate) fn end(&self, span: OpenSpan, error: Option<String>) {
+    /// Starts a span under `parent` (when it carries a trace) and gives
+    /// the context the work under it runs in and passes on: the span as
+    /// the parent, or `parent` itself outside any trace.
+    pub(crate) fn enter(
+        &self,
+        name: &'static str,
+        kind: SpanKind,
+        parent: &RequestContext,
+        attributes: impl FnOnce() -> Vec<(&'static str, String)>,
+    ) -> (Option<OpenSpan>, RequestContext) {
+        let span = self.start(name, kind, parent, attributes);
+        let next = span
+            .as_ref()
+            .map_or_else(|| parent.clone(), |s| s.context(parent));
+        (span, next)
+    }
+
+    /// A span of no length (an arrival, a decision): recorded at once; the
+    /// context that continues from it.
+    pub(crate) fn mark(
+        &self,
+        name: &'static str,
+        kind: SpanKind,
+        parent: &RequestContext,
+        attributes: impl FnOnce() -> Vec<(&'static str, String)>,
+    ) -> RequestContext {
+        let (span, next) = self.enter(name, kind, parent, attributes);
+        self.end(span, || None);
+        next
+    }
+
+    /// Ends `span`, if there is one, and hands it to the exporters if its
+    /// trace is sampled; `error` is asked for only then.
+    pub(crate) fn end(&self, span: Option<OpenSpan>, error: impl FnOnce() -> Option<String>) {
+        let Some(span) = span else { return };
         if !span.sampled {
             return;
         }
@@ -197,7 +228,7 @@ impl Spans {
             start: span.start,
             end: SystemTime::now(),
             attributes: span.attributes,
-            error,
+            error: error(),
         };
         for e in exporters.iter() {
             e.export(record.clone());
