@@ -10,6 +10,8 @@
 //! ```
 //!
 //! `Head` is the envelope without its payload, plus the payload's codec.
+//! The request context travels in the head in binary (ADR 026), beside the
+//! free-form text headers.
 //! A compressed payload (codec `Lz4`) is `u32 LE original length ++ LZ4
 //! block`; the decoder checks the original length against the frame limit
 //! before it allocates, so a small frame cannot inflate past the limit.
@@ -21,6 +23,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+use crate::context::WireContext;
 use crate::{Channel, NodeId};
 
 pub use crate::PROTOCOL_VERSION;
@@ -41,8 +44,11 @@ pub struct Envelope {
     pub kind: u16,
     /// The sending node.
     pub from: NodeId,
-    /// Headers, e.g. W3C `traceparent` for trace context.
+    /// Free-form text headers (an application's own, or W3C
+    /// `traceparent` from a sender that writes text).
     pub headers: Vec<(String, String)>,
+    /// The request context (trace position, deadline, baggage), in binary.
+    pub context: Option<WireContext>,
     /// The payload.
     pub payload: Bytes,
 }
@@ -144,21 +150,21 @@ pub enum FrameError {
 /// The envelope without its payload, plus the payload's codec. Encoding the
 /// head alone lets the payload go out as its own chunk (no copy) and come
 /// back as a slice of the received frame (no copy).
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct Head<'a> {
     channel: Channel,
     kind: u16,
     from: NodeId,
-    #[serde(borrow)]
-    headers: std::borrow::Cow<'a, [(String, String)]>,
+    headers: &'a [(String, String)],
+    context: Option<&'a WireContext>,
     codec: Codec,
 }
 
-/// Headers as decoded: checked against [`MAX_HEADERS`] and
+/// Text pairs (headers, baggage) as decoded: checked against [`MAX_HEADERS`] and
 /// [`MAX_HEADER_BYTES`] while they are read, so a frame of many empty
 /// headers (two bytes each on the wire, 48 in memory) is refused before it
 /// is allocated.
-struct Headers(Vec<(String, String)>);
+pub(crate) struct BoundedPairs(pub(crate) Vec<(String, String)>);
 
 /// Whether `headers` fit the limits.
 fn headers_fit(headers: &[(String, String)]) -> bool {
@@ -170,11 +176,11 @@ fn headers_fit(headers: &[(String, String)]) -> bool {
             <= MAX_HEADER_BYTES
 }
 
-impl<'de> Deserialize<'de> for Headers {
+impl<'de> Deserialize<'de> for BoundedPairs {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Bounded;
         impl<'de> serde::de::Visitor<'de> for Bounded {
-            type Value = Headers;
+            type Value = BoundedPairs;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 write!(
                     f,
@@ -184,7 +190,7 @@ impl<'de> Deserialize<'de> for Headers {
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 mut seq: A,
-            ) -> Result<Headers, A::Error> {
+            ) -> Result<BoundedPairs, A::Error> {
                 let mut out = Vec::new();
                 let mut bytes = 0usize;
                 while let Some((k, v)) = seq.next_element::<(&'de str, &'de str)>()? {
@@ -194,7 +200,7 @@ impl<'de> Deserialize<'de> for Headers {
                     }
                     out.push((k.to_owned(), v.to_owned()));
                 }
-                Ok(Headers(out))
+                Ok(BoundedPairs(out))
             }
         }
         d.deserialize_seq(Bounded)
@@ -213,18 +219,18 @@ pub fn encode_parts(
     body: (Codec, &Bytes),
     max: usize,
 ) -> Result<[Bytes; 2], FrameError> {
-    encode_parts_led(channel, kind, from, headers, &[], body, max)
+    encode_parts_led(channel, kind, from, (headers, None), &[], body, max)
 }
 
 /// [`encode_parts`] for a payload in two pieces: `lead` (a few bytes,
 /// copied into the first chunk) then `payload` (shared, not copied). The
 /// receiver sees one payload, `lead` followed by `payload`; `codec` must
-/// describe the two together.
+/// describe the two together. The frame carries `headers` and `context`.
 pub fn encode_parts_led(
     channel: Channel,
     kind: u16,
     from: NodeId,
-    headers: &[(String, String)],
+    (headers, context): (&[(String, String)], Option<&WireContext>),
     lead: &[u8],
     (codec, payload): (Codec, &Bytes),
     max: usize,
@@ -236,10 +242,11 @@ pub fn encode_parts_led(
         channel,
         kind,
         from,
-        headers: std::borrow::Cow::Borrowed(headers),
+        headers,
+        context,
         codec,
     };
-    let mut out = BytesMut::with_capacity(LENGTH_PREFIX + 64 + lead.len());
+    let mut out = BytesMut::with_capacity(LENGTH_PREFIX + 96 + lead.len());
     out.put_u32(0);
     out.put_u8(PROTOCOL_VERSION);
     let writer = (&mut out).writer();
@@ -258,11 +265,12 @@ pub fn encode_parts_led(
 
 /// Encodes one frame into a single buffer (see [`encode_parts`]).
 pub fn encode(envelope: &Envelope, max: usize) -> Result<Bytes, FrameError> {
-    let [head, payload] = encode_parts(
+    let [head, payload] = encode_parts_led(
         envelope.channel,
         envelope.kind,
         envelope.from,
-        &envelope.headers,
+        (&envelope.headers, envelope.context.as_ref()),
+        &[],
         (Codec::Plain, &envelope.payload),
         max,
     )?;
@@ -310,11 +318,13 @@ impl FrameDecoder {
         // told apart.
         let ((channel, kind, from), rest): ((Channel, u16, NodeId), &[u8]) =
             postcard::take_from_bytes(rest).map_err(malformed)?;
-        let (Headers(headers), rest): (Headers, &[u8]) =
-            postcard::take_from_bytes(rest).map_err(|e| match e {
+        let (BoundedPairs(headers), rest): (BoundedPairs, &[u8]) = postcard::take_from_bytes(rest)
+            .map_err(|e| match e {
                 postcard::Error::SerdeDeCustom => FrameError::Headers,
                 e => malformed(e),
             })?;
+        let (context, rest): (Option<WireContext>, &[u8]) =
+            postcard::take_from_bytes(rest).map_err(malformed)?;
         let (codec, rest): (Codec, &[u8]) = postcard::take_from_bytes(rest).map_err(malformed)?;
         let (len, rest): (usize, &[u8]) = postcard::take_from_bytes(rest).map_err(malformed)?;
         if rest.len() != len {
@@ -333,6 +343,7 @@ impl FrameDecoder {
             kind,
             from,
             headers,
+            context,
             payload,
         })
     }
@@ -386,7 +397,17 @@ mod tests {
             channel: Channel::Events,
             kind: 7,
             from: NodeId(42),
-            headers: vec![("traceparent".into(), "00-abc-def-01".into())],
+            headers: vec![("app".into(), "value".into())],
+            context: Some(WireContext {
+                trace: Some(crate::context::TraceParent {
+                    trace_id: [7; 16],
+                    span_id: [9; 8],
+                    flags: 1,
+                }),
+                tracestate: Some("vendor=x".into()),
+                deadline: Some(std::time::Duration::from_micros(1500)),
+                baggage: vec![("tenant".into(), "acme, inc".into())],
+            }),
             payload: Bytes::copy_from_slice(payload),
         }
     }
@@ -409,7 +430,7 @@ mod tests {
             env.channel,
             env.kind,
             env.from,
-            &env.headers,
+            (&env.headers, env.context.as_ref()),
             b"lead|",
             (Codec::Plain, &rest),
             1024,
@@ -424,7 +445,7 @@ mod tests {
             env.channel,
             env.kind,
             env.from,
-            &env.headers,
+            (&env.headers, env.context.as_ref()),
             b"lead|",
             (Codec::Plain, &rest),
             head.len() + payload.len() - LENGTH_PREFIX - 1,
@@ -434,7 +455,10 @@ mod tests {
 
     #[test]
     fn compressed_payload_round_trips_and_plain_stays_shared() {
-        let env = sample(&b"abcdefgh".repeat(1000));
+        let env = Envelope {
+            context: None,
+            ..sample(&b"abcdefgh".repeat(1000))
+        };
         let packed = compress(&env.payload).expect("repetitive data compresses");
         assert!(packed.len() < env.payload.len() / 10);
         let [head, payload] = encode_parts(
@@ -522,7 +546,8 @@ mod tests {
             channel: Channel::Control,
             kind: 1,
             from: NodeId(1),
-            headers: std::borrow::Cow::Owned(headers),
+            headers: &headers,
+            context: None,
             codec: Codec::Plain,
         };
         let mut body = vec![PROTOCOL_VERSION];
@@ -607,12 +632,25 @@ mod tests {
             key in "[a-z]{0,8}",
             value in ".{0,16}",
             ch in 0usize..4,
+            trace in proptest::option::of((any::<[u8; 16]>(), any::<[u8; 8]>(), any::<u8>())),
+            deadline_us in proptest::option::of(any::<u64>()),
+            bag in proptest::collection::vec(("[a-z]{1,6}", ".{0,12}"), 0..3),
         ) {
+            let trace = trace
+                .filter(|(t, s, _)| *t != [0; 16] && *s != [0; 8])
+                .map(|(trace_id, span_id, flags)| crate::context::TraceParent { trace_id, span_id, flags });
+            let context = WireContext {
+                trace,
+                tracestate: trace.map(|_| "k=v".to_owned()),
+                deadline: deadline_us.map(std::time::Duration::from_micros),
+                baggage: bag,
+            };
             let env = Envelope {
                 channel: Channel::ALL[ch],
                 kind,
                 from: NodeId(from),
                 headers: vec![(key, value)],
+                context: (!context.is_empty()).then_some(context),
                 payload: Bytes::from(payload),
             };
             let bytes = encode(&env, 4096).expect("fits");

@@ -84,4 +84,4 @@ pub use id::NodeId;
 
 /// Version of the wire formats: frames, discovery beacons and records. A
 /// peer speaking another version is rejected.
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;

@@ -85,9 +85,12 @@ impl RequestContext {
         CURRENT.try_with(Clone::clone).ok()
     }
 
-    /// Runs `f` with this context as the current one.
-    pub async fn scope<F: Future>(self, f: F) -> F::Output {
-        CURRENT.scope(self, f).await
+    /// Runs `f` with this context as the current one. (A plain function
+    /// returning tokio's future, not an `async fn`: that would hold `f`
+    /// twice, as its argument and inside the future it awaits, and each
+    /// call in a scope would copy a future of twice the size.)
+    pub fn scope<F: Future>(self, f: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(self, f)
     }
 
     /// Runs `f` (not async) with this context as the current one.
@@ -188,6 +191,16 @@ impl RequestContext {
         }
     }
 
+    /// As a frame carried it: its binary context, or else its text
+    /// headers (a sender writing W3C headers itself).
+    pub fn from_frame(context: Option<WireContext>, headers: &[(String, String)]) -> Self {
+        match context {
+            Some(wire) => Self::from_wire(wire),
+            None if headers.is_empty() => Self::default(),
+            None => Self::from_wire(WireContext::from_headers(headers)),
+        }
+    }
+
     /// As received: the time left becomes a deadline on this node's clock.
     pub fn from_wire(wire: WireContext) -> Self {
         let now = Instant::now();
@@ -200,5 +213,39 @@ impl RequestContext {
             }),
             baggage: wire.baggage,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_is_read_from_its_binary_context_or_else_its_text_headers() {
+        let trace: TraceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+            .parse()
+            .expect("valid");
+        let text = vec![
+            ("traceparent".to_owned(), trace.to_string()),
+            ("baggage".to_owned(), "tenant=acme".to_owned()),
+        ];
+        let from_text = RequestContext::from_frame(None, &text);
+        assert_eq!(from_text.trace(), Some(trace));
+        assert_eq!(from_text.baggage("tenant"), Some("acme"));
+
+        // The binary context wins over text headers beside it.
+        let other = trace.child([7; 8]);
+        let wire = WireContext {
+            trace: Some(other),
+            ..WireContext::default()
+        };
+        assert_eq!(
+            RequestContext::from_frame(Some(wire), &text).trace(),
+            Some(other)
+        );
+        assert_eq!(
+            RequestContext::from_frame(None, &[]),
+            RequestContext::default()
+        );
     }
 }

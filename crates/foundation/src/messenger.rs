@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use crate::context::WireContext;
 use crate::id::NodeId;
 use crate::membership::{MemberId, Membership};
 use crate::transport::{Channel, Payload, SendError, SendFailure, Transport};
@@ -40,8 +41,15 @@ impl Messenger {
         headers: Vec<(String, String)>,
         payload: Bytes,
     ) -> Result<(), SendError> {
-        self.send_frame(to, channel, 0, kind, &headers, &Payload::new(payload))
-            .await
+        self.send_frame(
+            to,
+            channel,
+            0,
+            kind,
+            (&headers, None),
+            &Payload::new(payload),
+        )
+        .await
     }
 
     /// Sends a shared payload on `channel` (and `lane` of data).
@@ -53,7 +61,8 @@ impl Messenger {
         kind: u16,
         payload: &Payload,
     ) -> Result<(), SendError> {
-        self.send_frame(to, channel, lane, kind, &[], payload).await
+        self.send_frame(to, channel, lane, kind, (&[], None), payload)
+            .await
     }
 
     async fn send_frame(
@@ -62,7 +71,7 @@ impl Messenger {
         channel: Channel,
         lane: u8,
         kind: u16,
-        headers: &[(String, String)],
+        meta: (&[(String, String)], Option<&WireContext>),
         payload: &Payload,
     ) -> Result<(), SendError> {
         let Some(addr) = self.addr_of(to) else {
@@ -74,7 +83,7 @@ impl Messenger {
             ));
         };
         self.transport
-            .send_on(addr, channel, lane, kind, headers, payload)
+            .send_on(addr, channel, lane, kind, meta, payload)
             .await
     }
 
@@ -102,15 +111,15 @@ impl Messenger {
         kind: u16,
         payload: Bytes,
     ) -> Result<(), SendError> {
-        self.send_auto_with(to, kind, Vec::new(), payload).await
+        self.send_auto_with(to, kind, None, payload).await
     }
 
-    /// [`Messenger::send_auto`] with frame headers (a request's context).
+    /// [`Messenger::send_auto`] with a request's context.
     pub(crate) async fn send_auto_with(
         &self,
         to: NodeId,
         kind: u16,
-        headers: Vec<(String, String)>,
+        context: Option<WireContext>,
         payload: Bytes,
     ) -> Result<(), SendError> {
         let channel = if payload.len() > LARGE_PAYLOAD {
@@ -118,7 +127,16 @@ impl Messenger {
         } else {
             Channel::Control
         };
-        self.send(to, channel, kind, headers, payload).await
+        let context = context.filter(|c| !c.is_empty());
+        self.send_frame(
+            to,
+            channel,
+            0,
+            kind,
+            (&[], context.as_ref()),
+            &Payload::new(payload),
+        )
+        .await
     }
 
     /// Active members other than this node.

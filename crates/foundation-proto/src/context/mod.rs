@@ -2,12 +2,19 @@
 //! W3C trace context, the time left before the caller's deadline, and
 //! W3C baggage.
 //!
+//! Between Foundation nodes it travels in binary (the ids as raw bytes,
+//! the deadline in microseconds: its `serde` form, ADR 026); the W3C text
+//! headers ([`WireContext::to_headers`], [`WireContext::from_headers`])
+//! are for the edges, and a frame that carries text headers instead is
+//! read as well.
+//!
 //! The deadline travels as the time *left* when the frame was sent, not
 //! as a wall-clock instant: the receiver adds it to its own clock, so
 //! clock skew between hosts cannot stretch or cut it (the time in flight
 //! is not subtracted, which errs on the side of a slightly later cut).
 
 pub mod baggage;
+mod binary;
 #[cfg(test)]
 mod tests;
 mod traceparent;

@@ -128,3 +128,120 @@ proptest! {
         }
     }
 }
+
+fn traced() -> WireContext {
+    WireContext {
+        trace: Some(
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                .parse()
+                .expect("valid"),
+        ),
+        tracestate: Some("congo=t61rcWkgMzE".into()),
+        deadline: Some(Duration::from_micros(250_000)),
+        baggage: vec![("tenant".into(), "acme, inc; 100%".into())],
+    }
+}
+
+#[test]
+fn the_binary_form_round_trips_and_is_smaller_than_the_text() {
+    let ctx = traced();
+    let binary = postcard::to_allocvec(&ctx).expect("encodes");
+    assert_eq!(
+        postcard::from_bytes::<WireContext>(&binary),
+        Ok(ctx.clone())
+    );
+    let text = postcard::to_allocvec(&ctx.to_headers()).expect("encodes");
+    assert!(
+        binary.len() < text.len() / 2,
+        "{} vs {}",
+        binary.len(),
+        text.len()
+    );
+    // A trace and a deadline alone: the ids, the flags, a varint.
+    let lean = WireContext {
+        tracestate: None,
+        baggage: Vec::new(),
+        ..ctx
+    };
+    assert_eq!(
+        postcard::to_allocvec(&lean).expect("encodes").len(),
+        1 + 25 + 1 + 1 + 3 + 1
+    );
+    let empty = postcard::to_allocvec(&WireContext::default()).expect("encodes");
+    assert_eq!(
+        postcard::from_bytes::<WireContext>(&empty),
+        Ok(WireContext::default())
+    );
+}
+
+#[test]
+fn the_binary_form_carries_only_what_the_text_would() {
+    let mut ctx = traced();
+    ctx.trace = Some(TraceParent {
+        trace_id: [0; 16],
+        span_id: [1; 8],
+        flags: 1,
+    });
+    ctx.baggage = vec![
+        ("not a token".into(), "x".into()),
+        ("ok".into(), "y".into()),
+    ];
+    ctx.baggage
+        .extend((0..100).map(|i| (format!("k{i}"), "v".repeat(200))));
+    let back: WireContext =
+        postcard::from_bytes(&postcard::to_allocvec(&ctx).expect("encodes")).expect("decodes");
+    assert_eq!(back.trace, None, "an all-zero id is no trace");
+    assert_eq!(back.tracestate, None, "no tracestate without a trace");
+    assert_eq!(back.baggage[0], ("ok".to_owned(), "y".to_owned()));
+    assert!(back.baggage.len() < baggage::MAX_BAGGAGE_ENTRIES);
+    let bytes: usize = back
+        .baggage
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 2)
+        .sum();
+    assert!(bytes <= baggage::MAX_BAGGAGE_BYTES);
+
+    // A peer that does not check its own limits is checked on receipt.
+    #[derive(serde::Serialize)]
+    struct Raw {
+        trace: Option<([u8; 16], [u8; 8], u8)>,
+        tracestate: Option<String>,
+        deadline_us: Option<u64>,
+        baggage: Vec<(String, String)>,
+    }
+    let hostile = Raw {
+        trace: Some(([1; 16], [2; 8], 0)),
+        tracestate: Some("t".repeat(MAX_TRACESTATE + 1)),
+        deadline_us: Some(u64::MAX),
+        baggage: (0..64).map(|i| (format!("k{i}"), String::new())).collect(),
+    };
+    let back: WireContext =
+        postcard::from_bytes(&postcard::to_allocvec(&hostile).expect("encodes")).expect("decodes");
+    assert_eq!(back.tracestate, None);
+    assert_eq!(back.baggage.len(), baggage::MAX_BAGGAGE_ENTRIES);
+    assert_eq!(back.deadline, Some(Duration::from_micros(u64::MAX)));
+    // More pairs than a frame's header limit: refused while read.
+    let flood = Raw {
+        baggage: (0..10_000)
+            .map(|_| (String::new(), String::new()))
+            .collect(),
+        ..hostile
+    };
+    assert!(
+        postcard::from_bytes::<WireContext>(&postcard::to_allocvec(&flood).expect("encodes"))
+            .is_err()
+    );
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic_the_binary_decoder(data in proptest::collection::vec(any::<u8>(), 0..256)) {
+        if let Ok(ctx) = postcard::from_bytes::<WireContext>(&data) {
+            // Whatever decodes is within the limits, and encodes back to
+            // the same context.
+            prop_assert!(ctx.baggage.len() <= baggage::MAX_BAGGAGE_ENTRIES);
+            let again: WireContext = postcard::from_bytes(&postcard::to_allocvec(&ctx).expect("encodes")).expect("decodes");
+            prop_assert_eq!(again, ctx);
+        }
+    }
+}

@@ -5,8 +5,8 @@
 //! queue shares those bytes, and a peer's sender concatenates what is
 //! queued into one frame. Decoding borrows topic and body from the frame.
 //!
-//! An item with an empty topic is no message: its body (postcard of the
-//! header pairs of a [`WireContext`]) is the request context of the item
+//! An item with an empty topic is no message: its body (a [`WireContext`]
+//! in its binary form, postcard) is the request context of the item
 //! that follows it. Untraced messages carry none and pay nothing.
 
 use std::borrow::Cow;
@@ -136,10 +136,10 @@ pub fn encode_item(topic: &str, body: &[u8]) -> Bytes {
 
 /// The context item that carries `context` for the item after it.
 pub fn encode_context_item(context: &WireContext) -> Bytes {
-    let headers = postcard::to_allocvec(&context.to_headers()).unwrap_or_default();
+    let binary = postcard::to_allocvec(context).unwrap_or_default();
     let item = Item {
         topic: Cow::Borrowed(""),
-        body: Cow::Borrowed(&headers),
+        body: Cow::Borrowed(&binary),
         context: None,
     };
     Bytes::from(postcard::to_allocvec(&item).unwrap_or_default())
@@ -155,8 +155,8 @@ pub fn decode_batch(mut data: &[u8]) -> (Vec<Item<'_>>, Option<WireError>) {
         let at = total - data.len();
         match postcard::take_from_bytes::<Item<'_>>(data) {
             Ok((item, rest)) if item.topic.is_empty() => {
-                match postcard::from_bytes::<Vec<(String, String)>>(&item.body) {
-                    Ok(headers) => context = Some(WireContext::from_headers(&headers)),
+                match postcard::from_bytes::<WireContext>(&item.body) {
+                    Ok(c) => context = Some(c),
                     Err(e) => {
                         let why = format!("context item: {e}");
                         return (items, Some(WireError::Malformed { at, why }));
@@ -225,8 +225,8 @@ mod tests {
             matches!(err, Some(WireError::Malformed { at: 5, .. })),
             "{err:?}"
         );
-        // An empty topic marks a context item: one that is no header list
-        // is malformed.
+        // An empty topic marks a context item: one that is no context is
+        // malformed.
         let empty = encode_item("", b"x");
         let (items, err) = decode_batch(&empty);
         assert!(items.is_empty());

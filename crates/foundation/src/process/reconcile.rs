@@ -17,7 +17,7 @@ use super::manager_wire::{ManagerMsg, KIND_MSG};
 use super::planner::{self, Command, Facts, Input, Planner, Presence, StopCause};
 use super::scope::Scope;
 use super::spec::{ChildSpec, MAX_SPECS};
-use crate::context::{RequestContext, WireContext};
+use crate::context::RequestContext;
 use crate::id::NodeId;
 use crate::membership::MemberEvent;
 use crate::services::StopReason;
@@ -120,7 +120,7 @@ impl ManagerTask {
         );
     }
 
-    fn message(&mut self, m: Incoming) {
+    fn message(&mut self, mut m: Incoming) {
         let from = m.from;
         let msg = match ManagerMsg::decode(&m.payload) {
             Ok(msg) => msg,
@@ -180,7 +180,8 @@ impl ManagerTask {
                     .handoff_received(&instance, state, from, leaving, now())
                 {
                     tracing::debug!(%instance, peer = %from, bytes, leaving, "handoff received");
-                    self.keep_handoff_context(&instance, from, &m.headers);
+                    let rc = RequestContext::from_frame(m.context.take(), &m.headers);
+                    self.keep_handoff_context(&instance, from, rc);
                     // Acknowledged only once held: the sender's wait then
                     // tells the truth (a dropped handoff times out there
                     // and is logged on both sides).
@@ -367,12 +368,10 @@ impl ManagerTask {
 
     /// Keeps the context a handoff came in (its `handoff` span's), for the
     /// start of its instance.
-    fn keep_handoff_context(&mut self, instance: &str, from: NodeId, headers: &[(String, String)]) {
-        let wire = WireContext::from_headers(headers);
-        if wire.trace.is_none() || self.handoff_contexts.len() >= MAX_HANDOFF_CONTEXTS {
+    fn keep_handoff_context(&mut self, instance: &str, from: NodeId, rc: RequestContext) {
+        if rc.trace().is_none() || self.handoff_contexts.len() >= MAX_HANDOFF_CONTEXTS {
             return;
         }
-        let rc = RequestContext::from_wire(wire);
         let spans = &self.shared.messenger.spans;
         let attrs = || {
             vec![
@@ -472,7 +471,7 @@ async fn hand_off(
     };
     // In a trace, the handoff is a span whose context goes with it.
     let spans = &shared.messenger.spans;
-    let (span, headers) = match spans.current_or_root() {
+    let (span, context) = match spans.current_or_root() {
         Some(rc) => {
             let attrs = || {
                 vec![
@@ -481,18 +480,15 @@ async fn hand_off(
                 ]
             };
             let (span, passed) = spans.enter("handoff", SpanKind::Producer, &rc, attrs);
-            let headers = match span {
-                Some(_) => passed.to_wire().to_headers(),
-                None => Vec::new(),
-            };
-            (span, headers)
+            let context = span.as_ref().map(|_| passed.to_wire());
+            (span, context)
         }
-        None => (None, Vec::new()),
+        None => (None, None),
     };
     // Sent directly: during shutdown the outbox stops with the node.
     let sent = shared
         .messenger
-        .send_auto_with(to, KIND_MSG, headers, msg.encode())
+        .send_auto_with(to, KIND_MSG, context, msg.encode())
         .await;
     spans.end(span, || sent.as_ref().err().map(ToString::to_string));
     match sent {

@@ -305,12 +305,12 @@ impl Host {
             protocol: protocol.to_owned(),
             payload,
         };
-        let (span, headers) = self.outgoing("call", SpanKind::Client, addr, timeout);
+        let (span, context) = self.outgoing("call", SpanKind::Client, addr, timeout);
         let traced = span
             .as_ref()
             .map_or_else(tracing::Span::none, |s| s.tracing.clone());
         let result = async {
-            if let Err(e) = self.send(addr, msg, headers).await {
+            if let Err(e) = self.send(addr, msg, context).await {
                 self.lock_pending().remove(&corr);
                 return Err(e);
             }
@@ -335,7 +335,7 @@ impl Host {
     }
 
     /// The span of an outgoing request (when it belongs to a trace) and
-    /// the headers that carry its context, with the deadline of `timeout`
+    /// the context it carries, with the deadline of `timeout`
     /// (`Duration::MAX`: none).
     fn outgoing(
         &self,
@@ -343,7 +343,7 @@ impl Host {
         kind: SpanKind,
         addr: ServiceAddr,
         timeout: Duration,
-    ) -> (Option<OpenSpan>, Vec<(String, String)>) {
+    ) -> (Option<OpenSpan>, WireContext) {
         // The deadline travels even without a context.
         let rc = self.messenger.spans.current_or_root().unwrap_or_default();
         let (span, passed) = self.messenger.spans.enter(name, kind, &rc, || {
@@ -352,8 +352,7 @@ impl Host {
                 ("foundation.service", addr.to_string()),
             ]
         });
-        let headers = passed.with_timeout(timeout).to_wire().to_headers();
-        (span, headers)
+        (span, passed.with_timeout(timeout).to_wire())
     }
 
     pub(crate) async fn remote_cast(
@@ -367,8 +366,8 @@ impl Host {
             protocol: protocol.to_owned(),
             payload,
         };
-        let (span, headers) = self.outgoing("cast", SpanKind::Producer, addr, Duration::MAX);
-        let result = self.send(addr, msg, headers).await;
+        let (span, context) = self.outgoing("cast", SpanKind::Producer, addr, Duration::MAX);
+        let result = self.send(addr, msg, context).await;
         self.messenger
             .spans
             .end(span, || result.as_ref().err().map(ToString::to_string));
@@ -379,10 +378,10 @@ impl Host {
         &self,
         addr: ServiceAddr,
         msg: ServiceMsg,
-        headers: Vec<(String, String)>,
+        context: WireContext,
     ) -> Result<(), CallError> {
         self.messenger
-            .send_auto_with(addr.node, KIND_MSG, headers, msg.encode())
+            .send_auto_with(addr.node, KIND_MSG, Some(context), msg.encode())
             .await
             .map_err(|e| match e.reason {
                 SendFailure::UnknownNode => CallError::NodeDown {
@@ -418,7 +417,7 @@ impl Host {
     /// Handles a service message from a peer.
     pub(crate) fn incoming(&self, msg: Incoming) {
         let from = msg.from;
-        let context = RequestContext::from_wire(WireContext::from_headers(&msg.headers));
+        let context = RequestContext::from_frame(msg.context, &msg.headers);
         let decoded = match ServiceMsg::decode(&msg.payload) {
             Ok(m) => m,
             Err(e) => {

@@ -137,8 +137,8 @@ impl Spans {
         let tracing = tracing::debug_span!(
             "foundation",
             op = name,
-            trace_id = %tp.trace_hex(),
-            span_id = %hex8(&span_id),
+            trace_id = %Hex(&tp.trace_id),
+            span_id = %Hex(&span_id),
         );
         let attrs = if tp.sampled() {
             let mut attrs = attributes();
@@ -236,6 +236,13 @@ impl Spans {
     }
 }
 
-fn hex8(id: &[u8; 8]) -> String {
-    foundation_proto::context::hex(id)
+/// An id written in hex only if a `tracing` subscriber records it (the
+/// span's fields are built even when it is disabled, with `tracing`'s
+/// `log` feature on, as quinn turns it on).
+struct Hex<'a>(&'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
 }

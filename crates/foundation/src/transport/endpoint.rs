@@ -22,6 +22,7 @@ use crate::id::NodeId;
 use crate::security::TlsIdentity;
 use crate::telemetry::Stats;
 use crate::throttle::{Rate, Throttle};
+use foundation_proto::context::WireContext;
 use foundation_proto::Channel;
 
 /// Settings the transport needs (from [`crate::config::TransportConfig`]).
@@ -277,19 +278,20 @@ impl Transport {
         payload: Bytes,
     ) -> Result<(), SendError> {
         let payload = Payload::new(payload);
-        self.send_on(addr, channel, 0, kind, &headers, &payload)
+        self.send_on(addr, channel, 0, kind, (&headers, None), &payload)
             .await
     }
 
     /// [`Transport::send`] on lane `lane` of the data channel (ignored on
-    /// other channels), with a payload shared across sends.
+    /// other channels), with a payload shared across sends, text headers
+    /// and a request context.
     pub(crate) async fn send_on(
         &self,
         addr: SocketAddr,
         channel: Channel,
         lane: u8,
         kind: u16,
-        headers: &[(String, String)],
+        meta: (&[(String, String)], Option<&WireContext>),
         payload: &Payload,
     ) -> Result<(), SendError> {
         // A send that finds room at once never waits: give other tasks
@@ -334,7 +336,7 @@ impl Transport {
             channel,
             kind,
             inner.local,
-            headers,
+            meta,
             lead,
             body,
             inner.settings.max_frame_size,

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::frame::Envelope;
 use crate::id::NodeId;
+use foundation_proto::context::WireContext;
 use foundation_proto::Channel;
 
 /// A message received from a peer.
@@ -28,8 +29,10 @@ pub struct Incoming {
     pub channel: Channel,
     /// Message kind.
     pub kind: u16,
-    /// Headers (trace context).
+    /// Text headers.
     pub headers: Vec<(String, String)>,
+    /// The request context the frame carried.
+    pub context: Option<WireContext>,
     /// The payload.
     pub payload: Bytes,
     _permit: Option<OwnedSemaphorePermit>,
@@ -156,7 +159,15 @@ impl Router {
             .iter()
             .map(|(k, v)| 2 * std::mem::size_of::<String>() + k.len() + v.len())
             .sum();
-        let cost = env.payload.len() + header_bytes;
+        let context_bytes = env.context.as_ref().map_or(0, |c| {
+            std::mem::size_of::<WireContext>()
+                + c.tracestate.as_ref().map_or(0, String::len)
+                + c.baggage
+                    .iter()
+                    .map(|(k, v)| 2 * std::mem::size_of::<String>() + k.len() + v.len())
+                    .sum::<usize>()
+        });
+        let cost = env.payload.len() + header_bytes + context_bytes;
         for sub in targets {
             let want = cost.clamp(1, sub.byte_capacity) as u32;
             let Ok(permit) = sub.bytes.clone().acquire_many_owned(want).await else {
@@ -168,6 +179,7 @@ impl Router {
                 channel: env.channel,
                 kind: env.kind,
                 headers: env.headers.clone(),
+                context: env.context.clone(),
                 payload: env.payload.clone(),
                 _permit: Some(permit),
             };
@@ -189,6 +201,7 @@ mod tests {
             kind,
             from: NodeId(1),
             headers: Vec::new(),
+            context: None,
             payload: Bytes::from(vec![0u8; len]),
         }
     }
