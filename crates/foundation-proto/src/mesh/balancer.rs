@@ -142,6 +142,9 @@ pub struct Balancer {
     endpoints: BTreeMap<ServiceAddr, Endpoint>,
     cursor: usize,
     rng: SmallRng,
+    /// The eligible endpoints of the pick under way (kept between picks:
+    /// a pick allocates nothing).
+    scratch: Vec<ServiceAddr>,
 }
 
 impl Balancer {
@@ -153,6 +156,7 @@ impl Balancer {
             endpoints: BTreeMap::new(),
             cursor: 0,
             rng: SmallRng::seed_from_u64(seed),
+            scratch: Vec::new(),
         }
     }
 
@@ -201,7 +205,8 @@ impl Balancer {
     ) -> Result<ServiceAddr, NoEndpoint> {
         let max = self.config.max_in_flight;
         let mut usable = 0usize;
-        let mut eligible: Vec<ServiceAddr> = Vec::with_capacity(self.endpoints.len());
+        let mut eligible = std::mem::take(&mut self.scratch);
+        eligible.clear();
         for (addr, e) in self.endpoints.iter_mut() {
             if skip(addr) {
                 continue;
@@ -211,22 +216,35 @@ impl Balancer {
                 eligible.push(*addr);
             }
         }
-        if eligible.is_empty() {
-            return Err(if usable == 0 {
+        let picked = if eligible.is_empty() {
+            Err(if usable == 0 {
                 NoEndpoint::None
             } else {
                 NoEndpoint::AllUnavailable
-            });
-        }
-        let picked = match self.config.strategy {
-            Strategy::P2cEwma => self.p2c(&eligible, now),
+            })
+        } else {
+            Ok(self.choose(&eligible, now, key))
+        };
+        self.scratch = eligible;
+        picked
+    }
+
+    /// One of `eligible` (not empty) by the strategy.
+    fn choose(
+        &mut self,
+        eligible: &[ServiceAddr],
+        now: Instant,
+        key: Option<&[u8]>,
+    ) -> ServiceAddr {
+        match self.config.strategy {
+            Strategy::P2cEwma => self.p2c(eligible, now),
             Strategy::RoundRobin => {
                 self.cursor = self.cursor.wrapping_add(1);
                 eligible[self.cursor % eligible.len()]
             }
-            Strategy::Weighted => self.weighted(&eligible),
+            Strategy::Weighted => self.weighted(eligible),
             Strategy::ConsistentHash { load_factor } => {
-                self.hashed(&eligible, key.unwrap_or_default(), load_factor)
+                self.hashed(eligible, key.unwrap_or_default(), load_factor)
             }
             Strategy::LocalFirst => {
                 let local: Vec<ServiceAddr> = eligible
@@ -235,13 +253,12 @@ impl Balancer {
                     .filter(|a| a.node == self.local)
                     .collect();
                 if local.is_empty() {
-                    self.p2c(&eligible, now)
+                    self.p2c(eligible, now)
                 } else {
                     self.p2c(&local, now)
                 }
             }
-        };
-        Ok(picked)
+        }
     }
 
     fn p2c(&mut self, eligible: &[ServiceAddr], now: Instant) -> ServiceAddr {

@@ -148,6 +148,16 @@ impl Membership {
         view.get(&id).map(|m| m.state)
     }
 
+    /// Runs `f` on the state of every member under one read of the view
+    /// (for a caller that asks about several).
+    pub(crate) fn with_states<R>(
+        &self,
+        f: impl FnOnce(&dyn Fn(NodeId) -> Option<MemberState>) -> R,
+    ) -> R {
+        let view = self.view.read_locked();
+        f(&|id| view.get(&id).map(|m| m.state))
+    }
+
     /// A receiver of membership events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<MemberEvent> {
         self.events.subscribe()

@@ -3,6 +3,7 @@
 //! and retries (idempotent calls only) within a retry budget.
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -179,29 +180,28 @@ impl ClientInner {
         st.seen = Some(version);
     }
 
-    /// An endpoint on a node that is not alive is skipped at once.
-    fn usable(&self, addr: &ServiceAddr) -> bool {
-        addr.node == self.local
-            || self.sources.membership.state_of(addr.node) == Some(MemberState::Alive)
-    }
-
-    /// Picks an endpoint and counts the call started; `first`: the first
-    /// attempt of a call, which earns the retry budget its share. One
-    /// lock for all of it.
+    /// Picks an endpoint at `at` and counts the call started; `first`: the
+    /// first attempt of a call, which earns the retry budget its share.
+    /// One lock for all of it. An endpoint on a node that is not alive is
+    /// skipped at once.
     fn pick(
         &self,
         key: Option<&[u8]>,
         tried: &[ServiceAddr],
         first: bool,
+        at: std::time::Instant,
     ) -> Result<ServiceAddr, MeshError> {
         let mut st = self.state.locked();
         if first {
             st.budget.deposit();
         }
         self.refresh_locked(&mut st);
-        let picked = st
-            .balancer
-            .pick(now(), key, |a| tried.contains(a) || !self.usable(a));
+        let picked = self.sources.membership.with_states(|state_of| {
+            st.balancer.pick(at, key, |a| {
+                tried.contains(a)
+                    || (a.node != self.local && state_of(a.node) != Some(MemberState::Alive))
+            })
+        });
         match picked {
             Ok(addr) => {
                 st.balancer.started(addr);
@@ -247,14 +247,32 @@ impl Drop for Pending<'_> {
     }
 }
 
-/// The deadline of a call given `timeout`: never later than the current
-/// request context's.
-fn deadline_of(timeout: Duration) -> tokio::time::Instant {
-    RequestContext::current()
-        .unwrap_or_default()
-        .with_timeout(timeout)
-        .deadline()
-        .unwrap_or_else(|| tokio::time::Instant::now() + timeout)
+/// A call's start, its deadline (never later than the current request
+/// context's), and the context its attempts run in: one reading of the
+/// clock and of the context for all of them.
+struct CallClock {
+    start: tokio::time::Instant,
+    deadline: tokio::time::Instant,
+    context: RequestContext,
+}
+
+impl CallClock {
+    fn new(timeout: Duration) -> Self {
+        let start = tokio::time::Instant::now();
+        let rc = RequestContext::current().unwrap_or_default();
+        let context = match start.checked_add(timeout) {
+            Some(at) => rc.with_deadline(at),
+            None => rc,
+        };
+        let deadline = context
+            .deadline()
+            .unwrap_or(start + Duration::from_secs(86_400 * 365));
+        CallClock {
+            start,
+            deadline,
+            context,
+        }
+    }
 }
 
 /// How the balancer counts an attempt's result.
@@ -352,23 +370,27 @@ impl<S: Service> MeshClient<S> {
     /// Calls one endpoint, chosen by the balancer; no retry (the request
     /// may have been handled even when an error comes back). The reply
     /// must come within `timeout`.
-    pub async fn call(
+    ///
+    /// (`call` and `call_keyed` hand back the one future that does the
+    /// work, rather than wrap it in another: every layer of `async fn`
+    /// adds a copy of the whole future per call.)
+    pub fn call(
         &self,
         request: S::Request,
         timeout: Duration,
-    ) -> Result<S::Reply, MeshError> {
-        self.call_once(None, request, timeout).await
+    ) -> impl Future<Output = Result<S::Reply, MeshError>> + '_ {
+        self.call_once(None, request, timeout)
     }
 
     /// Calls with `key` deciding the endpoint under consistent hashing
     /// (other strategies ignore it); no retry.
-    pub async fn call_keyed(
-        &self,
-        key: &[u8],
+    pub fn call_keyed<'a>(
+        &'a self,
+        key: &'a [u8],
         request: S::Request,
         timeout: Duration,
-    ) -> Result<S::Reply, MeshError> {
-        self.call_once(Some(key), request, timeout).await
+    ) -> impl Future<Output = Result<S::Reply, MeshError>> + 'a {
+        self.call_once(Some(key), request, timeout)
     }
 
     /// One attempt on the endpoint the balancer picks for `key`.
@@ -378,9 +400,9 @@ impl<S: Service> MeshClient<S> {
         request: S::Request,
         timeout: Duration,
     ) -> Result<S::Reply, MeshError> {
-        let deadline = deadline_of(timeout);
-        let addr = self.inner.pick(key, &[], true)?;
-        self.attempt(addr, request, deadline, timeout, 1)
+        let clock = CallClock::new(timeout);
+        let addr = self.inner.pick(key, &[], true, clock.start.into_std())?;
+        self.attempt(addr, request, &clock, clock.start, timeout, 1)
             .await
             .map_err(|(e, _)| e)
     }
@@ -398,14 +420,19 @@ impl<S: Service> MeshClient<S> {
     where
         S::Request: Clone,
     {
-        let deadline = deadline_of(timeout);
+        let clock = CallClock::new(timeout);
         let mut tried = Vec::new();
         let mut last = None;
         for attempt in 1..=self.inner.options.max_attempts.max(1) {
+            let began = if attempt == 1 {
+                clock.start
+            } else {
+                tokio::time::Instant::now()
+            };
             if attempt > 1 {
                 let allowed = {
                     let mut st = self.inner.state.locked();
-                    let ok = st.budget.withdraw(now());
+                    let ok = st.budget.withdraw(began.into_std());
                     st.retries += u64::from(ok);
                     ok
                 };
@@ -413,14 +440,17 @@ impl<S: Service> MeshClient<S> {
                     break;
                 }
             }
-            let addr = match self.inner.pick(None, &tried, attempt == 1) {
+            let addr = match self
+                .inner
+                .pick(None, &tried, attempt == 1, began.into_std())
+            {
                 Ok(a) => a,
                 // Nothing left to try: the last error says more.
                 Err(e) => return Err(last.map_or(e, MeshError::Call)),
             };
             tried.push(addr);
             match self
-                .attempt(addr, request.clone(), deadline, timeout, attempt)
+                .attempt(addr, request.clone(), &clock, began, timeout, attempt)
                 .await
             {
                 Ok(reply) => return Ok(reply),
@@ -428,7 +458,7 @@ impl<S: Service> MeshClient<S> {
                 Err((MeshError::Call(e), true)) => last = Some(e),
                 Err((e, true)) => return Err(e),
             }
-            if tokio::time::Instant::now() >= deadline {
+            if tokio::time::Instant::now() >= clock.deadline {
                 return Err(MeshError::DeadlineExceeded {
                     criteria: self.inner.label.clone(),
                     after: timeout,
@@ -444,36 +474,37 @@ impl<S: Service> MeshClient<S> {
         ))
     }
 
-    /// One attempt on `addr` (already counted as started); the error and
-    /// whether it may be retried elsewhere.
+    /// One attempt on `addr` (already counted as started at `began`); the
+    /// error and whether it may be retried elsewhere.
     async fn attempt(
         &self,
         addr: ServiceAddr,
         request: S::Request,
-        deadline: tokio::time::Instant,
+        clock: &CallClock,
+        began: tokio::time::Instant,
         timeout: Duration,
         attempt: u32,
     ) -> Result<S::Reply, (MeshError, bool)> {
-        let began = now();
         // A call dropped before its end (a caller's own timeout, a tower
         // layer's) still leaves the balancer's count of calls in flight.
         let mut pending = Pending {
             inner: &self.inner,
             addr,
-            began,
+            began: began.into_std(),
             done: false,
         };
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let left = clock.deadline.saturating_duration_since(began);
         let per_attempt = self.inner.options.attempt_timeout;
         let budget = per_attempt.map_or(left, |t| t.min(left));
         let target = self.inner.host.ref_for::<S>(addr);
         // The call's deadline travels with it, to every hop after this one.
-        let rc = RequestContext::current()
-            .unwrap_or_default()
-            .with_deadline(deadline);
-        let result = rc.scope(target.call(request, budget)).await;
+        let result = clock
+            .context
+            .clone()
+            .scope(target.call(request, budget))
+            .await;
         pending.done = true;
-        self.inner.finish(addr, began, outcome(&result));
+        self.inner.finish(addr, began.into_std(), outcome(&result));
         result.map_err(|e| match e {
             CallError::Timeout { .. } if budget == left => (
                 MeshError::DeadlineExceeded {
