@@ -13,6 +13,12 @@
 //!
 //! Each service handles one call at a time, as every service does, so a
 //! slowed endpoint also queues: round-robin waits in that queue.
+//!
+//! The four healthy variants take turns in rounds of a quarter of a second
+//! each (`--seconds` × 8 rounds), each round led by another. An overhead is the median over rounds of the
+//! overhead within each round (a shared machine's slow second then weighs
+//! on one round, not on one variant); each round's figure is reported
+//! too.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -42,8 +48,9 @@ pub(crate) struct MeshBench {
     /// Concurrent callers.
     #[arg(long, default_value_t = 64)]
     callers: usize,
-    /// Seconds of each variant (the four healthy ones take turns, a second
-    /// at a time, each round led by another).
+    /// Seconds of each slowed-endpoint variant; the four healthy ones take
+    /// 8 turns of a quarter of a second per second of it, each round led
+    /// by another.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
     /// Extra time per call of the slowed endpoint, ms.
@@ -100,6 +107,8 @@ pub(crate) struct Report {
     pub(crate) slow_round_robin_p99_ms: f64,
     pub(crate) context_overhead_unsampled_pct: f64,
     pub(crate) context_overhead_sampled_pct: f64,
+    /// Each round's overheads, % (their medians are the figures above).
+    pub(crate) rounds: Rounds,
     pub(crate) plain: Phase,
     pub(crate) mesh: Phase,
     pub(crate) unsampled: Phase,
@@ -108,6 +117,38 @@ pub(crate) struct Report {
     pub(crate) slow_round_robin: Phase,
     pub(crate) spans_exported: u64,
     pub(crate) callers: usize,
+}
+
+/// Per round: the mesh's overhead over plain refs, and the context's over
+/// the mesh without one, %.
+#[derive(Debug, Serialize, Default)]
+pub(crate) struct Rounds {
+    pub(crate) mesh_overhead_pct: Vec<f64>,
+    pub(crate) context_overhead_unsampled_pct: Vec<f64>,
+    pub(crate) context_overhead_sampled_pct: Vec<f64>,
+}
+
+/// How much slower `other` ran than `base`, %.
+fn overhead(base: f64, other: f64) -> f64 {
+    if base > 0.0 {
+        (base - other) / base * 100.0
+    } else {
+        0.0
+    }
+}
+
+/// The median (0 for none).
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// Counts the spans it is handed (the cost of recording, not of a wire).
@@ -187,8 +228,8 @@ impl MeshBench {
             Duration::from_secs(1),
         )
         .await;
-        // The four healthy variants take turns, one second each, so that
-        // what the machine does meanwhile weighs on all of them alike.
+        // The four healthy variants take turns, so that what the machine
+        // does meanwhile weighs on all of them alike.
         let spans = Arc::new(CountSpans::default());
         client.add_span_exporter(spans.clone());
         let variants = [
@@ -198,16 +239,28 @@ impl MeshBench {
             Target::Mesh(mesh.clone(), Trace::Sampled),
         ];
         let mut runs: Vec<Vec<Phase>> = vec![Vec::new(); variants.len()];
-        for round in 0..secs.as_secs() {
+        for round in 0..secs.as_secs() * 8 {
             for k in 0..variants.len() {
                 // A different variant leads each round.
                 let i = (k + round as usize) % variants.len();
                 runs[i].push(
-                    self.phase(variants[i].clone(), Duration::from_secs(1))
+                    self.phase(variants[i].clone(), Duration::from_millis(250))
                         .await,
                 );
             }
         }
+        let per_round = |a: usize, b: usize| -> Vec<f64> {
+            runs[a]
+                .iter()
+                .zip(&runs[b])
+                .map(|(x, y)| overhead(x.calls_per_s, y.calls_per_s))
+                .collect()
+        };
+        let rounds = Rounds {
+            mesh_overhead_pct: per_round(0, 1),
+            context_overhead_unsampled_pct: per_round(1, 2),
+            context_overhead_sampled_pct: per_round(1, 3),
+        };
         let mut merged = runs.into_iter().map(merge);
         let (plain, mesh_p, unsampled, sampled) = (
             merged.next().unwrap_or_default(),
@@ -230,22 +283,16 @@ impl MeshBench {
         let slow_rr = self.phase(Target::Mesh(rr, Trace::None), secs).await;
         let _ = slow.call(MeshReq::SetDelay(0), CALL_TIMEOUT).await;
 
-        let pct = |base: f64, other: f64| {
-            if base > 0.0 {
-                (base - other) / base * 100.0
-            } else {
-                0.0
-            }
-        };
         Ok(Report {
             plain_calls_per_s: plain.calls_per_s,
             mesh_calls_per_s: mesh_p.calls_per_s,
-            mesh_overhead_pct: pct(plain.calls_per_s, mesh_p.calls_per_s),
+            mesh_overhead_pct: median(rounds.mesh_overhead_pct.clone()),
             healthy_p99_ms: mesh_p.latency_ms.p99,
             slow_p2c_p99_ms: slow_p2c.latency_ms.p99,
             slow_round_robin_p99_ms: slow_rr.latency_ms.p99,
-            context_overhead_unsampled_pct: pct(mesh_p.calls_per_s, unsampled.calls_per_s),
-            context_overhead_sampled_pct: pct(mesh_p.calls_per_s, sampled.calls_per_s),
+            context_overhead_unsampled_pct: median(rounds.context_overhead_unsampled_pct.clone()),
+            context_overhead_sampled_pct: median(rounds.context_overhead_sampled_pct.clone()),
+            rounds,
             spans_exported: spans.0.load(Relaxed),
             plain,
             mesh: mesh_p,
@@ -257,7 +304,11 @@ impl MeshBench {
         })
     }
 
-    /// `callers` callers calling back to back for `length`.
+    /// `callers` callers calling back to back for `length`. Only calls
+    /// that end within it count, over exactly `length`: waiting for the
+    /// last calls in flight would add the slowest call's time to a short
+    /// phase (tens of ms in a quarter of a second) and count it as calls
+    /// not made.
     async fn phase(&self, target: Target, length: Duration) -> Phase {
         let latencies = Arc::new(Mutex::new(Vec::new()));
         let failed = Arc::new(AtomicU64::new(0));
@@ -272,8 +323,12 @@ impl MeshBench {
                 while Instant::now() < end {
                     let t = Instant::now();
                     let ok = call(&target, i, n).await;
+                    let done = Instant::now();
+                    if done > end {
+                        break;
+                    }
                     if ok {
-                        mine.push(t.elapsed().as_secs_f64() * 1e3);
+                        mine.push((done - t).as_secs_f64() * 1e3);
                     } else {
                         failed.fetch_add(1, Relaxed);
                     }
@@ -287,14 +342,14 @@ impl MeshBench {
         for t in tasks {
             let _ = t.await;
         }
-        let elapsed = start.elapsed().as_secs_f64();
+        let seconds = length.as_secs_f64();
         let samples = latencies.lock().map(|l| l.clone()).unwrap_or_default();
         Phase {
-            calls_per_s: samples.len() as f64 / elapsed,
+            calls_per_s: samples.len() as f64 / seconds,
             latency_ms: summarize(samples.clone()),
             failed: failed.load(Relaxed),
             samples,
-            seconds: elapsed,
+            seconds,
         }
     }
 }
@@ -367,14 +422,45 @@ pub(crate) fn table(r: &Report) {
         )
     );
     println!(
-        "\nmesh overhead: {:.1}% of calls/s; context propagation: {:.1}% unsampled, {:.1}% sampled ({} spans recorded)\nslowed endpoint: p99 {:.2} ms with power of two choices ({:.2}x the healthy {:.2} ms), {:.2} ms with round-robin",
+        "\nmedians over {} rounds: mesh overhead {:.1}% of calls/s (rounds {}); context propagation {:.1}% unsampled (rounds {}), {:.1}% sampled (rounds {}; {} spans recorded)\nslowed endpoint: p99 {:.2} ms with power of two choices ({:.2}x the healthy {:.2} ms), {:.2} ms with round-robin",
+        r.rounds.mesh_overhead_pct.len(),
         r.mesh_overhead_pct,
+        spread(&r.rounds.mesh_overhead_pct),
         r.context_overhead_unsampled_pct,
+        spread(&r.rounds.context_overhead_unsampled_pct),
         r.context_overhead_sampled_pct,
+        spread(&r.rounds.context_overhead_sampled_pct),
         r.spans_exported,
         r.slow_p2c_p99_ms,
         if r.healthy_p99_ms > 0.0 { r.slow_p2c_p99_ms / r.healthy_p99_ms } else { 0.0 },
         r.healthy_p99_ms,
         r.slow_round_robin_p99_ms
     );
+}
+
+/// The lowest and highest of per-round figures, as text.
+fn spread(v: &[f64]) -> String {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if v.is_empty() {
+        "none".to_owned()
+    } else {
+        format!("{lo:.1} to {hi:.1}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overheads_and_their_median() {
+        assert_eq!(overhead(100.0, 97.0), 3.0);
+        assert_eq!(overhead(100.0, 110.0), -10.0);
+        assert_eq!(overhead(0.0, 5.0), 0.0);
+        assert_eq!(median(vec![9.0, -1.0, 3.0]), 3.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(Vec::new()), 0.0);
+        assert_eq!(spread(&[2.0, -1.5, 7.25]), "-1.5 to 7.2");
+    }
 }
