@@ -57,11 +57,6 @@ fn random_id<const N: usize>() -> [u8; N] {
     }
 }
 
-/// A fresh span id.
-pub(crate) fn new_span_id() -> [u8; 8] {
-    random_id()
-}
-
 impl RequestContext {
     /// No trace, no deadline, no baggage.
     pub fn new() -> Self {

@@ -3,6 +3,7 @@
 //! ejection, retries of idempotent calls, deadlines, `GET /mesh`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use foundation::mesh::{Breaker, ClientOptions, Criteria, MeshError, ServiceMeta, Strategy};
@@ -314,5 +315,56 @@ async fn the_client_is_a_tower_service_that_layers_wrap() {
     // The call the layer dropped is no longer counted in flight.
     let view = client.endpoints();
     assert_eq!((view[0].successes, view[0].in_flight), (1, 0));
+    c.shutdown().await;
+}
+
+/// Keeps every span a node exports.
+#[derive(Debug, Default)]
+struct Collect(std::sync::Mutex<Vec<foundation::spans::SpanRecord>>);
+
+impl foundation::spans::SpanExporter for Collect {
+    fn export(&self, span: foundation::spans::SpanRecord) {
+        self.0.lock().expect("spans").push(span);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mesh_call_outside_any_trace_starts_one_when_sampling_is_on() {
+    // Every call made outside a trace starts one (sampled), mesh calls
+    // included (they run each attempt in a context carrying the deadline,
+    // which must not pass for "already in a trace").
+    let mut c = Cluster::start_with(2, |b, _| b.set("tracing.sample_percent", "100"))
+        .await
+        .expect("cluster");
+    let (a, b) = (c.node(0).clone(), c.node(1).clone());
+    let (on_a, on_b) = (Arc::new(Collect::default()), Arc::new(Collect::default()));
+    a.add_span_exporter(on_a.clone());
+    b.add_span_exporter(on_b.clone());
+    let s = spawn_who(&b, false);
+    b.registry().join("who", &s).expect("join");
+    let client = a.mesh().client::<Who>(Criteria::name("who"));
+    assert_eventually(SETTLE, "the endpoint is known", || {
+        !client.endpoints().is_empty()
+    })
+    .await;
+    assert_eq!(client.call(Ask::Who, T).await.expect("call"), "n1");
+    let calls: Vec<_> = on_a
+        .0
+        .lock()
+        .expect("spans")
+        .iter()
+        .filter(|s| s.name == "call" && s.kind == foundation::spans::SpanKind::Client)
+        .cloned()
+        .collect();
+    assert_eq!(calls.len(), 1, "one client span: {calls:?}");
+    let call = &calls[0];
+    assert_eventually(T, "the server's span joins the trace", || {
+        on_b.0.lock().expect("spans").iter().any(|s| {
+            s.name == "handle"
+                && s.trace_id == call.trace_id
+                && s.parent_span_id == Some(call.span_id)
+        })
+    })
+    .await;
     c.shutdown().await;
 }

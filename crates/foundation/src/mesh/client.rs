@@ -20,6 +20,7 @@ use crate::membership::MemberState;
 use crate::registry::ServiceAddr;
 use crate::services::{CallError, Host, Service};
 use crate::shell_time::now;
+use crate::spans::Spans;
 
 /// A mesh client's settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -248,8 +249,9 @@ impl Drop for Pending<'_> {
 }
 
 /// A call's start, its deadline (never later than the current request
-/// context's), and the context its attempts run in: one reading of the
-/// clock and of the context for all of them.
+/// context's), and the context its attempts run in (the current one, or a
+/// new trace when `tracing.sample_percent` starts one, as for any call):
+/// one reading of the clock and of the context for all of them.
 struct CallClock {
     start: tokio::time::Instant,
     deadline: tokio::time::Instant,
@@ -257,9 +259,9 @@ struct CallClock {
 }
 
 impl CallClock {
-    fn new(timeout: Duration) -> Self {
+    fn new(spans: &Spans, timeout: Duration) -> Self {
         let start = tokio::time::Instant::now();
-        let rc = RequestContext::current().unwrap_or_default();
+        let rc = spans.current_or_root().unwrap_or_default();
         let context = match start.checked_add(timeout) {
             Some(at) => rc.with_deadline(at),
             None => rc,
@@ -400,7 +402,7 @@ impl<S: Service> MeshClient<S> {
         request: S::Request,
         timeout: Duration,
     ) -> Result<S::Reply, MeshError> {
-        let clock = CallClock::new(timeout);
+        let clock = CallClock::new(self.inner.host.spans(), timeout);
         let addr = self.inner.pick(key, &[], true, clock.start.into_std())?;
         self.attempt(addr, request, &clock, clock.start, timeout, 1)
             .await
@@ -420,7 +422,7 @@ impl<S: Service> MeshClient<S> {
     where
         S::Request: Clone,
     {
-        let clock = CallClock::new(timeout);
+        let clock = CallClock::new(self.inner.host.spans(), timeout);
         let mut tried = Vec::new();
         let mut last = None;
         for attempt in 1..=self.inner.options.max_attempts.max(1) {
@@ -498,10 +500,8 @@ impl<S: Service> MeshClient<S> {
         let budget = per_attempt.map_or(left, |t| t.min(left));
         let target = self.inner.host.ref_for::<S>(addr);
         // The call's deadline travels with it, to every hop after this one.
-        let result = clock
-            .context
-            .clone()
-            .scope(target.call(request, budget))
+        let result = target
+            .call_in(request, budget, Some(clock.context.clone()))
             .await;
         pending.done = true;
         self.inner.finish(addr, began.into_std(), outcome(&result));

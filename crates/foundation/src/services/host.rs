@@ -289,12 +289,15 @@ impl Host {
         }
     }
 
+    /// A call to a remote service in `context` (the caller's current one,
+    /// or one it was given).
     pub(crate) async fn remote_call(
         &self,
         addr: ServiceAddr,
         protocol: &str,
         payload: Bytes,
         timeout: Duration,
+        context: Option<RequestContext>,
     ) -> Result<Bytes, CallError> {
         let corr = self.next_corr.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -305,7 +308,7 @@ impl Host {
             protocol: protocol.to_owned(),
             payload,
         };
-        let (span, context) = self.outgoing("call", SpanKind::Client, addr, timeout);
+        let (span, context) = self.outgoing("call", SpanKind::Client, addr, timeout, context);
         let traced = span
             .as_ref()
             .map_or_else(tracing::Span::none, |s| s.tracing.clone());
@@ -343,9 +346,10 @@ impl Host {
         kind: SpanKind,
         addr: ServiceAddr,
         timeout: Duration,
+        context: Option<RequestContext>,
     ) -> (Option<OpenSpan>, WireContext) {
         // The deadline travels even without a context.
-        let rc = self.messenger.spans.current_or_root().unwrap_or_default();
+        let rc = self.messenger.spans.or_root(context).unwrap_or_default();
         let (span, passed) = self.messenger.spans.enter(name, kind, &rc, || {
             vec![
                 ("foundation.peer.id", addr.node.to_string()),
@@ -366,7 +370,9 @@ impl Host {
             protocol: protocol.to_owned(),
             payload,
         };
-        let (span, context) = self.outgoing("cast", SpanKind::Producer, addr, Duration::MAX);
+        let current = RequestContext::current();
+        let (span, context) =
+            self.outgoing("cast", SpanKind::Producer, addr, Duration::MAX, current);
         let result = self.send(addr, msg, context).await;
         self.messenger
             .spans

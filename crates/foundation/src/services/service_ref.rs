@@ -139,14 +139,28 @@ impl<S: Service> ServiceRef<S> {
     /// Sends a request and waits for the reply, at most `timeout`, and
     /// never past the deadline of the current
     /// [`RequestContext`](crate::context::RequestContext), which travels
-    /// with the request (the handler runs in it).
-    pub async fn call(
+    /// with the request (the handler runs in it). The context is the one
+    /// current when the future is first polled.
+    pub fn call(
         &self,
         request: S::Request,
         timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<S::Reply, CallError>> + '_ {
+        self.call_in(request, timeout, None)
+    }
+
+    /// [`ServiceRef::call`] in `context` rather than the current one (the
+    /// mesh client's attempts: no task-local scope to enter, and no copy of
+    /// the call's future into one).
+    pub(crate) async fn call_in(
+        &self,
+        request: S::Request,
+        timeout: Duration,
+        context: Option<RequestContext>,
     ) -> Result<S::Reply, CallError> {
         let began = tokio::time::Instant::now();
-        let result = self.call_in(request, timeout).await;
+        let context = context.or_else(RequestContext::current);
+        let result = self.route_call(request, timeout, context).await;
         let calls = match &self.route {
             Route::Local(_, calls) => Some(calls),
             Route::Remote(host) => Some(host.calls()),
@@ -166,10 +180,14 @@ impl<S: Service> ServiceRef<S> {
         result
     }
 
-    async fn call_in(&self, request: S::Request, timeout: Duration) -> Result<S::Reply, CallError> {
+    async fn route_call(
+        &self,
+        request: S::Request,
+        timeout: Duration,
+        context: Option<RequestContext>,
+    ) -> Result<S::Reply, CallError> {
         let addr = self.addr;
-        let rc = RequestContext::current().unwrap_or_default();
-        let timeout = rc.cap(timeout);
+        let timeout = context.as_ref().map_or(timeout, |rc| rc.cap(timeout));
         if timeout.is_zero() {
             return Err(CallError::Timeout {
                 addr,
@@ -178,6 +196,7 @@ impl<S: Service> ServiceRef<S> {
         }
         match &self.route {
             Route::Local(tx, _) => {
+                let rc = context.unwrap_or_default();
                 let fut = async {
                     let (rtx, rrx) = oneshot::channel();
                     tx.send(Mail::Call(request, rtx, rc))
@@ -195,7 +214,7 @@ impl<S: Service> ServiceRef<S> {
             Route::Remote(host) => {
                 let payload = encode(addr, &request)?;
                 let reply = host
-                    .remote_call(addr, std::any::type_name::<S>(), payload, timeout)
+                    .remote_call(addr, std::any::type_name::<S>(), payload, timeout, context)
                     .await?;
                 postcard::from_bytes(&reply).map_err(|e| CallError::Codec {
                     addr,
