@@ -7,10 +7,11 @@
 //! to the trace.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
-use crate::context::{new_span_id, RequestContext};
+use crate::context::RequestContext;
 use crate::id::NodeId;
 use crate::locks::RwLocked as _;
 
@@ -73,6 +74,41 @@ pub(crate) struct Spans {
     exporters: Arc<RwLock<Vec<Arc<dyn SpanExporter>>>>,
     /// `tracing.sample_percent`.
     sample_percent: Option<u8>,
+    /// Span ids: a random start, then a counter through a bijective mix.
+    ids: Arc<SpanIds>,
+}
+
+/// Span ids unique within a node (a random 64-bit start, a counter, and
+/// splitmix64's finalizer, a bijection: no repeat before 2^64 ids) and
+/// random-looking across nodes, for an atomic add instead of a random
+/// number generator per span (every traced call makes two).
+#[derive(Debug)]
+struct SpanIds {
+    next: AtomicU64,
+}
+
+impl Default for SpanIds {
+    fn default() -> Self {
+        SpanIds {
+            next: AtomicU64::new(rand::random()),
+        }
+    }
+}
+
+impl SpanIds {
+    fn next(&self) -> [u8; 8] {
+        loop {
+            let mut z = self.next.fetch_add(1, Ordering::Relaxed);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            // Zero is no span id (W3C): skip the one counter value that
+            // maps to it.
+            if z != 0 {
+                return z.to_be_bytes();
+            }
+        }
+    }
 }
 
 /// A span being timed; [`Spans::end`] records it.
@@ -103,6 +139,7 @@ impl Spans {
             node: Some(node),
             exporters: Arc::default(),
             sample_percent,
+            ids: Arc::default(),
         }
     }
 
@@ -110,7 +147,13 @@ impl Spans {
     /// trace when `tracing.sample_percent` is set (recorded with that
     /// probability), else none.
     pub(crate) fn current_or_root(&self) -> Option<RequestContext> {
-        RequestContext::current().or_else(|| {
+        self.or_root(RequestContext::current())
+    }
+
+    /// `context`, or else a new trace as [`Spans::current_or_root`] starts
+    /// one.
+    pub(crate) fn or_root(&self, context: Option<RequestContext>) -> Option<RequestContext> {
+        context.or_else(|| {
             let pct = self.sample_percent?;
             let sampled = rand::random_range(0u8..100) < pct;
             Some(RequestContext::new_trace(sampled))
@@ -133,7 +176,7 @@ impl Spans {
         attributes: impl FnOnce() -> Vec<(&'static str, String)>,
     ) -> Option<OpenSpan> {
         let tp = parent.trace()?;
-        let span_id = new_span_id();
+        let span_id = self.ids.next();
         let tracing = tracing::debug_span!(
             "foundation",
             op = name,
@@ -155,7 +198,12 @@ impl Spans {
             trace_id: tp.trace_id,
             span_id,
             parent: Some(tp.span_id),
-            start: SystemTime::now(),
+            // Read only for a span that is recorded.
+            start: if tp.sampled() {
+                SystemTime::now()
+            } else {
+                SystemTime::UNIX_EPOCH
+            },
             sampled: tp.sampled(),
             attributes: attrs,
             tracing,
@@ -244,5 +292,28 @@ struct Hex<'a>(&'a [u8]);
 impl fmt::Display for Hex<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_ids_do_not_repeat_and_are_never_zero() {
+        let ids = SpanIds::default();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..100_000 {
+            let id = ids.next();
+            assert_ne!(id, [0; 8]);
+            assert!(seen.insert(id), "a repeated span id");
+        }
+        // The counter value that mixes to zero is skipped.
+        let at_zero = SpanIds {
+            next: AtomicU64::new(0),
+        };
+        assert_ne!(at_zero.next(), [0; 8]);
+        // Two nodes' ids differ from the start.
+        assert_ne!(SpanIds::default().next(), SpanIds::default().next());
     }
 }
