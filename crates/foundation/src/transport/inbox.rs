@@ -152,20 +152,13 @@ impl Router {
                 .collect()
         };
         let mut delivered = 0;
-        // Headers are charged as what they take in memory (each pair's
-        // two `String`s and their bytes), not only the payload.
-        let header_bytes: usize = env
-            .headers
-            .iter()
-            .map(|(k, v)| 2 * std::mem::size_of::<String>() + k.len() + v.len())
-            .sum();
+        // Headers and the context are charged as what they take in
+        // memory, not only the payload.
+        let header_bytes = pairs_bytes(&env.headers);
         let context_bytes = env.context.as_ref().map_or(0, |c| {
             std::mem::size_of::<WireContext>()
                 + c.tracestate.as_ref().map_or(0, String::len)
-                + c.baggage
-                    .iter()
-                    .map(|(k, v)| 2 * std::mem::size_of::<String>() + k.len() + v.len())
-                    .sum::<usize>()
+                + pairs_bytes(&c.baggage)
         });
         let cost = env.payload.len() + header_bytes + context_bytes;
         for sub in targets {
@@ -189,6 +182,15 @@ impl Router {
         }
         delivered
     }
+}
+
+/// What text pairs (headers, baggage) take in memory: each pair's two
+/// `String`s and their bytes.
+fn pairs_bytes(pairs: &[(String, String)]) -> usize {
+    pairs
+        .iter()
+        .map(|(k, v)| 2 * std::mem::size_of::<String>() + k.len() + v.len())
+        .sum()
 }
 
 #[cfg(test)]
