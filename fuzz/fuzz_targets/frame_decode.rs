@@ -1,5 +1,7 @@
 //! Arbitrary bytes on a stream: the frame decoder must reject or decode,
-//! never panic, never buffer past its limit.
+//! never panic, never buffer past its limit. The same bytes as a
+//! telemetry report's body (the dashboard's peer reports): a report
+//! within its limits or an error.
 #![no_main]
 
 use bytes::{Bytes, BytesMut};
@@ -16,4 +18,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = decoder.decode_body(Bytes::copy_from_slice(data));
+    if let Ok(report) = foundation_proto::telemetry::Report::decode(data) {
+        assert!(report.running.len() <= foundation_proto::telemetry::report::MAX_RUNNING);
+    }
 });

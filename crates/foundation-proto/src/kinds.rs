@@ -22,6 +22,8 @@ pub const PUBSUB: RangeInclusive<u16> = 0xFE30..=0xFE3F;
 pub const COORD: RangeInclusive<u16> = 0xFE40..=0xFE4F;
 /// The distributed cache: reads, writes, replication and handoff.
 pub const CACHE: RangeInclusive<u16> = 0xFE50..=0xFE5F;
+/// Telemetry: nodes' reports about themselves (the dashboard).
+pub const TELEMETRY: RangeInclusive<u16> = 0xFE60..=0xFE6F;
 /// The node's clock-offset pings.
 pub const CLOCK: RangeInclusive<u16> = 0xFF00..=0xFF0F;
 
@@ -33,6 +35,7 @@ pub const TABLE: &[(&str, RangeInclusive<u16>)] = &[
     ("pubsub", PUBSUB),
     ("coord", COORD),
     ("cache", CACHE),
+    ("telemetry", TELEMETRY),
     ("clock", CLOCK),
 ];
 

@@ -78,6 +78,7 @@ pub mod process;
 pub mod pubsub;
 pub mod readiness;
 pub mod registry;
+pub mod telemetry;
 
 pub use channel::Channel;
 pub use id::NodeId;
