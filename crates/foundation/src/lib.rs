@@ -237,7 +237,9 @@ pub use error::StartError;
 pub use id::NodeId;
 pub use membership::{Member, MemberEvent, MemberState};
 pub use messaging::{Messaging, MessagingError};
-pub use node::{ClockOffset, Events, Node, Raw, Sockets, CLOCK_PING, CLOCK_PONG};
+pub use node::{
+    ClockOffset, Events, Node, PeerReport, Raw, Sockets, CLOCK_PING, CLOCK_PONG, REPORT, REPORT_ASK,
+};
 pub use process::{Service, ServiceRef};
 pub use pubsub::{PubSub, Subscription};
 pub use registry::Registry;

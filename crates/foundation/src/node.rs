@@ -2,9 +2,11 @@
 
 mod background;
 mod clock;
+mod report;
 mod sockets;
 
 pub use clock::{ClockOffset, CLOCK_PING, CLOCK_PONG};
+pub use report::{PeerReport, REPORT, REPORT_ASK};
 pub use sockets::Sockets;
 
 use crate::locks::Locked as _;
@@ -87,6 +89,8 @@ struct Inner {
     spawned: Tasks,
     http_addr: Mutex<Option<SocketAddr>>,
     stopped: AtomicBool,
+    /// When the node started (its reports' uptime).
+    started: std::time::Instant,
 }
 
 /// Reach-through to the tools underneath (ADR 001).
@@ -320,6 +324,7 @@ impl Node {
                 spawned: tasks,
                 http_addr: Mutex::new(None),
                 stopped: AtomicBool::new(false),
+                started: std::time::Instant::now(),
             }),
         };
         node.spawn(sync.run());
@@ -355,6 +360,7 @@ impl Node {
         node.spawn(node.clone().join_loop());
         node.spawn(node.clone().forget_loop());
         node.spawn(clock::responder(node.clone()));
+        node.spawn(report::responder(node.clone()));
         tracing::info!(
             node = %id,
             name = %node.inner.view.local().name,

@@ -270,6 +270,12 @@ impl MembershipCore {
         self.members.values().map(|e| &e.member)
     }
 
+    /// Known other members, each with when its state last changed (the
+    /// `now` of that step).
+    pub fn members_since(&self) -> impl Iterator<Item = (&Member, Instant)> {
+        self.members.values().map(|e| (&e.member, e.since))
+    }
+
     /// Whether the member view changed since the last call (the shell then
     /// republishes it, event or not).
     pub fn take_dirty(&mut self) -> bool {

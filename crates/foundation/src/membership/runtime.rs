@@ -41,12 +41,19 @@ enum Command {
     Inspect(Inspect),
 }
 
+/// A member in the published view, with when its state last changed.
+#[derive(Debug)]
+struct Known {
+    member: Member,
+    since: std::time::Instant,
+}
+
 /// Handle to the running membership protocol (clone it freely).
 #[derive(Clone)]
 pub struct Membership {
     local: MemberId,
     commands: mpsc::Sender<Command>,
-    view: Arc<RwLock<HashMap<NodeId, Member>>>,
+    view: Arc<RwLock<HashMap<NodeId, Known>>>,
     events: broadcast::Sender<MemberEvent>,
     cancel: CancellationToken,
 }
@@ -126,26 +133,33 @@ impl Membership {
     /// or left).
     pub fn members(&self) -> Vec<Member> {
         let view = self.view.read_locked();
-        view.values().cloned().collect()
+        view.values().map(|k| k.member.clone()).collect()
+    }
+
+    /// Other members, each with when its state last changed as this node
+    /// saw it (the dashboard's "since").
+    pub fn members_since(&self) -> Vec<(Member, std::time::Instant)> {
+        let view = self.view.read_locked();
+        view.values().map(|k| (k.member.clone(), k.since)).collect()
     }
 
     /// One member by id, if this node knows it.
     pub fn member(&self, id: NodeId) -> Option<Member> {
         let view = self.view.read_locked();
-        view.get(&id).cloned()
+        view.get(&id).map(|k| k.member.clone())
     }
 
     /// Whether `id` is an active member (alive or suspect) as this node
     /// sees it.
     pub fn is_active(&self, id: NodeId) -> bool {
         let view = self.view.read_locked();
-        view.get(&id).is_some_and(|m| m.state.is_active())
+        view.get(&id).is_some_and(|k| k.member.state.is_active())
     }
 
     /// The state of member `id` as this node sees it, if it knows it.
     pub fn state_of(&self, id: NodeId) -> Option<MemberState> {
         let view = self.view.read_locked();
-        view.get(&id).map(|m| m.state)
+        view.get(&id).map(|k| k.member.state)
     }
 
     /// Runs `f` on the state of every member under one read of the view
@@ -155,7 +169,7 @@ impl Membership {
         f: impl FnOnce(&dyn Fn(NodeId) -> Option<MemberState>) -> R,
     ) -> R {
         let view = self.view.read_locked();
-        f(&|id| view.get(&id).map(|m| m.state))
+        f(&|id| view.get(&id).map(|k| k.member.state))
     }
 
     /// A receiver of membership events from now on.
@@ -214,7 +228,7 @@ struct Shell {
     skew_warnings: crate::throttle::Throttle,
     stats: Arc<Stats>,
     rx: mpsc::Receiver<Command>,
-    view: Arc<RwLock<HashMap<NodeId, Member>>>,
+    view: Arc<RwLock<HashMap<NodeId, Known>>>,
     events: broadcast::Sender<MemberEvent>,
     cancel: CancellationToken,
     timers: BinaryHeap<Reverse<(tokio::time::Instant, u64)>>,
@@ -425,12 +439,18 @@ impl Shell {
         if !self.core.take_dirty() && events.is_empty() {
             return;
         }
-        let snapshot: HashMap<NodeId, Member> =
-            self.core.members().map(|m| (m.id, m.clone())).collect();
+        let snapshot: HashMap<NodeId, Known> = self
+            .core
+            .members_since()
+            .map(|(m, since)| {
+                let member = m.clone();
+                (m.id, Known { member, since })
+            })
+            .collect();
         self.active = snapshot
             .values()
-            .filter(|m| m.state.is_active())
-            .map(|m| m.addr)
+            .filter(|k| k.member.state.is_active())
+            .map(|k| k.member.addr)
             .collect();
         if let Some(c) = self.canaries.as_mut() {
             c.retain(&self.active);
