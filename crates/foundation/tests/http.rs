@@ -292,3 +292,99 @@ async fn mesh_lists_each_client_with_its_endpoints() {
     assert_eq!(body, "[]", "a dropped client is no longer listed");
     n.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_snapshot_has_every_node_and_streams_are_bounded() {
+    init_tracing();
+    let a = builder("d0")
+        .http(true)
+        .http_port(0)
+        .start()
+        .await
+        .expect("a");
+    let seed = a.membership_addr().to_string();
+    let b = builder("d1")
+        .seeds([seed.as_str()])
+        .start()
+        .await
+        .expect("b");
+    a.wait_for_members(2, SETTLE).await.expect("joined");
+    b.pubsub().subscribe::<String>("news").expect("subscribe");
+    let http = a.http_addr().expect("http on");
+
+    let (code, page) = get(http, "/dashboard").await;
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("EventSource(\"dashboard/events\")"),
+        "the page streams"
+    );
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "the page fetches nothing from elsewhere"
+    );
+
+    // b has no HTTP endpoint: its report comes over the telemetry channel.
+    let mut view = serde_json::Value::Null;
+    for _ in 0..50 {
+        let (code, body) = get(http, "/dashboard/snapshot").await;
+        assert_eq!(code, 200);
+        view = serde_json::from_str(&body).expect("json");
+        let topics = &view["nodes"][1]["report"]["topics"];
+        if topics.as_array().is_some_and(|t| !t.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(view["node"]["name"], "d0", "{view}");
+    assert_eq!(
+        view["node"]["id"],
+        a.id().to_string(),
+        "ids are hex strings"
+    );
+    let members = view["members"].as_array().expect("members");
+    assert_eq!(members.len(), 2, "{view}");
+    assert_eq!(members[1]["name"], "d1");
+    assert_eq!(members[1]["state"], "alive");
+    assert!(members[1]["clock_offset_ms"].is_f64(), "{view}");
+    assert!(members[1]["since_s"].is_f64(), "{view}");
+    let nodes = view["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 2, "{view}");
+    assert_eq!(nodes[1]["name"], "d1");
+    assert_eq!(nodes[1]["report"]["topics"][0]["name"], "news", "{view}");
+    assert_eq!(
+        nodes[1]["report"]["traffic"].as_array().map(Vec::len),
+        Some(4)
+    );
+
+    // Sixteen streams at once; the seventeenth is refused until one closes.
+    let mut open = Vec::new();
+    for _ in 0..16 {
+        let mut s = tokio::net::TcpStream::connect(http).await.expect("connect");
+        s.write_all(b"GET /dashboard/events HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut first = [0u8; 12];
+        s.read_exact(&mut first).await.expect("status line");
+        assert_eq!(&first, b"HTTP/1.1 200");
+        open.push(s);
+    }
+    let (code, body) = get(http, "/dashboard/events").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("too many dashboards"), "{body}");
+    drop(open);
+    let mut reopened = false;
+    for _ in 0..50 {
+        let mut s = tokio::net::TcpStream::connect(http).await.expect("connect");
+        s.write_all(b"GET /dashboard/events HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut first = [0u8; 12];
+        s.read_exact(&mut first).await.expect("status line");
+        if &first == b"HTTP/1.1 200" {
+            reopened = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reopened, "a stream opens again once the others closed");
+}

@@ -1,5 +1,6 @@
 //! HTTP endpoint (axum): `/health`, `/ready`, `/metrics`, `/members`, `/registry`,
 //! `/clocks` (peers' clock offsets, measured over the control channel),
+//! `/dashboard` (the live web dashboard, updated by server-sent events),
 //! `/coord` (the coordination group), `/caches` (caches, tiers, sizes
 //! and hit rates on this node) and `/mesh` (each mesh client's endpoints
 //! with their latency estimate, calls in flight and ejection state).
@@ -7,6 +8,7 @@
 //! Off by default in library use, on in the CLI (`http.enabled`).
 
 mod cache_metrics;
+mod dashboard;
 mod health;
 mod metrics;
 mod runtime_metrics;
@@ -40,6 +42,7 @@ pub fn router(node: Node) -> Router {
         .route("/coord", get(coord_handler))
         .route("/caches", get(caches_handler))
         .route("/mesh", get(mesh_handler))
+        .merge(dashboard::routes())
         .with_state(node)
 }
 
@@ -74,7 +77,7 @@ pub(crate) async fn serve(
         },
         span,
     ));
-    tracing::info!(%bound, "HTTP endpoint: /health /ready /metrics /members /registry");
+    tracing::info!(%bound, "HTTP endpoint: /dashboard /health /ready /metrics /members /registry");
     Ok((bound, task))
 }
 
