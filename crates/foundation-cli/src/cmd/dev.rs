@@ -83,6 +83,7 @@ async fn render(nodes: &mut [NodeProcess]) -> String {
                 n.name, n.http
             ));
             out.push_str(&member_table(&members));
+            out.push_str(&format!("\ndashboard: http://{}/dashboard\n", n.http));
             return out;
         }
     }
