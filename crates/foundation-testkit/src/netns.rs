@@ -142,7 +142,23 @@ impl Lab {
     /// `{lab}-host{i}-{n}.log` there (n counts the processes of the lab), and
     /// `RUST_LOG` is passed on.
     pub fn spawn(&mut self, i: usize, program: &str, args: &[&str], env: &[(&str, &str)]) {
+        self.spawn_in(i, None, program, args, env);
+    }
+
+    /// [`Lab::spawn`] in working directory `dir` (the test's own when
+    /// `None`).
+    pub fn spawn_in(
+        &mut self,
+        i: usize,
+        dir: Option<&std::path::Path>,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) {
         let mut cmd = Command::new("ip");
+        if let Some(dir) = dir {
+            cmd.current_dir(dir);
+        }
         cmd.args(["netns", "exec", &self.hosts[i], program])
             .args(args)
             .env_clear()
