@@ -293,6 +293,17 @@ async fn mesh_lists_each_client_with_its_endpoints() {
     n.shutdown().await;
 }
 
+/// Opens `/dashboard/events`; the stream and its status line's start.
+async fn open_stream(http: std::net::SocketAddr) -> (tokio::net::TcpStream, [u8; 12]) {
+    let mut s = tokio::net::TcpStream::connect(http).await.expect("connect");
+    s.write_all(b"GET /dashboard/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut status = [0u8; 12];
+    s.read_exact(&mut status).await.expect("status line");
+    (s, status)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_snapshot_has_every_node_and_streams_are_bounded() {
     init_tracing();
@@ -359,13 +370,8 @@ async fn the_dashboard_snapshot_has_every_node_and_streams_are_bounded() {
     // Sixteen streams at once; the seventeenth is refused until one closes.
     let mut open = Vec::new();
     for _ in 0..16 {
-        let mut s = tokio::net::TcpStream::connect(http).await.expect("connect");
-        s.write_all(b"GET /dashboard/events HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .expect("write");
-        let mut first = [0u8; 12];
-        s.read_exact(&mut first).await.expect("status line");
-        assert_eq!(&first, b"HTTP/1.1 200");
+        let (s, status) = open_stream(http).await;
+        assert_eq!(&status, b"HTTP/1.1 200");
         open.push(s);
     }
     let (code, body) = get(http, "/dashboard/events").await;
@@ -374,13 +380,7 @@ async fn the_dashboard_snapshot_has_every_node_and_streams_are_bounded() {
     drop(open);
     let mut reopened = false;
     for _ in 0..50 {
-        let mut s = tokio::net::TcpStream::connect(http).await.expect("connect");
-        s.write_all(b"GET /dashboard/events HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .expect("write");
-        let mut first = [0u8; 12];
-        s.read_exact(&mut first).await.expect("status line");
-        if &first == b"HTTP/1.1 200" {
+        if &open_stream(http).await.1 == b"HTTP/1.1 200" {
             reopened = true;
             break;
         }
