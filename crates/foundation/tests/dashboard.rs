@@ -243,6 +243,30 @@ async fn the_dashboard_shows_the_cluster_live_in_a_real_browser() {
     std::fs::write(&path, &png).expect("save the screenshot");
     eprintln!("screenshot: {}", path.display());
 
+    // Names come from any node of the cluster: the page shows them as
+    // text, never as markup.
+    const HOSTILE: &str = "<img src=x onerror=\"document.title='pwned'\">";
+    let _hostile = c
+        .node(1)
+        .pubsub()
+        .subscribe::<String>(HOSTILE)
+        .expect("subscribe");
+    assert_eventually_async(SETTLE, "the page lists the hostile topic name", || async {
+        let text = browser
+            .run("return document.querySelector('#topics').innerText;")
+            .await;
+        text.as_str().is_some_and(|t| t.contains(HOSTILE))
+    })
+    .await;
+    let escaped = browser
+        .run("return [document.title, document.querySelectorAll('#topics img').length];")
+        .await;
+    assert_eq!(
+        escaped[0], "Foundation dashboard",
+        "no script ran from a name"
+    );
+    assert_eq!(escaped[1], 0, "a topic name became markup");
+
     // Kill node 2; note when the serving node declares it down, and when
     // the page shows it.
     let victim = c.node(2).id();
