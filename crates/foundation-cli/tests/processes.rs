@@ -137,6 +137,19 @@ fn sigkilled_node_is_reported_down_by_the_survivors() {
             state_of(n, "p-3") == Some(MemberState::Down)
         });
     }
+    // The text form: the table, then where the dashboard is.
+    let out = foundation(&["status", "--http", &nodes[0].http]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let p3 = text
+        .lines()
+        .find(|l| l.starts_with("p-3 "))
+        .unwrap_or_default();
+    assert!(p3.contains(" down "), "{text}");
+    assert!(
+        text.contains(&format!("dashboard: http://{}/dashboard", nodes[0].http)),
+        "{text}"
+    );
 }
 
 /// GET `path` from a node's HTTP endpoint; the body of a 200 answer.

@@ -36,6 +36,7 @@ impl StatusCmd {
             if let Some(c) = coord {
                 println!("{}", coord_line(&c, &members));
             }
+            println!("dashboard: http://{}/dashboard", self.http);
         }
         Ok(())
     }
