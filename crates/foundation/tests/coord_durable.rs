@@ -48,6 +48,7 @@ async fn wait_voters(nodes: &[Node]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_cluster_crash_keeps_every_committed_write() {
+    foundation_testkit::init_tracing();
     let dir = tempfile::tempdir().expect("temp dir");
     let nodes = start(dir.path(), &[]).await;
     wait_voters(&nodes).await;

@@ -36,6 +36,8 @@ pub(crate) struct Steward {
     smallest_since: Option<Instant>,
     /// Members SWIM declared down or that left, and since when.
     gone: HashMap<u64, (Instant, bool)>,
+    /// Whether this node may start elections (see [`Steward::gate_elections`]).
+    may_elect: bool,
 }
 
 /// How many voters a group with `eligible` members keeps: the configured
@@ -63,6 +65,7 @@ impl Steward {
             cancel,
             smallest_since: None,
             gone: HashMap::new(),
+            may_elect: true,
         }
     }
 
@@ -99,6 +102,12 @@ impl Steward {
 
     async fn member(&mut self, ev: MemberEvent) {
         let left = matches!(ev, MemberEvent::Left(_));
+        // The round re-checks within its period; a Down or an Up here
+        // changes who is reachable now.
+        let gate = matches!(
+            ev,
+            MemberEvent::Up(_) | MemberEvent::Down(_) | MemberEvent::Left(_)
+        );
         match ev {
             MemberEvent::Up(m) => {
                 if let Some(raft) = self.shared.rpc.raft_of(m.id) {
@@ -122,6 +131,9 @@ impl Steward {
                     self.doom(m.id).await;
                 }
             }
+        }
+        if gate {
+            self.gate_elections();
         }
     }
 
@@ -216,8 +228,50 @@ impl Steward {
         });
     }
 
+    /// Lets this node start elections only while it sees a majority of the
+    /// voters (itself included) as active members. A voter that cannot
+    /// reach a majority cannot win; left to its election timer it raises
+    /// its term every timeout, and once it reaches the others its term
+    /// unseats a working leader. That happened after a whole-cluster
+    /// restart: the first node back, alone, reached term 12 to 27 while
+    /// the others came up, and the leader they had elected stepped down
+    /// (the durable-restart test's put then found no leader for 10 s in one
+    /// CI run). Raft's pre-vote solves the same; openraft 0.9 has none.
+    fn gate_elections(&mut self) {
+        let voters: BTreeSet<u64> = {
+            let metrics = self.shared.raft.metrics();
+            let m = metrics.borrow();
+            m.membership_config.membership().voter_ids().collect()
+        };
+        if voters.is_empty() {
+            return;
+        }
+        let rpc = &self.shared.rpc;
+        let mut reachable: BTreeSet<u64> = self
+            .active()
+            .iter()
+            .filter_map(|m| rpc.raft_of(m.id))
+            .filter(|r| voters.contains(r))
+            .collect();
+        if voters.contains(&self.shared.id) {
+            reachable.insert(self.shared.id);
+        }
+        let may = reachable.len() * 2 > voters.len();
+        if may != self.may_elect {
+            self.may_elect = may;
+            self.shared.raft.runtime_config().elect(may);
+            tracing::debug!(
+                may_elect = may,
+                reachable = reachable.len(),
+                voters = voters.len(),
+                "coordination elections gated on reachable voters"
+            );
+        }
+    }
+
     async fn round(&mut self) {
         self.discover().await;
+        self.gate_elections();
         if self.shared.rpc.group().is_none() {
             self.found().await;
             return;
