@@ -212,15 +212,52 @@ async fn nodes_joining_one_after_another_lose_no_acknowledged_key() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Every key has its two copies and no node keeps a stray one.
-    let total: u64 = readers
-        .iter()
-        .map(|r| {
+    // Every acknowledged key ends with exactly its two copies, and no node
+    // keeps a stray one: a copy a handoff left behind goes with the next
+    // sweep (every 10 s). A put that returned an error may still have been
+    // stored (its outcome was unknown to the writer): such a key may have
+    // its two copies too, never more. One CI run counted 5,511 copies for
+    // 2,755 acknowledged keys the moment the keys were readable.
+    let acked: BTreeSet<String> = acked.iter().map(|k| format!("k{k}")).collect();
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        let mut copies: std::collections::BTreeMap<String, usize> = Default::default();
+        for r in &readers {
             r.local().run_pending_tasks();
-            r.local().iter().filter(|(_, e)| e.value.is_some()).count() as u64
-        })
-        .sum();
-    assert_eq!(total, 2 * acked.len() as u64);
+            for (key, e) in r.local().iter() {
+                if e.value.is_some() {
+                    let key: String = postcard::from_bytes(&key).expect("a string key");
+                    *copies.entry(key).or_default() += 1;
+                }
+            }
+        }
+        let wrong: Vec<(&String, usize)> = copies
+            .iter()
+            .filter(|(k, n)| {
+                if acked.contains(*k) {
+                    **n != 2
+                } else {
+                    **n > 2
+                }
+            })
+            .map(|(k, n)| (k, *n))
+            .chain(
+                acked
+                    .iter()
+                    .filter(|k| !copies.contains_key(*k))
+                    .map(|k| (k, 0)),
+            )
+            .take(10)
+            .collect();
+        if wrong.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "keys without exactly two copies (key, copies): {wrong:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
