@@ -277,12 +277,22 @@ async fn a_handshake_flood_is_answered_with_retry_and_honest_clients_still_conne
             let c = client
                 .connect(b.local_addr(), "foundation.node")
                 .expect("connect");
-            async move { tokio::time::timeout(Duration::from_secs(10), c).await }
+            // Generous: 128 handshakes of a debug build take 3 s alone on
+            // this machine and 6 s with five more copies of this test
+            // beside it; under CI's parallel tests one took over 10 s.
+            async move { tokio::time::timeout(Duration::from_secs(60), c).await }
         })
         .collect();
     let results = futures_util::future::join_all(attempts).await;
-    let connected = results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
-    assert_eq!(connected, results.len(), "every honest client connects");
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|r| match r {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("not connected within 60 s".to_owned()),
+        })
+        .collect();
+    assert!(failed.is_empty(), "every honest client connects: {failed:?}");
     assert!(b_stats.handshakes_retried() > 0, "some were asked to Retry");
     assert!(
         b_stats.handshakes_retried() <= u64::from(super::endpoint::RETRY_ABOVE),
