@@ -292,7 +292,10 @@ async fn a_handshake_flood_is_answered_with_retry_and_honest_clients_still_conne
             Err(_) => Some("not connected within 60 s".to_owned()),
         })
         .collect();
-    assert!(failed.is_empty(), "every honest client connects: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "every honest client connects: {failed:?}"
+    );
     assert!(b_stats.handshakes_retried() > 0, "some were asked to Retry");
     assert!(
         b_stats.handshakes_retried() <= u64::from(super::endpoint::RETRY_ABOVE),
