@@ -41,14 +41,16 @@ fuzz_target!(|data: &[u8]| {
     let mut copy = data.to_vec();
     let _ = sealer.open_fresh(&mut copy, &mut fresh, 1_800_000_000_000);
     let Some((&selector, body)) = data.split_first() else { return };
-    let kind = match selector % 7 {
+    let kind = match selector % 9 {
         0 => DatagramKind::Swim,
         1 => DatagramKind::Leave,
         2 => DatagramKind::Hello,
         3 => DatagramKind::Pull,
         4 => DatagramKind::State,
         5 => DatagramKind::Digest,
-        _ => DatagramKind::Suspicion,
+        6 => DatagramKind::Suspicion,
+        7 => DatagramKind::Who,
+        _ => DatagramKind::Profile,
     };
     let mut core = core();
     let _ = core.handle_datagram(kind, body, Instant::now());

@@ -17,7 +17,7 @@ use rand::SeedableRng;
 
 use super::accusations::Accusations;
 use super::config::MembershipConfig;
-use super::identity::MemberId;
+use super::identity::{MemberId, SwimId};
 use super::lifeguard::{Base, Lifeguard};
 use super::member::{Member, MemberEvent, MemberState};
 use super::seal::{DatagramKind, OVERHEAD};
@@ -29,18 +29,18 @@ pub const FORGET_AFTER: Duration = Duration::from_secs(300);
 /// Most Down/Left members remembered at once (bounded memory under churn).
 pub const MAX_REMEMBERED: usize = 4096;
 
-type FocaT = Foca<MemberId, PostcardCodec, SmallRng, NoCustomBroadcast>;
+type FocaT = Foca<SwimId, PostcardCodec, SmallRng, NoCustomBroadcast>;
 
 /// A timer the core asks for: one of foca's, or the end of a check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CoreTimer {
     /// foca's own timer.
-    Swim(Timer<MemberId>),
+    Swim(Timer<SwimId>),
     /// This node asked a suspect whether it is alive, at the request of
     /// an accuser; no refutation by now confirms the suspicion (ADR 020).
     Check {
         /// The suspect.
-        member: MemberId,
+        member: SwimId,
         /// Its incarnation when suspected.
         incarnation: foca::Incarnation,
     },
@@ -83,8 +83,17 @@ struct Entry {
 /// The sans-IO membership core.
 pub struct MembershipCore {
     foca: FocaT,
-    rt: AccumulatingRuntime<MemberId>,
+    rt: AccumulatingRuntime<SwimId>,
+    /// This node's identity with its metadata (its generation follows
+    /// foca's identity).
+    local: MemberId,
     members: HashMap<NodeId, Entry>,
+    /// Metadata learnt for members not (yet) in `members`, with the sync
+    /// round it was learnt in (`profiles.rs`).
+    profiles: HashMap<NodeId, (MemberId, usize)>,
+    /// Members foca holds active whose metadata is not known yet: their
+    /// `Up` waits for it, and a Who asks for it.
+    pending: HashMap<NodeId, SwimId>,
     outputs: VecDeque<Output>,
     leaving: bool,
     dirty: bool,
@@ -174,7 +183,7 @@ pub fn foca_config(c: &MembershipConfig) -> foca::Config {
 }
 
 /// foca's state and incarnation for exactly this identity, if it knows it.
-fn view_of(foca: &FocaT, id: &MemberId) -> Option<(State, foca::Incarnation)> {
+fn view_of(foca: &FocaT, id: &SwimId) -> Option<(State, foca::Incarnation)> {
     foca.iter_membership_state()
         .find(|m| m.id() == id)
         .map(|m| (m.state(), m.incarnation()))
@@ -191,14 +200,17 @@ impl MembershipCore {
         MembershipCore {
             min_transmissions: config.max_transmissions,
             foca: Foca::new(
-                local,
+                local.swim(),
                 config.clone(),
                 SmallRng::seed_from_u64(seed),
                 PostcardCodec,
             ),
             config,
             rt: AccumulatingRuntime::new(),
+            local,
             members: HashMap::new(),
+            profiles: HashMap::new(),
+            pending: HashMap::new(),
             outputs: VecDeque::new(),
             leaving: false,
             dirty: false,
@@ -255,9 +267,9 @@ impl MembershipCore {
         }
     }
 
-    /// This node's current identity.
+    /// This node's current identity, with its metadata.
     pub fn local(&self) -> &MemberId {
-        self.foca.identity()
+        &self.local
     }
 
     /// foca underneath (leaky by design).
@@ -320,14 +332,28 @@ impl MembershipCore {
                 Err(e) => Err(Rejected(format!("leave notice: {e}"))),
             },
             DatagramKind::Hello => match postcard::from_bytes::<MemberId>(body) {
-                Ok(id) => self.welcome(id).map(|_| ()),
+                Ok(id) => self.welcome(id, now).map(|_| ()),
                 Err(e) => Err(Rejected(format!("hello: {e}"))),
             },
             DatagramKind::Pull => match postcard::from_bytes::<MemberId>(body) {
-                Ok(id) => self.answer_pull(id),
+                Ok(id) => self.answer_pull(id, now),
                 Err(e) => Err(Rejected(format!("pull: {e}"))),
             },
-            DatagramKind::State => self.apply_state(body),
+            DatagramKind::Who => match postcard::from_bytes::<MemberId>(body) {
+                Ok(id) => {
+                    self.answer_who(id, now);
+                    Ok(())
+                }
+                Err(e) => Err(Rejected(format!("who: {e}"))),
+            },
+            DatagramKind::Profile => match postcard::from_bytes::<MemberId>(body) {
+                Ok(id) => {
+                    self.learn(id, now);
+                    Ok(())
+                }
+                Err(e) => Err(Rejected(format!("profile: {e}"))),
+            },
+            DatagramKind::State => self.apply_state(body, now),
             DatagramKind::Digest => self.answer_digest(body),
         };
         self.collect(now);
@@ -368,7 +394,7 @@ impl MembershipCore {
             .foca
             .iter_members()
             .find(|m| m.id().addr == addr)
-            .map(|m| m.id().clone());
+            .map(|m| *m.id());
         let Some(id) = id else { return false };
         if let Err(e) =
             self.foca
@@ -431,6 +457,9 @@ impl MembershipCore {
 
     /// Drains foca's runtime into outputs and derives events.
     fn collect(&mut self, now: Instant) {
+        if self.local.generation != self.foca.identity().generation {
+            self.local = self.local.renamed(self.foca.identity());
+        }
         while let Some((to, data)) = self.rt.to_send() {
             self.lifeguard.sent(to.addr, &data, now);
             self.outputs.push_back(Output::Send {
@@ -469,32 +498,19 @@ impl MembershipCore {
         self.close_cases();
     }
 
-    fn notification(&mut self, n: OwnedNotification<MemberId>, now: Instant) {
+    fn notification(&mut self, n: OwnedNotification<SwimId>, now: Instant) {
         tracing::debug!(notification = ?n, "foca");
         self.dirty = true;
         match n {
-            OwnedNotification::MemberUp(id) => {
-                let incarnation = self.incarnation_of(&id);
-                match self.members.get_mut(&id.id) {
-                    // A node that left comes back only as a newer generation.
-                    Some(e)
-                        if e.member.state == MemberState::Left
-                            && id.generation <= e.member.generation => {}
-                    Some(e) => {
-                        e.member = Member::from_identity(&id, MemberState::Alive, incarnation);
-                        e.since = now;
-                        self.outputs
-                            .push_back(Output::Event(MemberEvent::Up(e.member.clone())));
-                    }
-                    None => {
-                        let member = Member::from_identity(&id, MemberState::Alive, incarnation);
-                        self.outputs
-                            .push_back(Output::Event(MemberEvent::Up(member.clone())));
-                        self.members.insert(id.id, Entry { member, since: now });
-                    }
-                }
-            }
+            OwnedNotification::MemberUp(id) => self.member_up(id, now),
             OwnedNotification::MemberDown(id) => {
+                if self
+                    .pending
+                    .get(&id.id)
+                    .is_some_and(|p| p.generation <= id.generation)
+                {
+                    self.pending.remove(&id.id);
+                }
                 if let Some(e) = self.members.get_mut(&id.id) {
                     if e.member.generation > id.generation || !e.member.state.is_active() {
                         return;
@@ -509,11 +525,7 @@ impl MembershipCore {
             }
             // Same node, renewed identity (rejoined after being declared
             // down): keep its entry, with the new generation.
-            OwnedNotification::Rename(old, new) if old.id == new.id => {
-                if let Some(e) = self.members.get_mut(&old.id) {
-                    e.member = Member::from_identity(&new, e.member.state, e.member.incarnation);
-                }
-            }
+            OwnedNotification::Rename(old, new) if old.id == new.id => self.renewed(new),
             // A different node took over the address (a process restarted
             // at the same address before the old one was declared down).
             // foca replaces the old identity in place and, as the address
@@ -547,11 +559,7 @@ impl MembershipCore {
                 if !new_active || known {
                     return; // a MemberUp for `new` follows, if it becomes active
                 }
-                let incarnation = self.incarnation_of(&new);
-                let member = Member::from_identity(&new, MemberState::Alive, incarnation);
-                self.outputs
-                    .push_back(Output::Event(MemberEvent::Up(member.clone())));
-                self.members.insert(new.id, Entry { member, since: now });
+                self.member_up(new, now);
             }
             OwnedNotification::Active => tracing::debug!("membership active: joined a cluster"),
             OwnedNotification::Idle => tracing::debug!("membership idle: no active members"),
@@ -567,7 +575,38 @@ impl MembershipCore {
         }
     }
 
-    fn incarnation_of(&self, id: &MemberId) -> u16 {
+    /// foca holds `id` active: it is up, once its metadata is known (else
+    /// a Who asks for it, and its arrival calls this again).
+    fn member_up(&mut self, id: SwimId, now: Instant) {
+        let Some(full) = self.identity_of(&id) else {
+            self.ask(id);
+            return;
+        };
+        self.pending.remove(&id.id);
+        // Not always called from a notification: a Profile's arrival
+        // completes a pending member's Up too.
+        self.dirty = true;
+        let incarnation = self.incarnation_of(&id);
+        match self.members.get_mut(&id.id) {
+            // A node that left comes back only as a newer generation.
+            Some(e)
+                if e.member.state == MemberState::Left && id.generation <= e.member.generation => {}
+            Some(e) => {
+                e.member = Member::from_identity(&full, MemberState::Alive, incarnation);
+                e.since = now;
+                self.outputs
+                    .push_back(Output::Event(MemberEvent::Up(e.member.clone())));
+            }
+            None => {
+                let member = Member::from_identity(&full, MemberState::Alive, incarnation);
+                self.outputs
+                    .push_back(Output::Event(MemberEvent::Up(member.clone())));
+                self.members.insert(id.id, Entry { member, since: now });
+            }
+        }
+    }
+
+    fn incarnation_of(&self, id: &SwimId) -> u16 {
         view_of(&self.foca, id).map_or(0, |(_, incarnation)| incarnation)
     }
 
@@ -642,7 +681,7 @@ impl MembershipCore {
         if ask.is_empty() && stale.is_empty() {
             return;
         }
-        let suspects: Vec<foca::Member<MemberId>> = self
+        let suspects: Vec<foca::Member<SwimId>> = self
             .foca
             .iter_membership_state()
             .filter(|m| m.state() == State::Suspect)
@@ -652,15 +691,11 @@ impl MembershipCore {
         let mut down = Vec::new();
         for m in suspects {
             if stale.contains(&m.id().id) {
-                down.push(foca::Member::new(
-                    m.id().clone(),
-                    m.incarnation(),
-                    State::Down,
-                ));
+                down.push(foca::Member::new(*m.id(), m.incarnation(), State::Down));
             } else {
                 self.asked.insert(m.id().id);
-                self.notify_suspect(m.id().clone(), m.incarnation());
-                if let Err(e) = self.foca.announce(m.id().clone(), &mut self.rt) {
+                self.notify_suspect(*m.id(), m.incarnation());
+                if let Err(e) = self.foca.announce(*m.id(), &mut self.rt) {
                     tracing::debug!(error = %e, "foca announce to a suspect");
                 }
             }
@@ -711,6 +746,9 @@ impl MembershipCore {
 
 #[path = "state_sync.rs"]
 mod state_sync;
+
+#[path = "profiles.rs"]
+mod profiles;
 
 #[path = "suspicion.rs"]
 mod suspicion;

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use foca::{Codec, Message, PostcardCodec, ProbeNumber};
 
-use super::identity::MemberId;
+use super::identity::SwimId;
 use crate::NodeId;
 
 /// Highest health score: timeouts stretch at most nine-fold.
@@ -184,7 +184,7 @@ impl Lifeguard {
 
     /// A SWIM datagram this node sends to `to`.
     pub fn sent(&mut self, to: SocketAddr, body: &[u8], now: Instant) {
-        let Ok(header) = Codec::<MemberId>::decode_header(&mut PostcardCodec, body) else {
+        let Ok(header) = Codec::<SwimId>::decode_header(&mut PostcardCodec, body) else {
             return;
         };
         if let Message::Ping(n) = header.message {
@@ -198,8 +198,8 @@ impl Lifeguard {
 
     /// A SWIM datagram this node received; `alive` says whether its
     /// sender is alive (not suspect, not down) in this node's view.
-    pub fn received(&mut self, body: &[u8], now: Instant, alive: impl Fn(&MemberId) -> bool) {
-        let Ok(header) = Codec::<MemberId>::decode_header(&mut PostcardCodec, body) else {
+    pub fn received(&mut self, body: &[u8], now: Instant, alive: impl Fn(&SwimId) -> bool) {
+        let Ok(header) = Codec::<SwimId>::decode_header(&mut PostcardCodec, body) else {
             return;
         };
         let Message::Ack(n) = header.message else {
@@ -279,24 +279,20 @@ mod tests {
         }
     }
 
-    fn member(id: u64) -> MemberId {
-        MemberId {
+    fn member(id: u64) -> SwimId {
+        SwimId {
             id: NodeId(id),
             addr: SocketAddr::from(([10, 0, 0, id as u8], 7946)),
-            transport: SocketAddr::from(([10, 0, 0, id as u8], 7947)),
-            name: format!("n{id}"),
-            roles: vec![],
-            version: "t".into(),
             generation: 1,
         }
     }
 
-    fn frame(src: &MemberId, dst: &MemberId, message: Message<MemberId>) -> Vec<u8> {
+    fn frame(src: &SwimId, dst: &SwimId, message: Message<SwimId>) -> Vec<u8> {
         let mut buf = Vec::new();
         let header = foca::Header {
-            src: src.clone(),
+            src: *src,
             src_incarnation: 0,
-            dst: dst.clone(),
+            dst: *dst,
             message,
         };
         PostcardCodec
@@ -306,7 +302,7 @@ mod tests {
     }
 
     /// Feeds `n` probes answered after `rtt`.
-    fn probe(l: &mut Lifeguard, me: &MemberId, peer: &MemberId, rtt: Duration, n: u8) {
+    fn probe(l: &mut Lifeguard, me: &SwimId, peer: &SwimId, rtt: Duration, n: u8) {
         let t0 = Instant::now();
         for k in 0..n {
             let at = t0 + Duration::from_secs(u64::from(k));

@@ -19,5 +19,5 @@ pub mod seal;
 
 pub use self::core::{CoreTimer, MembershipCore, Output};
 pub use config::MembershipConfig;
-pub use identity::MemberId;
+pub use identity::{MemberId, SwimId};
 pub use member::{Member, MemberEvent, MemberState};

@@ -17,8 +17,10 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_L
 use super::freshness::{Freshness, Refused};
 
 /// Datagram format version (authenticated as associated data). Version 2
-/// added the sealing time; nodes of version 1 and 2 do not talk.
-pub const SEAL_VERSION: u8 = 2;
+/// added the sealing time; version 3 carries slim SWIM identities and the
+/// Who and Profile kinds (ADR 024). Nodes of different versions do not
+/// talk.
+pub const SEAL_VERSION: u8 = 3;
 
 /// Bytes of the sealing time.
 const SENT: usize = 8;
@@ -35,7 +37,8 @@ pub const fn sealed_len(body_len: usize) -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum DatagramKind {
-    /// A foca (SWIM) packet.
+    /// A foca (SWIM) packet; its identities are
+    /// [`SwimId`](super::identity::SwimId)s.
     Swim = 0,
     /// "I am leaving": postcard `NodeId`.
     Leave = 1,
@@ -44,15 +47,21 @@ pub enum DatagramKind {
     /// A Hello that also asks for the full member list: postcard
     /// `MemberId` of the sender, answered with [`DatagramKind::State`].
     Pull = 3,
-    /// Part of a member list: postcard `Vec<foca::Member<MemberId>>`.
+    /// Part of a member list: postcard `Vec<(MemberId, Incarnation)>`,
+    /// alive members with their metadata.
     State = 4,
     /// A summary of the sender's member view, answered with
     /// [`DatagramKind::State`] or another digest when views differ.
     Digest = 5,
-    /// "You are suspected": postcard `(foca::Member<MemberId>, MemberId)`,
+    /// "You are suspected": postcard `(foca::Member<SwimId>, SwimId)`,
     /// the suspicion and who sends it. The suspect refutes at once and
     /// answers the sender (Lifeguard's buddy system).
     Suspicion = 6,
+    /// "Who are you?": postcard `MemberId` of the sender, sent to a member
+    /// heard of without its metadata; answered with a Profile.
+    Who = 7,
+    /// "This is me": postcard `MemberId` of the sender.
+    Profile = 8,
 }
 
 impl DatagramKind {
@@ -65,6 +74,8 @@ impl DatagramKind {
             4 => Some(DatagramKind::State),
             5 => Some(DatagramKind::Digest),
             6 => Some(DatagramKind::Suspicion),
+            7 => Some(DatagramKind::Who),
+            8 => Some(DatagramKind::Profile),
             _ => None,
         }
     }

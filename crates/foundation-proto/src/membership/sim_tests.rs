@@ -46,6 +46,8 @@ struct Sim {
     /// When set, every datagram sent is copied here: (sent at, from, to,
     /// kind, body), as an eavesdropper on the wire would keep them.
     tap: Option<Vec<Tapped>>,
+    /// Datagrams of these kinds are lost on the wire.
+    lose: Vec<DatagramKind>,
 }
 
 fn addr(i: usize, port: u16) -> SocketAddr {
@@ -84,6 +86,7 @@ impl Sim {
             cut: HashSet::new(),
             log: Vec::new(),
             tap: None,
+            lose: Vec::new(),
         }
     }
 
@@ -105,7 +108,7 @@ impl Sim {
                     if let Some(tap) = self.tap.as_mut() {
                         tap.push((self.now, i, j, kind, body.clone()));
                     }
-                    if self.cut.contains(&(i, j)) {
+                    if self.cut.contains(&(i, j)) || self.lose.contains(&kind) {
                         continue;
                     }
                     let latency = Duration::from_micros(self.rng.random_range(200..2_000));
@@ -557,3 +560,6 @@ fn a_departed_members_captured_datagram_cannot_bring_it_back() {
 
 #[path = "sim_tests_lifeguard.rs"]
 mod lifeguard;
+
+#[path = "sim_tests_profiles.rs"]
+mod profiles;

@@ -45,7 +45,7 @@ fn a_checked_suspect_refutes_if_alive_and_is_confirmed_if_not() {
         let mut sim = Sim::new(3, 5);
         sim.join_all_via(0);
         sim.run_for(Duration::from_secs(5));
-        let (accuser, suspect) = (sim.cores[0].local().clone(), sim.cores[2].local().clone());
+        let (accuser, suspect) = (sim.cores[0].local().swim(), sim.cores[2].local().swim());
         let incarnation = sim.cores[1]
             .foca()
             .iter_membership_state()
@@ -56,7 +56,7 @@ fn a_checked_suspect_refutes_if_alive_and_is_confirmed_if_not() {
             sim.dead.insert(2);
         }
         let accusation = (
-            foca::Member::new(suspect.clone(), incarnation, State::Suspect),
+            foca::Member::new(suspect, incarnation, State::Suspect),
             accuser,
         );
         let body = postcard::to_allocvec(&accusation).expect("encode");

@@ -33,7 +33,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{MembershipCore, Output, Rejected};
-use crate::membership::identity::MemberId;
+use crate::membership::identity::{MemberId, SwimId};
 use crate::membership::seal::DatagramKind;
 
 /// Bytes reserved for the list's length prefix (a postcard varint).
@@ -59,7 +59,7 @@ pub(super) struct Digest {
 
 /// splitmix64's finalizer: spreads one member's identity and state over
 /// 64 bits.
-fn mix(m: &foca::Member<MemberId>) -> u64 {
+fn mix(m: &foca::Member<SwimId>) -> u64 {
     let id = m.id();
     let state = u64::from(m.incarnation()) << 1 | u64::from(m.state() == foca::State::Suspect);
     let mut z = id.id.0 ^ id.generation.rotate_left(32) ^ state.rotate_left(13);
@@ -91,27 +91,38 @@ impl MembershipCore {
 
     /// Queues a Hello or a Pull carrying our identity to `to`.
     pub(super) fn greet(&mut self, to: SocketAddr, kind: DatagramKind) {
-        let body = postcard::to_allocvec(self.foca.identity());
-        self.send_encoded(to, kind, body);
+        self.send_me(to, kind);
     }
 
-    /// A Hello from `joiner`: foca announces us to it, which lets it in.
-    /// Returns whether it was someone else (our own Hello, looped back
-    /// through a seed list naming us, is ignored).
-    pub(super) fn welcome(&mut self, joiner: MemberId) -> Result<bool, Rejected> {
-        if joiner.id == self.foca.identity().id {
+    /// A Hello from `joiner`: we keep its metadata, send it ours, and foca
+    /// announces us to it, which lets it in. Returns whether it was
+    /// someone else (our own Hello, looped back through a seed list naming
+    /// us, is ignored).
+    pub(super) fn welcome(
+        &mut self,
+        joiner: MemberId,
+        now: std::time::Instant,
+    ) -> Result<bool, Rejected> {
+        if joiner.id == self.local.id {
             return Ok(false);
         }
+        let swim = joiner.swim();
+        self.learn(joiner, now);
+        self.send_me(swim.addr, DatagramKind::Profile);
         self.foca
-            .announce(joiner, &mut self.rt)
+            .announce(swim, &mut self.rt)
             .map_err(|e| Rejected(e.to_string()))?;
         Ok(true)
     }
 
     /// A Pull from `joiner`: welcome it as for a Hello, then send it every
     /// Alive member we know, ourselves included.
-    pub(super) fn answer_pull(&mut self, joiner: MemberId) -> Result<(), Rejected> {
-        if self.welcome(joiner.clone())? {
+    pub(super) fn answer_pull(
+        &mut self,
+        joiner: MemberId,
+        now: std::time::Instant,
+    ) -> Result<(), Rejected> {
+        if self.welcome(joiner.clone(), now)? {
             self.send_state(joiner.addr, Some(joiner.id));
         }
         Ok(())
@@ -132,6 +143,7 @@ impl MembershipCore {
         let to = peers[self.sync_round % peers.len()];
         self.sync_round = self.sync_round.wrapping_add(1);
         self.send_digest(to, false);
+        self.profiles_round();
     }
 
     /// The digest of our view, for an exchange with the member at `peer`.
@@ -188,24 +200,27 @@ impl MembershipCore {
         Ok(())
     }
 
-    /// Sends every Alive member we know, ourselves included and `except`
-    /// left out, to `to` in as many State datagrams as it takes.
+    /// Sends every Alive member we know the metadata of, ourselves
+    /// included and `except` left out, to `to` in as many State datagrams
+    /// as it takes.
     fn send_state(&mut self, to: SocketAddr, except: Option<crate::NodeId>) {
         let budget = self.config.max_packet_size.get().saturating_sub(PREFIX);
-        let mut chunk: Vec<&foca::Member<MemberId>> = Vec::new();
+        let mut chunk: Vec<(MemberId, foca::Incarnation)> = Vec::new();
         let mut size = 0;
         let mut bodies = Vec::new();
-        let me = foca::Member::alive(self.foca.identity().clone());
-        let members = self
+        let me = (self.local.clone(), 0);
+        let members: Vec<(MemberId, foca::Incarnation)> = self
             .foca
             .iter_membership_state()
-            .filter(|m| m.state() == foca::State::Alive && Some(m.id().id) != except);
-        for m in std::iter::once(&me).chain(members) {
-            let Ok(len) = postcard::to_allocvec(m).map(|b| b.len()) else {
+            .filter(|m| m.state() == foca::State::Alive && Some(m.id().id) != except)
+            .filter_map(|m| Some((self.identity_of(m.id())?, m.incarnation())))
+            .collect();
+        for m in std::iter::once(me).chain(members) {
+            let Ok(len) = postcard::to_allocvec(&m).map(|b| b.len()) else {
                 continue;
             };
             if len > budget {
-                tracing::debug!(member = %m.id().id, len, "member too large for a state datagram");
+                tracing::debug!(member = %m.0.id, len, "member too large for a state datagram");
                 continue;
             }
             if size + len > budget {
@@ -224,13 +239,22 @@ impl MembershipCore {
         }
     }
 
-    /// Part of a member list from the node we pulled: applied as known
-    /// facts, not re-gossiped.
-    pub(super) fn apply_state(&mut self, body: &[u8]) -> Result<(), Rejected> {
-        let members: Vec<foca::Member<MemberId>> =
+    /// Part of a member list from the node we pulled: their metadata is
+    /// kept, and they are applied as known facts, not re-gossiped.
+    pub(super) fn apply_state(
+        &mut self,
+        body: &[u8],
+        now: std::time::Instant,
+    ) -> Result<(), Rejected> {
+        let members: Vec<(MemberId, foca::Incarnation)> =
             postcard::from_bytes(body).map_err(|e| Rejected(format!("member list: {e}")))?;
+        let mut alive = Vec::with_capacity(members.len());
+        for (m, incarnation) in members {
+            alive.push(foca::Member::new(m.swim(), incarnation, foca::State::Alive));
+            self.learn(m, now);
+        }
         self.foca
-            .apply_many(members.into_iter(), false, &mut self.rt)
+            .apply_many(alive.into_iter(), false, &mut self.rt)
             .map_err(|e| Rejected(e.to_string()))
     }
 }

@@ -11,7 +11,7 @@ use rand::seq::SliceRandom;
 
 use super::{view_of, CoreTimer, MembershipCore, Output, Rejected};
 use crate::membership::accusations::{shrink, CHECKERS, CONFIRMATIONS};
-use crate::membership::identity::MemberId;
+use crate::membership::identity::SwimId;
 use crate::membership::lifeguard::LATE;
 use crate::membership::seal::DatagramKind;
 use crate::NodeId;
@@ -26,7 +26,7 @@ impl MembershipCore {
     /// it accuses the member.
     pub(super) fn timer_set(
         &mut self,
-        timer: &Timer<MemberId>,
+        timer: &Timer<SwimId>,
         after: Duration,
         now: Instant,
     ) -> Duration {
@@ -61,7 +61,7 @@ impl MembershipCore {
     /// itself: a suspicion timer that fired late is armed once more (this
     /// node was not there to hear a refutation), and one due later than
     /// it fired (re-armed since) waits for its later copy.
-    pub(super) fn timer_fired(&mut self, timer: &Timer<MemberId>, now: Instant) -> bool {
+    pub(super) fn timer_fired(&mut self, timer: &Timer<SwimId>, now: Instant) -> bool {
         let late = |due: Option<Instant>| due.map(|d| now.saturating_duration_since(d));
         match timer {
             Timer::ProbeRandomMember(_) => {
@@ -124,7 +124,7 @@ impl MembershipCore {
     /// check. Returns when it declares the member down.
     fn accuse(
         &mut self,
-        suspect: &MemberId,
+        suspect: &SwimId,
         incarnation: Incarnation,
         recruit: bool,
         now: Instant,
@@ -181,7 +181,7 @@ impl MembershipCore {
 
     /// Tells `suspect` that this node suspects it (twice: one datagram may
     /// be lost), so it refutes at once instead of waiting for gossip.
-    pub(super) fn notify_suspect(&mut self, suspect: MemberId, incarnation: Incarnation) {
+    pub(super) fn notify_suspect(&mut self, suspect: SwimId, incarnation: Incarnation) {
         let to = suspect.addr;
         self.send_suspicion(to, suspect, incarnation, 2);
     }
@@ -190,7 +190,7 @@ impl MembershipCore {
     fn send_suspicion(
         &mut self,
         to: SocketAddr,
-        suspect: MemberId,
+        suspect: SwimId,
         incarnation: Incarnation,
         copies: usize,
     ) {
@@ -212,7 +212,7 @@ impl MembershipCore {
     /// A `Suspicion` datagram: about this node, refute; about another
     /// member, an accusation.
     pub(super) fn suspicion_received(&mut self, body: &[u8], now: Instant) -> Result<(), Rejected> {
-        let (suspicion, from): (foca::Member<MemberId>, MemberId) =
+        let (suspicion, from): (foca::Member<SwimId>, SwimId) =
             postcard::from_bytes(body).map_err(|e| Rejected(format!("suspicion: {e}")))?;
         let me = self.foca.identity();
         if suspicion.state() != State::Suspect || from.id == me.id {
@@ -227,11 +227,7 @@ impl MembershipCore {
     /// "You are suspected": refute (foca raises our incarnation) and answer
     /// the sender, whose foca then sees the new incarnation at once. A
     /// notice about an earlier identity of ours is ignored.
-    fn refute(
-        &mut self,
-        suspicion: foca::Member<MemberId>,
-        from: MemberId,
-    ) -> Result<(), Rejected> {
+    fn refute(&mut self, suspicion: foca::Member<SwimId>, from: SwimId) -> Result<(), Rejected> {
         if suspicion.id() != self.foca.identity() {
             return Ok(());
         }
@@ -249,7 +245,7 @@ impl MembershipCore {
     /// suspect, which refutes if it can, and waits one probe timeout.
     fn accused_by(
         &mut self,
-        suspicion: foca::Member<MemberId>,
+        suspicion: foca::Member<SwimId>,
         by: NodeId,
         now: Instant,
     ) -> Result<(), Rejected> {
@@ -299,12 +295,7 @@ impl MembershipCore {
     /// was checked at did not refute, and this node accuses it too. A
     /// check that ended late proves nothing (this node may not have read
     /// the refutation yet).
-    pub(super) fn check_ended(
-        &mut self,
-        suspect: MemberId,
-        incarnation: Incarnation,
-        now: Instant,
-    ) {
+    pub(super) fn check_ended(&mut self, suspect: SwimId, incarnation: Incarnation, now: Instant) {
         let wait = self.lifeguard.probe_timeout(suspect.id);
         let Some(case) = self.accusations.get(suspect.id, incarnation) else {
             return;
@@ -322,7 +313,7 @@ impl MembershipCore {
     /// declares it down then if it is still suspected at `incarnation`).
     fn schedule_down(
         &mut self,
-        suspect: MemberId,
+        suspect: SwimId,
         incarnation: Incarnation,
         due: Instant,
         now: Instant,

@@ -150,7 +150,7 @@ fn traffic_label(kind: DatagramKind, body: &[u8]) -> String {
     if kind != DatagramKind::Swim {
         return format!("{kind:?}");
     }
-    match foca::Codec::<foundation_proto::membership::MemberId>::decode_header(
+    match foca::Codec::<foundation_proto::membership::SwimId>::decode_header(
         &mut foca::PostcardCodec,
         body,
     ) {
