@@ -578,7 +578,7 @@ impl MembershipCore {
     /// foca holds `id` active: it is up, once its metadata is known (else
     /// a Who asks for it, and its arrival calls this again).
     fn member_up(&mut self, id: SwimId, now: Instant) {
-        let Some(full) = self.identity_of(&id) else {
+        let Some(full) = self.identity_of(&id).or_else(|| self.renewal_of(&id)) else {
             self.ask(id);
             return;
         };

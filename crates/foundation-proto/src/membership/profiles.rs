@@ -40,6 +40,18 @@ impl MembershipCore {
             .map(identity)
     }
 
+    /// A known node under another generation: the metadata it had,
+    /// confirmed by a Who (a Profile that differs replaces it). One node
+    /// id is one process: every process draws its id afresh, and its
+    /// metadata is fixed for its life, so a renewal (a rejoin after being
+    /// declared down, both sides of a healed partition) keeps it.
+    pub(super) fn renewal_of(&mut self, id: &SwimId) -> Option<MemberId> {
+        let e = self.members.get(&id.id)?;
+        let full = identity(&e.member).renamed(id);
+        self.send_me(id.addr, DatagramKind::Who);
+        Some(full)
+    }
+
     /// `id` is active in foca without known metadata: its `Up` waits, and a
     /// Who asks it for its profile.
     pub(super) fn ask(&mut self, id: SwimId) {
@@ -48,18 +60,14 @@ impl MembershipCore {
     }
 
     /// A member rejoined under a renewed identity: its entry takes the new
-    /// generation at once, with the metadata it had (a renewal keeps it),
-    /// and the member is asked for its profile to be sure.
+    /// generation at once, with the metadata it had (see
+    /// [`MembershipCore::renewal_of`]).
     pub(super) fn renewed(&mut self, new: SwimId) {
-        let known = self.identity_of(&new);
-        let unknown = known.is_none();
-        let Some(e) = self.members.get_mut(&new.id) else {
+        let Some(full) = self.identity_of(&new).or_else(|| self.renewal_of(&new)) else {
             return;
         };
-        let full = known.unwrap_or_else(|| identity(&e.member).renamed(&new));
-        e.member = Member::from_identity(&full, e.member.state, e.member.incarnation);
-        if unknown {
-            self.send_me(new.addr, DatagramKind::Who);
+        if let Some(e) = self.members.get_mut(&new.id) {
+            e.member = Member::from_identity(&full, e.member.state, e.member.incarnation);
         }
     }
 
