@@ -132,9 +132,9 @@ impl MembershipCore {
                 .get(id)
                 .is_some_and(|w| w.generation == p.generation)
                 || (round.wrapping_sub(*at) < KEEP_ROUNDS
-                    && !members
+                    && members
                         .get(id)
-                        .is_some_and(|e| e.member.generation == p.generation))
+                        .is_none_or(|e| e.member.generation != p.generation))
         });
     }
 

@@ -140,7 +140,7 @@ impl MembershipCore {
         let mut told: Vec<NodeId> = case.accusers().to_vec();
         tracing::debug!(node = %me, member = %suspect.id, incarnation, confirmations = case.confirmations(), in_ms = due.saturating_duration_since(now).as_millis() as u64, score = self.lifeguard.score(), rtt = ?self.lifeguard.rtt(suspect.id), "accused");
         if first {
-            self.notify_suspect(suspect.clone(), incarnation);
+            self.notify_suspect(*suspect, incarnation);
             if recruit {
                 let mut others: Vec<NodeId> = self
                     .members
@@ -159,7 +159,7 @@ impl MembershipCore {
                 .filter_map(|id| self.members.get(id).map(|e| e.member.addr))
                 .collect();
             for to in to {
-                self.send_suspicion(to, suspect.clone(), incarnation, 1);
+                self.send_suspicion(to, *suspect, incarnation, 1);
             }
         }
         due
@@ -196,7 +196,7 @@ impl MembershipCore {
     ) {
         let notice = (
             foca::Member::new(suspect, incarnation, State::Suspect),
-            self.foca.identity().clone(),
+            *self.foca.identity(),
         );
         if let Ok(body) = postcard::to_allocvec(&notice) {
             for _ in 0..copies {
@@ -249,7 +249,7 @@ impl MembershipCore {
         by: NodeId,
         now: Instant,
     ) -> Result<(), Rejected> {
-        let (suspect, incarnation) = (suspicion.id().clone(), suspicion.incarnation());
+        let (suspect, incarnation) = (*suspicion.id(), suspicion.incarnation());
         let Some(current) = view_of(&self.foca, &suspect) else {
             return Ok(());
         };
@@ -277,7 +277,7 @@ impl MembershipCore {
             None if !case.checked => {
                 case.checked = true;
                 let wait = self.lifeguard.probe_timeout(suspect.id);
-                self.notify_suspect(suspect.clone(), incarnation);
+                self.notify_suspect(suspect, incarnation);
                 self.outputs.push_back(Output::Schedule {
                     after: wait,
                     timer: CoreTimer::Check {
