@@ -303,7 +303,7 @@ impl MembershipCore {
     /// (see [`MembershipCore::join`] for a round that also pulls the
     /// member list).
     pub fn hello(&mut self, to: SocketAddr) {
-        self.greet(to, DatagramKind::Hello);
+        self.send_me(to, DatagramKind::Hello);
     }
 
     /// Handles an opened datagram.
@@ -331,27 +331,12 @@ impl MembershipCore {
                 }
                 Err(e) => Err(Rejected(format!("leave notice: {e}"))),
             },
-            DatagramKind::Hello => match postcard::from_bytes::<MemberId>(body) {
-                Ok(id) => self.welcome(id, now).map(|_| ()),
-                Err(e) => Err(Rejected(format!("hello: {e}"))),
-            },
-            DatagramKind::Pull => match postcard::from_bytes::<MemberId>(body) {
-                Ok(id) => self.answer_pull(id, now),
-                Err(e) => Err(Rejected(format!("pull: {e}"))),
-            },
-            DatagramKind::Who => match postcard::from_bytes::<MemberId>(body) {
-                Ok(id) => {
-                    self.answer_who(id, now);
-                    Ok(())
-                }
-                Err(e) => Err(Rejected(format!("who: {e}"))),
-            },
-            DatagramKind::Profile => match postcard::from_bytes::<MemberId>(body) {
-                Ok(id) => {
-                    self.learn(id, now);
-                    Ok(())
-                }
-                Err(e) => Err(Rejected(format!("profile: {e}"))),
+            DatagramKind::Hello
+            | DatagramKind::Pull
+            | DatagramKind::Who
+            | DatagramKind::Profile => match postcard::from_bytes::<MemberId>(body) {
+                Ok(id) => self.sender_profile(kind, id, now),
+                Err(e) => Err(Rejected(format!("{}: {e}", profile_label(kind)))),
             },
             DatagramKind::State => self.apply_state(body, now),
             DatagramKind::Digest => self.answer_digest(body),
@@ -578,7 +563,7 @@ impl MembershipCore {
     /// foca holds `id` active: it is up, once its metadata is known (else
     /// a Who asks for it, and its arrival calls this again).
     fn member_up(&mut self, id: SwimId, now: Instant) {
-        let Some(full) = self.identity_of(&id).or_else(|| self.renewal_of(&id)) else {
+        let Some(full) = self.metadata_for(&id) else {
             self.ask(id);
             return;
         };
@@ -741,6 +726,16 @@ impl MembershipCore {
             }
         }
         self.dirty |= self.members.len() != before;
+    }
+}
+
+/// How a rejected datagram that carries its sender's profile is named.
+fn profile_label(kind: DatagramKind) -> &'static str {
+    match kind {
+        DatagramKind::Hello => "hello",
+        DatagramKind::Pull => "pull",
+        DatagramKind::Who => "who",
+        _ => "profile",
     }
 }
 

@@ -61,6 +61,19 @@ pub struct Member {
 }
 
 impl Member {
+    /// The identity, with its metadata, this member has.
+    pub fn identity(&self) -> MemberId {
+        MemberId {
+            id: self.id,
+            addr: self.addr,
+            transport: self.transport,
+            name: self.name.clone(),
+            roles: self.roles.clone(),
+            version: self.version.clone(),
+            generation: self.generation,
+        }
+    }
+
     /// The member an identity describes, in `state` at `incarnation`.
     pub fn from_identity(id: &MemberId, state: MemberState, incarnation: u16) -> Self {
         Member {

@@ -37,17 +37,20 @@ impl MembershipCore {
             .get(&id.id)
             .map(|e| &e.member)
             .filter(|m| m.generation == id.generation)
-            .map(identity)
+            .map(Member::identity)
     }
 
-    /// A known node under another generation: the metadata it had,
-    /// confirmed by a Who (a Profile that differs replaces it). One node
-    /// id is one process: every process draws its id afresh, and its
-    /// metadata is fixed for its life, so a renewal (a rejoin after being
-    /// declared down, both sides of a healed partition) keeps it.
-    pub(super) fn renewal_of(&mut self, id: &SwimId) -> Option<MemberId> {
-        let e = self.members.get(&id.id)?;
-        let full = identity(&e.member).renamed(id);
+    /// The metadata to use for `id`: its own if known; else, for a known
+    /// node under another generation, the metadata it had, confirmed by a
+    /// Who (a Profile that differs replaces it). One node id is one
+    /// process: every process draws its id afresh, and its metadata is
+    /// fixed for its life, so a renewal (a rejoin after being declared
+    /// down, both sides of a healed partition) keeps it.
+    pub(super) fn metadata_for(&mut self, id: &SwimId) -> Option<MemberId> {
+        if let Some(full) = self.identity_of(id) {
+            return Some(full);
+        }
+        let full = self.members.get(&id.id)?.member.identity().renamed(id);
         self.send_me(id.addr, DatagramKind::Who);
         Some(full)
     }
@@ -61,13 +64,36 @@ impl MembershipCore {
 
     /// A member rejoined under a renewed identity: its entry takes the new
     /// generation at once, with the metadata it had (see
-    /// [`MembershipCore::renewal_of`]).
+    /// [`MembershipCore::metadata_for`]).
     pub(super) fn renewed(&mut self, new: SwimId) {
-        let Some(full) = self.identity_of(&new).or_else(|| self.renewal_of(&new)) else {
+        let Some(full) = self.metadata_for(&new) else {
             return;
         };
         if let Some(e) = self.members.get_mut(&new.id) {
             e.member = Member::from_identity(&full, e.member.state, e.member.incarnation);
+        }
+    }
+
+    /// A datagram that carries its sender's profile: a Hello (welcome it),
+    /// a Pull (welcome it and send our member list), a Who (answer it) or
+    /// a Profile (learn it).
+    pub(super) fn sender_profile(
+        &mut self,
+        kind: DatagramKind,
+        sender: MemberId,
+        now: Instant,
+    ) -> Result<(), super::Rejected> {
+        match kind {
+            DatagramKind::Hello => self.welcome(sender, now).map(|_| ()),
+            DatagramKind::Pull => self.answer_pull(sender, now),
+            DatagramKind::Who => {
+                self.answer_who(sender, now);
+                Ok(())
+            }
+            _ => {
+                self.learn(sender, now);
+                Ok(())
+            }
         }
     }
 
@@ -145,18 +171,5 @@ impl MembershipCore {
             Ok(body) => self.outputs.push_back(Output::Send { to, kind, body }),
             Err(e) => tracing::warn!(error = %e, ?kind, "cannot encode our profile"),
         }
-    }
-}
-
-/// The identity with metadata a member entry describes.
-fn identity(m: &Member) -> MemberId {
-    MemberId {
-        id: m.id,
-        addr: m.addr,
-        transport: m.transport,
-        name: m.name.clone(),
-        roles: m.roles.clone(),
-        version: m.version.clone(),
-        generation: m.generation,
     }
 }

@@ -85,13 +85,8 @@ impl MembershipCore {
             } else {
                 DatagramKind::Hello
             };
-            self.greet(*to, kind);
+            self.send_me(*to, kind);
         }
-    }
-
-    /// Queues a Hello or a Pull carrying our identity to `to`.
-    pub(super) fn greet(&mut self, to: SocketAddr, kind: DatagramKind) {
-        self.send_me(to, kind);
     }
 
     /// A Hello from `joiner`: we keep its metadata, send it ours, and foca
