@@ -35,6 +35,10 @@ pub(crate) struct HolBench {
     /// Size of each control ping in bytes.
     #[arg(long, default_value_t = 1024)]
     ping_size: usize,
+    /// Each QUIC stream's receive window in bytes (`transport.stream_window`;
+    /// default: the node's default).
+    #[arg(long)]
+    stream_window: Option<u32>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -56,6 +60,8 @@ struct Report {
     single_stream_loaded_rtt_us: Summary,
     single_stream_data_mb_s: f64,
     message_size: usize,
+    /// `--stream-window`, or null for the node's default.
+    stream_window: Option<u32>,
     ping_size: usize,
     duration_s: u64,
 }
@@ -70,26 +76,27 @@ fn topics() -> [String; 2] {
     [a, b]
 }
 
-fn keys(single_stream: bool) -> Vec<(&'static str, &'static str)> {
-    vec![
-        (
-            "channels.single_stream",
-            if single_stream { "true" } else { "false" },
-        ),
+fn keys(single_stream: bool, stream_window: Option<u32>) -> Vec<(&'static str, String)> {
+    let mut keys = vec![
+        ("channels.single_stream", single_stream.to_string()),
         // Random payloads: compression would only cost CPU.
-        ("channels.compression", "off"),
-        ("pubsub.buffer", "64"),
-    ]
+        ("channels.compression", "off".to_owned()),
+        ("pubsub.buffer", "64".to_owned()),
+    ];
+    if let Some(w) = stream_window {
+        keys.push(("transport.stream_window", w.to_string()));
+    }
+    keys
 }
 
 /// Node B: answers pings, reads both topics, until `stop`.
 async fn run_b(
-    single_stream: bool,
+    keys: Vec<(&'static str, String)>,
     ready: oneshot::Sender<(SocketAddr, NodeId)>,
     stop: oneshot::Receiver<()>,
     received: Arc<AtomicU64>,
 ) -> anyhow::Result<()> {
-    let b = bench_node_with("hol-b", None, &keys(single_stream)).await?;
+    let b = bench_node_with("hol-b", None, &keys).await?;
     let control = b.inbox(Channel::Control);
     let [ta, tb] = topics();
     let mut subs = Vec::new();
@@ -126,7 +133,7 @@ async fn run_a(
     b_id: NodeId,
     received: Arc<AtomicU64>,
 ) -> anyhow::Result<Run> {
-    let a = bench_node_with("hol-a", Some(seed), &keys(single_stream)).await?;
+    let a = bench_node_with("hol-a", Some(seed), &keys(single_stream, cfg.stream_window)).await?;
     a.wait_for_members(2, Duration::from_secs(10))
         .await
         .map_err(|m| anyhow!("nodes did not see each other: {m:?}"))?;
@@ -210,7 +217,12 @@ impl HolBench {
         let (stop_tx, stop_rx) = oneshot::channel();
         let b = on_own_runtime(
             "hol-b",
-            run_b(single_stream, ready_tx, stop_rx, received.clone()),
+            run_b(
+                keys(single_stream, self.stream_window),
+                ready_tx,
+                stop_rx,
+                received.clone(),
+            ),
         );
         let (seed, b_id) = ready_rx.await.context("node b did not start")?;
         let a = on_own_runtime(
@@ -237,6 +249,7 @@ impl HolBench {
             single_stream_loaded_rtt_us: single.loaded_rtt_us,
             single_stream_data_mb_s: single.data_mb_s,
             message_size: self.message_size,
+            stream_window: self.stream_window,
             ping_size: self.ping_size,
             duration_s: self.duration,
         };

@@ -51,6 +51,10 @@ pub(crate) struct TransportBench {
     /// Runtime layout.
     #[arg(long, value_enum, default_value_t)]
     layout: Layout,
+    /// Each QUIC stream's receive window in bytes (`transport.stream_window`;
+    /// default: the node's default).
+    #[arg(long)]
+    stream_window: Option<u32>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -63,12 +67,22 @@ struct Report {
     data_mb_s: f64,
     data_messages: u64,
     message_size: usize,
+    /// `--stream-window`, or null for the node's default.
+    stream_window: Option<u32>,
     duration_s: f64,
     layout: Layout,
 }
 
-async fn bench_node(name: &str, seed: Option<SocketAddr>) -> anyhow::Result<Node> {
-    bench_node_with(name, seed, &[]).await
+async fn bench_node(
+    name: &str,
+    seed: Option<SocketAddr>,
+    stream_window: Option<u32>,
+) -> anyhow::Result<Node> {
+    let keys: Vec<_> = stream_window
+        .map(|w| ("transport.stream_window", w.to_string()))
+        .into_iter()
+        .collect();
+    bench_node_with(name, seed, &keys).await
 }
 
 /// A node on loopback with the bench secret, seeded by `seed`, with
@@ -76,7 +90,7 @@ async fn bench_node(name: &str, seed: Option<SocketAddr>) -> anyhow::Result<Node
 pub(crate) async fn bench_node_with(
     name: &str,
     seed: Option<SocketAddr>,
-    keys: &[(&str, &str)],
+    keys: &[(&str, impl AsRef<str>)],
 ) -> anyhow::Result<Node> {
     let mut b = NodeBuilder::isolated()
         .cluster("static")
@@ -88,7 +102,7 @@ pub(crate) async fn bench_node_with(
         b = b.seeds([seed.to_string()]);
     }
     for (k, v) in keys {
-        b = b.set(k, v);
+        b = b.set(k, v.as_ref());
     }
     b.start().await.context("bench node did not start")
 }
@@ -106,11 +120,12 @@ pub(crate) async fn answer_pings(node: &Node, mut control: Inbox) {
 
 /// Node B: answers pings, swallows bulk data, until `stop`.
 async fn run_b(
+    stream_window: Option<u32>,
     ready: oneshot::Sender<(SocketAddr, NodeId)>,
     stop: oneshot::Receiver<()>,
     received: Arc<AtomicU64>,
 ) -> anyhow::Result<()> {
-    let b = bench_node("bench-b", None).await?;
+    let b = bench_node("bench-b", None, stream_window).await?;
     let control = b.inbox(Channel::Control);
     let mut data = b.inbox(Channel::Data);
     let _ = ready.send((b.membership_addr(), b.id()));
@@ -136,7 +151,7 @@ async fn run_a(
     b_id: NodeId,
     received: Arc<AtomicU64>,
 ) -> anyhow::Result<Report> {
-    let a = bench_node("bench-a", Some(seed)).await?;
+    let a = bench_node("bench-a", Some(seed), cfg.stream_window).await?;
     a.wait_for_members(2, Duration::from_secs(10))
         .await
         .map_err(|m| anyhow!("nodes did not see each other: {m:?}"))?;
@@ -199,6 +214,7 @@ async fn run_a(
         data_mb_s: bytes as f64 / elapsed / 1e6,
         data_messages: messages,
         message_size: cfg.message_size,
+        stream_window: cfg.stream_window,
         duration_s: elapsed,
         layout: cfg.layout,
     })
@@ -226,7 +242,10 @@ impl TransportBench {
         let (stop_tx, stop_rx) = oneshot::channel();
         let report = match self.layout {
             Layout::PerNode => {
-                let b = on_own_runtime("bench-b", run_b(ready_tx, stop_rx, received.clone()));
+                let b = on_own_runtime(
+                    "bench-b",
+                    run_b(self.stream_window, ready_tx, stop_rx, received.clone()),
+                );
                 let (seed, b_id) = ready_rx.await.context("node b did not start")?;
                 let a = on_own_runtime("bench-a", run_a(self.clone(), seed, b_id, received));
                 let report = tokio::task::spawn_blocking(move || a.join())
@@ -237,7 +256,12 @@ impl TransportBench {
                 report?
             }
             Layout::Shared => {
-                let b = tokio::spawn(run_b(ready_tx, stop_rx, received.clone()));
+                let b = tokio::spawn(run_b(
+                    self.stream_window,
+                    ready_tx,
+                    stop_rx,
+                    received.clone(),
+                ));
                 let (seed, b_id) = ready_rx.await.context("node b did not start")?;
                 let report = run_a(self.clone(), seed, b_id, received).await;
                 let _ = stop_tx.send(());
