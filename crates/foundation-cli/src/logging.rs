@@ -12,10 +12,16 @@ pub(crate) enum LogFormat {
     Json,
 }
 
+/// What the default level leaves out: openraft's own narration (its state
+/// at start-up, every vote, at info) and its replication task's error
+/// twice a second while a peer is away, which the node reports once in
+/// its own words. `RUST_LOG=info` shows them.
+const QUIET: &str = "openraft=warn,openraft::replication=off";
+
 /// Installs the subscriber. `RUST_LOG` overrides the default level.
 pub(crate) fn init(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},{QUIET}")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
