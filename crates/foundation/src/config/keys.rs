@@ -249,7 +249,7 @@ pub const KEYS: &[KeySpec] = &[
             max: 64 << 20
         },
         false,
-        "per-stream QUIC receive window in bytes (default: 262144); throughput per stream <= window / RTT"
+        "per-stream QUIC receive window in bytes (default: 262144); throughput per stream <= window / RTT; smaller keeps less bulk data ahead of control traffic under load"
     ),
     key!(
         "transport.idle_timeout_ms",
