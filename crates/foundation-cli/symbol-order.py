@@ -4,7 +4,7 @@ starts, joins a cluster, serves /metrics and idles, in the order it first
 runs them. build.rs hands the file to the linker, which puts those
 functions side by side at the start of the binary's code, so a node maps
 a few MB of code instead of pulling 64 KiB around each scattered function
-(ADR 028, docs/BENCHMARKS.md "Idle resident memory").
+(ADR 028; docs/BENCHMARKS.md, "Link order").
 
 Function names carry a hash of their build's settings (profile,
 features), so the file holds one list per build that ships: the release

@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::stats::{row, summarize, Summary};
-use super::transport::{answer_pings, bench_node_with, on_own_runtime, PING};
+use super::transport::{answer_pings, bench_node_with, on_own_runtime, stream_window_key, PING};
 use crate::table;
 
 /// Control round trips under a saturated data channel, with and without
@@ -83,9 +83,7 @@ fn keys(single_stream: bool, stream_window: Option<u32>) -> Vec<(&'static str, S
         ("channels.compression", "off".to_owned()),
         ("pubsub.buffer", "64".to_owned()),
     ];
-    if let Some(w) = stream_window {
-        keys.push(("transport.stream_window", w.to_string()));
-    }
+    keys.extend(stream_window_key(stream_window));
     keys
 }
 

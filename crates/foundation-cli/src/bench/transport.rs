@@ -78,11 +78,13 @@ async fn bench_node(
     seed: Option<SocketAddr>,
     stream_window: Option<u32>,
 ) -> anyhow::Result<Node> {
-    let keys: Vec<_> = stream_window
-        .map(|w| ("transport.stream_window", w.to_string()))
-        .into_iter()
-        .collect();
+    let keys: Vec<_> = stream_window_key(stream_window).into_iter().collect();
     bench_node_with(name, seed, &keys).await
+}
+
+/// The `--stream-window` of a bench as a node setting (none: the default).
+pub(crate) fn stream_window_key(window: Option<u32>) -> Option<(&'static str, String)> {
+    window.map(|w| ("transport.stream_window", w.to_string()))
 }
 
 /// A node on loopback with the bench secret, seeded by `seed`, with
