@@ -12,11 +12,14 @@ pub(crate) enum LogFormat {
     Json,
 }
 
-/// What the default level leaves out: openraft's own narration (its state
-/// at start-up, every vote, at info) and its replication task's error
-/// twice a second while a peer is away, which the node reports once in
-/// its own words. `RUST_LOG=info` shows them.
-const QUIET: &str = "openraft=warn,openraft::replication=off";
+/// What the default level leaves out: openraft's own narration. At info it
+/// prints its state at start-up and every vote; at warn, messages it
+/// ignores while a group forms (about six lines per node on every normal
+/// start) and a failed append to a peer that is away, several a second
+/// until the peer is replaced; its replication task logs an error twice a
+/// second for that peer. The node reports the peer down, and voters
+/// replaced, once in its own words. `RUST_LOG=info` shows them all.
+const QUIET: &str = "openraft=error,openraft::replication=off";
 
 /// Installs the subscriber. `RUST_LOG` overrides the default level.
 pub(crate) fn init(format: LogFormat, default: &str) {

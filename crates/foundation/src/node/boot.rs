@@ -228,7 +228,7 @@ impl Node {
                     expected_members: config.process.expected_members,
                     alone_by_config,
                 }),
-                said_waiting: false,
+                quorum_log: Default::default(),
                 handoff_contexts: Default::default(),
             }
             .run(),

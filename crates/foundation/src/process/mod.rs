@@ -14,6 +14,7 @@
 //! re-exports it and adds the manager on top of the registry.
 
 mod manager;
+mod quorum_log;
 mod reconcile;
 mod scope;
 

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::manager::{Instance, ManagerShared, Running};
 use super::manager_wire::{ManagerMsg, KIND_MSG};
 use super::planner::{self, Command, Facts, Input, Planner, Presence, StopCause};
+use super::quorum_log::{Change, QuorumLog};
 use super::scope::Scope;
 use super::spec::{ChildSpec, MAX_SPECS};
 use crate::context::RequestContext;
@@ -34,8 +35,8 @@ pub(crate) struct ManagerTask {
     pub(crate) interval: Duration,
     pub(crate) cancel: CancellationToken,
     pub(crate) planner: Planner,
-    /// The "waiting for peers" warning was logged.
-    pub(crate) said_waiting: bool,
+    /// What has been said about quorum.
+    pub(crate) quorum_log: QuorumLog,
     /// The request context each received handoff came in, for the start
     /// of its instance (bounded by [`MAX_HANDOFF_CONTEXTS`]).
     pub(crate) handoff_contexts: HashMap<String, RequestContext>,
@@ -230,15 +231,28 @@ impl ManagerTask {
         } else {
             Vec::new()
         };
-        if plan.quorum_changed {
+        if let Some(change) = self
+            .quorum_log
+            .changed(plan.quorum_changed, plan.has_quorum)
+        {
             let active = members
                 .iter()
                 .filter(|m| m.presence == Presence::Active)
                 .count();
-            tracing::warn!(node = %me, has_quorum = plan.has_quorum, policy = ?quorum.policy(), active, base = quorum.base().len(), "quorum changed");
+            let (policy, base) = (quorum.policy(), quorum.base().len());
+            match change {
+                Change::Reached => {
+                    tracing::info!(node = %me, ?policy, active, base, "quorum reached")
+                }
+                Change::Lost => {
+                    tracing::warn!(node = %me, ?policy, active, base, "quorum lost: singletons and shards on this side stop")
+                }
+            }
         }
-        if quorum.waiting_for_peers() && !self.said_waiting {
-            self.said_waiting = true;
+        if self
+            .quorum_log
+            .still_waiting(now(), quorum.waiting_for_peers())
+        {
             tracing::warn!(policy = ?quorum.policy(), "no quorum yet: this node has not seen enough peers to know it is not one of several isolated nodes, so singletons and shards wait (set process.expected_members, or 1 to run a cluster of one)");
         }
         if let Some(why) = plan.held_back {
