@@ -14,8 +14,8 @@ pub(crate) enum LogFormat {
 
 /// What the default level leaves out: openraft's own narration. At info it
 /// prints its state at start-up and every vote; at warn, messages it
-/// ignores while a group forms (about six lines per node on every normal
-/// start) and a failed append to a peer that is away, two or three a second
+/// ignores while a group forms (six lines from three nodes on a normal
+/// start, measured) and a failed append to a peer that is away, two or three a second
 /// until the peer is replaced; its replication task logs an error twice a
 /// second for that peer. The node reports the peer down, and voters
 /// replaced, once in its own words. `RUST_LOG=info` shows them all.
