@@ -64,7 +64,11 @@ impl<R> Calls<R> {
     /// A reply arrived: hands it to its caller, if it still waits.
     /// Answers whether one did.
     pub(crate) fn answered(&self, corr: u64, reply: R) -> bool {
-        match self.pending.locked().remove(&corr) {
+        // The table's lock is released before the send wakes the caller:
+        // held across it, the caller's first act (dropping its
+        // `Pending`, which locks the table) would find it taken.
+        let tx = self.pending.locked().remove(&corr);
+        match tx {
             Some(tx) => tx.send(reply).is_ok(),
             None => false,
         }
