@@ -101,7 +101,17 @@ pub(crate) fn emit<R: serde::Serialize>(
 }
 
 impl BenchCmd {
+    /// Runs the bench in a task on a runtime worker, where an
+    /// application's own tasks run. The `main` thread only waits in
+    /// `block_on`: a loop measured there would pay one more cross-thread
+    /// wake-up for every reply than a task on a worker does.
     pub(crate) async fn run(self) -> anyhow::Result<()> {
+        tokio::spawn(self.dispatch())
+            .await
+            .map_err(|e| anyhow::anyhow!("the bench task failed: {e}"))?
+    }
+
+    async fn dispatch(self) -> anyhow::Result<()> {
         match self {
             BenchCmd::Transport(b) => b.run().await,
             BenchCmd::Cache(b) => b.run().await,
