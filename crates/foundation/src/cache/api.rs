@@ -294,7 +294,7 @@ impl<K: Serialize, V: Serialize + DeserializeOwned> Cache<K, V> {
     pub fn invalidate(&self, key: &K) -> Result<(), CacheError> {
         let key = self.key(key)?;
         match &self.near {
-            Some(near) => near.moka.invalidate(&key),
+            Some(near) => near.table.invalidate(&key),
             None => self.store.forget(&key),
         }
         Ok(())
@@ -329,11 +329,11 @@ impl<K: Serialize, V: Serialize + DeserializeOwned> Cache<K, V> {
     /// entries carry the encoded value (none for a delete's tombstone)
     /// and its version.
     pub fn local(&self) -> &moka::sync::Cache<Bytes, Entry> {
-        &self.store.moka
+        self.store.table.moka()
     }
 
     /// The near tier's moka cache, for a cache opened as [`Tier::Near`].
     pub fn near(&self) -> Option<&moka::sync::Cache<Bytes, Entry>> {
-        self.near.as_ref().map(|n| &n.moka)
+        self.near.as_ref().map(|n| n.table.moka())
     }
 }

@@ -112,7 +112,8 @@ async fn move_store(shared: &Shared, store: &Store, before: &Placement, after: &
     // In key order: moka's own order follows its hasher's random state,
     // and a simulation must replay the same sends.
     let mut entries: Vec<(Bytes, Entry)> = store
-        .moka
+        .table
+        .moka()
         .iter()
         .map(|(k, e)| (Bytes::clone(&k), e))
         .collect();

@@ -22,6 +22,11 @@
 //! that is no longer a holder drops its copy only after the new holders
 //! took it (ADR 022).
 //!
+//! On each node, entries are read through a small front before moka, so
+//! a get never applies moka's pending work on the caller's thread; reads
+//! reach moka's eviction policy as a sample, from a background task
+//! (ADR 029). With `tti` set, gets read moka directly.
+//!
 //! What can be lost: a key whose owner and every replica died before a
 //! new holder took a copy, and a write acknowledged with `replicas: 0`
 //! whose owner then crashed. A copy evicted to keep a node within its
@@ -54,6 +59,7 @@
 
 mod api;
 mod error;
+mod front;
 mod handoff;
 mod near;
 mod options;
@@ -62,6 +68,7 @@ mod server;
 mod shared;
 mod single_flight;
 mod store;
+mod table;
 mod wire;
 
 use std::sync::Arc;
@@ -107,8 +114,28 @@ pub(crate) fn start(
         members.resubscribe(),
         cancel.clone(),
     ));
-    tasks.spawn(handoff::run(shared.clone(), members, cancel));
+    tasks.spawn(handoff::run(shared.clone(), members, cancel.clone()));
+    tasks.spawn(drain(shared.clone(), cancel));
     shared
+}
+
+/// Replays the reads the caches' fronts served into their moka caches
+/// every [`table::DRAIN_EVERY`], until the node stops.
+async fn drain(shared: Arc<Shared>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(table::DRAIN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for s in shared.stores() {
+            s.table.drain();
+        }
+        for n in shared.nears() {
+            n.table.drain();
+        }
+    }
 }
 
 /// One cache as `GET /caches` and [`Caches::list`] show it.
@@ -185,7 +212,7 @@ impl Caches {
             .iter()
             .map(|s| {
                 // moka counts what its pending work has applied: apply it.
-                s.moka.run_pending_tasks();
+                s.table.moka().run_pending_tasks();
                 let st = s.stats();
                 let gets = st.hits + st.misses;
                 let near = self.shared.near_of(&s.name);
@@ -197,7 +224,7 @@ impl Caches {
                         }
                         (_, tier) => tier.as_str(),
                     },
-                    near_entries: near.map(|n| n.moka.entry_count()),
+                    near_entries: near.map(|n| n.table.moka().entry_count()),
                     entries: st.entries,
                     hit_rate: if gets == 0 {
                         0.0

@@ -12,22 +12,21 @@ use tokio_util::sync::CancellationToken;
 
 use super::options::CacheOptions;
 use super::shared::Shared;
-use super::store::{bounded, forget_if, Counters, Entry, Store};
+use super::store::{Counters, Entry, Store};
+use super::table::Table;
 use super::wire::{Op, Reply, MAX_BATCH};
 use crate::id::NodeId;
 use crate::locks::Locked;
 
 /// One near cache on this node.
 pub(crate) struct Near {
-    pub(crate) moka: moka::sync::Cache<Bytes, Entry>,
+    pub(crate) table: Table,
     fetches: Mutex<Fetches>,
 }
 
 impl std::fmt::Debug for Near {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Near")
-            .field("entries", &self.moka.entry_count())
-            .finish()
+        f.debug_struct("Near").field("table", &self.table).finish()
     }
 }
 
@@ -53,7 +52,7 @@ impl Fetch<'_> {
         let version = found.filter(|e| e.value.is_some()).map(|e| e.version);
         let keep = self.near.fetches.locked().finish(t, version);
         if let (true, Some(e)) = (keep, found) {
-            self.near.moka.insert(key, e.clone());
+            self.near.table.insert(key, e.clone());
         }
     }
 }
@@ -61,14 +60,14 @@ impl Fetch<'_> {
 impl Near {
     pub(crate) fn new(name: &str, options: &CacheOptions, counters: &Arc<Counters>) -> Self {
         Near {
-            moka: bounded(name, options, counters),
+            table: Table::new(name, options, counters),
             fetches: Mutex::default(),
         }
     }
 
     /// The near copy of `key`, if held.
     pub(crate) fn get(&self, key: &Bytes) -> Option<Entry> {
-        self.moka.get(key).filter(|e| e.value.is_some())
+        self.table.get(key).filter(|e| e.value.is_some())
     }
 
     /// A fetch of `key` starts.
@@ -83,10 +82,10 @@ impl Near {
     /// older answer of a fetch in flight.
     pub(crate) fn invalidate(&self, key: &Bytes, version: Version) {
         self.fetches.locked().invalidated(key, version);
-        if let Some(held) = self.moka.get(key) {
+        if let Some(held) = self.table.get(key) {
             if drops(held.version, version) {
                 metrics::counter!("foundation_cache_near_invalidations_total").increment(1);
-                forget_if(&self.moka, key, held.version);
+                self.table.forget_if(key, held.version);
             }
         }
     }
@@ -142,7 +141,7 @@ pub(crate) async fn reconcile(
 pub(crate) async fn reconcile_once(shared: &Shared, store: &Store, near: &Near) -> usize {
     let me = shared.me();
     let mut by_owner: BTreeMap<NodeId, Vec<(Bytes, Version)>> = BTreeMap::new();
-    let mut held: Vec<(std::sync::Arc<Bytes>, Entry)> = near.moka.iter().collect();
+    let mut held: Vec<(std::sync::Arc<Bytes>, Entry)> = near.table.moka().iter().collect();
     held.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for (k, e) in held {
         if e.value.is_some() {
@@ -167,7 +166,7 @@ pub(crate) async fn reconcile_once(shared: &Shared, store: &Store, near: &Near) 
             };
             for k in stale_keys {
                 if let Some((_, v)) = batch.iter().find(|(b, _)| *b == k) {
-                    forget_if(&near.moka, &k, *v);
+                    near.table.forget_if(&k, *v);
                     repaired += 1;
                 }
             }

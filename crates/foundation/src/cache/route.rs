@@ -266,7 +266,7 @@ pub(crate) async fn copy_to(
 
 /// Drops every entry of the cache on every active member.
 pub(crate) async fn clear(shared: &Shared, store: &Store) -> Result<(), CacheError> {
-    store.moka.invalidate_all();
+    store.table.invalidate_all();
     if store.options.tier == Tier::Local {
         return Ok(());
     }

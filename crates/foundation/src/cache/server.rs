@@ -118,7 +118,7 @@ pub(crate) async fn handle(shared: &Shared, from: NodeId, req: Request) -> Reply
             Reply::Done
         }
         Op::Clear => {
-            s.moka.invalidate_all();
+            s.table.invalidate_all();
             Reply::Done
         }
         Op::Claim { key } => Reply::Claim(shared.flight.claim(&s, &key, from).await),

@@ -175,6 +175,11 @@ impl Shared {
         self.stores.read_locked().values().cloned().collect()
     }
 
+    /// Every near tier on this node.
+    pub(crate) fn nears(&self) -> Vec<Arc<Near>> {
+        self.nears.read_locked().values().cloned().collect()
+    }
+
     /// The members of the current placement.
     pub(crate) fn placement_members(&self) -> Vec<NodeId> {
         self.placement.read_locked().members.clone()

@@ -3,17 +3,16 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use foundation_proto::cache::Version;
-use moka::notification::RemovalCause;
 use moka::ops::compute::Op;
 use moka::sync::Cache as Moka;
-use moka::Expiry;
 use serde::{Deserialize, Serialize};
 
 use super::options::CacheOptions;
+use super::table::Table;
 use crate::id::NodeId;
 
 /// Most nodes recorded as keeping near copies of one key; a node beyond
@@ -39,34 +38,16 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn ttl(&self) -> Option<Duration> {
+    pub(crate) fn ttl(&self) -> Option<Duration> {
         match (&self.value, self.ttl_ms) {
             (None, _) => Some(TOMBSTONE_TTL),
             (Some(_), ms) => ms.map(Duration::from_millis),
         }
     }
 
-    fn weight(key: &Bytes, e: &Entry) -> u32 {
+    pub(crate) fn weight(key: &Bytes, e: &Entry) -> u32 {
         let v = e.value.as_ref().map_or(0, Bytes::len);
         u32::try_from(key.len() + v + 32).unwrap_or(u32::MAX)
-    }
-}
-
-struct PerEntryTtl;
-
-impl Expiry<Bytes, Entry> for PerEntryTtl {
-    fn expire_after_create(&self, _: &Bytes, e: &Entry, _: Instant) -> Option<Duration> {
-        e.ttl()
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &Bytes,
-        e: &Entry,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        e.ttl()
     }
 }
 
@@ -99,7 +80,7 @@ pub(crate) struct Counters {
 pub(crate) struct Store {
     pub(crate) name: String,
     pub(crate) options: CacheOptions,
-    pub(crate) moka: Moka<Bytes, Entry>,
+    pub(crate) table: Table,
     /// Which nodes keep near copies of which keys this node owns (bounded
     /// like the cache; a record evicted is repaired by reconciliation).
     interest: Moka<Bytes, Vec<NodeId>>,
@@ -111,46 +92,9 @@ impl std::fmt::Debug for Store {
         f.debug_struct("Store")
             .field("name", &self.name)
             .field("options", &self.options)
-            .field("entries", &self.moka.entry_count())
+            .field("table", &self.table)
             .finish()
     }
-}
-
-/// A bounded moka cache of entries built from `options`, counting its
-/// evictions into `counters` under metric label `name`.
-pub(crate) fn bounded(
-    name: &str,
-    options: &CacheOptions,
-    counters: &Arc<Counters>,
-) -> Moka<Bytes, Entry> {
-    let evicted = counters.clone();
-    let label = name.to_owned();
-    let mut b = Moka::builder()
-        .expire_after(PerEntryTtl)
-        .eviction_listener(move |_, _, cause| {
-            if cause == RemovalCause::Size {
-                evicted.evictions.fetch_add(1, Relaxed);
-                metrics::counter!("foundation_cache_evictions_total", "cache" => label.clone())
-                    .increment(1);
-            }
-        });
-    b = match options.max_bytes {
-        Some(bytes) => b.max_capacity(bytes).weigher(Entry::weight),
-        None => b.max_capacity(options.max_entries),
-    };
-    if let Some(tti) = options.tti {
-        b = b.time_to_idle(tti);
-    }
-    b.build()
-}
-
-/// Drops `key` from `moka` if it is still at `version` (a newer write
-/// that arrived since is kept): the holder's store and the near tier both.
-pub(crate) fn forget_if(moka: &Moka<Bytes, Entry>, key: &Bytes, version: Version) {
-    moka.entry(key.clone()).and_compute_with(|held| match held {
-        Some(h) if h.value().version == version => Op::Remove,
-        _ => Op::Nop,
-    });
 }
 
 impl Store {
@@ -159,7 +103,7 @@ impl Store {
         let interest = Moka::builder().max_capacity(options.max_entries).build();
         Store {
             name: name.to_owned(),
-            moka: bounded(name, &options, &counters),
+            table: Table::new(name, &options, &counters),
             interest,
             options,
             counters,
@@ -191,7 +135,7 @@ impl Store {
 
     /// The entry under `key`, tombstones included.
     pub(crate) fn entry(&self, key: &Bytes) -> Option<Entry> {
-        self.moka.get(key)
+        self.table.get(key)
     }
 
     /// Counts a get's outcome (in the cache's own counters, which
@@ -209,26 +153,18 @@ impl Store {
     /// Stores `entry` unless the copy held is as new or newer. Answers
     /// whether it was stored.
     pub(crate) fn apply(&self, key: Bytes, entry: Entry) -> bool {
-        let mut stored = false;
-        self.moka.entry(key).and_compute_with(|held| match held {
-            Some(h) if !h.value().version.is_superseded_by(entry.version) => Op::Nop,
-            _ => {
-                stored = true;
-                Op::Put(entry)
-            }
-        });
-        stored
+        self.table.apply(key, entry)
     }
 
     /// Drops this node's copy of `key`, whatever its version.
     pub(crate) fn forget(&self, key: &Bytes) {
-        self.moka.invalidate(key);
+        self.table.invalidate(key);
     }
 
     /// Drops this node's copy of `key` if it is still at `version` (a
     /// newer write that arrived since is kept).
     pub(crate) fn forget_if(&self, key: &Bytes, version: Version) {
-        forget_if(&self.moka, key, version);
+        self.table.forget_if(key, version);
     }
 
     pub(crate) fn stats(&self) -> CacheStats {
@@ -237,7 +173,7 @@ impl Store {
             hits: c.hits.load(Relaxed),
             misses: c.misses.load(Relaxed),
             evictions: c.evictions.load(Relaxed),
-            entries: self.moka.entry_count(),
+            entries: self.table.moka().entry_count(),
             remote_calls: c.remote_calls.load(Relaxed),
         }
     }
