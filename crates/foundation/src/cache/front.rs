@@ -2,8 +2,8 @@
 //! sharded map without writing moka's read log, whose flush (once every
 //! 64 reads, on the reading thread) is what a moka get's tail is made
 //! of. Reads are recorded lossily in small per-shard logs that a
-//! background task replays into moka, as Caffeine drains its read
-//! buffers off the reader's thread.
+//! background task replays into moka (a log that fills asks for it), as
+//! Caffeine drains its read buffers off the reader's thread.
 //!
 //! The front never decides what is live: [`Table`](super::table::Table)
 //! asks moka (`contains_key`, which records nothing) before it serves a
@@ -15,11 +15,12 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use foldhash::fast::RandomState;
+use tokio::sync::Notify;
 
 use crate::locks::{Locked, RwLocked};
 
@@ -53,6 +54,10 @@ pub(crate) struct Front<V> {
     shards: Box<[Shard<V>]>,
     /// Most copies one shard keeps.
     per_shard: usize,
+    /// Told when a shard's log fills, once until the next drain.
+    wake: Arc<Notify>,
+    /// A drain was asked for since the last one.
+    asked: AtomicBool,
 }
 
 impl<V: Clone> std::fmt::Debug for Front<V> {
@@ -63,8 +68,9 @@ impl<V: Clone> std::fmt::Debug for Front<V> {
 
 impl<V: Clone> Front<V> {
     /// A front of at most about `capacity` copies (the moka cache's own
-    /// bound in entries: the front only keeps keys moka holds).
-    pub(crate) fn new(capacity: u64) -> Self {
+    /// bound in entries: the front only keeps keys moka holds), which
+    /// tells `wake` when a log fills.
+    pub(crate) fn new(capacity: u64, wake: Arc<Notify>) -> Self {
         let per_shard = usize::try_from(capacity / SHARDS as u64)
             .unwrap_or(usize::MAX)
             .saturating_add(1);
@@ -74,11 +80,13 @@ impl<V: Clone> Front<V> {
                 .map(|_| Shard {
                     epoch: AtomicU64::new(0),
                     map: RwLock::default(),
-                    log: Mutex::new(Vec::with_capacity(LOG_PER_SHARD)),
+                    log: Mutex::default(),
                     logged: AtomicUsize::new(0),
                 })
                 .collect(),
             per_shard,
+            wake,
+            asked: AtomicBool::new(false),
         }
     }
 
@@ -103,6 +111,9 @@ impl<V: Clone> Front<V> {
                 if log.len() < LOG_PER_SHARD {
                     log.push(k);
                     shard.logged.store(log.len(), Ordering::Relaxed);
+                    if log.len() == LOG_PER_SHARD && !self.asked.swap(true, Ordering::Relaxed) {
+                        self.wake.notify_one();
+                    }
                 }
             }
         }
@@ -168,9 +179,13 @@ impl<V: Clone> Front<V> {
     /// Hands every logged read to `replay` and empties the logs. Answers
     /// how many there were.
     pub(crate) fn drain(&self, mut replay: impl FnMut(&Bytes)) -> usize {
+        self.asked.store(false, Ordering::Relaxed);
         let mut n = 0;
-        let mut spare = Vec::with_capacity(LOG_PER_SHARD);
+        let mut spare = Vec::new();
         for shard in self.shards.iter() {
+            if shard.logged.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
             {
                 let mut log = shard.log.locked();
                 std::mem::swap(&mut *log, &mut spare);
@@ -199,7 +214,7 @@ mod tests {
 
     #[test]
     fn a_copy_read_before_a_change_is_not_kept() {
-        let f = Front::new(100);
+        let f = Front::new(100, Arc::default());
         let t = f.ticket(b"a");
         // A writer changes "a" between the reader's moka read and its fill.
         f.forget(b"a");
@@ -229,7 +244,7 @@ mod tests {
 
     #[test]
     fn the_front_keeps_no_more_than_its_capacity() {
-        let f = Front::new(32);
+        let f = Front::new(32, Arc::default());
         for i in 0..10_000u32 {
             let key = Bytes::from(i.to_le_bytes().to_vec());
             let t = f.ticket(&key);
@@ -239,8 +254,33 @@ mod tests {
     }
 
     #[test]
+    fn a_full_log_asks_for_one_drain_until_it_is_drained() {
+        use futures_util::FutureExt as _;
+        let wake = Arc::new(Notify::new());
+        let f = Front::new(100, wake.clone());
+        let t = f.ticket(b"k");
+        f.fill(t, k("k"), 1);
+        let asked = || wake.notified().now_or_never().is_some();
+        for _ in 0..LOG_PER_SHARD - 1 {
+            f.get(b"k");
+        }
+        assert!(!asked(), "asked before a log was full");
+        f.get(b"k");
+        assert!(asked(), "a full log did not ask");
+        for _ in 0..LOG_PER_SHARD {
+            f.get(b"k");
+        }
+        assert!(!asked(), "asked twice before a drain");
+        assert_eq!(f.drain(|_| {}), LOG_PER_SHARD);
+        for _ in 0..LOG_PER_SHARD {
+            f.get(b"k");
+        }
+        assert!(asked(), "a log full again after a drain did not ask");
+    }
+
+    #[test]
     fn reads_are_logged_up_to_the_bound_and_drained_once() {
-        let f = Front::new(1_000);
+        let f = Front::new(1_000, Arc::default());
         for i in 0..4u8 {
             let t = f.ticket(&[i]);
             f.fill(t, Bytes::from(vec![i]), i);

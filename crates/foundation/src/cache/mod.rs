@@ -24,7 +24,7 @@
 //!
 //! On each node, entries are read through a small front before moka, so
 //! a get never applies moka's pending work on the caller's thread; reads
-//! reach moka's eviction policy as a sample, from a background task
+//! reach moka's eviction policy from a background task that replays them
 //! (ADR 029). With `tti` set, gets read moka directly.
 //!
 //! What can be lost: a key whose owner and every replica died before a
@@ -119,22 +119,30 @@ pub(crate) fn start(
     shared
 }
 
-/// Replays the reads the caches' fronts served into their moka caches
-/// every [`table::DRAIN_EVERY`], until the node stops.
+/// Replays the reads the caches' fronts served into their moka caches,
+/// until the node stops: when a front's log fills, and otherwise every
+/// [`table::DRAIN_BUSY`] while reads come, every [`table::DRAIN_IDLE`]
+/// when none came.
 async fn drain(shared: Arc<Shared>, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(table::DRAIN_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut wait = table::DRAIN_IDLE;
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
-            _ = tick.tick() => {}
+            () = tokio::time::sleep(wait) => {}
+            () = shared.drain_wake.notified() => {}
         }
+        let mut replayed = 0;
         for s in shared.stores() {
-            s.table.drain();
+            replayed += s.table.drain();
         }
         for n in shared.nears() {
-            n.table.drain();
+            replayed += n.table.drain();
         }
+        wait = if replayed > 0 {
+            table::DRAIN_BUSY
+        } else {
+            table::DRAIN_IDLE
+        };
     }
 }
 

@@ -10,9 +10,8 @@ use foundation_proto::cache::near::{drops, Fetches, Ticket};
 use foundation_proto::cache::Version;
 use tokio_util::sync::CancellationToken;
 
-use super::options::CacheOptions;
 use super::shared::Shared;
-use super::store::{Counters, Entry, Store};
+use super::store::{Entry, Store};
 use super::table::Table;
 use super::wire::{Op, Reply, MAX_BATCH};
 use crate::id::NodeId;
@@ -58,9 +57,10 @@ impl Fetch<'_> {
 }
 
 impl Near {
-    pub(crate) fn new(name: &str, options: &CacheOptions, counters: &Arc<Counters>) -> Self {
+    /// A near tier keeping its copies in `table`.
+    pub(crate) fn new(table: Table) -> Self {
         Near {
-            table: Table::new(name, options, counters),
+            table,
             fetches: Mutex::default(),
         }
     }

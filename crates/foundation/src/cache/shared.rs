@@ -14,6 +14,7 @@ use super::error::CacheError;
 use super::near::Near;
 use super::options::{CacheOptions, Tier};
 use super::store::Store;
+use super::table::Table;
 use super::wire::{Envelope, Op, Reply, Request, Spread, KIND_REQUEST};
 use crate::calls::Calls;
 use crate::id::NodeId;
@@ -55,6 +56,8 @@ pub(crate) struct Shared {
     /// Wall milliseconds for stamps (the system's, or a simulation's).
     wall: Wall,
     pub(crate) cancel: CancellationToken,
+    /// Told when a cache's read front wants its logged reads replayed.
+    pub(crate) drain_wake: Arc<tokio::sync::Notify>,
 }
 
 /// The clock write stamps read.
@@ -93,6 +96,7 @@ impl Shared {
             flight: Default::default(),
             nears: RwLock::default(),
             cancel,
+            drain_wake: Arc::default(),
             wall: Wall(wall),
             defaults,
             messenger,
@@ -122,7 +126,7 @@ impl Shared {
                 limit: MAX_CACHES,
             });
         }
-        let s = Arc::new(Store::new(name, options.clone()));
+        let s = Arc::new(Store::new(name, options.clone(), &self.drain_wake));
         stores.insert(name.to_owned(), s.clone());
         Ok(s)
     }
@@ -153,7 +157,12 @@ impl Shared {
         if let Some(n) = nears.get(&store.name) {
             return n.clone();
         }
-        let n = Arc::new(Near::new(&store.name, options, &store.counters));
+        let n = Arc::new(Near::new(Table::new(
+            &store.name,
+            options,
+            &store.counters,
+            &self.drain_wake,
+        )));
         nears.insert(store.name.clone(), n.clone());
         self.messenger.tasks.spawn(super::near::reconcile(
             Arc::downgrade(self),

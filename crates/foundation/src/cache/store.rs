@@ -98,12 +98,12 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    pub(crate) fn new(name: &str, options: CacheOptions) -> Self {
+    pub(crate) fn new(name: &str, options: CacheOptions, wake: &Arc<tokio::sync::Notify>) -> Self {
         let counters = Arc::new(Counters::default());
         let interest = Moka::builder().max_capacity(options.max_entries).build();
         Store {
             name: name.to_owned(),
-            table: Table::new(name, &options, &counters),
+            table: Table::new(name, &options, &counters, wake),
             interest,
             options,
             counters,
@@ -198,7 +198,7 @@ mod tests {
 
     #[test]
     fn a_copy_keeps_the_newest_write_whatever_the_arrival_order() {
-        let s = Store::new("t", CacheOptions::default());
+        let s = Store::new("t", CacheOptions::default(), &Arc::default());
         let k = Bytes::from_static(b"k");
         assert!(s.apply(k.clone(), at(5, Some(b"five"))));
         // An older write arriving late is refused, an equal one too.

@@ -29,8 +29,11 @@ use super::front::Front;
 use super::options::CacheOptions;
 use super::store::{Counters, Entry};
 
-/// How often logged front reads are replayed into moka.
-pub(crate) const DRAIN_EVERY: Duration = Duration::from_millis(100);
+/// How often logged front reads are replayed into moka while reads
+/// come (each replay takes at most 16 × 64 keys per table).
+pub(crate) const DRAIN_BUSY: Duration = Duration::from_millis(10);
+/// How often the drain looks when no read came since the last look.
+pub(crate) const DRAIN_IDLE: Duration = Duration::from_millis(100);
 
 struct PerEntryTtl;
 
@@ -67,8 +70,14 @@ impl std::fmt::Debug for Table {
 
 impl Table {
     /// A table bounded by `options`, counting its evictions into
-    /// `counters` under metric label `name`.
-    pub(crate) fn new(name: &str, options: &CacheOptions, counters: &Arc<Counters>) -> Self {
+    /// `counters` under metric label `name`. `wake` is told when the front's logged reads should be replayed
+    /// (see [`Table::drain`]).
+    pub(crate) fn new(
+        name: &str,
+        options: &CacheOptions,
+        counters: &Arc<Counters>,
+        wake: &Arc<tokio::sync::Notify>,
+    ) -> Self {
         let capacity = match options.max_bytes {
             // An entry weighs at least 33 bytes (`Entry::weight`).
             Some(bytes) => bytes / 33,
@@ -77,7 +86,7 @@ impl Table {
         let front = options
             .tti
             .is_none()
-            .then(|| Arc::new(Front::new(capacity)));
+            .then(|| Arc::new(Front::new(capacity, wake.clone())));
         let evicted = counters.clone();
         let label = name.to_owned();
         let listener_front = front.clone();

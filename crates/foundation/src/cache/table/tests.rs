@@ -16,7 +16,12 @@ use crate::cache::options::CacheOptions;
 use crate::cache::store::{Counters, Entry};
 
 fn table(options: &CacheOptions) -> Table {
-    Table::new("t", options, &Arc::new(Counters::default()))
+    Table::new(
+        "t",
+        options,
+        &Arc::new(Counters::default()),
+        &Arc::default(),
+    )
 }
 
 fn at(stamp: u64, value: Option<u8>) -> Entry {
