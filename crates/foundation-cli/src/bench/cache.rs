@@ -4,6 +4,9 @@
 //!
 //! - local tier get (ns) and gets per second on one core, and moka's own
 //!   get of the same entries (what the cache adds to it);
+//! - hit rate of a bounded local tier under Zipf-distributed keys, from a
+//!   task that yields and from one that never does, beside moka alone
+//!   under the same keys;
 //! - partitioned get from a non-holder (µs), and gets per second with 64
 //!   concurrent callers;
 //! - near tier hit (ns);
@@ -55,6 +58,9 @@ pub(crate) struct Report {
     pub(crate) local_get_ns: Summary,
     pub(crate) local_ops_per_s: f64,
     pub(crate) moka_get_ns: Summary,
+    pub(crate) hit_rate: f64,
+    pub(crate) hit_rate_no_yield: f64,
+    pub(crate) moka_hit_rate: f64,
     pub(crate) remote_get_us: Summary,
     pub(crate) remote_gets_per_s: f64,
     pub(crate) near_hit_ns: Summary,
@@ -146,6 +152,8 @@ impl CacheBench {
         let mut c = Cluster::start(self.base_port).await?;
         let result = async {
             let (local_get_ns, local_ops_per_s, moka_get_ns) = phase::local(&c.a, self.ops).await?;
+            let (hit_rate, hit_rate_no_yield, moka_hit_rate) =
+                phase::hit_rates(&c.a, self.ops * 50).await?;
             let (remote_get_us, remote_gets_per_s) =
                 phase::remote(&c, self.ops / 4, Duration::from_secs(self.seconds)).await?;
             let near_hit_ns = phase::near_hits(&c, self.ops).await?;
@@ -155,6 +163,9 @@ impl CacheBench {
                 local_get_ns,
                 local_ops_per_s,
                 moka_get_ns,
+                hit_rate,
+                hit_rate_no_yield,
+                moka_hit_rate,
                 remote_get_us,
                 remote_gets_per_s,
                 near_hit_ns,
@@ -191,7 +202,7 @@ pub(crate) fn table(r: &Report) {
         )
     );
     println!(
-        "\nlocal gets/s on one core: {:.0}; partitioned gets/s with 64 callers: {:.0}\nrebalance of {} keys when a node joins: {:.0} ms; keys lost: {}",
-        r.local_ops_per_s, r.remote_gets_per_s, r.keys, r.rebalance_ms, r.keys_lost
+        "\nlocal gets/s on one core: {:.0}; partitioned gets/s with 64 callers: {:.0}\nhit rate bounded to 1,000 of 100,000 Zipf keys: local tier {:.3} (a task that never yields: {:.3}), moka alone {:.3}\nrebalance of {} keys when a node joins: {:.0} ms; keys lost: {}",
+        r.local_ops_per_s, r.remote_gets_per_s, r.hit_rate, r.hit_rate_no_yield, r.moka_hit_rate, r.keys, r.rebalance_ms, r.keys_lost
     );
 }

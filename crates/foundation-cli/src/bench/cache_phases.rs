@@ -59,6 +59,82 @@ pub(crate) async fn local(node: &Node, ops: usize) -> anyhow::Result<(Summary, f
     Ok((summarize(lat), per_s, summarize(raw)))
 }
 
+/// Keys of the hit-rate phase.
+const ZIPF_KEYS: usize = 100_000;
+/// The bound, in entries, of the hit-rate phase's caches.
+const ZIPF_BOUND: u64 = 1_000;
+
+/// `n` keys drawn from a Zipf distribution (exponent 1) over
+/// [`ZIPF_KEYS`] keys, the same for the same `seed`.
+fn zipf_keys(n: usize, seed: u64) -> Vec<u64> {
+    let mut cdf = Vec::with_capacity(ZIPF_KEYS);
+    let mut sum = 0.0;
+    for rank in 1..=ZIPF_KEYS {
+        sum += 1.0 / rank as f64;
+        cdf.push(sum);
+    }
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            // splitmix64
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let u = (z >> 11) as f64 / (1u64 << 53) as f64 * sum;
+            cdf.partition_point(|c| *c < u) as u64
+        })
+        .collect()
+}
+
+/// The hit rate of a local-tier cache bounded to [`ZIPF_BOUND`]
+/// entries under `keys`, each a get and on a miss a put, from a task
+/// that yields every `yield_every` gets (0: never).
+async fn hit_rate(
+    node: &Node,
+    name: &str,
+    keys: &[u64],
+    yield_every: usize,
+) -> anyhow::Result<f64> {
+    let value = noise(VALUE);
+    let options = CacheOptions::tier(Tier::Local).max_entries(ZIPF_BOUND);
+    let cache: Bench = node.cache(name, options)?;
+    for (i, k) in keys.iter().enumerate() {
+        if yield_every > 0 && i % yield_every == 0 {
+            tokio::task::yield_now().await;
+        }
+        if cache.get(k).await?.is_none() {
+            cache.put(k, &value).await?;
+        }
+    }
+    let s = cache.stats();
+    Ok(s.hits as f64 / (s.hits + s.misses).max(1) as f64)
+}
+
+/// Hit rates of caches bounded to [`ZIPF_BOUND`] entries under `ops`
+/// Zipf-distributed keys, each a get and on a miss a put. The local
+/// tier's eviction sees the reads its front served as a replay (ADR 029):
+/// measured from a task that yields every 64 gets, as one that awaits
+/// I/O does, and from one that never yields (the replay waits for it);
+/// beside them moka alone, which sees every read as it happens.
+pub(crate) async fn hit_rates(node: &Node, ops: usize) -> anyhow::Result<(f64, f64, f64)> {
+    let keys = zipf_keys(ops, 7);
+    let yielding = hit_rate(node, "bench-hits", &keys, 64).await?;
+    let tight = hit_rate(node, "bench-hits-tight", &keys, 0).await?;
+    let value = noise(VALUE);
+    let moka = foundation::cache::moka::sync::Cache::<u64, Vec<u8>>::new(ZIPF_BOUND);
+    let mut hits = 0usize;
+    for k in &keys {
+        if moka.get(k).is_some() {
+            hits += 1;
+        } else {
+            moka.insert(*k, value.clone());
+        }
+    }
+    Ok((yielding, tight, hits as f64 / keys.len().max(1) as f64))
+}
+
 /// `n` keys none of whose holders is `me`.
 fn keys_elsewhere(cache: &Bench, me: NodeId, n: usize) -> anyhow::Result<Vec<u64>> {
     let mut keys = Vec::with_capacity(n);
