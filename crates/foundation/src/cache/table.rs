@@ -70,8 +70,8 @@ impl std::fmt::Debug for Table {
 
 impl Table {
     /// A table bounded by `options`, counting its evictions into
-    /// `counters` under metric label `name`. `wake` is told when the front's logged reads should be replayed
-    /// (see [`Table::drain`]).
+    /// `counters` under metric label `name`. `wake` is told when the
+    /// front's logged reads should be replayed (see [`Table::drain`]).
     pub(crate) fn new(
         name: &str,
         options: &CacheOptions,
